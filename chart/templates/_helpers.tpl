@@ -161,7 +161,7 @@ fails the render, except S32S3_LOG_FORMAT, which config.extraEnv may override.
 {{- end }}
 {{- range $var := $vars }}
 {{- $entry := include "s32s3.envVar" $var | fromJson }}
-{{- if $entry }}
+{{- if hasKey $entry "name" }}
 {{- if hasKey $seen $entry.name }}
 {{- fail (printf "%s: %s is already set by %s; set it in one place only" (index $var 0) $entry.name (get $seen $entry.name)) }}
 {{- end }}
