@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import re
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -520,6 +521,19 @@ def test_an_rclone_option_in_both_spellings_fails(chart: helm.Chart) -> None:
         render(chart, with_config(rclone={"s3-chunk-size": "8Mi", "s3_chunk_size": "16Mi"}))
 
 
+def test_values_from_set_flags(chart: helm.Chart) -> None:
+    # `--set` parses numbers as int64, values files as float64: both must print as plain integers.
+    values = helm.parse_set_string(
+        "restore.enabled=true,restore.at=2025-01-31T23:00:00Z,config.expirationDays=30,"
+        "config.rclone.s3-chunk-size=67108864,config.extraEnv.BIG=10000000"
+    )
+    job = workload(chart, values)
+    assert container(job)["args"] == ["restore", "--at", "2025-01-31T23:00:00Z"]
+    assert env(job)["S32S3_EXPIRATION_DAYS"] == "30"
+    assert env(job)["S32S3_PART_SIZE"] == "67108864"
+    assert env(job)["BIG"] == "10000000"
+
+
 # --- image, names, pods -----------------------------------------------------------------------------------
 
 
@@ -640,6 +654,8 @@ WRONG_VALUES = [
     ("restore:\n  enabled: 'yes'\n", "/restore/enabled"),
     ("restore:\n  at: yesterday\n", "/restore/at"),
     ("restore:\n  at: 2025-01-31\n", "/restore/at"),
+    ("restore:\n  at: '2025-01-31 23:00:00Z'\n", "/restore/at"),
+    ("restore:\n  at: '2025-01-31T23:00:00'\n", "/restore/at"),  # no offset: ambiguous
     ("image:\n  name: 5\n", "/image/name"),
     ("image:\n  pullPolicy: Sometimes\n", "/image/pullPolicy"),
     ("image:\n  tag: 1.2\n", "/image/tag"),
@@ -775,6 +791,16 @@ def test_readme_minio_example_uses_the_minio_secrets(chart: helm.Chart) -> None:
     assert job["kind"] == "Job"
     assert container(job)["args"] == ["restore", "--at", "2025-01-31T23:00:00Z"]
     assert env(job) == variables
+
+
+def test_the_packaged_chart_leaves_the_tests_out(tmp_path: Path) -> None:
+    archive = helm.package(CHART_DIR, destination=tmp_path)
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    assert {"s32s3/Chart.yaml", "s32s3/values.schema.json", "s32s3/README.md", "s32s3/templates/cronjob.yaml"} <= names
+    assert not any("/tests/" in name or "__pycache__" in name for name in names), names
+    with helm.Chart.load(archive) as packaged:
+        assert packaged.values == EXPECTED_DEFAULTS
 
 
 def test_notes(chart: helm.Chart) -> None:
