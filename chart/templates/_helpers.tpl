@@ -1,0 +1,272 @@
+{{/*
+The chart name, or nameOverride.
+*/}}
+{{- define "s32s3.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The prefix of every object name: fullnameOverride, else "<release>-<name>", else the release name alone when it
+already contains the name. Truncated to 63 characters (DNS label).
+*/}}
+{{- define "s32s3.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Chart name and version, for the helm.sh/chart label.
+*/}}
+{{- define "s32s3.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels of every object.
+*/}}
+{{- define "s32s3.labels" -}}
+helm.sh/chart: {{ include "s32s3.chart" . }}
+{{ include "s32s3.selectorLabels" . }}
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+Labels that identify the release's pods.
+*/}}
+{{- define "s32s3.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "s32s3.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+The image reference; the tag defaults to the chart's appVersion.
+*/}}
+{{- define "s32s3.image" -}}
+{{- printf "%s:%s" .Values.image.name (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/*
+A scalar as an environment variable value. Helm reads every number in values as a float64, which would print
+67108864 as "6.7108864e+07": whole numbers are printed as integers.
+*/}}
+{{- define "s32s3.scalar" -}}
+{{- if and (kindIs "float64" .) (eq (float64 (int64 .)) .) }}
+{{- int64 . }}
+{{- else }}
+{{- toString . }}
+{{- end }}
+{{- end }}
+
+{{/*
+One environment variable from a value in one of the forms
+  {}                          -> left out (rendered as "{}")
+  {value: x}                  -> value: "x"
+  {valueFrom: {...}}          -> valueFrom: {...}
+  x (scalar; only where the 4th argument is true) -> value: "x"
+Arguments: (list <values path, for messages> <variable name> <value> <scalar allowed>).
+Renders the EnvVar as JSON, for the caller to fromJson.
+*/}}
+{{- define "s32s3.envVar" -}}
+{{- $path := index . 0 }}
+{{- $name := index . 1 }}
+{{- $v := index . 2 }}
+{{- $scalarOk := index . 3 }}
+{{- if or (kindIs "invalid" $v) (and (kindIs "map" $v) (empty $v)) }}
+{{- dict | toJson }}
+{{- else if kindIs "map" $v }}
+{{- if and (hasKey $v "value") (hasKey $v "valueFrom") }}
+{{- fail (printf "%s: give either value or valueFrom, not both" $path) }}
+{{- else if hasKey $v "value" }}
+{{- if or (kindIs "invalid" $v.value) (kindIs "map" $v.value) (kindIs "slice" $v.value) }}
+{{- fail (printf "%s.value must be a string, number or boolean" $path) }}
+{{- end }}
+{{- dict "name" $name "value" (include "s32s3.scalar" $v.value) | toJson }}
+{{- else if hasKey $v "valueFrom" }}
+{{- if not (kindIs "map" $v.valueFrom) }}
+{{- fail (printf "%s.valueFrom must be an EnvVarSource such as {secretKeyRef: {name: …, key: …}}" $path) }}
+{{- end }}
+{{- dict "name" $name "valueFrom" $v.valueFrom | toJson }}
+{{- else }}
+{{- fail (printf "%s: expected {value: …} or {valueFrom: …}, got keys %s" $path (keys $v | sortAlpha | join ", ")) }}
+{{- end }}
+{{- else if and $scalarOk (or (kindIs "string" $v) (kindIs "float64" $v) (kindIs "int64" $v) (kindIs "int" $v) (kindIs "bool" $v)) }}
+{{- dict "name" $name "value" (include "s32s3.scalar" $v) | toJson }}
+{{- else }}
+{{- fail (printf "%s: expected {value: …} or {valueFrom: …}, got %s" $path (kindOf $v)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+rclone option names (config.rclone, with "-" or "_") -> s32s3 environment variables.
+*/}}
+{{- define "s32s3.rcloneEnv" -}}
+transfers: S32S3_TRANSFERS
+checkers: S32S3_CHECKERS
+bwlimit: S32S3_BWLIMIT
+s3-upload-cutoff: S32S3_MULTIPART_THRESHOLD
+s3-chunk-size: S32S3_PART_SIZE
+s3-upload-concurrency: S32S3_PART_CONCURRENCY
+retries: S32S3_RETRIES
+max-delete: S32S3_MAX_DELETE
+log-level: S32S3_LOG_LEVEL
+{{- end }}
+
+{{/*
+The container's environment, in a fixed order: log format, source, destination, crypt, backup settings, tuning
+(config.rclone), then config.extraEnv (last, so it may refer to the others with $(NAME)). A variable set twice
+fails the render, except S32S3_LOG_FORMAT, which config.extraEnv may override.
+*/}}
+{{- define "s32s3.env" -}}
+{{- $cfg := .Values.config }}
+{{- $extra := $cfg.extraEnv | default dict }}
+{{- $env := list }}
+{{- $seen := dict }}
+{{- if not (hasKey $extra "S32S3_LOG_FORMAT") }}
+{{- $env = append $env (dict "name" "S32S3_LOG_FORMAT" "value" "json") }}
+{{- end }}
+{{- $vars := list }}
+{{- range $section := list "source" "destination" }}
+{{- $values := index $cfg $section | default dict }}
+{{- range $key := list "endpoint" "access_key_id" "secret_access_key" "region" "provider" }}
+{{- $vars = append $vars (list (printf "config.%s.%s" $section $key) (printf "S32S3_%s_%s" (upper $section) (upper $key)) (index $values $key) false) }}
+{{- end }}
+{{- end }}
+{{- $crypt := $cfg.crypt | default dict }}
+{{- $vars = append $vars (list "config.crypt.password" "S32S3_CRYPT_PASSWORD" $crypt.password false) }}
+{{- $vars = append $vars (list "config.crypt.password2" "S32S3_CRYPT_PASSWORD2" $crypt.password2 false) }}
+{{- $vars = append $vars (list "config.backupBucket" "S32S3_BACKUP_BUCKET" $cfg.backupBucket true) }}
+{{- $vars = append $vars (list "config.expirationDays" "S32S3_EXPIRATION_DAYS" $cfg.expirationDays true) }}
+{{- $vars = append $vars (list "config.schedule" "S32S3_SCHEDULE" $cfg.schedule true) }}
+{{- $rcloneEnv := include "s32s3.rcloneEnv" . | fromYaml }}
+{{- range $key, $v := $cfg.rclone }}
+{{- $option := $key | replace "_" "-" }}
+{{- if not (hasKey $rcloneEnv $option) }}
+{{- fail (printf "config.rclone.%s: unknown option; s32s3 understands %s" $key (keys $rcloneEnv | sortAlpha | join ", ")) }}
+{{- end }}
+{{- $vars = append $vars (list (printf "config.rclone.%s" $key) (get $rcloneEnv $option) $v true) }}
+{{- end }}
+{{- range $name, $v := $extra }}
+{{- $vars = append $vars (list (printf "config.extraEnv.%s" $name) $name $v true) }}
+{{- end }}
+{{- range $var := $vars }}
+{{- $entry := include "s32s3.envVar" $var | fromJson }}
+{{- if hasKey $entry "name" }}
+{{- if hasKey $seen $entry.name }}
+{{- fail (printf "%s: %s is already set by %s; set it in one place only" (index $var 0) $entry.name (get $seen $entry.name)) }}
+{{- end }}
+{{- $_ := set $seen $entry.name (index $var 0) }}
+{{- $env = append $env $entry }}
+{{- end }}
+{{- end }}
+{{- toYaml $env }}
+{{- end }}
+
+{{/*
+The pod security context: podSecurityContext merged key by key over a default that passes the "restricted" Pod
+Security Standard (the image runs as 65532, distroless's nonroot user). A key set to null is dropped.
+*/}}
+{{- define "s32s3.podSecurityContext" -}}
+{{- $ctx := dict "runAsNonRoot" true "runAsUser" 65532 "runAsGroup" 65532 "seccompProfile" (dict "type" "RuntimeDefault") }}
+{{- range $key, $v := .Values.podSecurityContext | default dict }}
+{{- if kindIs "invalid" $v }}
+{{- $_ := unset $ctx $key }}
+{{- else }}
+{{- $_ := set $ctx $key $v }}
+{{- end }}
+{{- end }}
+{{- toYaml $ctx }}
+{{- end }}
+
+{{/*
+The pod template shared by the backup CronJob and the restore Job.
+Arguments: (dict "root" $ "component" "backup"|"restore" "args" <container args>).
+*/}}
+{{- define "s32s3.podTemplate" -}}
+{{- $root := .root }}
+{{- with $root -}}
+metadata:
+  labels:
+    {{- include "s32s3.selectorLabels" . | nindent 4 }}
+    app.kubernetes.io/component: {{ $.component }}
+    {{- with .Values.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with .Values.podAnnotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  restartPolicy: Never
+  # s32s3 talks to S3 endpoints only, never to the Kubernetes API.
+  automountServiceAccountToken: false
+  {{- with .Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- range . }}
+    - {{ if kindIs "string" . }}{{ dict "name" . | toJson }}{{ else }}{{ toJson . }}{{ end }}
+    {{- end }}
+  {{- end }}
+  securityContext:
+    {{- include "s32s3.podSecurityContext" . | nindent 4 }}
+  containers:
+    - name: s32s3
+      image: {{ include "s32s3.image" . | quote }}
+      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      args:
+        {{- toYaml $.args | nindent 8 }}
+      env:
+        {{- include "s32s3.env" . | nindent 8 }}
+      {{- with .Values.resources }}
+      resources:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      securityContext:
+        allowPrivilegeEscalation: false
+        readOnlyRootFilesystem: true
+        capabilities:
+          drop: [ALL]
+      volumeMounts:
+        # The root filesystem is read-only; /tmp is the only writable place.
+        - name: tmp
+          mountPath: /tmp
+  volumes:
+    - name: tmp
+      emptyDir: {}
+  {{- with .Values.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Job-level settings shared by the backup and the restore: exit code 2 (usage: a configuration error) fails the
+Job at once, since a retry cannot fix it; other failures are retried (backup and restore both resume).
+*/}}
+{{- define "s32s3.podFailurePolicy" -}}
+podFailurePolicy:
+  rules:
+    - action: FailJob
+      onExitCodes:
+        containerName: s32s3
+        operator: In
+        values: [2]
+{{- end }}

@@ -1,0 +1,813 @@
+"""Tests of the s32s3 Helm chart with the real Helm library (PyPI `helm-python-sdk`, Helm's Go SDK over a C ABI).
+
+Every test renders (or lints) the chart the way `helm template`/`helm install` would, parses the manifests
+with PyYAML and asserts on the objects. Run from the repository root:
+
+    .venv/bin/python -m pytest -q chart/tests
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import pytest
+import yaml
+
+CHART_DIR = Path(__file__).resolve().parent.parent
+RELEASE = "prod"
+NAMESPACE = "minio"
+
+# The parameter table of issue 7 (from the original S32S3 chart): every name with its default.
+EXPECTED_DEFAULTS: dict[str, Any] = {
+    "image": {"name": "ctr.0x.pt/ops/s32s3", "pullPolicy": "IfNotPresent", "tag": ""},
+    "imagePullSecrets": [],
+    "nameOverride": "",
+    "fullnameOverride": "",
+    "backup": {"args": ["backup"]},
+    "restore": {"enabled": False, "at": ""},
+    "config": {
+        "schedule": "* * * * *",
+        "backupBucket": "backups",
+        "expirationDays": 7,
+        "extraEnv": {},
+        "destination": {
+            "access_key_id": {},
+            "secret_access_key": {},
+            "endpoint": {},
+            "region": {},
+            "provider": {},
+        },
+        "source": {
+            "access_key_id": {},
+            "secret_access_key": {},
+            "endpoint": {},
+            "region": {},
+            "provider": {},
+        },
+        "crypt": {"password": {}, "password2": {}},
+        "rclone": {},
+    },
+    "podAnnotations": {},
+    "podLabels": {},
+    "podSecurityContext": {},
+    "resources": {},
+    "nodeSelector": {},
+    "tolerations": [],
+    "affinity": {},
+}
+
+ENDPOINT_KEYS = ["access_key_id", "secret_access_key", "endpoint", "region", "provider"]
+
+# config.rclone option (rclone's name) -> the s32s3 variable it must become.
+RCLONE_ENV = {
+    "transfers": "S32S3_TRANSFERS",
+    "checkers": "S32S3_CHECKERS",
+    "bwlimit": "S32S3_BWLIMIT",
+    "s3-upload-cutoff": "S32S3_MULTIPART_THRESHOLD",
+    "s3-chunk-size": "S32S3_PART_SIZE",
+    "s3-upload-concurrency": "S32S3_PART_CONCURRENCY",
+    "retries": "S32S3_RETRIES",
+    "max-delete": "S32S3_MAX_DELETE",
+    "log-level": "S32S3_LOG_LEVEL",
+}
+
+# What a pod gets with the default values: everything else is left out.
+DEFAULT_ENV = {
+    "S32S3_LOG_FORMAT": "json",
+    "S32S3_BACKUP_BUCKET": "backups",
+    "S32S3_EXPIRATION_DAYS": "7",
+    "S32S3_SCHEDULE": "* * * * *",
+}
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chart() -> helm.Chart:
+    with helm.Chart.load(CHART_DIR) as loaded:
+        yield loaded
+
+
+def render(chart: helm.Chart, values: dict[str, Any] | None = None, *, release: str = RELEASE) -> list[dict]:
+    """Every object the chart renders (NOTES.txt aside), parsed."""
+    manifests = chart.render(values, name=release, namespace=NAMESPACE)
+    objects = []
+    for path, text in sorted(manifests.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        objects.extend(doc for doc in yaml.safe_load_all(text) if doc is not None)
+    return objects
+
+
+def kinds(objects: list[dict]) -> list[str]:
+    return sorted(obj["kind"] for obj in objects)
+
+
+def workload(chart: helm.Chart, values: dict[str, Any] | None = None, **kwargs: Any) -> dict:
+    """The single backup CronJob or restore Job the values render."""
+    objects = render(chart, values, **kwargs)
+    assert len(objects) == 1, f"expected one object, got {kinds(objects)}"
+    assert objects[0]["kind"] in ("CronJob", "Job")
+    return objects[0]
+
+
+def pod_template(obj: dict) -> dict:
+    if obj["kind"] == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]
+    return obj["spec"]["template"]
+
+
+def pod_spec(obj: dict) -> dict:
+    return pod_template(obj)["spec"]
+
+
+def container(obj: dict) -> dict:
+    containers = pod_spec(obj)["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def env_list(obj: dict) -> list[dict]:
+    entries = container(obj)["env"]
+    names = [entry["name"] for entry in entries]
+    assert len(names) == len(set(names)), f"a variable is set twice: {names}"
+    return entries
+
+
+def env(obj: dict) -> dict[str, Any]:
+    """Variable name -> its value (a string) or its valueFrom (a dict)."""
+    result = {}
+    for entry in env_list(obj):
+        assert set(entry) in ({"name", "value"}, {"name", "valueFrom"}), entry
+        # Kubernetes takes strings only: an unquoted 7 in the manifest would be refused by the API server.
+        assert isinstance(entry.get("value", ""), str), entry
+        result[entry["name"]] = entry.get("value", entry.get("valueFrom"))
+    return result
+
+
+def secret_ref(name: str, key: str) -> dict:
+    return {"secretKeyRef": {"name": name, "key": key}}
+
+
+def with_config(**config: Any) -> dict:
+    return {"config": config}
+
+
+def leaf_parameters(values: dict, prefix: str = "") -> list[str]:
+    """Parameter names as the table lists them: `{}`/`[]` defaults and maps of settings are leaves."""
+    names = []
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value and key not in ("extraEnv", "rclone"):
+            names.extend(leaf_parameters(value, f"{name}."))
+        else:
+            names.append(name)
+    return names
+
+
+# --- defaults, lint ---------------------------------------------------------------------------------------
+
+
+def test_chart_metadata(chart: helm.Chart) -> None:
+    meta = chart.metadata
+    assert (meta["apiVersion"], meta["name"], meta["version"], meta["appVersion"]) == ("v2", "s32s3", "0.1.0", "0.1.0")
+
+
+def test_defaults_are_the_parameter_table_of_the_original_chart(chart: helm.Chart) -> None:
+    assert chart.values == EXPECTED_DEFAULTS
+    chart.validate_schema(chart.values)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        None,
+        {"restore": {"enabled": True, "at": "2025-01-31T23:00:00Z"}},
+        with_config(source={"endpoint": {"value": "http://minio:9000"}}, rclone={"transfers": 8}),
+    ],
+    ids=["defaults", "restore", "configured"],
+)
+def test_lint_passes(values: dict | None) -> None:
+    report = helm.lint(CHART_DIR, values, strict=True, namespace=NAMESPACE)
+    assert report["total_charts_linted"] == 1
+    assert report["errors"] == []
+    # Severity 1 is informational ("icon is recommended"); nothing may be a warning (2) or an error (3).
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+# --- the default render -----------------------------------------------------------------------------------
+
+
+def test_defaults_render_one_backup_cronjob(chart: helm.Chart) -> None:
+    objects = render(chart)
+    assert kinds(objects) == ["CronJob"]
+    cronjob = objects[0]
+    assert cronjob["apiVersion"] == "batch/v1"
+    assert cronjob["metadata"]["name"] == "prod-s32s3-backup"
+    spec = cronjob["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert spec["schedule"] == "* * * * *"
+    assert spec["timeZone"] == "Etc/UTC"
+    assert pod_spec(cronjob)["restartPolicy"] == "Never"
+
+    main = container(cronjob)
+    assert main["image"] == "ctr.0x.pt/ops/s32s3:0.1.0"
+    assert main["imagePullPolicy"] == "IfNotPresent"
+    assert main["args"] == ["backup"]
+    assert "command" not in main  # the image's entrypoint is s32s3
+    assert env(cronjob) == DEFAULT_ENV
+    assert "resources" not in main
+    for absent in ("imagePullSecrets", "nodeSelector", "tolerations", "affinity"):
+        assert absent not in pod_spec(cronjob)
+    assert "annotations" not in pod_template(cronjob)["metadata"]
+
+
+def test_default_security_context_is_restricted(chart: helm.Chart) -> None:
+    cronjob = workload(chart)
+    pod = pod_spec(cronjob)
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert pod["automountServiceAccountToken"] is False
+    main = container(cronjob)
+    assert main["securityContext"] == {
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    # A read-only root filesystem needs a writable /tmp.
+    assert main["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]
+
+
+def test_labels(chart: helm.Chart) -> None:
+    cronjob = workload(chart)
+    assert cronjob["metadata"]["labels"] == {
+        "helm.sh/chart": "s32s3-0.1.0",
+        "app.kubernetes.io/name": "s32s3",
+        "app.kubernetes.io/instance": RELEASE,
+        "app.kubernetes.io/version": "0.1.0",
+        "app.kubernetes.io/managed-by": "Helm",
+        "app.kubernetes.io/component": "backup",
+    }
+    assert pod_template(cronjob)["metadata"]["labels"] == {
+        "app.kubernetes.io/name": "s32s3",
+        "app.kubernetes.io/instance": RELEASE,
+        "app.kubernetes.io/component": "backup",
+    }
+
+
+def test_a_usage_error_fails_the_job_without_retries(chart: helm.Chart) -> None:
+    for values in (None, {"restore": {"enabled": True}}):
+        obj = workload(chart, values)
+        job_spec = obj["spec"]["jobTemplate"]["spec"] if obj["kind"] == "CronJob" else obj["spec"]
+        assert job_spec["podFailurePolicy"]["rules"] == [
+            {"action": "FailJob", "onExitCodes": {"containerName": "s32s3", "operator": "In", "values": [2]}}
+        ]
+
+
+# --- backup and restore -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("at", "args"),
+    [
+        ("", ["restore"]),
+        ("2025-01-31T23:00:00Z", ["restore", "--at", "2025-01-31T23:00:00Z"]),
+        ("2025-01-31T23:00:00.5+01:00", ["restore", "--at", "2025-01-31T23:00:00.5+01:00"]),
+    ],
+)
+def test_restore_enabled_renders_a_restore_job_and_no_cronjob(chart: helm.Chart, at: str, args: list[str]) -> None:
+    objects = render(chart, {"restore": {"enabled": True, "at": at}})
+    assert kinds(objects) == ["Job"]
+    job = objects[0]
+    assert job["apiVersion"] == "batch/v1"
+    assert job["metadata"]["name"] == "prod-s32s3-restore"
+    assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "restore"
+    assert container(job)["args"] == args
+    assert container(job)["image"] == "ctr.0x.pt/ops/s32s3:0.1.0"
+    assert pod_spec(job)["restartPolicy"] == "Never"
+    assert pod_spec(job)["securityContext"]["runAsNonRoot"] is True
+    assert container(job)["securityContext"]["readOnlyRootFilesystem"] is True
+    # The restore needs the same connection settings as the backup.
+    assert env(job) == DEFAULT_ENV
+
+
+def test_restore_at_is_ignored_while_restore_is_disabled(chart: helm.Chart) -> None:
+    cronjob = workload(chart, {"restore": {"enabled": False, "at": "2025-01-31T23:00:00Z"}})
+    assert cronjob["kind"] == "CronJob"
+    assert container(cronjob)["args"] == ["backup"]
+
+
+def test_restore_at_as_an_unquoted_yaml_timestamp(chart: helm.Chart) -> None:
+    values = helm.values_from_yaml("restore:\n  enabled: true\n  at: 2025-01-31T23:00:00Z\n")
+    job = workload(chart, values)
+    assert container(job)["args"] == ["restore", "--at", "2025-01-31T23:00:00Z"]
+
+
+def test_schedule(chart: helm.Chart) -> None:
+    cronjob = workload(chart, with_config(schedule="30 2 * * 0"))
+    assert cronjob["spec"]["schedule"] == "30 2 * * 0"
+    assert env(cronjob)["S32S3_SCHEDULE"] == "30 2 * * 0"
+
+
+def test_backup_args(chart: helm.Chart) -> None:
+    args = ["backup", "--bucket", "photos", "--bucket", "invoices", "--dry-run"]
+    cronjob = workload(chart, {"backup": {"args": args}})
+    assert container(cronjob)["args"] == args
+
+
+def test_backup_bucket_and_expiration_days(chart: helm.Chart) -> None:
+    cronjob = workload(chart, with_config(backupBucket="minio-backups", expirationDays=30))
+    assert env(cronjob)["S32S3_BACKUP_BUCKET"] == "minio-backups"
+    assert env(cronjob)["S32S3_EXPIRATION_DAYS"] == "30"
+
+
+# --- connection settings and passwords: {value} and {valueFrom} -------------------------------------------
+
+
+SETTINGS = [(section, key) for section in ("source", "destination") for key in ENDPOINT_KEYS] + [
+    ("crypt", "password"),
+    ("crypt", "password2"),
+]
+
+
+def variable(section: str, key: str) -> str:
+    return f"S32S3_{section.upper()}_{key.upper()}"
+
+
+@pytest.mark.parametrize(("section", "key"), SETTINGS, ids=[f"{s}.{k}" for s, k in SETTINGS])
+def test_setting_from_value_and_from_value_from(chart: helm.Chart, section: str, key: str) -> None:
+    name = variable(section, key)
+
+    literal = workload(chart, with_config(**{section: {key: {"value": "v-1"}}}))
+    assert env(literal) == {**DEFAULT_ENV, name: "v-1"}
+
+    ref = secret_ref("minio", "root-password")
+    referenced = workload(chart, with_config(**{section: {key: {"valueFrom": ref}}}))
+    assert env(referenced) == {**DEFAULT_ENV, name: ref}
+
+    config_map = {"configMapKeyRef": {"name": "settings", "key": key, "optional": True}}
+    from_config_map = workload(chart, with_config(**{section: {key: {"valueFrom": config_map}}}))
+    assert env(from_config_map)[name] == config_map
+
+
+def test_every_setting_at_once_in_a_fixed_order(chart: helm.Chart) -> None:
+    config: dict[str, dict] = {"source": {}, "destination": {}, "crypt": {}}
+    for index, (section, key) in enumerate(SETTINGS):
+        form = {"value": f"{section}-{key}"} if index % 2 else {"valueFrom": secret_ref(section, key)}
+        config[section][key] = form
+    for values in (with_config(**config), {**with_config(**config), "restore": {"enabled": True}}):
+        obj = workload(chart, values)
+        names = [entry["name"] for entry in env_list(obj)]
+        order = ["endpoint", "access_key_id", "secret_access_key", "region", "provider"]
+        assert names == [
+            "S32S3_LOG_FORMAT",
+            *(variable("source", key) for key in order),
+            *(variable("destination", key) for key in order),
+            "S32S3_CRYPT_PASSWORD",
+            "S32S3_CRYPT_PASSWORD2",
+            "S32S3_BACKUP_BUCKET",
+            "S32S3_EXPIRATION_DAYS",
+            "S32S3_SCHEDULE",
+        ]
+        for index, (section, key) in enumerate(SETTINGS):
+            expected = f"{section}-{key}" if index % 2 else secret_ref(section, key)
+            assert env(obj)[variable(section, key)] == expected
+
+
+def test_a_number_given_as_value_is_a_string(chart: helm.Chart) -> None:
+    cronjob = workload(chart, with_config(source={"region": {"value": 1}, "endpoint": {"value": ""}}))
+    assert env(cronjob)["S32S3_SOURCE_REGION"] == "1"
+    # An explicit empty value is passed on: {value: ""} is not the same as leaving the setting out.
+    assert env(cronjob)["S32S3_SOURCE_ENDPOINT"] == ""
+
+
+def test_a_setting_with_both_value_and_value_from_is_rejected(chart: helm.Chart) -> None:
+    both = with_config(source={"endpoint": {"value": "a", "valueFrom": secret_ref("s", "k")}})
+    with pytest.raises(helm.HelmValuesError, match="/config/source/endpoint"):
+        render(chart, both)
+
+
+# --- extraEnv ---------------------------------------------------------------------------------------------
+
+
+def test_extra_env_plain_and_value_forms(chart: helm.Chart) -> None:
+    extra = {
+        "S32S3_BACKUP_PREFIX": "cluster-a",
+        "PLAIN_INT": 3,
+        "PLAIN_BIG": 10_000_000,
+        "PLAIN_FLOAT": 1.5,
+        "PLAIN_BOOL": True,
+        "AS_VALUE": {"value": "x"},
+        "FROM_SECRET": {"valueFrom": secret_ref("proxy", "url")},
+        "LEFT_OUT": {},
+        "REFERS": "$(S32S3_BACKUP_BUCKET)/x",
+    }
+    cronjob = workload(chart, with_config(extraEnv=extra))
+    assert env(cronjob) == {
+        **DEFAULT_ENV,
+        "S32S3_BACKUP_PREFIX": "cluster-a",
+        "PLAIN_INT": "3",
+        "PLAIN_BIG": "10000000",
+        "PLAIN_FLOAT": "1.5",
+        "PLAIN_BOOL": "true",
+        "AS_VALUE": "x",
+        "FROM_SECRET": secret_ref("proxy", "url"),
+        "REFERS": "$(S32S3_BACKUP_BUCKET)/x",
+    }
+    # extraEnv comes after the chart's variables, so $(NAME) references to them resolve.
+    names = [entry["name"] for entry in env_list(cronjob)]
+    assert names.index("REFERS") > names.index("S32S3_BACKUP_BUCKET")
+    assert names[-len(extra) + 1 :] == sorted(name for name in extra if name != "LEFT_OUT")
+
+
+def test_extra_env_may_override_the_log_format(chart: helm.Chart) -> None:
+    cronjob = workload(chart, with_config(extraEnv={"S32S3_LOG_FORMAT": "text"}))
+    assert env(cronjob)["S32S3_LOG_FORMAT"] == "text"
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"extraEnv": {"S32S3_BACKUP_BUCKET": "x"}},
+            "config.extraEnv.S32S3_BACKUP_BUCKET: S32S3_BACKUP_BUCKET is already set by config.backupBucket",
+        ),
+        (
+            {"extraEnv": {"S32S3_SOURCE_ENDPOINT": "x"}, "source": {"endpoint": {"value": "y"}}},
+            "S32S3_SOURCE_ENDPOINT is already set by config.source.endpoint",
+        ),
+        ({"extraEnv": {"S32S3_TRANSFERS": 4}, "rclone": {"transfers": 8}}, "already set by config.rclone.transfers"),
+    ],
+)
+def test_a_variable_set_twice_fails_the_render(chart: helm.Chart, config: dict, message: str) -> None:
+    with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
+        render(chart, with_config(**config))
+
+
+def test_an_extra_env_variable_the_chart_does_not_set_is_fine(chart: helm.Chart) -> None:
+    # S32S3_SOURCE_ENDPOINT is left out with the defaults, so extraEnv may give it.
+    cronjob = workload(chart, with_config(extraEnv={"S32S3_SOURCE_ENDPOINT": "http://minio:9000"}))
+    assert env(cronjob)["S32S3_SOURCE_ENDPOINT"] == "http://minio:9000"
+
+
+# --- config.rclone tuning ---------------------------------------------------------------------------------
+
+
+def test_rclone_options_map_to_s32s3_variables(chart: helm.Chart) -> None:
+    rclone = {
+        "transfers": 16,
+        "checkers": 32,
+        "bwlimit": "10M",
+        "s3-upload-cutoff": "200Mi",
+        "s3-chunk-size": 67108864,  # Helm reads numbers as float64: must not become 6.7108864e+07
+        "s3-upload-concurrency": 4,
+        "retries": 5,
+        "max-delete": 25,
+        "log-level": "debug",
+    }
+    cronjob = workload(chart, with_config(rclone=rclone))
+    expected = {RCLONE_ENV[option]: str(value) for option, value in rclone.items()}
+    assert env(cronjob) == {**DEFAULT_ENV, **expected}
+    assert expected["S32S3_PART_SIZE"] == "67108864"
+
+
+def test_rclone_options_with_underscores_and_value_forms(chart: helm.Chart) -> None:
+    rclone = {
+        "s3_chunk_size": "64Mi",
+        "s3_upload_cutoff": {"value": 209715200},
+        "s3_upload_concurrency": {"valueFrom": {"configMapKeyRef": {"name": "tuning", "key": "parts"}}},
+        "max_delete": {},
+        "log_level": {"value": "info"},
+    }
+    cronjob = workload(chart, with_config(rclone=rclone))
+    assert env(cronjob) == {
+        **DEFAULT_ENV,
+        "S32S3_PART_SIZE": "64Mi",
+        "S32S3_MULTIPART_THRESHOLD": "209715200",
+        "S32S3_PART_CONCURRENCY": {"configMapKeyRef": {"name": "tuning", "key": "parts"}},
+        "S32S3_LOG_LEVEL": "info",
+    }
+
+
+def test_rclone_tuning_reaches_the_restore_job(chart: helm.Chart) -> None:
+    job = workload(chart, {"restore": {"enabled": True}, **with_config(rclone={"transfers": 2})})
+    assert env(job)["S32S3_TRANSFERS"] == "2"
+
+
+@pytest.mark.parametrize("option", ["max_backlog", "s3-acl", "Transfers"])
+def test_an_unknown_rclone_option_fails_the_render_naming_it(chart: helm.Chart, option: str) -> None:
+    with pytest.raises(helm.HelmRenderError) as failure:
+        render(chart, with_config(rclone={"transfers": 4, option: {"value": "1"}}))
+    message = str(failure.value)
+    assert f"config.rclone.{option}: unknown option" in message
+    # The message lists the names that do work.
+    for known in RCLONE_ENV:
+        assert known in message
+
+
+def test_an_rclone_option_in_both_spellings_fails(chart: helm.Chart) -> None:
+    with pytest.raises(helm.HelmRenderError, match="S32S3_PART_SIZE is already set by config.rclone.s3-chunk-size"):
+        render(chart, with_config(rclone={"s3-chunk-size": "8Mi", "s3_chunk_size": "16Mi"}))
+
+
+def test_values_from_set_flags(chart: helm.Chart) -> None:
+    # `--set` parses numbers as int64, values files as float64: both must print as plain integers.
+    values = helm.parse_set_string(
+        "restore.enabled=true,restore.at=2025-01-31T23:00:00Z,config.expirationDays=30,"
+        "config.rclone.s3-chunk-size=67108864,config.extraEnv.BIG=10000000"
+    )
+    job = workload(chart, values)
+    assert container(job)["args"] == ["restore", "--at", "2025-01-31T23:00:00Z"]
+    assert env(job)["S32S3_EXPIRATION_DAYS"] == "30"
+    assert env(job)["S32S3_PART_SIZE"] == "67108864"
+    assert env(job)["BIG"] == "10000000"
+
+
+# --- image, names, pods -----------------------------------------------------------------------------------
+
+
+def test_image_name_tag_and_pull_policy(chart: helm.Chart) -> None:
+    cronjob = workload(chart, {"image": {"name": "registry.example/s32s3", "tag": "1.2.3", "pullPolicy": "Always"}})
+    assert container(cronjob)["image"] == "registry.example/s32s3:1.2.3"
+    assert container(cronjob)["imagePullPolicy"] == "Always"
+
+
+def test_image_pull_secrets(chart: helm.Chart) -> None:
+    cronjob = workload(chart, {"imagePullSecrets": [{"name": "registry"}, "other-registry"]})
+    assert pod_spec(cronjob)["imagePullSecrets"] == [{"name": "registry"}, {"name": "other-registry"}]
+
+
+def test_name_override(chart: helm.Chart) -> None:
+    cronjob = workload(chart, {"nameOverride": "backup-minio"})
+    assert cronjob["metadata"]["name"] == "prod-backup-minio-backup"
+    assert cronjob["metadata"]["labels"]["app.kubernetes.io/name"] == "backup-minio"
+    assert pod_template(cronjob)["metadata"]["labels"]["app.kubernetes.io/name"] == "backup-minio"
+
+
+def test_fullname_override(chart: helm.Chart) -> None:
+    cronjob = workload(chart, {"fullnameOverride": "minio-s3-backup"})
+    assert cronjob["metadata"]["name"] == "minio-s3-backup-backup"
+    assert cronjob["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+    job = workload(chart, {"fullnameOverride": "minio-s3-backup", "restore": {"enabled": True}})
+    assert job["metadata"]["name"] == "minio-s3-backup-restore"
+
+
+def test_release_name_containing_the_chart_name_is_not_repeated(chart: helm.Chart) -> None:
+    cronjob = workload(chart, release="s32s3-prod")
+    assert cronjob["metadata"]["name"] == "s32s3-prod-backup"
+
+
+def test_long_names_fit_kubernetes_limits(chart: helm.Chart) -> None:
+    long_name = "a" * 40 + "-" + "b" * 30
+    cronjob = workload(chart, {"fullnameOverride": long_name})
+    # The CronJob controller appends 11 characters to the name of each Job it creates.
+    assert len(cronjob["metadata"]["name"]) <= 52
+    assert cronjob["metadata"]["name"].endswith("-backup")
+    job = workload(chart, {"fullnameOverride": long_name, "restore": {"enabled": True}})
+    assert len(job["metadata"]["name"]) <= 63
+    assert job["metadata"]["name"].endswith("-restore")
+
+
+def test_pod_annotations_and_labels(chart: helm.Chart) -> None:
+    values = {
+        "podAnnotations": {"prometheus.io/scrape": "false", "backup.velero.io/backup-volumes": ""},
+        "podLabels": {"team": "storage", "app.kubernetes.io/part-of": "minio"},
+    }
+    for obj in (workload(chart, values), workload(chart, {**values, "restore": {"enabled": True}})):
+        metadata = pod_template(obj)["metadata"]
+        assert metadata["annotations"] == values["podAnnotations"]
+        assert metadata["labels"]["team"] == "storage"
+        assert metadata["labels"]["app.kubernetes.io/part-of"] == "minio"
+        assert metadata["labels"]["app.kubernetes.io/instance"] == RELEASE
+
+
+def test_resources_node_selector_tolerations_affinity(chart: helm.Chart) -> None:
+    values = {
+        "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "nodeSelector": {"kubernetes.io/arch": "amd64"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "backup", "effect": "NoSchedule"}],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}
+                    ]
+                }
+            }
+        },
+    }
+    for obj in (workload(chart, values), workload(chart, {**values, "restore": {"enabled": True}})):
+        assert container(obj)["resources"] == values["resources"]
+        assert pod_spec(obj)["nodeSelector"] == values["nodeSelector"]
+        assert pod_spec(obj)["tolerations"] == values["tolerations"]
+        assert pod_spec(obj)["affinity"] == values["affinity"]
+
+
+def test_pod_security_context_is_merged_over_the_default(chart: helm.Chart) -> None:
+    cronjob = workload(chart, {"podSecurityContext": {"runAsUser": 1000, "fsGroup": 2000}})
+    assert pod_spec(cronjob)["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "runAsGroup": 65532,
+        "fsGroup": 2000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    # The container keeps its own restrictions.
+    assert container(cronjob)["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_pod_security_context_can_override_and_drop_defaults(chart: helm.Chart) -> None:
+    # OpenShift-style: the namespace assigns the uid; a false overrides the default true.
+    values = helm.values_from_yaml(
+        "podSecurityContext:\n"
+        "  runAsUser: null\n"
+        "  runAsGroup: null\n"
+        "  runAsNonRoot: false\n"
+        "  seccompProfile: {type: Localhost, localhostProfile: s32s3.json}\n"
+    )
+    job = workload(chart, {**values, "restore": {"enabled": True}})
+    assert pod_spec(job)["securityContext"] == {
+        "runAsNonRoot": False,
+        "seccompProfile": {"type": "Localhost", "localhostProfile": "s32s3.json"},
+    }
+
+
+# --- the values schema ------------------------------------------------------------------------------------
+
+# A values file with a wrong type, and the path Helm's schema error must name. Together they cover every
+# parameter of the table.
+WRONG_VALUES = [
+    ("config:\n  expirationDays: seven\n", "/config/expirationDays"),
+    ("config:\n  expirationDays: 0\n", "/config/expirationDays"),
+    ("config:\n  expirationDays: 1.5\n", "/config/expirationDays"),
+    ("restore:\n  enabled: 'yes'\n", "/restore/enabled"),
+    ("restore:\n  at: yesterday\n", "/restore/at"),
+    ("restore:\n  at: 2025-01-31\n", "/restore/at"),
+    ("restore:\n  at: '2025-01-31 23:00:00Z'\n", "/restore/at"),
+    ("restore:\n  at: '2025-01-31T23:00:00'\n", "/restore/at"),  # no offset: ambiguous
+    ("image:\n  name: 5\n", "/image/name"),
+    ("image:\n  pullPolicy: Sometimes\n", "/image/pullPolicy"),
+    ("image:\n  tag: 1.2\n", "/image/tag"),
+    ("image:\n  registry: x\n", "/image"),
+    ("imagePullSecrets: registry\n", "/imagePullSecrets"),
+    ("imagePullSecrets: [{secret: registry}]\n", "/imagePullSecrets/0"),
+    ("nameOverride: [a]\n", "/nameOverride"),
+    ("fullnameOverride: {a: 1}\n", "/fullnameOverride"),
+    ("backup:\n  args: backup\n", "/backup/args"),
+    ("backup:\n  args: []\n", "/backup/args"),
+    ("backup:\n  args: [backup, 3]\n", "/backup/args/1"),
+    ("config:\n  schedule: 5\n", "/config/schedule"),
+    ("config:\n  schedule: every minute\n", "/config/schedule"),
+    ("config:\n  backupBucket: ''\n", "/config/backupBucket"),
+    ("config:\n  backupBucket: [a]\n", "/config/backupBucket"),
+    ("config:\n  extraEnv: [A=1]\n", "/config/extraEnv"),
+    ("config:\n  extraEnv: {A: [1]}\n", "/config/extraEnv/A"),
+    ("config:\n  extraEnv: {A: {valueFrom: x}}\n", "/config/extraEnv/A"),
+    ("config:\n  source:\n    endpoint: http://minio:9000\n", "/config/source/endpoint"),
+    ("config:\n  destination:\n    access_key_id: {value: [a]}\n", "/config/destination/access_key_id/value"),
+    ("config:\n  destination:\n    secret_access_key: {valueFrom: {secretKeyRef: {name: s}}}\n",
+     "/config/destination/secret_access_key/valueFrom/secretKeyRef"),
+    ("config:\n  destination:\n    region: {valueFrom: {secretRef: {name: s}}}\n",
+     "/config/destination/region/valueFrom"),
+    ("config:\n  destination:\n    provider: {name: minio}\n", "/config/destination/provider"),
+    ("config:\n  source:\n    region: {value: a, valueFrom: {secretKeyRef: {name: s, key: k}}}\n",
+     "/config/source/region"),
+    ("config:\n  source:\n    bucket: {value: a}\n", "/config/source"),
+    ("config:\n  crypt:\n    password: hunter2\n", "/config/crypt/password"),
+    ("config:\n  crypt:\n    password2: {value: {a: 1}}\n", "/config/crypt/password2/value"),
+    ("config:\n  crypt:\n    password3: {value: a}\n", "/config/crypt"),
+    ("config:\n  rclone: [transfers]\n", "/config/rclone"),
+    ("config:\n  rclone:\n    transfers: [4]\n", "/config/rclone/transfers"),
+    ("config:\n  retention: 7\n", "/config"),
+    ("podAnnotations: {a: 1}\n", "/podAnnotations/a"),
+    ("podLabels: [a]\n", "/podLabels"),
+    ("podSecurityContext: []\n", "/podSecurityContext"),
+    ("resources: {cpu: 1}\n", "/resources"),
+    ("nodeSelector: {zone: 1}\n", "/nodeSelector/zone"),
+    ("tolerations: {key: a}\n", "/tolerations"),
+    ("affinity: []\n", "/affinity"),
+    ("podAnnotation: {a: b}\n", ""),  # a typo of a top-level name
+]
+
+
+@pytest.mark.parametrize(
+    ("values_file", "path"), WRONG_VALUES, ids=[v.strip().replace("\n", " ") for v, _ in WRONG_VALUES]
+)
+def test_a_values_file_with_a_wrong_type_is_rejected(chart: helm.Chart, values_file: str, path: str) -> None:
+    values = helm.values_from_yaml(values_file)  # what `helm install -f FILE` reads
+    with pytest.raises(helm.HelmValuesError) as failure:
+        render(chart, values)
+    assert f"at '{path}'" in str(failure.value), str(failure.value)
+    with pytest.raises(helm.HelmValuesError):
+        chart.validate_schema(values)
+    report = helm.lint(CHART_DIR, values)
+    assert report["errors"], "helm lint accepted a wrong type"
+
+
+def schema_node(schema: dict, name: str) -> dict:
+    node = schema
+    for part in name.split(".") if name else []:
+        node = node["properties"][part]
+        if "$ref" in node:
+            node = schema["definitions"][node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+def test_the_schema_types_every_parameter(chart: helm.Chart) -> None:
+    schema = chart.schema
+    assert schema is not None
+    for name in leaf_parameters(chart.values):
+        node = schema_node(schema, name)
+        assert "type" in node or "anyOf" in node, f"{name} has no type in values.schema.json"
+    # Unknown names (typos) are rejected everywhere but in the free-form maps (extraEnv, rclone, Kubernetes objects).
+    for name in ["", "image", "backup", "restore", "config", "config.source", "config.destination", "config.crypt"]:
+        assert schema_node(schema, name)["additionalProperties"] is False, name
+
+
+# --- documentation ----------------------------------------------------------------------------------------
+
+README = (CHART_DIR / "README.md").read_text()
+
+
+def test_readme_documents_every_parameter(chart: helm.Chart) -> None:
+    documented = set(re.findall(r"^\| `([A-Za-z0-9_.-]+)` \|", README, flags=re.MULTILINE))
+    parameters = set(leaf_parameters(chart.values))
+    assert len(parameters) == 33  # the issue's table
+    assert parameters - documented == set(), "parameters missing from README.md"
+    rclone_documented = {name for name in documented if name in RCLONE_ENV}
+    assert rclone_documented == set(RCLONE_ENV), "rclone options missing from README.md"
+    assert documented - parameters - set(RCLONE_ENV) == set(), "README.md documents parameters that do not exist"
+
+
+def test_values_yaml_documents_every_parameter(chart: helm.Chart) -> None:
+    values_yaml = (CHART_DIR / "values.yaml").read_text()
+    params = set(re.findall(r"^\s*## @param ([A-Za-z0-9_.]+)", values_yaml, flags=re.MULTILINE))
+    assert params == set(leaf_parameters(chart.values))
+
+
+README_EXAMPLES = re.findall(r"```yaml\n(.*?)```", README, flags=re.DOTALL)
+
+
+def test_readme_has_examples() -> None:
+    assert len(README_EXAMPLES) >= 4
+
+
+@pytest.mark.parametrize("example", README_EXAMPLES, ids=[f"example{i}" for i in range(len(README_EXAMPLES))])
+def test_readme_examples_render(chart: helm.Chart, example: str) -> None:
+    values = helm.values_from_yaml(example)
+    objects = render(chart, values)
+    assert len(objects) == 1
+    assert objects[0]["kind"] == ("Job" if values.get("restore", {}).get("enabled") else "CronJob")
+    assert helm.lint(CHART_DIR, values, strict=True)["errors"] == []
+
+
+def test_readme_minio_example_uses_the_minio_secrets(chart: helm.Chart) -> None:
+    minio = next(example for example in README_EXAMPLES if "secretKeyRef: {name: minio, key: root-user}" in example)
+    values = helm.values_from_yaml(minio)
+    cronjob = workload(chart, values)
+    variables = env(cronjob)
+    assert variables["S32S3_SOURCE_ACCESS_KEY_ID"] == secret_ref("minio", "root-user")
+    assert variables["S32S3_SOURCE_SECRET_ACCESS_KEY"] == secret_ref("minio", "root-password")
+    assert variables["S32S3_CRYPT_PASSWORD"] == secret_ref("s32s3-crypt", "password")
+    assert variables["S32S3_PART_SIZE"] == "64Mi"
+    assert cronjob["spec"]["schedule"] == "0 2 * * *"
+
+    # The restore example on top of it: same settings, a Job instead of the CronJob.
+    restore = next(example for example in README_EXAMPLES if "restore:" in example)
+    merged = copy.deepcopy(values)
+    merged.update(helm.values_from_yaml(restore))
+    job = workload(chart, merged)
+    assert job["kind"] == "Job"
+    assert container(job)["args"] == ["restore", "--at", "2025-01-31T23:00:00Z"]
+    assert env(job) == variables
+
+
+def test_the_packaged_chart_leaves_the_tests_out(tmp_path: Path) -> None:
+    archive = helm.package(CHART_DIR, destination=tmp_path)
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    assert {"s32s3/Chart.yaml", "s32s3/values.schema.json", "s32s3/README.md", "s32s3/templates/cronjob.yaml"} <= names
+    assert not any("/tests/" in name or "__pycache__" in name for name in names), names
+    with helm.Chart.load(archive) as packaged:
+        assert packaged.values == EXPECTED_DEFAULTS
+
+
+def test_notes(chart: helm.Chart) -> None:
+    notes = chart.render(None, name=RELEASE, namespace=NAMESPACE)["s32s3/templates/NOTES.txt"]
+    assert "create job --from=cronjob/prod-s32s3-backup" in notes
+    assert "config.crypt.password is not set" in notes
+    values = {"restore": {"enabled": True}, **with_config(crypt={"password": {"valueFrom": secret_ref("c", "p")}})}
+    notes = chart.render(values, name=RELEASE, namespace=NAMESPACE)["s32s3/templates/NOTES.txt"]
+    assert "logs -f job/prod-s32s3-restore" in notes
+    assert "not set" not in notes
