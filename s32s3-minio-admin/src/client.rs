@@ -240,11 +240,15 @@ impl AdminClient {
             .redirect(reqwest::redirect::Policy::none())
             .tls_danger_accept_invalid_certs(options.danger_accept_invalid_certs);
         for pem in &options.ca_certificates_pem {
-            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| Error::ClientSetup {
-                endpoint: endpoint.clone(),
-                reason: format!("CA certificate: {e}"),
-            })?;
-            builder = builder.add_root_certificate(cert);
+            let setup = |reason: String| Error::ClientSetup { endpoint: endpoint.clone(), reason };
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| setup(format!("CA certificate is not PEM: {e}")))?;
+            if certs.is_empty() {
+                return Err(setup("the CA certificate PEM holds no certificate".into()));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
         }
         let http = builder.build().map_err(|e| Error::ClientSetup {
             endpoint: endpoint.clone(),
@@ -649,21 +653,18 @@ fn transport_error(endpoint: &str, api: &'static str, e: reqwest::Error) -> Erro
     Error::Transport { endpoint, api, source }
 }
 
-/// The rustls error somewhere in the chain, directly or inside an `io::Error`.
+/// The rustls error somewhere in the chain, directly or inside an `io::Error` (whose `source()` skips the
+/// error it wraps, so the walk descends through `get_ref()` instead).
 fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut current = Some(e);
     while let Some(err) = current {
         if let Some(tls) = err.downcast_ref::<rustls::Error>() {
             return Some(tls.to_string());
         }
-        if let Some(tls) = err
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|i| i.downcast_ref::<rustls::Error>())
-        {
-            return Some(tls.to_string());
-        }
-        current = err.source();
+        current = match err.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
     }
     None
 }
