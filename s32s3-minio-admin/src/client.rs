@@ -1,0 +1,670 @@
+//! The typed admin client.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::Method;
+use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH};
+use serde::de::DeserializeOwned;
+
+use crate::archive::{BucketMetadataExport, IamExport};
+use crate::error::{self, CallSite, Error, ErrorBody, Result};
+use crate::payload;
+use crate::sigv4::{self, Credentials, SharedClock, SigningRequest, SystemClock};
+use crate::types::{
+    BucketImportReport, ConfigHistoryEntry, ConfigText, GroupDesc, IamImport, ImportIamResult,
+    ListServiceAccountsResp, ServerInfo, ServiceAccountInfo, ServiceActionResult, UserInfo,
+};
+
+/// The admin API prefix (`/minio/admin` + `/v3`), spec §1.1.
+pub const ADMIN_PREFIX: &str = "/minio/admin/v3";
+
+/// The largest configuration text `PUT /config` accepts: 262272 encrypted bytes less the header and the
+/// tags of 16 fragments (spec §3.7).
+pub const MAX_CONFIG_LEN: usize = 262_272 - payload::HEADER_LEN - 16 * payload::TAG_LEN;
+
+/// User knobs of an [`AdminClient`].
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct AdminOptions {
+    /// Whole-call timeout, body included (default 120 s; exports of large deployments take a while).
+    pub timeout: Duration,
+    /// TCP + TLS connect timeout (default 10 s).
+    pub connect_timeout: Duration,
+    /// The region in the signature scope (default `us-east-1`; MinIO accepts any, spec §1.2).
+    pub region: String,
+    /// Accept any TLS certificate (self-signed test deployments). Default `false`.
+    pub danger_accept_invalid_certs: bool,
+    /// Extra trusted CA certificates, PEM (a private CA).
+    pub ca_certificates_pem: Vec<Vec<u8>>,
+    /// STS session token, sent and signed as `X-Amz-Security-Token`.
+    pub session_token: Option<String>,
+    /// The clock that dates signatures.
+    pub clock: SharedClock,
+}
+
+impl Default for AdminOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_mins(2),
+            connect_timeout: Duration::from_secs(10),
+            region: "us-east-1".into(),
+            danger_accept_invalid_certs: false,
+            ca_certificates_pem: Vec::new(),
+            session_token: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl AdminOptions {
+    /// Sets the whole-call timeout.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the connect timeout.
+    #[must_use]
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the signing region.
+    #[must_use]
+    pub fn with_region(mut self, region: impl Into<String>) -> Self {
+        self.region = region.into();
+        self
+    }
+
+    /// Accepts any TLS certificate.
+    #[must_use]
+    pub fn with_danger_accept_invalid_certs(mut self, accept: bool) -> Self {
+        self.danger_accept_invalid_certs = accept;
+        self
+    }
+
+    /// Trusts one more CA certificate (PEM).
+    #[must_use]
+    pub fn with_ca_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_certificates_pem.push(pem.into());
+        self
+    }
+
+    /// Uses STS credentials.
+    #[must_use]
+    pub fn with_session_token(mut self, token: impl Into<String>) -> Self {
+        self.session_token = Some(token.into());
+        self
+    }
+
+    /// Dates signatures with `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+impl fmt::Debug for AdminOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminOptions")
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("region", &self.region)
+            .field("danger_accept_invalid_certs", &self.danger_accept_invalid_certs)
+            .field("ca_certificates", &self.ca_certificates_pem.len())
+            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`AdminClient::probe`] found at an endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Probe {
+    /// `GET /minio/admin/v3/info` answered with MinIO's server info: this endpoint can be administered
+    /// with these credentials.
+    Admin(ServerInfo),
+    /// A MinIO admin API answered (a JSON admin error), but refused: `AccessDenied` (not an admin user) or
+    /// `XMinioAdminVersionMismatch` (it does not serve admin API v3). The reason quotes the server.
+    NotAdmin(String),
+    /// The endpoint answered, but not as a MinIO admin API: an S3 error in XML (e.g. `NoSuchBucket` for a
+    /// bucket called `minio`), a 404/405/501 without an admin error, or a 200 that is not server info.
+    NotMinio(String),
+}
+
+/// One admin call before signing.
+struct Call<'a> {
+    api: &'static str,
+    method: Method,
+    query: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+    /// The bucket the call names, for error classification.
+    bucket: Option<&'a str>,
+}
+
+impl<'a> Call<'a> {
+    fn get(api: &'static str) -> Self {
+        Self { api, method: Method::GET, query: Vec::new(), body: Vec::new(), bucket: None }
+    }
+
+    fn put(api: &'static str, body: Vec<u8>) -> Self {
+        Self { api, method: Method::PUT, query: Vec::new(), body, bucket: None }
+    }
+
+    fn query(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.query.push((key, value.into()));
+        self
+    }
+
+    fn bucket(mut self, bucket: &'a str) -> Self {
+        self.bucket = Some(bucket);
+        self
+    }
+}
+
+/// A 200 answer.
+struct Answer {
+    body: Bytes,
+}
+
+/// A signed client for one MinIO deployment's admin API.
+///
+/// Cheap to clone (the HTTP connection pool is shared). Calls never retry by themselves: wrap them, using
+/// [`Error::is_temporary`]. Encrypted calls cost one Argon2id derivation (64 MiB) on each side; they run
+/// on tokio's blocking pool, one derivation at a time per process.
+#[derive(Clone)]
+pub struct AdminClient {
+    http: reqwest::Client,
+    /// `scheme://host[:port]`, no trailing slash: shown in errors.
+    endpoint: String,
+    /// The `Host` header, as dialled.
+    host: String,
+    credentials: Credentials,
+    region: String,
+    clock: SharedClock,
+}
+
+impl fmt::Debug for AdminClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminClient")
+            .field("endpoint", &self.endpoint)
+            .field("credentials", &self.credentials)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminClient {
+    /// A client for the deployment at `endpoint` (`http://host:port` or `https://host`), signing as
+    /// `access_key`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidEndpoint`] for a URL that is not plain `http`/`https` with a host (user info, a path
+    /// other than `/`, a query or a fragment are refused); [`Error::ClientSetup`] for a CA certificate that
+    /// is not PEM.
+    pub fn new(
+        endpoint: &str,
+        access_key: impl Into<String>,
+        secret_key: impl Into<String>,
+        options: AdminOptions,
+    ) -> Result<Self> {
+        let shown = endpoint.split_once('@').map_or(endpoint, |(_, host)| host);
+        let invalid =
+            |reason: &str| Error::InvalidEndpoint { endpoint: shown.to_owned(), reason: reason.to_owned() };
+        let url = reqwest::Url::parse(endpoint).map_err(|e| invalid(&e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid("the scheme must be http or https"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid("credentials belong in the access and secret key, not in the URL"));
+        }
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            return Err(invalid("give the server's root URL, without a path, query or fragment"));
+        }
+        let host_name = url.host_str().ok_or_else(|| invalid("no host"))?;
+        let host = match url.port() {
+            Some(port) => format!("{host_name}:{port}"),
+            None => host_name.to_owned(),
+        };
+        let endpoint = format!("{}://{host}", url.scheme());
+
+        let mut builder = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .connect_timeout(options.connect_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .tls_danger_accept_invalid_certs(options.danger_accept_invalid_certs);
+        for pem in &options.ca_certificates_pem {
+            let setup = |reason: String| Error::ClientSetup { endpoint: endpoint.clone(), reason };
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| setup(format!("CA certificate is not PEM: {e}")))?;
+            if certs.is_empty() {
+                return Err(setup("the CA certificate PEM holds no certificate".into()));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(|e| Error::ClientSetup {
+            endpoint: endpoint.clone(),
+            reason: e.without_url().to_string(),
+        })?;
+
+        let mut credentials = Credentials::new(access_key, secret_key);
+        if let Some(token) = options.session_token {
+            credentials = credentials.with_session_token(token);
+        }
+        Ok(Self { http, endpoint, host, credentials, region: options.region, clock: options.clock })
+    }
+
+    /// `scheme://host[:port]`, as shown in errors.
+    #[must_use]
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Asks, without side effects, whether this endpoint is a MinIO these credentials can administer.
+    ///
+    /// Sends one `GET /minio/admin/v3/info?metrics=false` (read-only, needs `admin:ServerInfo`) and reads
+    /// the answer:
+    ///
+    /// - 200 with MinIO's server-info JSON (a deployment id, a mode or servers) → [`Probe::Admin`];
+    /// - a JSON admin error `AccessDenied`, or 426 / `XMinioAdminVersionMismatch` → [`Probe::NotAdmin`];
+    /// - any other 4xx (an S3 XML error such as `NoSuchBucket`, a bare 404/405), or a 200 that is not
+    ///   server info → [`Probe::NotMinio`].
+    ///
+    /// # Errors
+    /// Not a verdict but a failure: [`Error::BadCredentials`] (the endpoint rejected the signature, so
+    /// nothing can be learnt), [`Error::Server`] for 5xx/429, and the transport errors
+    /// ([`Error::Unreachable`], [`Error::Tls`], [`Error::Timeout`], [`Error::Transport`]).
+    pub async fn probe(&self) -> Result<Probe> {
+        let call = Call::get("info").query("metrics", "false");
+        let site = self.site(&call);
+        let (status, body) = self.send_raw(&call).await?;
+        if status == 200 {
+            return Ok(match serde_json::from_slice::<ServerInfo>(&body) {
+                Ok(info)
+                    if !info.deployment_id.is_empty()
+                        || !info.mode.is_empty()
+                        || !info.servers.is_empty() =>
+                {
+                    Probe::Admin(info)
+                }
+                _ => {
+                    Probe::NotMinio("GET /minio/admin/v3/info answered 200 without MinIO server info".into())
+                }
+            });
+        }
+        let admin_json = serde_json::from_slice::<serde_json::Value>(&body)
+            .is_ok_and(|v| v.get("Code").is_some_and(serde_json::Value::is_string));
+        let ErrorBody { code, message, .. } = ErrorBody::parse(&body);
+        match error::from_response(site, status, &body) {
+            e @ (Error::BadCredentials { .. } | Error::Server { status: 429 | 500..=599, .. }) => Err(e),
+            Error::Server { code, .. } if admin_json && code == "XMinioServerNotInitialized" => {
+                Err(error::from_response(site, status, &body))
+            }
+            Error::NotAdmin { .. } | Error::Unsupported { .. } if admin_json => {
+                Ok(Probe::NotAdmin(format!("HTTP {status} {code}: {message}")))
+            }
+            _ => Ok(Probe::NotMinio(format!(
+                "GET /minio/admin/v3/info answered HTTP {status} {}",
+                if code.is_empty() {
+                    "without an admin error".to_owned()
+                } else {
+                    format!("{code}: {message}")
+                }
+            ))),
+        }
+    }
+
+    /// `GET /info`: version, deployment id, servers.
+    ///
+    /// # Errors
+    /// Any of the call errors described on [`Error`]; [`Error::InvalidResponse`] if the JSON does not parse.
+    pub async fn server_info(&self) -> Result<ServerInfo> {
+        let call = Call::get("info").query("metrics", "false");
+        let site = self.site(&call);
+        let answer = self.execute(&call).await?;
+        parse_json(site, &answer.body)
+    }
+
+    /// `GET /config`: the whole configuration as KV text, **secrets not redacted** (spec §3.7).
+    ///
+    /// # Errors
+    /// Call errors; [`Error::ResponsePayload`] if the answer does not decrypt with the secret key.
+    pub async fn get_config(&self) -> Result<ConfigText> {
+        let call = Call::get("config");
+        let site = self.site(&call);
+        let plain = self.execute_encrypted(&call).await?;
+        let text = String::from_utf8(plain).map_err(|_| Error::InvalidResponse {
+            endpoint: self.endpoint.clone(),
+            api: site.api,
+            reason: "the configuration is not UTF-8".into(),
+        })?;
+        Ok(ConfigText::new(text))
+    }
+
+    /// `PUT /config`: replaces the whole configuration. Not applied until [`AdminClient::service_restart`].
+    ///
+    /// # Errors
+    /// [`Error::ConfigTooLarge`] past [`MAX_CONFIG_LEN`] bytes (checked before sending); call errors
+    /// (a configuration that does not validate is an [`Error::Server`] with MinIO's message).
+    pub async fn set_config(&self, config: &ConfigText) -> Result<()> {
+        if config.len() > MAX_CONFIG_LEN {
+            return Err(Error::ConfigTooLarge { len: config.len(), max: MAX_CONFIG_LEN });
+        }
+        let body = self.encrypt(config.as_str().as_bytes().to_vec()).await?;
+        self.execute(&Call::put("config", body)).await.map(drop)
+    }
+
+    /// `GET /list-config-history-kv?count=N`: the last `count` configuration changes.
+    ///
+    /// # Errors
+    /// Call errors; [`Error::ResponsePayload`]; [`Error::InvalidResponse`].
+    pub async fn config_history(&self, count: u32) -> Result<Vec<ConfigHistoryEntry>> {
+        let call = Call::get("list-config-history-kv").query("count", count.to_string());
+        let site = self.site(&call);
+        let plain = self.execute_encrypted(&call).await?;
+        let entries: Option<Vec<ConfigHistoryEntry>> = parse_json(site, &plain)?;
+        Ok(entries.unwrap_or_default())
+    }
+
+    /// `PUT /restore-config-history-kv?restoreId=`: re-applies one history entry (the server then deletes
+    /// that entry).
+    ///
+    /// # Errors
+    /// Call errors ([`Error::NotFound`] for an unknown id).
+    pub async fn restore_config_history(&self, restore_id: &str) -> Result<()> {
+        let call = Call::put("restore-config-history-kv", Vec::new()).query("restoreId", restore_id);
+        self.execute(&call).await.map(drop)
+    }
+
+    /// `GET /export-iam`: policies, users (with secret keys), groups, service accounts and mappings, as a
+    /// validated zip.
+    ///
+    /// # Errors
+    /// Call errors; [`Error::InvalidArchive`] for a truncated or malformed zip (MinIO can send one with
+    /// status 200).
+    pub async fn export_iam(&self) -> Result<IamExport> {
+        let answer = self.execute(&Call::get("export-iam")).await?;
+        IamExport::from_bytes(answer.body)
+    }
+
+    /// `PUT /import-iam-v2`, falling back to `PUT /import-iam` when the server lacks v2.
+    ///
+    /// The fallback happens only on [`Error::Unsupported`] (HTTP 426 on servers before
+    /// RELEASE.2024-09-09), unlike mc, which falls back on any error. Import is not atomic and is
+    /// idempotent: on error, fix the cause and import again (spec pitfalls 2–13).
+    ///
+    /// # Errors
+    /// Call errors of either call.
+    pub async fn import_iam(&self, export: &IamExport) -> Result<IamImport> {
+        match self.import_iam_v2(export).await {
+            Ok(result) => Ok(IamImport::V2(Box::new(result))),
+            Err(Error::Unsupported { .. }) => {
+                tracing::info!(endpoint = %self.endpoint, "import-iam-v2 not supported, using import-iam");
+                self.import_iam_v1(export).await.map(|()| IamImport::V1)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `PUT /import-iam-v2` alone.
+    ///
+    /// # Errors
+    /// Call errors ([`Error::Unsupported`] on servers before RELEASE.2024-09-09).
+    pub async fn import_iam_v2(&self, export: &IamExport) -> Result<ImportIamResult> {
+        let call = Call::put("import-iam-v2", export.as_bytes().to_vec());
+        let site = self.site(&call);
+        let answer = self.execute(&call).await?;
+        parse_json(site, &answer.body)
+    }
+
+    /// `PUT /import-iam` alone (no result details).
+    ///
+    /// # Errors
+    /// Call errors.
+    pub async fn import_iam_v1(&self, export: &IamExport) -> Result<()> {
+        self.execute(&Call::put("import-iam", export.as_bytes().to_vec())).await.map(drop)
+    }
+
+    /// `GET /export-bucket-metadata?bucket=`: one bucket's metadata, or every bucket's with `None`.
+    ///
+    /// # Errors
+    /// Call errors ([`Error::NotFound`] for a missing bucket); [`Error::InvalidArchive`].
+    pub async fn export_bucket_metadata(&self, bucket: Option<&str>) -> Result<BucketMetadataExport> {
+        let name = bucket.unwrap_or("");
+        let call = Call::get("export-bucket-metadata").query("bucket", name).bucket(name);
+        let answer = self.execute(&call).await?;
+        BucketMetadataExport::from_bytes(answer.body)
+    }
+
+    /// `PUT /import-bucket-metadata`: imports **every** bucket in the zip (the server ignores `?bucket=`;
+    /// use [`BucketMetadataExport::only_bucket`] to restore one). Missing buckets are created, with object
+    /// lock where the export has it. Replication and remote targets are not imported by MinIO.
+    ///
+    /// # Errors
+    /// Call errors. Per-section failures are in the report ([`BucketImportReport::failures`]).
+    pub async fn import_bucket_metadata(&self, export: &BucketMetadataExport) -> Result<BucketImportReport> {
+        let buckets = export.buckets();
+        let name = if buckets.len() == 1 { buckets[0].as_str() } else { "" };
+        let call = Call::put("import-bucket-metadata", export.as_bytes().to_vec()).query("bucket", name);
+        let site = self.site(&call);
+        let answer = self.execute(&call).await?;
+        if answer.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(BucketImportReport::default());
+        }
+        parse_json(site, &answer.body)
+    }
+
+    /// `GET /list-users`: users by access key (no secret keys).
+    ///
+    /// # Errors
+    /// Call errors; [`Error::ResponsePayload`]; [`Error::InvalidResponse`].
+    pub async fn list_users(&self) -> Result<std::collections::BTreeMap<String, UserInfo>> {
+        let call = Call::get("list-users");
+        let site = self.site(&call);
+        let plain = self.execute_encrypted(&call).await?;
+        let users: Option<_> = parse_json(site, &plain)?;
+        Ok(users.unwrap_or_default())
+    }
+
+    /// `GET /groups`: group names.
+    ///
+    /// # Errors
+    /// Call errors; [`Error::InvalidResponse`].
+    pub async fn list_groups(&self) -> Result<Vec<String>> {
+        let call = Call::get("groups");
+        let site = self.site(&call);
+        let answer = self.execute(&call).await?;
+        let groups: Option<Vec<String>> = parse_json(site, &answer.body)?;
+        Ok(groups.unwrap_or_default())
+    }
+
+    /// `GET /group?group=`: members, policies and status of one group.
+    ///
+    /// # Errors
+    /// Call errors ([`Error::NotFound`] for a missing group); [`Error::InvalidResponse`].
+    pub async fn group_info(&self, group: &str) -> Result<GroupDesc> {
+        let call = Call::get("group").query("group", group);
+        let site = self.site(&call);
+        let answer = self.execute(&call).await?;
+        parse_json(site, &answer.body)
+    }
+
+    /// `GET /list-canned-policies`: policy documents by name.
+    ///
+    /// # Errors
+    /// Call errors; [`Error::InvalidResponse`].
+    pub async fn list_canned_policies(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, serde_json::Value>> {
+        let call = Call::get("list-canned-policies");
+        let site = self.site(&call);
+        let answer = self.execute(&call).await?;
+        let policies: Option<_> = parse_json(site, &answer.body)?;
+        Ok(policies.unwrap_or_default())
+    }
+
+    /// `GET /list-service-accounts?user=`: the service accounts of `user` (no secret keys).
+    ///
+    /// # Errors
+    /// Call errors; [`Error::ResponsePayload`]; [`Error::InvalidResponse`].
+    pub async fn list_service_accounts(&self, user: &str) -> Result<Vec<ServiceAccountInfo>> {
+        let call = Call::get("list-service-accounts").query("user", user);
+        let site = self.site(&call);
+        let plain = self.execute_encrypted(&call).await?;
+        let resp: ListServiceAccountsResp = parse_json(site, &plain)?;
+        Ok(resp.accounts.into_iter().map(|a| a.into_info(user)).collect())
+    }
+
+    /// `POST /service?action=restart&dry-run=false&type=2`: restarts every server of the deployment, as
+    /// needed after [`AdminClient::set_config`]. Returns once the servers were told; poll
+    /// [`AdminClient::probe`] until it answers again.
+    ///
+    /// # Errors
+    /// Call errors; [`Error::InvalidResponse`].
+    pub async fn service_restart(&self) -> Result<ServiceActionResult> {
+        let call = Call { method: Method::POST, ..Call::get("service") }
+            .query("action", "restart")
+            .query("dry-run", "false")
+            .query("type", "2");
+        let site = self.site(&call);
+        let answer = self.execute(&call).await?;
+        if answer.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(ServiceActionResult { action: "restart".into(), ..ServiceActionResult::default() });
+        }
+        parse_json(site, &answer.body)
+    }
+
+    fn site<'c>(&'c self, call: &Call<'c>) -> CallSite<'c> {
+        CallSite { endpoint: &self.endpoint, api: call.api, bucket: call.bucket }
+    }
+
+    /// Sends `call`; a non-200 answer becomes an error.
+    async fn execute(&self, call: &Call<'_>) -> Result<Answer> {
+        let (status, body) = self.send_raw(call).await?;
+        if status == 200 {
+            Ok(Answer { body })
+        } else {
+            Err(error::from_response(self.site(call), status, &body))
+        }
+    }
+
+    /// Sends `call` and decrypts its 200 answer with the secret key.
+    async fn execute_encrypted(&self, call: &Call<'_>) -> Result<Vec<u8>> {
+        let answer = self.execute(call).await?;
+        let credentials = self.credentials.clone();
+        let opened =
+            tokio::task::spawn_blocking(move || payload::decrypt(credentials.secret_key(), &answer.body))
+                .await
+                .map_err(|e| Error::Crypto(format!("decryption task: {e}")))?;
+        opened.map_err(|e| Error::ResponsePayload {
+            endpoint: self.endpoint.clone(),
+            api: call.api,
+            source: Box::new(e),
+        })
+    }
+
+    /// Encrypts a request body with the secret key, off the async workers.
+    async fn encrypt(&self, plaintext: Vec<u8>) -> Result<Vec<u8>> {
+        let credentials = self.credentials.clone();
+        let plaintext = zeroize::Zeroizing::new(plaintext);
+        tokio::task::spawn_blocking(move || payload::encrypt(credentials.secret_key(), &plaintext))
+            .await
+            .map_err(|e| Error::Crypto(format!("encryption task: {e}")))?
+    }
+
+    /// Signs and sends `call`, returning the status and the whole body.
+    async fn send_raw(&self, call: &Call<'_>) -> Result<(u16, Bytes)> {
+        let path = format!("{ADMIN_PREFIX}/{}", call.api);
+        let query: Vec<(&str, &str)> = call.query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let canonical_query = sigv4::canonical_query(&query);
+        let mut url = format!("{}{}", self.endpoint, sigv4::uri_encode(&path, true));
+        if !canonical_query.is_empty() {
+            url.push('?');
+            url.push_str(&canonical_query);
+        }
+
+        // One reading of the clock dates both the header and the signature.
+        let now = self.clock.now();
+        let date = sigv4::amz_date(now);
+        let payload_hash = sigv4::sha256_hex(&call.body);
+        let mut headers: Vec<(&str, &str)> =
+            vec![("host", &self.host), ("x-amz-content-sha256", &payload_hash), ("x-amz-date", &date)];
+        if let Some(token) = self.credentials.session_token() {
+            headers.push(("x-amz-security-token", token));
+        }
+        let request = SigningRequest {
+            method: call.method.as_str(),
+            path: &path,
+            query: &query,
+            headers: &headers,
+            payload_sha256: &payload_hash,
+        };
+        let signature = sigv4::sign(&request, &self.credentials, &self.region, "s3", now);
+
+        let mut builder = self.http.request(call.method.clone(), &url);
+        for (name, value) in &headers {
+            builder = builder.header(*name, *value);
+        }
+        let builder = builder
+            .header(AUTHORIZATION, signature.authorization)
+            .header(CONTENT_LENGTH, call.body.len())
+            .body(call.body.clone());
+
+        let transport = |e: reqwest::Error| transport_error(&self.endpoint, call.api, e);
+        let response = builder.send().await.map_err(transport)?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(transport)?;
+        tracing::debug!(endpoint = %self.endpoint, api = call.api, status, bytes = body.len(), "admin call");
+        Ok((status, body))
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(site: CallSite<'_>, body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| Error::InvalidResponse {
+        endpoint: site.endpoint.to_owned(),
+        api: site.api,
+        // serde_json's message names a line and column, never the content.
+        reason: format!("not the expected JSON: {e}"),
+    })
+}
+
+/// Sorts a reqwest failure into timeout, TLS, unreachable or other. URLs are stripped (they are ours and
+/// carry no secret, but the endpoint and call are already in the message).
+fn transport_error(endpoint: &str, api: &'static str, e: reqwest::Error) -> Error {
+    let source = e.without_url();
+    let endpoint = endpoint.to_owned();
+    if source.is_timeout() {
+        return Error::Timeout { endpoint, api, source };
+    }
+    if let Some(detail) = tls_failure(&source) {
+        return Error::Tls { endpoint, api, detail, source };
+    }
+    if source.is_connect() {
+        return Error::Unreachable { endpoint, api, source };
+    }
+    Error::Transport { endpoint, api, source }
+}
+
+/// The rustls error somewhere in the chain, directly or inside an `io::Error` (whose `source()` skips the
+/// error it wraps, so the walk descends through `get_ref()` instead).
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        current = match err.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    None
+}
