@@ -1,17 +1,28 @@
 //! Connecting to S3-compatible stores.
 //!
 //! Every S3 client in s32s3 is built here, so the settings that make aws-sdk-s3 work against stores other
-//! than AWS live in one place (see [`S3Endpoint::client`]).
+//! than AWS live in one place (see [`S3Endpoint::client`]). [`Store`] pairs a client with the side it talks
+//! to, so every error names where it happened, and adds the few raw requests the SDK cannot express
+//! (bucket configuration kept as the server's own XML).
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
     timeout::TimeoutConfig,
 };
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sigv4::http_request::{
+    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+    UriPathNormalizationMode, sign,
+};
+use base64::Engine as _;
+use md5::Digest as _;
 use zeroize::Zeroizing;
 
+use crate::error::{S3Error, S3ErrorKind, Side, classify, s3_error};
 use crate::{Error, Result};
 
 /// A secret string (a secret key or a password): never printed, zeroized on drop.
@@ -70,7 +81,31 @@ pub struct S3Endpoint {
 }
 
 impl S3Endpoint {
-    /// Builds an aws-sdk-s3 client for this endpoint.
+    /// The region to sign with (`us-east-1` when none is configured).
+    #[must_use]
+    pub fn signing_region(&self) -> &str {
+        if self.region.is_empty() { "us-east-1" } else { &self.region }
+    }
+
+    /// Checks the endpoint URL.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the endpoint is not an `http(s)://` URL.
+    pub fn validate(&self, field: &str) -> Result<()> {
+        let ok = (self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://"))
+            && reqwest::Url::parse(&self.endpoint).is_ok_and(|u| u.host().is_some());
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Config {
+                field: field.to_owned(),
+                reason: format!("{:?} is not an http:// or https:// URL", self.endpoint),
+            })
+        }
+    }
+
+    /// Builds an aws-sdk-s3 client for this endpoint, retrying temporary failures up to `max_attempts`
+    /// times in all (exponential backoff with jitter, the SDK's standard mode).
     ///
     /// The settings that make the SDK work against S3-compatible stores (checked against SeaweedFS and moto):
     /// - path-style addressing (`http://host/bucket/key`): virtual-hosted style needs wildcard DNS that
@@ -83,13 +118,8 @@ impl S3Endpoint {
     ///
     /// # Errors
     /// [`Error::Config`] when the endpoint is not an `http(s)://` URL.
-    pub fn client(&self) -> Result<aws_sdk_s3::Client> {
-        if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) {
-            return Err(Error::Config {
-                field: "endpoint".into(),
-                reason: format!("{:?} is not an http:// or https:// URL", self.endpoint),
-            });
-        }
+    pub fn client_with_retries(&self, max_attempts: u32) -> Result<aws_sdk_s3::Client> {
+        self.validate("endpoint")?;
         let credentials = Credentials::new(
             self.access_key_id.clone(),
             self.secret_access_key.expose().to_owned(),
@@ -97,15 +127,20 @@ impl S3Endpoint {
             None,
             "s32s3",
         );
-        let region = if self.region.is_empty() { "us-east-1".to_owned() } else { self.region.clone() };
         let config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .endpoint_url(self.endpoint.trim_end_matches('/'))
-            .region(Region::new(region))
+            .region(Region::new(self.signing_region().to_owned()))
             .credentials_provider(credentials)
             .force_path_style(true)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(max_attempts.max(1))
+                    .with_initial_backoff(Duration::from_millis(200))
+                    .with_max_backoff(Duration::from_secs(20)),
+            )
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(10))
@@ -115,35 +150,285 @@ impl S3Endpoint {
             .build();
         Ok(aws_sdk_s3::Client::from_conf(config))
     }
+
+    /// [`S3Endpoint::client_with_retries`] with the default of 5 attempts.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the endpoint is not an `http(s)://` URL.
+    pub fn client(&self) -> Result<aws_sdk_s3::Client> {
+        self.client_with_retries(5)
+    }
+}
+
+/// One side of a run (source or destination): an S3 client plus where it points, so every error says
+/// where it happened.
+#[derive(Clone, Debug)]
+pub struct Store {
+    side: Side,
+    endpoint: S3Endpoint,
+    client: aws_sdk_s3::Client,
+    http: reqwest::Client,
+}
+
+impl Store {
+    /// Connects (lazily: no request is sent) to `endpoint` as `side`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an invalid endpoint URL.
+    pub fn new(side: Side, endpoint: S3Endpoint, max_attempts: u32) -> Result<Self> {
+        endpoint.validate(&format!("{side}.endpoint"))?;
+        let client = endpoint.client_with_retries(max_attempts)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_mins(2))
+            .build()
+            .map_err(|e| Error::Config { field: format!("{side}.endpoint"), reason: e.to_string() })?;
+        Ok(Self { side, endpoint, client, http })
+    }
+
+    /// The aws-sdk-s3 client.
+    #[must_use]
+    pub fn client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+
+    /// Source or destination.
+    #[must_use]
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// The endpoint URL (for messages).
+    #[must_use]
+    pub fn endpoint_url(&self) -> &str {
+        &self.endpoint.endpoint
+    }
+
+    /// Wraps an SDK error with this side, the operation and the location.
+    #[allow(clippy::needless_pass_by_value)] // taken by value so call sites read `.map_err(|e| store.err(…, e))`
+    pub fn err<E>(
+        &self,
+        operation: &'static str,
+        bucket: &str,
+        key: Option<&str>,
+        err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let mut e = s3_error(self.side, operation, Some(bucket), key, &err);
+        if e.kind == S3ErrorKind::Unreachable {
+            e.message = format!("cannot reach {}: {}", self.endpoint.endpoint, e.message);
+        }
+        Error::S3(e)
+    }
+
+    /// Lists the buckets this key can see.
+    ///
+    /// # Errors
+    /// Any S3 failure, classified.
+    pub async fn list_buckets(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        let mut pages = self.client.list_buckets().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| Error::S3(s3_error(self.side, "ListBuckets", None, None, &e)))?;
+            names.extend(page.buckets().iter().filter_map(|b| b.name().map(str::to_owned)));
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Whether `bucket` exists (and this key may access it).
+    ///
+    /// # Errors
+    /// S3 failures other than "not found".
+    pub async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        match self.client.head_bucket().bucket(bucket).send().await {
+            Ok(_) => Ok(true),
+            Err(e) => match self.err("HeadBucket", bucket, None, e) {
+                Error::S3(e) if e.kind == S3ErrorKind::NotFound => Ok(false),
+                e => Err(e),
+            },
+        }
+    }
+
+    /// A signed request outside the SDK's typed model: a bucket sub-resource such as `?lifecycle`, sent and
+    /// received as the server's own bytes. Returns `None` for "not found" (no such configuration).
+    ///
+    /// # Errors
+    /// S3 failures other than "not found", classified like SDK errors.
+    pub async fn raw_bucket_request(
+        &self,
+        method: &str,
+        operation: &'static str,
+        bucket: &str,
+        subresource: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Option<Vec<u8>>> {
+        let url = format!(
+            "{}/{}?{subresource}",
+            self.endpoint.endpoint.trim_end_matches('/'),
+            percent_encode_path(bucket)
+        );
+        let body = body.unwrap_or_default();
+        let mut request = http::Request::builder().method(method).uri(&url);
+        if !body.is_empty() {
+            // Required by S3 for PutBucketLifecycleConfiguration, PutBucketCors, … and harmless elsewhere.
+            let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body));
+            request = request.header("content-md5", md5);
+        }
+        let mut request = request
+            .body(body.to_vec())
+            .map_err(|e| Error::Config { field: format!("{}.endpoint", self.side), reason: e.to_string() })?;
+        self.sign(&mut request)?;
+        let request = reqwest::Request::try_from(request)
+            .map_err(|e| Error::Config { field: format!("{}.endpoint", self.side), reason: e.to_string() })?;
+        let to_error = |kind, status: Option<u16>, code: Option<String>, message: String| {
+            let mut message = message;
+            if kind == S3ErrorKind::Unreachable {
+                message = format!("cannot reach {}: {message}", self.endpoint.endpoint);
+            }
+            Error::S3(S3Error {
+                side: self.side,
+                operation,
+                bucket: Some(bucket.to_owned()),
+                key: None,
+                kind,
+                status,
+                code,
+                message,
+            })
+        };
+        let response = self.http.execute(request).await.map_err(|e| {
+            let kind = if e.is_connect() { S3ErrorKind::Unreachable } else { S3ErrorKind::Temporary };
+            to_error(kind, None, None, crate::error::source_chain(&e))
+        })?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| to_error(S3ErrorKind::Temporary, Some(status), None, e.to_string()))?;
+        if (200..300).contains(&status) {
+            return Ok(Some(bytes.to_vec()));
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let code = xml_tag(&text, "Code");
+        let kind = classify(Some(status), code.as_deref());
+        if kind == S3ErrorKind::NotFound {
+            return Ok(None);
+        }
+        Err(to_error(kind, Some(status), code, xml_tag(&text, "Message").unwrap_or_default()))
+    }
+
+    fn sign(&self, request: &mut http::Request<Vec<u8>>) -> Result<()> {
+        let identity = Credentials::new(
+            self.endpoint.access_key_id.clone(),
+            self.endpoint.secret_access_key.expose().to_owned(),
+            None,
+            None,
+            "s32s3",
+        )
+        .into();
+        let mut settings = SigningSettings::default();
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(self.endpoint.signing_region())
+            .name("s3")
+            .time(SystemTime::now())
+            .settings(settings)
+            .build()
+            .map_err(|e| Error::Config { field: format!("{}.region", self.side), reason: e.to_string() })?
+            .into();
+        let uri = request.uri().to_string();
+        let headers: Vec<(String, String)> = request
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+            .collect();
+        let signable = SignableRequest::new(
+            request.method().as_str(),
+            uri,
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            SignableBody::Bytes(request.body()),
+        )
+        .map_err(|e| Error::Config { field: format!("{}.endpoint", self.side), reason: e.to_string() })?;
+        let (instructions, _signature) = sign(signable, &params)
+            .map_err(|e| Error::Config { field: format!("{}.endpoint", self.side), reason: e.to_string() })?
+            .into_parts();
+        instructions.apply_to_request_http1x(request);
+        Ok(())
+    }
+}
+
+/// Percent-encodes a path segment for a URL (RFC 3986 unreserved characters stay).
+fn percent_encode_path(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push_str(&hex::encode_upper([b]));
+        }
+    }
+    out
+}
+
+/// The text of the first `<tag>…</tag>` in an S3 error document.
+fn xml_tag(xml: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{tag}>"))? + start;
+    Some(xml[start..end].to_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn secret_debug_is_redacted() {
-        let endpoint = S3Endpoint {
-            endpoint: "http://127.0.0.1:1".into(),
+    fn endpoint(url: &str) -> S3Endpoint {
+        S3Endpoint {
+            endpoint: url.into(),
             region: String::new(),
             access_key_id: "AKIDEXAMPLE".into(),
             secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
-        };
-        let printed = format!("{endpoint:?} {endpoint:#?}");
+        }
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        let endpoint = endpoint("http://127.0.0.1:1");
+        let store = Store::new(Side::Source, endpoint.clone(), 1).unwrap();
+        let printed = format!("{endpoint:?} {endpoint:#?} {store:?}");
         assert!(!printed.contains("wJalrXUtnFEMI"), "{printed}");
         assert!(printed.contains("<redacted>"), "{printed}");
         assert_eq!(format!("{:?}", Secret::default()), "Secret(<empty>)");
     }
 
     #[test]
-    fn rejects_endpoint_without_scheme() {
-        let endpoint = S3Endpoint {
-            endpoint: "127.0.0.1:9000".into(),
-            region: String::new(),
-            access_key_id: String::new(),
-            secret_access_key: Secret::default(),
-        };
-        let err = endpoint.client().unwrap_err();
-        assert!(err.to_string().contains("not an http:// or https:// URL"), "{err}");
+    fn rejects_endpoints_that_are_not_urls() {
+        for bad in ["127.0.0.1:9000", "ftp://host", "http://", ""] {
+            let err = Store::new(Side::Destination, endpoint(bad), 1).unwrap_err();
+            assert!(err.to_string().contains("destination.endpoint"), "{err}");
+            assert!(err.to_string().contains("not an http:// or https:// URL"), "{err}");
+        }
+    }
+
+    #[test]
+    fn xml_error_fields() {
+        let xml = "<?xml version=\"1.0\"?><Error><Code>NoSuchLifecycleConfiguration</Code>\
+                   <Message>The lifecycle configuration does not exist</Message></Error>";
+        assert_eq!(xml_tag(xml, "Code").as_deref(), Some("NoSuchLifecycleConfiguration"));
+        assert_eq!(xml_tag(xml, "Message").as_deref(), Some("The lifecycle configuration does not exist"));
+        assert_eq!(xml_tag(xml, "Missing"), None);
+    }
+
+    #[test]
+    fn path_encoding() {
+        assert_eq!(percent_encode_path("my-bucket.1"), "my-bucket.1");
+        assert_eq!(percent_encode_path("a b/é"), "a%20b%2F%C3%A9");
     }
 }

@@ -1,0 +1,362 @@
+//! Source listings, sorted by key in byte order with memory bounded however large the bucket.
+//!
+//! The incremental merge-join needs the listing in the manifest's order (bytes). S3 promises UTF-8 binary
+//! order, but not every S3-compatible server keeps it: SeaweedFS lists a "directory" before the names that
+//! sort before it in bytes, and lists non-ASCII keys first. So every listing goes through [`SortedListing`]:
+//! in memory up to [`RUN_LEN`] objects; beyond that, sorted runs spill to temporary files and are merged.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::spool::{Spool, SpoolReader};
+
+/// Objects kept in memory before a sorted run is spilled to disk (≈ 200 bytes each).
+pub const RUN_LEN: usize = 20_000;
+
+/// One object of a source listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listed {
+    /// Key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag, as listed.
+    pub etag: String,
+    /// Last-modified, RFC 3339 as listed.
+    pub last_modified: String,
+    /// Storage class, if listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+}
+
+/// A listing entry from an S3 `Object` (keys already decoded).
+#[must_use]
+pub fn listed_from(object: &aws_sdk_s3::types::Object) -> Listed {
+    Listed {
+        key: object.key().unwrap_or_default().to_owned(),
+        size: object.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+        etag: object.e_tag().unwrap_or_default().to_owned(),
+        last_modified: object
+            .last_modified()
+            .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
+            .unwrap_or_default(),
+        storage_class: object.storage_class().map(|s| s.as_str().to_owned()),
+    }
+}
+
+/// Lists every object of `bucket` (under `prefix`) into `sorter`.
+///
+/// Keys are requested URL-encoded (`encoding-type=url`), so keys with characters XML 1.0 cannot carry still
+/// list, and decoded here.
+///
+/// # Errors
+/// S3 failures, classified; [`crate::Error::Io`] when the sorter cannot spill.
+pub async fn list_into(
+    store: &crate::s3::Store,
+    bucket: &str,
+    prefix: Option<&str>,
+    sorter: &mut SortedListing,
+) -> Result<()> {
+    let mut pages = store
+        .client()
+        .list_objects_v2()
+        .bucket(bucket)
+        .set_prefix(prefix.map(str::to_owned))
+        .encoding_type(aws_sdk_s3::types::EncodingType::Url)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| store.err("ListObjectsV2", bucket, None, e))?;
+        let url_encoded = page.encoding_type() == Some(&aws_sdk_s3::types::EncodingType::Url);
+        for object in page.contents() {
+            let mut item = listed_from(object);
+            if url_encoded {
+                item.key = url_decode(&item.key).ok_or_else(|| {
+                    crate::Error::corrupt(
+                        format!("s3://{bucket}"),
+                        format!("listed key {:?} is not URL-encoded UTF-8", item.key),
+                    )
+                })?;
+            }
+            sorter.push(item)?;
+        }
+    }
+    Ok(())
+}
+
+/// Decodes S3's `encoding-type=url` keys: `%XX` escapes and `+` for a space (AWS and SeaweedFS write a space
+/// as `+`, moto as `%20`; a literal `+` always comes as `%2B`).
+#[must_use]
+pub fn url_decode(encoded: &str) -> Option<String> {
+    let bytes = encoded.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Collects a listing in any order; [`SortedListing::finish`] makes it readable in key byte order.
+#[derive(Debug)]
+pub struct SortedListing {
+    dir: PathBuf,
+    buffer: Vec<Listed>,
+    runs: Vec<Spool<Listed>>,
+    run_len: usize,
+    total: u64,
+}
+
+impl SortedListing {
+    /// A sorter spilling into `dir` when needed.
+    #[must_use]
+    pub fn new(dir: &Path) -> Self {
+        Self::with_run_len(dir, RUN_LEN)
+    }
+
+    /// As [`SortedListing::new`] with a custom in-memory run length (tests use tiny runs).
+    #[must_use]
+    pub fn with_run_len(dir: &Path, run_len: usize) -> Self {
+        Self { dir: dir.to_owned(), buffer: Vec::new(), runs: Vec::new(), run_len: run_len.max(1), total: 0 }
+    }
+
+    /// Objects pushed so far.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.total
+    }
+
+    /// Whether nothing was pushed.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// Adds one object.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a run cannot be spilled.
+    pub fn push(&mut self, item: Listed) -> Result<()> {
+        self.buffer.push(item);
+        self.total += 1;
+        if self.buffer.len() >= self.run_len {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    fn spill(&mut self) -> Result<()> {
+        self.buffer.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        let mut run = Spool::new(&self.dir)?;
+        for item in self.buffer.drain(..) {
+            run.push(&item)?;
+        }
+        self.runs.push(run);
+        Ok(())
+    }
+
+    /// Ends collection: the listing can now be read, sorted, as often as needed.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the last run cannot be spilled.
+    pub fn finish(mut self) -> Result<Sorted> {
+        if !self.runs.is_empty() && !self.buffer.is_empty() {
+            self.spill()?;
+        }
+        self.buffer.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        Ok(Sorted { memory: self.buffer, runs: self.runs, total: self.total })
+    }
+}
+
+/// A finished listing.
+#[derive(Debug)]
+pub struct Sorted {
+    memory: Vec<Listed>,
+    runs: Vec<Spool<Listed>>,
+    total: u64,
+}
+
+impl Sorted {
+    /// Objects listed (duplicates included).
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.total
+    }
+
+    /// Whether the listing is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The objects in key byte order; a key listed twice (a server repeating it across pages) is yielded
+    /// once.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a spilled run cannot be read.
+    #[allow(clippy::iter_not_returning_iterator)] // re-reading spilled runs can fail before iteration starts
+    pub fn iter(&mut self) -> Result<SortedIter<'_>> {
+        let source = if self.runs.is_empty() {
+            Source::Memory(self.memory.iter())
+        } else {
+            let mut readers = Vec::with_capacity(self.runs.len());
+            let mut heap = BinaryHeap::new();
+            for (i, run) in self.runs.iter_mut().enumerate() {
+                let mut reader = run.reader()?;
+                if let Some(item) = reader.next().transpose()? {
+                    heap.push(Reverse(HeapItem(item, i)));
+                }
+                readers.push(reader);
+            }
+            Source::Merge { readers, heap }
+        };
+        Ok(SortedIter { source, last: None })
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct HeapItem(Listed, usize);
+
+impl Ord for HeapItem {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.key.cmp(&other.0.key).then(self.1.cmp(&other.1))
+    }
+}
+
+impl PartialOrd for HeapItem {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+#[derive(Debug)]
+enum Source<'a> {
+    Memory(std::slice::Iter<'a, Listed>),
+    Merge { readers: Vec<SpoolReader<'a, Listed>>, heap: BinaryHeap<Reverse<HeapItem>> },
+}
+
+/// A sorted listing, yielded in key byte order.
+#[derive(Debug)]
+pub struct SortedIter<'a> {
+    source: Source<'a>,
+    last: Option<String>,
+}
+
+impl SortedIter<'_> {
+    fn next_raw(&mut self) -> Result<Option<Listed>> {
+        match &mut self.source {
+            Source::Memory(items) => Ok(items.next().cloned()),
+            Source::Merge { readers, heap } => {
+                let Some(Reverse(HeapItem(item, i))) = heap.pop() else { return Ok(None) };
+                if let Some(next) = readers[i].next().transpose()? {
+                    heap.push(Reverse(HeapItem(next, i)));
+                }
+                Ok(Some(item))
+            }
+        }
+    }
+}
+
+impl Iterator for SortedIter<'_> {
+    type Item = Result<Listed>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.next_raw() {
+                Err(e) => return Some(Err(e)),
+                Ok(None) => return None,
+                Ok(Some(item)) => {
+                    if self.last.as_deref() == Some(item.key.as_str()) {
+                        continue;
+                    }
+                    self.last = Some(item.key.clone());
+                    return Some(Ok(item));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn item(key: &str) -> Listed {
+        Listed {
+            key: key.into(),
+            size: key.len() as u64,
+            etag: "e".into(),
+            last_modified: "t".into(),
+            storage_class: None,
+        }
+    }
+
+    fn sorted_keys(keys: &[String], run_len: usize) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sorter = SortedListing::with_run_len(dir.path(), run_len);
+        for k in keys {
+            sorter.push(item(k)).unwrap();
+        }
+        let mut sorted = sorter.finish().unwrap();
+        let first: Vec<String> = sorted.iter().unwrap().map(|r| r.unwrap().key).collect();
+        let again: Vec<String> = sorted.iter().unwrap().map(|r| r.unwrap().key).collect();
+        assert_eq!(first, again, "a finished listing reads the same every time");
+        first
+    }
+
+    #[test]
+    fn url_decoding() {
+        assert_eq!(url_decode("a+b").as_deref(), Some("a b"));
+        assert_eq!(url_decode("a%20b").as_deref(), Some("a b"));
+        assert_eq!(url_decode("a%2Bb").as_deref(), Some("a+b"));
+        assert_eq!(url_decode("%E6%97%A5%E6%9C%AC").as_deref(), Some("日本"));
+        assert_eq!(url_decode("%01x").as_deref(), Some("\u{1}x"));
+        assert_eq!(url_decode("%zz"), None);
+        assert_eq!(url_decode("%C3"), None);
+        assert_eq!(url_decode("bad%"), None);
+    }
+
+    #[test]
+    fn seaweedfs_order_becomes_byte_order() {
+        // The order SeaweedFS 4.48 was seen to list these keys in.
+        let listed: Vec<String> =
+            ["é", "ÿ", "日本", "😀", "A", "a%b", "a+b", "a b", "b/", "b/c", "b-", "b.", "b0"]
+                .map(String::from)
+                .into();
+        let mut want = listed.clone();
+        want.sort();
+        assert_eq!(sorted_keys(&listed, 1000), want);
+        assert_eq!(sorted_keys(&listed, 3), want);
+        assert_eq!(want[..4], ["A", "a b", "a%b", "a+b"]);
+    }
+
+    proptest! {
+        #[test]
+        fn spilled_and_in_memory_sorts_agree(keys in proptest::collection::vec(".{0,6}", 0..200), run in 1usize..50) {
+            let mut want = keys.clone();
+            want.sort();
+            want.dedup();
+            prop_assert_eq!(sorted_keys(&keys, run), want.clone());
+            prop_assert_eq!(sorted_keys(&keys, 10_000), want);
+        }
+    }
+}

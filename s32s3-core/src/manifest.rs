@@ -1,0 +1,497 @@
+//! Snapshot manifests (DESIGN.md §3): the rclone-crypt encryption of a zstd-compressed JSON Lines stream.
+//!
+//! Line 1 is a [`Header`]; then one [`Entry`] per object, sorted by (bucket, key) in byte order. Object
+//! metadata and tags live only here, never in clear on the destination.
+//!
+//! Manifests are built and read through local temporary files, so memory stays flat however many objects a
+//! snapshot holds: [`ManifestWriter`] appends entries to a spool file and encodes it at the end (or at a
+//! checkpoint); [`ManifestReader`] streams entries out of a downloaded manifest.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
+
+use s32s3_crypt::{Cipher, DecryptReader, EncryptReader};
+use serde::{Deserialize, Serialize};
+
+use crate::spool::Spool;
+use crate::{Error, Result};
+
+/// The `format` field of every manifest header.
+pub const FORMAT: &str = "s32s3-manifest";
+/// The manifest format version this code writes and reads.
+pub const VERSION: u32 = 1;
+/// zstd level: manifests are written once per run; level 3 compresses JSON ~8× at >100 MB/s.
+const ZSTD_LEVEL: i32 = 3;
+
+/// How a snapshot ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotStatus {
+    /// Every object was copied: restores exactly the source as listed.
+    Complete,
+    /// The run finished, but some objects (or buckets) could not be copied; they keep their previous
+    /// version when there was one.
+    Partial,
+    /// A checkpoint of a run still going (or interrupted): used only to resume.
+    Running,
+}
+
+impl std::fmt::Display for SnapshotStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Complete => "complete",
+            Self::Partial => "partial",
+            Self::Running => "running",
+        })
+    }
+}
+
+/// What was backed up.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    /// The source endpoint URL.
+    pub endpoint: String,
+    /// `minio` when the source was administered as MinIO, else `s3`.
+    pub kind: String,
+    /// MinIO server version, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minio_version: Option<String>,
+    /// MinIO deployment id, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_id: Option<String>,
+}
+
+/// One bucket of a snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketRecord {
+    /// Bucket name.
+    pub name: String,
+    /// Objects recorded for this bucket.
+    pub objects: u64,
+    /// Plaintext bytes recorded for this bucket.
+    pub bytes: u64,
+    /// Configuration read over S3, by sub-resource (`versioning`, `lifecycle`, `policy`, `tagging`, `cors`,
+    /// `encryption`, `notification`, `replication`, `website`, `object-lock`): the server's own document,
+    /// so restore puts back exactly what was read. Absent sub-resources are not listed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// Sub-resources the source refused to give (not implemented, permission denied), with the reason.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config_errors: BTreeMap<String, String>,
+    /// The bucket is gone from the source; its objects are carried over from the previous snapshot.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub source_missing: bool,
+    /// The bucket was not part of this run (`--bucket` named others); carried over unchanged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub carried_over: bool,
+}
+
+/// Where the instance-level exports of a snapshot are stored (keys relative to the backup root).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceRefs {
+    /// MinIO server info (JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_info: Option<String>,
+    /// MinIO server configuration (KV text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    /// MinIO IAM export (zip).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iam: Option<String>,
+    /// MinIO bucket-metadata export (zip).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_metadata: Option<String>,
+    /// Exports that failed, with the reason.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<String, String>,
+}
+
+/// Objects and bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Number of objects.
+    pub objects: u64,
+    /// Plaintext bytes.
+    pub bytes: u64,
+}
+
+impl Totals {
+    /// Adds one object of `bytes`.
+    pub fn add(&mut self, bytes: u64) {
+        self.objects += 1;
+        self.bytes += bytes;
+    }
+}
+
+/// Line 1 of a manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Format version ([`VERSION`]).
+    pub version: u32,
+    /// The snapshot id (random, 8 hex digits).
+    pub snapshot_id: String,
+    /// Complete, partial, or a running checkpoint.
+    pub status: SnapshotStatus,
+    /// When the run started (RFC 3339, UTC).
+    pub started: String,
+    /// When the run finished (RFC 3339, UTC); for a checkpoint, when it was written.
+    pub finished: String,
+    /// `s32s3 <version>`.
+    pub tool: String,
+    /// The source.
+    pub source: SourceInfo,
+    /// The snapshot this run was based on (incremental parent), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Buckets, sorted by name.
+    pub buckets: Vec<BucketRecord>,
+    /// MinIO instance exports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<InstanceRefs>,
+    /// All objects.
+    pub totals: Totals,
+}
+
+/// One object of a snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Source bucket.
+    pub bucket: String,
+    /// Source key.
+    pub key: String,
+    /// Plaintext size in bytes.
+    pub size: u64,
+    /// Source ETag, as listed.
+    pub etag: String,
+    /// Source last-modified time, as listed (RFC 3339).
+    pub last_modified: String,
+    /// Storage class, as listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// `Content-Type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// `Content-Encoding`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    /// `Content-Disposition`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_disposition: Option<String>,
+    /// `Content-Language`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_language: Option<String>,
+    /// `Cache-Control`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    /// `Expires`, as the server sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// User metadata (`x-amz-meta-*`), keys lower-case without the prefix.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// Object tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// Object-lock retention mode (`GOVERNANCE`/`COMPLIANCE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_mode: Option<String>,
+    /// Object-lock retain-until date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_retain_until: Option<String>,
+    /// Object-lock legal hold (`ON`/`OFF`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legal_hold: Option<String>,
+    /// SHA-256 of the plaintext, hex, computed while streaming.
+    pub sha256: String,
+    /// The stored object's key on the destination (full key, prefix included).
+    pub stored_key: String,
+    /// The stored object's version id on the destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+}
+
+impl Entry {
+    /// Whether the source object is the same one this entry recorded (same size, ETag, last-modified).
+    #[must_use]
+    pub fn same_source(&self, size: u64, etag: &str, last_modified: &str) -> bool {
+        self.size == size && self.etag == etag && self.last_modified == last_modified
+    }
+}
+
+/// Appends entries to a spool file and encodes the manifest from it.
+#[derive(Debug)]
+pub struct ManifestWriter {
+    spool: Spool<Entry>,
+    totals: Totals,
+}
+
+impl ManifestWriter {
+    /// A writer spooling into a fresh temporary file in `dir`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the temporary file cannot be created.
+    pub fn new(dir: &Path) -> Result<Self> {
+        Ok(Self { spool: Spool::new(dir)?, totals: Totals::default() })
+    }
+
+    /// Appends one entry. Entries must come in (bucket, key) byte order; the caller guarantees it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the spool file cannot be written.
+    pub fn push(&mut self, entry: &Entry) -> Result<()> {
+        self.spool.push(entry)?;
+        self.totals.add(entry.size);
+        Ok(())
+    }
+
+    /// Entries pushed so far.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.spool.len()
+    }
+
+    /// Whether no entry was pushed.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.spool.is_empty()
+    }
+
+    /// Objects and bytes pushed so far.
+    #[must_use]
+    pub fn totals(&self) -> Totals {
+        self.totals
+    }
+
+    /// Encodes `header` + the entries pushed so far into a new temporary file (zstd, then rclone crypt)
+    /// and returns it rewound, with its length. The writer stays usable (checkpoints call this repeatedly).
+    ///
+    /// # Errors
+    /// [`Error::Io`] on local I/O failures; crypt errors (random nonce) as [`Error::Crypt`].
+    pub fn encode(&mut self, header: &Header, cipher: &Cipher, dir: &Path) -> Result<(File, u64)> {
+        let mut header_line = serde_json::to_vec(header)
+            .map_err(|e| Error::io("encoding the manifest", io::Error::other(e)))?;
+        header_line.push(b'\n');
+        let plain = io::Cursor::new(header_line).chain(self.spool.raw()?);
+        let compressed = zstd::stream::read::Encoder::new(plain, ZSTD_LEVEL)
+            .map_err(|e| Error::io("compressing the manifest", e))?;
+        let mut encrypted = EncryptReader::new(cipher, compressed)
+            .map_err(|source| Error::Crypt { what: "manifest".into(), source })?;
+        let mut out = tempfile::tempfile_in(dir)
+            .map_err(|e| Error::io(format!("creating a temporary file in {}", dir.display()), e))?;
+        let len = io::copy(&mut encrypted, &mut out).map_err(|e| Error::io("encoding the manifest", e))?;
+        out.seek(SeekFrom::Start(0)).map_err(|e| Error::io("encoding the manifest", e))?;
+        Ok((out, len))
+    }
+}
+
+/// Streams a manifest out of a (downloaded) encrypted file.
+pub struct ManifestReader {
+    name: String,
+    header: Header,
+    lines: Box<dyn BufRead + Send>,
+    line: String,
+    last: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for ManifestReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManifestReader").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl ManifestReader {
+    /// Opens the manifest in `file`; `name` is used in error messages.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for anything that is not a valid manifest under this key.
+    pub fn open(name: &str, file: File, cipher: &Cipher) -> Result<Self> {
+        let decrypted = DecryptReader::new(cipher, BufReader::with_capacity(256 << 10, file));
+        let decoder = zstd::stream::read::Decoder::new(decrypted).map_err(|e| read_error(name, &e))?;
+        let mut lines: Box<dyn BufRead + Send> = Box::new(BufReader::with_capacity(256 << 10, decoder));
+        let mut line = String::new();
+        lines.read_line(&mut line).map_err(|e| read_error(name, &e))?;
+        let header: Header =
+            serde_json::from_str(&line).map_err(|e| Error::corrupt(name, format!("bad header line: {e}")))?;
+        if header.format != FORMAT {
+            return Err(Error::corrupt(name, format!("not an s32s3 manifest (format {:?})", header.format)));
+        }
+        if header.version != VERSION {
+            return Err(Error::corrupt(
+                name,
+                format!(
+                    "manifest format version {} is not supported (this s32s3 reads {VERSION})",
+                    header.version
+                ),
+            ));
+        }
+        Ok(Self { name: name.to_owned(), header, lines, line: String::new(), last: None })
+    }
+
+    /// The header.
+    #[must_use]
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The next entry, or `None` at the end.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for a line that is not an entry, entries out of order, or a damaged file.
+    pub fn next_entry(&mut self) -> Result<Option<Entry>> {
+        self.line.clear();
+        let n = self.lines.read_line(&mut self.line).map_err(|e| read_error(&self.name, &e))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let entry: Entry = serde_json::from_str(&self.line)
+            .map_err(|e| Error::corrupt(&self.name, format!("bad entry line: {e}")))?;
+        if let Some((bucket, key)) = &self.last
+            && (bucket.as_str(), key.as_str()) >= (entry.bucket.as_str(), entry.key.as_str())
+        {
+            return Err(Error::corrupt(
+                &self.name,
+                format!("entries out of order at s3://{}/{}", entry.bucket, entry.key),
+            ));
+        }
+        self.last = Some((entry.bucket.clone(), entry.key.clone()));
+        Ok(Some(entry))
+    }
+}
+
+impl Iterator for ManifestReader {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_entry().transpose()
+    }
+}
+
+/// rclone's format cannot tell a wrong key from damage; the password is checked against the key-check blob
+/// of `.s32s3/config.json` before any manifest is read, so here every failure means damage.
+fn read_error(name: &str, err: &io::Error) -> Error {
+    match s32s3_crypt::Error::from_io(err) {
+        Some(e) => Error::corrupt(name, e.to_string()),
+        None => Error::corrupt(name, err.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    fn cipher() -> Cipher {
+        Cipher::new("manifest test password", "salt").unwrap()
+    }
+
+    fn header(status: SnapshotStatus) -> Header {
+        Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            snapshot_id: "0123abcd".into(),
+            status,
+            started: "2026-11-26T10:00:00Z".into(),
+            finished: "2026-11-26T10:05:00Z".into(),
+            tool: "s32s3 test".into(),
+            source: SourceInfo {
+                endpoint: "http://127.0.0.1:9000".into(),
+                kind: "s3".into(),
+                ..Default::default()
+            },
+            parent: None,
+            buckets: vec![BucketRecord { name: "b".into(), objects: 2, bytes: 3, ..Default::default() }],
+            instance: None,
+            totals: Totals { objects: 2, bytes: 3 },
+        }
+    }
+
+    fn entry(key: &str, size: u64) -> Entry {
+        Entry {
+            bucket: "b".into(),
+            key: key.into(),
+            size,
+            etag: format!("\"etag-{key}\""),
+            last_modified: "2026-11-26T09:00:00.000Z".into(),
+            metadata: BTreeMap::from([("owner".into(), "ünï".into())]),
+            tags: BTreeMap::from([("t".into(), "v".into())]),
+            sha256: "00".repeat(32),
+            stored_key: format!("enc/{key}"),
+            version_id: Some("v1".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn round_trip_with_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let cipher = cipher();
+        let mut writer = ManifestWriter::new(dir.path()).unwrap();
+        writer.push(&entry("a", 1)).unwrap();
+        // A checkpoint in the middle must not disturb later pushes.
+        let (file, len) = writer.encode(&header(SnapshotStatus::Running), &cipher, dir.path()).unwrap();
+        assert!(len > 32);
+        let mut checkpoint = ManifestReader::open("checkpoint", file, &cipher).unwrap();
+        assert_eq!(checkpoint.header().status, SnapshotStatus::Running);
+        assert_eq!(checkpoint.next_entry().unwrap(), Some(entry("a", 1)));
+        assert_eq!(checkpoint.next_entry().unwrap(), None);
+
+        writer.push(&entry("b/ü key", 2)).unwrap();
+        assert_eq!(writer.totals(), Totals { objects: 2, bytes: 3 });
+        let (file, _) = writer.encode(&header(SnapshotStatus::Complete), &cipher, dir.path()).unwrap();
+        let reader = ManifestReader::open("final", file, &cipher).unwrap();
+        assert_eq!(reader.header(), &header(SnapshotStatus::Complete));
+        let entries: Vec<Entry> = reader.map(Result::unwrap).collect();
+        assert_eq!(entries, vec![entry("a", 1), entry("b/ü key", 2)]);
+    }
+
+    #[test]
+    fn wrong_key_and_truncation_are_reported_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = ManifestWriter::new(dir.path()).unwrap();
+        writer.push(&entry("a", 1)).unwrap();
+        let (mut file, len) =
+            writer.encode(&header(SnapshotStatus::Complete), &cipher(), dir.path()).unwrap();
+
+        let other = Cipher::new("another password", "salt").unwrap();
+        let err = ManifestReader::open("m.snap", file.try_clone().unwrap(), &other).unwrap_err();
+        assert!(err.to_string().contains("m.snap"), "{err}");
+        assert!(err.to_string().contains("wrong password or corrupted data"), "{err}");
+
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).unwrap();
+        bytes.truncate(len as usize - 5);
+        let truncated = tempfile::tempfile().unwrap();
+        (&truncated).write_all(&bytes).unwrap();
+        (&truncated).seek(SeekFrom::Start(0)).unwrap();
+        let err = match ManifestReader::open("m.snap", truncated, &cipher()) {
+            Err(e) => e,
+            Ok(mut r) => loop {
+                match r.next_entry() {
+                    Err(e) => break e,
+                    Ok(Some(_)) => {}
+                    Ok(None) => panic!("a truncated manifest read to the end without error"),
+                }
+            },
+        };
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("m.snap"), "{err}");
+    }
+
+    #[test]
+    fn entries_out_of_order_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = ManifestWriter::new(dir.path()).unwrap();
+        writer.push(&entry("b", 1)).unwrap();
+        writer.push(&entry("a", 1)).unwrap();
+        let (file, _) = writer.encode(&header(SnapshotStatus::Complete), &cipher(), dir.path()).unwrap();
+        let mut reader = ManifestReader::open("m", file, &cipher()).unwrap();
+        assert!(reader.next_entry().unwrap().is_some());
+        let err = reader.next_entry().unwrap_err();
+        assert!(err.to_string().contains("out of order"), "{err}");
+    }
+}

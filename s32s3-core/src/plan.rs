@@ -1,0 +1,345 @@
+//! The incremental merge-join (DESIGN.md §4): a bucket's sorted source listing against the previous
+//! snapshot's sorted entries. Unchanged objects are carried over without a request; new and changed ones
+//! are copied; objects gone from the source are deleted on the destination.
+//!
+//! Pure logic over iterators, so `--dry-run` and the tests see exactly what a run would do.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::iter::Peekable;
+use std::path::Path;
+
+use crate::Result;
+use crate::listing::Listed;
+use crate::manifest::{Entry, Totals};
+use crate::spool::Spool;
+
+/// What to do with one object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// The source object is the one the previous snapshot recorded: carry its entry over.
+    Keep(Entry),
+    /// New (`previous` is `None`) or changed: copy it.
+    Copy {
+        /// The source object as listed.
+        listed: Listed,
+        /// The previous snapshot's entry for this key, if any.
+        previous: Option<Entry>,
+    },
+    /// Gone from the source: delete it on the destination (a delete marker; history stays).
+    Delete(Entry),
+}
+
+/// Merges a sorted listing with sorted previous entries of the same bucket.
+pub struct MergeJoin<L: Iterator, P: Iterator> {
+    listing: Peekable<L>,
+    previous: Peekable<P>,
+}
+
+impl<L, P> MergeJoin<L, P>
+where
+    L: Iterator<Item = Result<Listed>>,
+    P: Iterator<Item = Result<Entry>>,
+{
+    /// Joins `listing` (sorted by key) with `previous` (sorted by key, one bucket).
+    pub fn new(listing: L, previous: P) -> Self {
+        Self { listing: listing.peekable(), previous: previous.peekable() }
+    }
+}
+
+impl<L, P> Iterator for MergeJoin<L, P>
+where
+    L: Iterator<Item = Result<Listed>>,
+    P: Iterator<Item = Result<Entry>>,
+{
+    type Item = Result<Action>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // Errors surface as soon as they are seen.
+        if matches!(self.listing.peek(), Some(Err(_))) {
+            return self.listing.next().map(|r| r.map(|_| unreachable!("peeked an error")));
+        }
+        if matches!(self.previous.peek(), Some(Err(_))) {
+            return self.previous.next().map(|r| r.map(|_| unreachable!("peeked an error")));
+        }
+        let order = match (self.listing.peek(), self.previous.peek()) {
+            (None, None) => return None,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(Ok(l)), Some(Ok(p))) => l.key.as_str().cmp(p.key.as_str()),
+            (Some(Err(_)), _) | (_, Some(Err(_))) => unreachable!("errors returned above"),
+        };
+        Some(Ok(match order {
+            Ordering::Less => {
+                let Some(Ok(listed)) = self.listing.next() else { unreachable!("peeked") };
+                Action::Copy { listed, previous: None }
+            }
+            Ordering::Greater => {
+                let Some(Ok(entry)) = self.previous.next() else { unreachable!("peeked") };
+                Action::Delete(entry)
+            }
+            Ordering::Equal => {
+                let (Some(Ok(listed)), Some(Ok(entry))) = (self.listing.next(), self.previous.next()) else {
+                    unreachable!("peeked")
+                };
+                if entry.same_source(listed.size, &listed.etag, &listed.last_modified) {
+                    Action::Keep(entry)
+                } else {
+                    Action::Copy { listed, previous: Some(entry) }
+                }
+            }
+        }))
+    }
+}
+
+/// What a bucket's merge-join will do, counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlanCounts {
+    /// Objects not in the previous snapshot.
+    pub new: Totals,
+    /// Objects whose size, ETag or last-modified changed.
+    pub changed: Totals,
+    /// Objects carried over.
+    pub unchanged: Totals,
+    /// Objects gone from the source.
+    pub deleted: Totals,
+}
+
+impl PlanCounts {
+    /// Counts one action.
+    pub fn count(&mut self, action: &Action) {
+        match action {
+            Action::Keep(e) => self.unchanged.add(e.size),
+            Action::Copy { listed, previous: None } => self.new.add(listed.size),
+            Action::Copy { listed, previous: Some(_) } => self.changed.add(listed.size),
+            Action::Delete(e) => self.deleted.add(e.size),
+        }
+    }
+
+    /// Adds another bucket's counts.
+    pub fn merge(&mut self, other: &PlanCounts) {
+        for (mine, theirs) in [
+            (&mut self.new, other.new),
+            (&mut self.changed, other.changed),
+            (&mut self.unchanged, other.unchanged),
+            (&mut self.deleted, other.deleted),
+        ] {
+            mine.objects += theirs.objects;
+            mine.bytes += theirs.bytes;
+        }
+    }
+
+    /// Whether deleting `deleted` of the previous snapshot's objects stays within `max_delete_percent`.
+    #[must_use]
+    pub fn deletes_allowed(&self, max_delete_percent: u32) -> bool {
+        let previous = self.unchanged.objects + self.changed.objects + self.deleted.objects;
+        previous == 0 || self.deleted.objects * 100 <= previous * u64::from(max_delete_percent)
+    }
+}
+
+/// Merges two sorted entry streams (parent snapshot, checkpoint of an interrupted run); on equal (bucket, key)
+/// the second wins, as it is newer.
+pub struct MergeNewest<A: Iterator, B: Iterator> {
+    older: Peekable<A>,
+    newer: Peekable<B>,
+}
+
+impl<A, B> MergeNewest<A, B>
+where
+    A: Iterator<Item = Result<Entry>>,
+    B: Iterator<Item = Result<Entry>>,
+{
+    /// Merges `older` and `newer`.
+    pub fn new(older: A, newer: B) -> Self {
+        Self { older: older.peekable(), newer: newer.peekable() }
+    }
+}
+
+impl<A, B> Iterator for MergeNewest<A, B>
+where
+    A: Iterator<Item = Result<Entry>>,
+    B: Iterator<Item = Result<Entry>>,
+{
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let order = match (self.older.peek(), self.newer.peek()) {
+            (None, None) => return None,
+            (Some(Err(_)), _) | (Some(_), None) => Ordering::Less,
+            (_, Some(Err(_))) | (None, Some(_)) => Ordering::Greater,
+            (Some(Ok(a)), Some(Ok(b))) => {
+                (a.bucket.as_str(), a.key.as_str()).cmp(&(b.bucket.as_str(), b.key.as_str()))
+            }
+        };
+        match order {
+            Ordering::Less => self.older.next(),
+            Ordering::Greater => self.newer.next(),
+            Ordering::Equal => {
+                self.older.next();
+                self.newer.next()
+            }
+        }
+    }
+}
+
+/// A previous snapshot's entries split by bucket, each readable as often as needed (the plan pass and the
+/// execution pass read them twice).
+#[derive(Debug, Default)]
+pub struct PreviousEntries {
+    buckets: BTreeMap<String, Spool<Entry>>,
+}
+
+impl PreviousEntries {
+    /// Splits sorted `entries` by bucket into spool files in `dir`.
+    ///
+    /// # Errors
+    /// The first error of `entries`, or [`crate::Error::Io`].
+    pub fn split(entries: impl Iterator<Item = Result<Entry>>, dir: &Path) -> Result<Self> {
+        let mut buckets: BTreeMap<String, Spool<Entry>> = BTreeMap::new();
+        for entry in entries {
+            let entry = entry?;
+            if !buckets.contains_key(&entry.bucket) {
+                buckets.insert(entry.bucket.clone(), Spool::new(dir)?);
+            }
+            buckets.get_mut(&entry.bucket).expect("inserted above").push(&entry)?;
+        }
+        Ok(Self { buckets })
+    }
+
+    /// Buckets with entries.
+    pub fn bucket_names(&self) -> impl Iterator<Item = &str> {
+        self.buckets.keys().map(String::as_str)
+    }
+
+    /// Number of entries of `bucket`.
+    #[must_use]
+    pub fn len(&self, bucket: &str) -> u64 {
+        self.buckets.get(bucket).map_or(0, Spool::len)
+    }
+
+    /// The entries of `bucket`, sorted by key (none for an unknown bucket).
+    ///
+    /// # Errors
+    /// [`crate::Error::Io`] when the spool cannot be read.
+    pub fn entries(&mut self, bucket: &str) -> Result<Box<dyn Iterator<Item = Result<Entry>> + '_>> {
+        match self.buckets.get_mut(bucket) {
+            Some(spool) => Ok(Box::new(spool.reader()?)),
+            None => Ok(Box::new(std::iter::empty())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(key: &str, etag: &str) -> Listed {
+        Listed {
+            key: key.into(),
+            size: 10,
+            etag: etag.into(),
+            last_modified: "t0".into(),
+            storage_class: None,
+        }
+    }
+
+    fn entry(bucket: &str, key: &str, etag: &str) -> Entry {
+        Entry {
+            bucket: bucket.into(),
+            key: key.into(),
+            size: 10,
+            etag: etag.into(),
+            last_modified: "t0".into(),
+            stored_key: format!("{bucket}/{key}/{etag}"),
+            ..Default::default()
+        }
+    }
+
+    fn join(listing: Vec<Listed>, previous: Vec<Entry>) -> Vec<Action> {
+        MergeJoin::new(listing.into_iter().map(Ok), previous.into_iter().map(Ok))
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn table_of_cases() {
+        let actions = join(
+            vec![listed("a", "1"), listed("b", "2"), listed("d", "4"), listed("e", "5")],
+            vec![entry("x", "b", "2"), entry("x", "c", "3"), entry("x", "d", "old"), entry("x", "f", "6")],
+        );
+        assert_eq!(
+            actions,
+            vec![
+                Action::Copy { listed: listed("a", "1"), previous: None },
+                Action::Keep(entry("x", "b", "2")),
+                Action::Delete(entry("x", "c", "3")),
+                Action::Copy { listed: listed("d", "4"), previous: Some(entry("x", "d", "old")) },
+                Action::Copy { listed: listed("e", "5"), previous: None },
+                Action::Delete(entry("x", "f", "6")),
+            ]
+        );
+        let mut counts = PlanCounts::default();
+        for a in &actions {
+            counts.count(a);
+        }
+        assert_eq!(counts.new.objects, 2);
+        assert_eq!(counts.changed.objects, 1);
+        assert_eq!(counts.unchanged.objects, 1);
+        assert_eq!(counts.deleted.objects, 2);
+        // 2 of 4 previous objects deleted: 50 %.
+        assert!(counts.deletes_allowed(50));
+        assert!(!counts.deletes_allowed(49));
+    }
+
+    #[test]
+    fn a_changed_size_or_time_is_a_change() {
+        let mut changed_size = listed("k", "e");
+        changed_size.size = 11;
+        let mut changed_time = listed("k", "e");
+        changed_time.last_modified = "t1".into();
+        for l in [changed_size, changed_time] {
+            let actions = join(vec![l.clone()], vec![entry("x", "k", "e")]);
+            assert_eq!(actions, vec![Action::Copy { listed: l, previous: Some(entry("x", "k", "e")) }]);
+        }
+    }
+
+    #[test]
+    fn errors_stop_the_join() {
+        let listing = vec![Ok(listed("a", "1")), Err(crate::Error::Cancelled)];
+        let mut join = MergeJoin::new(listing.into_iter(), std::iter::empty());
+        assert!(join.next().unwrap().is_ok());
+        assert!(matches!(join.next(), Some(Err(crate::Error::Cancelled))));
+    }
+
+    #[test]
+    fn newest_wins_on_equal_keys() {
+        let older = vec![entry("a", "1", "old"), entry("a", "2", "old"), entry("b", "1", "old")];
+        let newer = vec![entry("a", "2", "new"), entry("a", "3", "new")];
+        let merged: Vec<Entry> = MergeNewest::new(older.into_iter().map(Ok), newer.into_iter().map(Ok))
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            merged,
+            vec![
+                entry("a", "1", "old"),
+                entry("a", "2", "new"),
+                entry("a", "3", "new"),
+                entry("b", "1", "old")
+            ]
+        );
+    }
+
+    #[test]
+    fn previous_entries_split_by_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = vec![entry("a", "1", "e"), entry("a", "2", "e"), entry("b", "1", "e")];
+        let mut previous = PreviousEntries::split(entries.into_iter().map(Ok), dir.path()).unwrap();
+        assert_eq!(previous.bucket_names().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(previous.len("a"), 2);
+        for _ in 0..2 {
+            let keys: Vec<String> = previous.entries("a").unwrap().map(|e| e.unwrap().key).collect();
+            assert_eq!(keys, ["1", "2"]);
+        }
+        assert_eq!(previous.entries("zzz").unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,188 @@
+//! Finding, reading and pruning snapshot manifests in the backup bucket.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Cursor, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use s32s3_crypt::{Cipher, DecryptReader, ENCRYPTED_CHUNK_SIZE, HEADER_SIZE};
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use crate::error::S3ErrorKind;
+use crate::layout::Layout;
+use crate::manifest::{Header, ManifestReader};
+use crate::s3::Store;
+use crate::{Error, Result};
+
+const NAME_TIME: &[time::format_description::BorrowedFormatItem<'static>] =
+    format_description!("[year][month][day]T[hour][minute][second]Z");
+
+/// A manifest object in the backup bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotRef {
+    /// Its key in the backup bucket.
+    pub key: String,
+    /// The snapshot id.
+    pub id: String,
+    /// When the run finished (from the name; for a checkpoint, when it was last written).
+    pub finished: OffsetDateTime,
+    /// A checkpoint of an unfinished run (`<id>.partial`), not a snapshot.
+    pub checkpoint: bool,
+    /// Size of the encrypted manifest.
+    pub size: u64,
+}
+
+/// The key of the manifest of snapshot `id`, finished at `finished`.
+#[must_use]
+pub fn snapshot_key(layout: &Layout, finished: OffsetDateTime, id: &str) -> String {
+    let time = finished.to_offset(time::UtcOffset::UTC).format(NAME_TIME).expect("the format is valid");
+    format!("{}{time}-{id}.snap", layout.snapshots_prefix())
+}
+
+/// The key of the checkpoint of run `id`.
+#[must_use]
+pub fn checkpoint_key(layout: &Layout, id: &str) -> String {
+    format!("{}{id}.partial", layout.snapshots_prefix())
+}
+
+/// Every snapshot and checkpoint, oldest first (objects that are not manifests are ignored).
+///
+/// # Errors
+/// S3 failures.
+pub async fn list(dest: &Store, bucket: &str, layout: &Layout) -> Result<Vec<SnapshotRef>> {
+    let prefix = layout.snapshots_prefix();
+    let mut found = Vec::new();
+    let mut pages = dest.client().list_objects_v2().bucket(bucket).prefix(&prefix).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| dest.err("ListObjectsV2", bucket, None, e))?;
+        for object in page.contents() {
+            let key = object.key().unwrap_or_default();
+            let name = &key[prefix.len().min(key.len())..];
+            let size = object.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+            if let Some(rest) = name.strip_suffix(".snap")
+                && let Some((time, id)) = rest.split_once('-')
+                && let Ok(finished) = time::PrimitiveDateTime::parse(time, NAME_TIME)
+            {
+                found.push(SnapshotRef {
+                    key: key.to_owned(),
+                    id: id.to_owned(),
+                    finished: finished.assume_utc(),
+                    checkpoint: false,
+                    size,
+                });
+            } else if let Some(id) = name.strip_suffix(".partial") {
+                let finished = object
+                    .last_modified()
+                    .and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok())
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+                found.push(SnapshotRef {
+                    key: key.to_owned(),
+                    id: id.to_owned(),
+                    finished,
+                    checkpoint: true,
+                    size,
+                });
+            }
+        }
+    }
+    found.sort_by(|a, b| (a.finished, &a.id).cmp(&(b.finished, &b.id)));
+    Ok(found)
+}
+
+/// Downloads an object into a temporary file in `dir` (rewound), streaming.
+///
+/// # Errors
+/// S3 failures; [`Error::Io`].
+pub async fn download(store: &Store, bucket: &str, key: &str, dir: &Path) -> Result<File> {
+    let out = store
+        .client()
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| store.err("GetObject", bucket, Some(key), e))?;
+    let mut file = tempfile::tempfile_in(dir)
+        .map_err(|e| Error::io(format!("creating a temporary file in {}", dir.display()), e))?;
+    let mut body = out.body;
+    while let Some(chunk) = body.try_next().await.map_err(|e| {
+        Error::S3(crate::error::S3Error {
+            side: store.side(),
+            operation: "GetObject",
+            bucket: Some(bucket.to_owned()),
+            key: Some(key.to_owned()),
+            kind: S3ErrorKind::Temporary,
+            status: None,
+            code: None,
+            message: format!("reading the body: {e}"),
+        })
+    })? {
+        file.write_all(&chunk).map_err(|e| Error::io("writing a temporary file", e))?;
+    }
+    file.seek(SeekFrom::Start(0)).map_err(|e| Error::io("writing a temporary file", e))?;
+    Ok(file)
+}
+
+/// Downloads and opens a manifest.
+///
+/// # Errors
+/// S3 failures, [`Error::Corrupt`].
+pub async fn open(
+    dest: &Store,
+    bucket: &str,
+    key: &str,
+    cipher: &Cipher,
+    dir: &Path,
+) -> Result<ManifestReader> {
+    let file = download(dest, bucket, key, dir).await?;
+    let name = format!("s3://{bucket}/{key}");
+    let cipher = cipher.clone();
+    tokio::task::spawn_blocking(move || ManifestReader::open(&name, file, &cipher))
+        .await
+        .expect("does not panic")
+}
+
+/// Reads only a manifest's header line, from the first MiB of the object (the whole manifest, downloaded
+/// into `dir`, only when the header is longer).
+///
+/// # Errors
+/// S3 failures, [`Error::Corrupt`].
+pub async fn read_header(
+    dest: &Store,
+    bucket: &str,
+    key: &str,
+    cipher: &Cipher,
+    dir: &Path,
+) -> Result<Header> {
+    let name = format!("s3://{bucket}/{key}");
+    // Whole crypt chunks only: a prefix cut at a chunk boundary decrypts without error.
+    let end = HEADER_SIZE + 16 * ENCRYPTED_CHUNK_SIZE - 1;
+    let out = dest
+        .client()
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .range(format!("bytes=0-{end}"))
+        .send()
+        .await
+        .map_err(|e| dest.err("GetObject", bucket, Some(key), e))?;
+    let bytes = crate::transfer::read_body(out.body, dest.side(), bucket, key).await?;
+    let mut plain = Vec::new();
+    DecryptReader::new(cipher, Cursor::new(bytes))
+        .read_to_end(&mut plain)
+        .map_err(|e| Error::corrupt(&name, e.to_string()))?;
+    let decoder = zstd::stream::read::Decoder::new(Cursor::new(plain))
+        .map_err(|e| Error::corrupt(&name, e.to_string()))?;
+    let mut line = String::new();
+    BufReader::new(decoder).read_line(&mut line).map_err(|e| Error::corrupt(&name, e.to_string()))?;
+    if !line.ends_with('\n') {
+        // A header longer than the first MiB (thousands of buckets): read the whole manifest.
+        return open(dest, bucket, key, cipher, dir).await.map(|r| r.header().clone());
+    }
+    let header: Header =
+        serde_json::from_str(&line).map_err(|e| Error::corrupt(&name, format!("bad header: {e}")))?;
+    if header.format != crate::manifest::FORMAT {
+        return Err(Error::corrupt(&name, "not an s32s3 manifest"));
+    }
+    Ok(header)
+}
