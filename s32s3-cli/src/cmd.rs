@@ -1,3 +1,5 @@
 //! One module per command group.
 
+pub mod backup;
+pub mod config;
 pub mod crypt;

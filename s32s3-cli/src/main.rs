@@ -1,9 +1,13 @@
 //! `s32s3`: back up a whole S3-compatible object store into rclone-crypt encrypted backups, and restore it.
 //!
-//! The binary is glue: it parses the command line, loads the configuration, calls `s32s3-core` and maps
-//! errors to exit codes (0 ok, 1 failed, 2 usage, 3 partial).
+//! The binary is glue: it parses the command line, loads the configuration (TOML file, then `S32S3_*`
+//! environment variables, then flags), calls `s32s3-core` and maps errors to exit codes
+//! (0 ok, 1 failed, 2 usage, 3 partial).
 
 mod cmd;
+mod config;
+mod output;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -13,12 +17,19 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "s32s3", version, about, propagate_version = true)]
 struct Cli {
+    #[command(flatten)]
+    config: config::ConfigArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Back up the source's buckets into the backup location (incremental, encrypted).
+    Backup(cmd::backup::BackupArgs),
+    /// Check and show the effective configuration.
+    #[command(subcommand)]
+    Config(cmd::config::ConfigCommand),
     /// Encrypt, decrypt and inspect single objects and names in rclone's crypt format.
     #[command(subcommand)]
     Crypt(cmd::crypt::CryptCommand),
@@ -43,15 +54,58 @@ pub mod exit {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Config(command) => cmd::config::run(&command, &cli.config),
         Command::Crypt(command) => cmd::crypt::run(command),
         Command::Obscure(args) => cmd::crypt::obscure(&args),
         Command::Reveal(args) => cmd::crypt::reveal(&args),
+        Command::Backup(args) => {
+            with_runtime(&cli.config, true, |config| async move { cmd::backup::run(&args, &config).await })
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("s32s3: error: {err:#}");
-            ExitCode::from(exit::FAILED)
+            report(&err);
+            ExitCode::from(exit_code(&err))
         }
+    }
+}
+
+/// Loads the configuration, sets up logging and a tokio runtime, and runs `f`.
+fn with_runtime<F, Fut>(args: &config::ConfigArgs, need_source: bool, f: F) -> anyhow::Result<u8>
+where
+    F: FnOnce(config::Effective) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<u8>>,
+{
+    let file = config::load_file(args.config.as_deref())?;
+    output::init_logging(&args.output(&file)?);
+    let config = args.resolve(file, need_source)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(f(config))
+}
+
+fn report(err: &anyhow::Error) {
+    // One line: what, where, and the chain of causes.
+    let mut line = format!("{err}");
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    if let Some(s32s3_core::Error::Cancelled) = err.downcast_ref() {
+        line.push_str(" (a checkpoint was written; the next backup resumes from it)");
+    }
+    eprintln!("s32s3: error: {line}");
+}
+
+fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<config::ConfigError>().is_some()
+        || matches!(err.downcast_ref::<s32s3_core::Error>(), Some(s32s3_core::Error::Config { .. }))
+    {
+        exit::USAGE
+    } else {
+        exit::FAILED
     }
 }

@@ -1,0 +1,101 @@
+//! `s32s3 backup`: back up all buckets of the source (or the named ones) into the backup location.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use clap::Args;
+use s32s3_core::manifest::SnapshotStatus;
+use s32s3_core::{Backup, BackupSummary};
+
+use crate::config::Effective;
+use crate::exit;
+use crate::output::{CliProgress, human_bytes};
+
+/// `s32s3 backup` arguments.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Back up only this source bucket (repeatable); the others of the last snapshot are carried over.
+    #[arg(long = "bucket", value_name = "NAME")]
+    pub buckets: Vec<String>,
+    /// Show what would be copied and deleted, and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a backup and prints its summary; returns the exit code.
+pub async fn run(args: &BackupArgs, config: &Effective) -> Result<u8> {
+    let progress = Arc::new(CliProgress::new(&config.output));
+    let cancel = crate::signals::cancel_on_signals();
+    let backup =
+        Backup::new(config.run.clone()).with_buckets(args.buckets.clone()).with_dry_run(args.dry_run);
+    let result = backup.run(progress.clone(), cancel).await;
+    progress.finish();
+    let summary = result?;
+    print_summary(&summary, args.json);
+    Ok(if summary.failed.is_empty() { exit::OK } else { exit::PARTIAL })
+}
+
+fn print_summary(s: &BackupSummary, json: bool) {
+    let c = &s.counts;
+    if json {
+        let value = serde_json::json!({
+            "snapshot_id": s.snapshot_id,
+            "manifest": s.manifest_key,
+            "status": s.status.to_string(),
+            "dry_run": s.dry_run,
+            "parent": s.parent,
+            "buckets": s.buckets,
+            "objects": s.totals.objects,
+            "bytes": s.totals.bytes,
+            "new": {"objects": c.new.objects, "bytes": c.new.bytes},
+            "changed": {"objects": c.changed.objects, "bytes": c.changed.bytes},
+            "unchanged": {"objects": c.unchanged.objects, "bytes": c.unchanged.bytes},
+            "deleted": {"objects": c.deleted.objects, "bytes": c.deleted.bytes},
+            "failed": s.failed.iter().map(|f| serde_json::json!({"bucket": f.bucket, "key": f.key, "error": f.error})).collect::<Vec<_>>(),
+            "pruned": s.pruned,
+            "duration_seconds": s.duration.as_secs_f64(),
+        });
+        println!("{value}");
+        return;
+    }
+    let what = if s.dry_run {
+        "dry run (nothing written)".to_owned()
+    } else {
+        match s.status {
+            SnapshotStatus::Complete => format!("snapshot {} complete", s.snapshot_id),
+            _ => format!("snapshot {} PARTIAL", s.snapshot_id),
+        }
+    };
+    println!(
+        "{what}: {} objects, {} in {} buckets",
+        s.totals.objects,
+        human_bytes(s.totals.bytes),
+        s.buckets
+    );
+    println!(
+        "  new {} ({}), changed {} ({}), unchanged {} ({}), deleted {} ({}), failed {}",
+        c.new.objects,
+        human_bytes(c.new.bytes),
+        c.changed.objects,
+        human_bytes(c.changed.bytes),
+        c.unchanged.objects,
+        human_bytes(c.unchanged.bytes),
+        c.deleted.objects,
+        human_bytes(c.deleted.bytes),
+        s.failed.len()
+    );
+    for f in &s.failed {
+        if f.key.is_empty() {
+            println!("  FAILED bucket {}: {}", f.bucket, f.error);
+        } else {
+            println!("  FAILED s3://{}/{}: {}", f.bucket, f.key, f.error);
+        }
+    }
+    if !s.pruned.is_empty() {
+        println!("  pruned {} expired snapshots", s.pruned.len());
+    }
+    println!("  duration {:.1}s", s.duration.as_secs_f64());
+}
