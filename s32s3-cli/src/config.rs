@@ -534,7 +534,13 @@ impl Effective {
             ("log_format", if self.output.json { "json".into() } else { "text".into() }),
             ("schedule", self.schedule.clone().unwrap_or_else(|| "(not set)".into())),
         ];
-        lines.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
+        lines.iter().fold(String::new(), |mut out, (k, v)| {
+            out.push_str(k);
+            out.push_str(" = ");
+            out.push_str(v);
+            out.push('\n');
+            out
+        })
     }
 }
 
@@ -599,7 +605,7 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_mins(5)));
         assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("5 years").is_err());
     }

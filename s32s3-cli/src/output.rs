@@ -102,7 +102,7 @@ impl Progress for CliProgress {
             Event::Object { bucket, key, outcome, size } => {
                 let done = self.objects.fetch_add(1, Ordering::Relaxed) + 1;
                 if let Some(bar) = &self.bar
-                    && done % 64 == 0
+                    && done.is_multiple_of(64)
                 {
                     bar.set_message(format!("{done} objects"));
                 }
@@ -121,7 +121,7 @@ impl Progress for CliProgress {
             }
             Event::Warning(message) => self.log(|| tracing::warn!("{message}")),
             Event::Checkpoint { objects } => {
-                self.log(|| tracing::info!(objects, "checkpoint: {objects} objects recorded"))
+                self.log(|| tracing::info!(objects, "checkpoint: {objects} objects recorded"));
             }
             _ => {}
         }

@@ -74,6 +74,10 @@ pub struct BackupSummary {
     pub pruned: Vec<String>,
     /// Wall time.
     pub duration: Duration,
+    /// Requests sent to the source, by S3 operation.
+    pub source_requests: BTreeMap<String, u64>,
+    /// Requests sent to the destination, by S3 operation.
+    pub destination_requests: BTreeMap<String, u64>,
 }
 
 /// A backup of a source store into the backup location. See the module docs for the steps.
@@ -175,6 +179,7 @@ impl Backup {
             })
         };
 
+        let resumed = previous.resumed;
         let mut run = Run {
             cx: &cx,
             snapshot_id: snapshot_id.clone(),
@@ -185,6 +190,7 @@ impl Backup {
             counts: PlanCounts::default(),
             failed: Vec::new(),
             last_checkpoint: Instant::now(),
+            checkpoint_written: false,
             cancel: run_cancel.clone(),
             limits: Arc::new(Limits::new(&self.config.transfer)),
         };
@@ -218,9 +224,11 @@ impl Backup {
             buckets: run.records.len(),
             failed: run.failed,
             parent: run.parent,
-            resumed: false,
+            resumed,
             pruned,
             duration: started_at.elapsed(),
+            source_requests: cx.source.requests(),
+            destination_requests: cx.dest.requests(),
         })
     }
 
@@ -249,6 +257,7 @@ impl Backup {
 /// The previous snapshot (and checkpoint), ready for the merge-joins.
 struct Previous {
     parent: Option<SnapshotRef>,
+    resumed: bool,
     parent_header: Option<Header>,
     entries: PreviousEntries,
 }
@@ -297,6 +306,7 @@ impl Context {
                 break;
             }
         }
+        let checkpoint_used = checkpoint_reader.is_some();
         let parent_header = parent_reader.as_ref().map(|r| r.header().clone());
         let dir = self.work.path().to_owned();
         let entries = tokio::task::spawn_blocking(move || {
@@ -312,7 +322,7 @@ impl Context {
         })
         .await
         .expect("does not panic")?;
-        Ok(Previous { parent, parent_header, entries })
+        Ok(Previous { parent, resumed: checkpoint_used, parent_header, entries })
     }
 
     async fn dry_run(
@@ -350,6 +360,8 @@ impl Context {
             resumed: false,
             pruned: Vec::new(),
             duration: started_at.elapsed(),
+            source_requests: self.source.requests(),
+            destination_requests: self.dest.requests(),
         })
     }
 }
@@ -365,6 +377,7 @@ struct Run<'a> {
     counts: PlanCounts,
     failed: Vec<Failure>,
     last_checkpoint: Instant,
+    checkpoint_written: bool,
     cancel: CancellationToken,
     limits: Arc<Limits>,
 }
@@ -651,6 +664,7 @@ impl Run<'_> {
         let (file, len) = self.writer.encode(&header, &self.cx.cipher, self.cx.work.path())?;
         put_file(&self.cx.dest, self.cx.bucket(), &key, file, len).await?;
         self.last_checkpoint = Instant::now();
+        self.checkpoint_written = true;
         self.cx.progress.event(&Event::Checkpoint { objects: self.writer.len() });
         Ok(())
     }
@@ -668,7 +682,9 @@ impl Run<'_> {
         // Checkpoints are superseded by this snapshot: ours, and any left by interrupted runs.
         let mut stale: Vec<String> =
             existing.iter().filter(|s| s.checkpoint).map(|s| s.key.clone()).collect();
-        stale.push(snapshots::checkpoint_key(&cx.layout, &self.snapshot_id));
+        if self.checkpoint_written {
+            stale.push(snapshots::checkpoint_key(&cx.layout, &self.snapshot_id));
+        }
         // Snapshots older than the retention; the one just written is always kept.
         let cutoff = finished - time::Duration::days(i64::from(cx.config.expiration_days));
         let expired: Vec<String> =

@@ -5,7 +5,9 @@
 //! to, so every error names where it happened, and adds the few raw requests the SDK cannot express
 //! (bucket configuration kept as the server's own XML).
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::config::retry::RetryConfig;
@@ -160,6 +162,46 @@ impl S3Endpoint {
     }
 }
 
+/// Requests sent, by S3 operation (every attempt counts): what the metrics report and the tests check
+/// ("an unchanged object costs no request").
+#[derive(Debug, Default)]
+pub struct RequestCounter {
+    counts: Mutex<BTreeMap<String, u64>>,
+}
+
+impl RequestCounter {
+    fn add(&self, operation: &str) {
+        *self.counts.lock().expect("not poisoned").entry(operation.to_owned()).or_default() += 1;
+    }
+
+    /// Requests so far, by operation.
+    #[must_use]
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.counts.lock().expect("not poisoned").clone()
+    }
+}
+
+/// Counts every request the SDK transmits (retries included).
+#[derive(Debug)]
+struct CountRequests(Arc<RequestCounter>);
+
+impl aws_sdk_s3::config::Intercept for CountRequests {
+    fn name(&self) -> &'static str {
+        "s32s3-count-requests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_s3::config::RuntimeComponents,
+        cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> std::result::Result<(), aws_sdk_s3::error::BoxError> {
+        let operation = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>();
+        self.0.add(operation.map_or("unknown", |m| m.name()));
+        Ok(())
+    }
+}
+
 /// One side of a run (source or destination): an S3 client plus where it points, so every error says
 /// where it happened.
 #[derive(Clone, Debug)]
@@ -168,6 +210,7 @@ pub struct Store {
     endpoint: S3Endpoint,
     client: aws_sdk_s3::Client,
     http: reqwest::Client,
+    requests: Arc<RequestCounter>,
 }
 
 impl Store {
@@ -177,19 +220,29 @@ impl Store {
     /// [`Error::Config`] for an invalid endpoint URL.
     pub fn new(side: Side, endpoint: S3Endpoint, max_attempts: u32) -> Result<Self> {
         endpoint.validate(&format!("{side}.endpoint"))?;
+        let requests = Arc::new(RequestCounter::default());
         let client = endpoint.client_with_retries(max_attempts)?;
+        let client = aws_sdk_s3::Client::from_conf(
+            client.config().to_builder().interceptor(CountRequests(Arc::clone(&requests))).build(),
+        );
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_mins(2))
             .build()
             .map_err(|e| Error::Config { field: format!("{side}.endpoint"), reason: e.to_string() })?;
-        Ok(Self { side, endpoint, client, http })
+        Ok(Self { side, endpoint, client, http, requests })
     }
 
     /// The aws-sdk-s3 client.
     #[must_use]
     pub fn client(&self) -> &aws_sdk_s3::Client {
         &self.client
+    }
+
+    /// Requests sent so far, by S3 operation.
+    #[must_use]
+    pub fn requests(&self) -> BTreeMap<String, u64> {
+        self.requests.snapshot()
     }
 
     /// Source or destination.
@@ -216,7 +269,11 @@ impl Store {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let mut e = s3_error(self.side, operation, Some(bucket), key, &err);
+        self.located(s3_error(self.side, operation, Some(bucket), key, &err))
+    }
+
+    /// Adds the endpoint to an "unreachable" error: the one detail the operator needs to fix it.
+    fn located(&self, mut e: S3Error) -> Error {
         if e.kind == S3ErrorKind::Unreachable {
             e.message = format!("cannot reach {}: {}", self.endpoint.endpoint, e.message);
         }
@@ -231,7 +288,7 @@ impl Store {
         let mut names = Vec::new();
         let mut pages = self.client.list_buckets().into_paginator().send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| Error::S3(s3_error(self.side, "ListBuckets", None, None, &e)))?;
+            let page = page.map_err(|e| self.located(s3_error(self.side, "ListBuckets", None, None, &e)))?;
             names.extend(page.buckets().iter().filter_map(|b| b.name().map(str::to_owned)));
         }
         names.sort();
@@ -247,6 +304,14 @@ impl Store {
             Ok(_) => Ok(true),
             Err(e) => match self.err("HeadBucket", bucket, None, e) {
                 Error::S3(e) if e.kind == S3ErrorKind::NotFound => Ok(false),
+                // A HEAD response has no body, so a 403 does not say whether the key is wrong or lacks a
+                // permission: ask again with a request whose error carries a code.
+                Error::S3(e) if e.kind == S3ErrorKind::PermissionDenied => {
+                    match self.client.list_objects_v2().bucket(bucket).max_keys(1).send().await {
+                        Ok(_) => Ok(true),
+                        Err(e) => Err(self.err("ListObjectsV2", bucket, None, e)),
+                    }
+                }
                 e => Err(e),
             },
         }
@@ -299,6 +364,7 @@ impl Store {
                 message,
             })
         };
+        self.requests.add(operation);
         let response = self.http.execute(request).await.map_err(|e| {
             let kind = if e.is_connect() { S3ErrorKind::Unreachable } else { S3ErrorKind::Temporary };
             to_error(kind, None, None, crate::error::source_chain(&e))

@@ -31,7 +31,7 @@ pub async fn run(args: &BackupArgs, config: &Effective) -> Result<u8> {
     let cancel = crate::signals::cancel_on_signals();
     let backup =
         Backup::new(config.run.clone()).with_buckets(args.buckets.clone()).with_dry_run(args.dry_run);
-    let result = backup.run(progress.clone(), cancel).await;
+    let result = Box::pin(backup.run(progress.clone(), cancel)).await;
     progress.finish();
     let summary = result?;
     print_summary(&summary, args.json);
@@ -47,6 +47,7 @@ fn print_summary(s: &BackupSummary, json: bool) {
             "status": s.status.to_string(),
             "dry_run": s.dry_run,
             "parent": s.parent,
+            "resumed": s.resumed,
             "buckets": s.buckets,
             "objects": s.totals.objects,
             "bytes": s.totals.bytes,
@@ -57,6 +58,7 @@ fn print_summary(s: &BackupSummary, json: bool) {
             "failed": s.failed.iter().map(|f| serde_json::json!({"bucket": f.bucket, "key": f.key, "error": f.error})).collect::<Vec<_>>(),
             "pruned": s.pruned,
             "duration_seconds": s.duration.as_secs_f64(),
+            "requests": {"source": s.source_requests, "destination": s.destination_requests},
         });
         println!("{value}");
         return;

@@ -1,0 +1,205 @@
+//! Shared helpers for the CLI's integration tests: real servers from the testkit, the real binary.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use aws_sdk_s3::primitives::ByteStream;
+use s32s3_core::testkit::TestServer;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const PASSWORD2: &str = "pepper";
+
+/// A tokio runtime for the S3 calls of synchronous tests.
+pub fn rt() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    })
+}
+
+/// Where a test's backup goes and comes from.
+pub struct Env {
+    pub source: &'static TestServer,
+    pub dest: &'static TestServer,
+    pub backup_bucket: String,
+}
+
+impl Env {
+    pub fn new(source: &'static TestServer, dest: &'static TestServer, name: &str) -> Self {
+        Self { source, dest, backup_bucket: dest.unique_bucket(&format!("bk-{name}")) }
+    }
+
+    /// The `s32s3` binary with this environment's configuration in `S32S3_*` variables.
+    pub fn s32s3(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_s32s3"));
+        let (s, d) = (self.source.endpoint(), self.dest.endpoint());
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", std::env::var("HOME").unwrap_or_default())
+            .env("S32S3_SOURCE_ENDPOINT", &s.endpoint)
+            .env("S32S3_SOURCE_ACCESS_KEY_ID", &s.access_key_id)
+            .env("S32S3_SOURCE_SECRET_ACCESS_KEY", s.secret_access_key.expose())
+            .env("S32S3_DESTINATION_ENDPOINT", &d.endpoint)
+            .env("S32S3_DESTINATION_ACCESS_KEY_ID", &d.access_key_id)
+            .env("S32S3_DESTINATION_SECRET_ACCESS_KEY", d.secret_access_key.expose())
+            .env("S32S3_CRYPT_PASSWORD", PASSWORD)
+            .env("S32S3_CRYPT_PASSWORD2", PASSWORD2)
+            .env("S32S3_BACKUP_BUCKET", &self.backup_bucket)
+            .env("S32S3_LOG_LEVEL", "warn");
+        cmd
+    }
+
+    /// Runs `s32s3 backup --json --bucket …` and returns the parsed summary; panics unless the exit code
+    /// is `expect_code`.
+    pub fn backup(&self, buckets: &[&str], expect_code: i32) -> serde_json::Value {
+        let mut cmd = self.s32s3();
+        cmd.arg("backup").arg("--json");
+        for b in buckets {
+            cmd.arg("--bucket").arg(b);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(expect_code),
+            "stderr: {stderr}\nstdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("summary is not JSON ({e}): {stderr}"))
+    }
+
+    /// The newest snapshot's manifest entries, through the library.
+    pub fn manifest(&self) -> (s32s3_core::manifest::Header, Vec<s32s3_core::manifest::Entry>) {
+        rt().block_on(async {
+            let store =
+                s32s3_core::s3::Store::new(s32s3_core::error::Side::Destination, self.dest.endpoint(), 3)
+                    .unwrap();
+            let cipher = s32s3_core::derive_cipher(&PASSWORD.into(), &PASSWORD2.into()).await.unwrap();
+            let layout = s32s3_core::layout::Layout::new(&cipher, "").unwrap();
+            let snaps = s32s3_core::snapshots::list(&store, &self.backup_bucket, &layout).await.unwrap();
+            let newest = snaps.iter().rev().find(|s| !s.checkpoint).expect("a snapshot exists");
+            let dir = tempfile::tempdir().unwrap();
+            let reader =
+                s32s3_core::snapshots::open(&store, &self.backup_bucket, &newest.key, &cipher, dir.path())
+                    .await
+                    .unwrap();
+            let header = reader.header().clone();
+            let entries = reader.map(Result::unwrap).collect();
+            (header, entries)
+        })
+    }
+
+    /// Every object version (and delete marker) in the backup bucket: (key, version id, is delete marker).
+    pub fn backup_versions(&self) -> Vec<(String, String, bool)> {
+        rt().block_on(async {
+            let s3 = self.dest.client();
+            let mut out = Vec::new();
+            let (mut key_marker, mut version_marker) = (None, None);
+            loop {
+                let page = s3
+                    .list_object_versions()
+                    .bucket(&self.backup_bucket)
+                    .set_key_marker(key_marker.take())
+                    .set_version_id_marker(version_marker.take())
+                    .send()
+                    .await
+                    .unwrap();
+                for v in page.versions() {
+                    out.push((
+                        v.key().unwrap().to_owned(),
+                        v.version_id().unwrap_or_default().to_owned(),
+                        false,
+                    ));
+                }
+                for m in page.delete_markers() {
+                    out.push((
+                        m.key().unwrap().to_owned(),
+                        m.version_id().unwrap_or_default().to_owned(),
+                        true,
+                    ));
+                }
+                if page.is_truncated() != Some(true) {
+                    break;
+                }
+                key_marker = page.next_key_marker().map(str::to_owned);
+                version_marker = page.next_version_id_marker().map(str::to_owned);
+            }
+            out.sort();
+            out
+        })
+    }
+}
+
+/// Deterministic test data.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+pub async fn create_bucket(server: &TestServer, bucket: &str) {
+    server.client().create_bucket().bucket(bucket).send().await.unwrap();
+}
+
+pub async fn put(server: &TestServer, bucket: &str, key: &str, body: Vec<u8>) {
+    server.client().put_object().bucket(bucket).key(key).body(ByteStream::from(body)).send().await.unwrap();
+}
+
+/// Puts many objects, 32 at a time.
+pub async fn put_many(server: &TestServer, bucket: &str, objects: Vec<(String, Vec<u8>)>) {
+    use futures::StreamExt as _;
+    futures::stream::iter(objects)
+        .map(|(k, v)| async move { put(server, bucket, &k, v).await })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+pub fn counts(summary: &serde_json::Value) -> BTreeMap<&'static str, u64> {
+    ["new", "changed", "unchanged", "deleted"]
+        .into_iter()
+        .map(|k| (k, summary[k]["objects"].as_u64().unwrap()))
+        .collect()
+}
+
+/// An rclone.conf with the source, the destination and a crypt remote over the backup bucket.
+pub fn rclone_config(env: &Env, dir: &std::path::Path) -> std::path::PathBuf {
+    let remote = |name: &str, s: &TestServer| {
+        let e = s.endpoint();
+        format!(
+            "[{name}]\ntype = s3\nprovider = Other\nendpoint = {}\naccess_key_id = {}\nsecret_access_key = {}\n\
+             region = us-east-1\nforce_path_style = true\n\n",
+            e.endpoint,
+            e.access_key_id,
+            e.secret_access_key.expose()
+        )
+    };
+    let conf = format!(
+        "{}{}[crypt]\ntype = crypt\nremote = dst:{}\npassword = {}\npassword2 = {}\n",
+        remote("src", env.source),
+        remote("dst", env.dest),
+        env.backup_bucket,
+        s32s3_crypt::obscure(PASSWORD).unwrap(),
+        s32s3_crypt::obscure(PASSWORD2).unwrap(),
+    );
+    let path = dir.join("rclone.conf");
+    std::fs::write(&path, conf).unwrap();
+    path
+}
+
+/// The real rclone binary with `config`; fails the test with the install hint if it is missing.
+pub fn rclone(config: &std::path::Path) -> Command {
+    let found = Command::new("rclone").arg("version").output();
+    assert!(found.is_ok_and(|o| o.status.success()), "rclone is not installed: run scripts/setup");
+    let mut cmd = Command::new("rclone");
+    cmd.env("RCLONE_CONFIG", config).env_remove("AWS_CA_BUNDLE");
+    cmd
+}
