@@ -227,3 +227,102 @@ fn rclone_reads_the_backup() {
     assert!(names.contains(&"unicode ünï 日本/ça va.txt"), "{names:?}");
     assert_eq!(names.len(), 27);
 }
+
+/// `kill -9` in the middle of a large backup, then run again: it resumes from the checkpoint without
+/// copying again what the checkpoint recorded, takes over the dead run's lease, and the snapshot is
+/// complete.
+#[test]
+fn kill_9_then_resume() {
+    let env = Env::new(testkit::seaweedfs(), testkit::moto(), "resume");
+    let bucket = env.source.unique_bucket("resume-src");
+    let count = 40usize;
+    rt().block_on(async {
+        create_bucket(env.source, &bucket).await;
+        let objects = (0..count).map(|i| (format!("obj/{i:03}"), pattern(1 << 20, i as u64))).collect();
+        put_many(env.source, &bucket, objects).await;
+    });
+
+    // Slow enough to be killed in the middle (4 MiB/s for 40 MiB), checkpointing every second.
+    let mut child = env
+        .s32s3()
+        .args([
+            "backup",
+            "--bucket",
+            &bucket,
+            "--bwlimit",
+            "4M",
+            "--transfers",
+            "2",
+            "--checkpoint-interval",
+            "1s",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let checkpointed = rt().block_on(async {
+        let store =
+            s32s3_core::s3::Store::new(s32s3_core::error::Side::Destination, env.dest.endpoint(), 3).unwrap();
+        let cipher =
+            s32s3_core::derive_cipher(&common::PASSWORD.into(), &common::PASSWORD2.into()).await.unwrap();
+        let layout = s32s3_core::layout::Layout::new(&cipher, "").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            assert!(std::time::Instant::now() < deadline, "no checkpoint with objects appeared");
+            assert!(child.try_wait().unwrap().is_none(), "the backup finished before it could be killed");
+            if let Ok(snaps) = s32s3_core::snapshots::list(&store, &env.backup_bucket, &layout).await
+                && let Some(partial) = snaps.iter().find(|s| s.checkpoint)
+                && let Ok(header) = s32s3_core::snapshots::read_header(
+                    &store,
+                    &env.backup_bucket,
+                    &partial.key,
+                    &cipher,
+                    &std::env::temp_dir(),
+                )
+                .await
+                && header.totals.objects >= 5
+            {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                // The last checkpoint before the kill may be newer than the one just read.
+                let snaps = s32s3_core::snapshots::list(&store, &env.backup_bucket, &layout).await.unwrap();
+                let partial = snaps.iter().find(|s| s.checkpoint).unwrap();
+                let header = s32s3_core::snapshots::read_header(
+                    &store,
+                    &env.backup_bucket,
+                    &partial.key,
+                    &cipher,
+                    &std::env::temp_dir(),
+                )
+                .await
+                .unwrap();
+                break header.totals.objects;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    assert!(checkpointed < count as u64, "killed too late: {checkpointed} of {count} already recorded");
+
+    let resumed = env.backup(&[&bucket], 0);
+    assert_eq!(resumed["resumed"], true, "{resumed}");
+    assert_eq!(resumed["status"], "complete");
+    let c = counts(&resumed);
+    assert!(c["unchanged"] >= checkpointed, "objects in the checkpoint must not be copied again: {c:?}");
+    assert_eq!(c["new"] + c["unchanged"], count as u64, "{c:?}");
+    assert_eq!(resumed["requests"]["source"]["GetObject"].as_u64().unwrap(), c["new"], "{resumed}");
+
+    let (header, entries) = env.manifest();
+    assert_eq!(header.totals.objects, count as u64);
+    for (i, entry) in entries.iter().enumerate() {
+        assert_eq!(entry.key, format!("obj/{i:03}"));
+        assert_eq!(entry.sha256, hex::encode(Sha256::digest(pattern(1 << 20, i as u64))), "{}", entry.key);
+    }
+    // The checkpoint is gone once the snapshot exists.
+    let versions = env.backup_versions();
+    let live_partials = versions.iter().filter(|(k, _, marker)| k.ends_with(".partial") && !marker).count();
+    let markers = versions.iter().filter(|(k, _, marker)| k.ends_with(".partial") && *marker).count();
+    assert!(
+        live_partials >= 1 && markers >= 1,
+        "the checkpoint is deleted (a delete marker over it): {versions:?}"
+    );
+}
