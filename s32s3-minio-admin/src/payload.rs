@@ -362,6 +362,57 @@ where
     }
 }
 
+/// Entry points for the fuzz targets in `fuzz/`: the payload parser with a fixed key, without the
+/// deliberately slow key derivation (an Argon2id pass per input would starve the fuzzer). Not part of the
+/// supported API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::{Aes256Gcm, ChaCha20Poly1305, Error, FRAGMENT_SIZE, HEADER_LEN, KeyInit, Result, TAG_LEN};
+
+    const KEY: [u8; 32] = [0x42; 32];
+
+    /// Parses `data` as a payload (header included) whose key is fixed; `chacha` picks the AEAD.
+    ///
+    /// # Errors
+    /// The payload errors of [`super::decrypt`].
+    pub fn open(chacha: bool, data: &[u8]) -> Result<Vec<u8>> {
+        if data.len() < HEADER_LEN + TAG_LEN {
+            return Err(Error::PayloadTruncated { detail: "short".into() });
+        }
+        let nonce: [u8; 8] = data[33..HEADER_LEN].try_into().unwrap_or_else(|_| unreachable!("8 bytes"));
+        let body = &data[HEADER_LEN..];
+        let opened = if chacha {
+            super::open_stream(&ChaCha20Poly1305::new(&KEY.into()), nonce, &[], FRAGMENT_SIZE, body)
+        } else {
+            super::open_stream(&Aes256Gcm::new(&KEY.into()), nonce, &[], FRAGMENT_SIZE, body)
+        };
+        opened.map_err(super::StreamError::into_error)
+    }
+
+    /// Seals `plaintext` with the fixed key, header included (zero salt, id 0x00 or 0x01).
+    ///
+    /// # Errors
+    /// [`Error::PayloadTooLarge`].
+    pub fn seal(chacha: bool, nonce: [u8; 8], plaintext: &[u8]) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; 32];
+        out.push(u8::from(chacha));
+        out.extend_from_slice(&nonce);
+        if chacha {
+            super::seal_stream(
+                &ChaCha20Poly1305::new(&KEY.into()),
+                nonce,
+                &[],
+                FRAGMENT_SIZE,
+                plaintext,
+                &mut out,
+            )?;
+        } else {
+            super::seal_stream(&Aes256Gcm::new(&KEY.into()), nonce, &[], FRAGMENT_SIZE, plaintext, &mut out)?;
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
