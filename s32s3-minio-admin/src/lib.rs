@@ -65,10 +65,14 @@
 //!
 //! No MinIO binary can be obtained where this crate is built and tested, so:
 //!
-//! **Proven by real vectors** (in `tests/data/`, copied from the project's shared vectors):
-//! - payload decryption of id `0x00` (Argon2id + AES-256-GCM): 11 payloads made by MinIO's own SDK
-//!   (madmin-go 2.0.7 `EncryptData`, 0 to 40000 bytes, so one to three fragments, four passwords) and the
-//!   4 `decryptDataTests` of upstream madmin-go all decrypt;
+//! **Proven by real vectors** (in `tests/data/`, see its README):
+//! - payload decryption, every id: 11 payloads made by MinIO's own SDK (madmin-go 2.0.7 `EncryptData`,
+//!   0 to 40000 bytes, so one to three fragments, four passwords) and the 4 `decryptDataTests` of upstream
+//!   madmin-go (id `0x00`); the same 11 plaintexts encrypted by the SDK's `EncryptData` built for FIPS
+//!   (id `0x02`); and by `EncryptData`'s steps on its ChaCha20 branch with sio-go and x/crypto (id `0x01`,
+//!   checked by the SDK's `DecryptData`);
+//! - payload encryption, every id: 33 payloads made by this crate were decrypted by madmin-go's
+//!   `DecryptData` (a recorded check: Go is not on the CI machines; the tests keep them decrypting);
 //! - the sio-go stream framing, byte for byte in both directions: the 14 AES-128-GCM vectors of
 //!   secure-io/sio-go (fragment sizes 16 and 17, with associated data);
 //! - SigV4: the S3 documentation's examples (GET object with `Range`, PUT object, GET bucket lifecycle,
@@ -77,9 +81,8 @@
 //!
 //! **Proven only against the documented shapes** (spec §1–§3, served by a test server that verifies
 //! signatures with `aws-sigv4`):
-//! - ids `0x01` and `0x02`: round-trips and the spec's parameters, no MinIO-made payload of those ids;
-//! - that MinIO decrypts what this crate encrypts (e.g. `PUT /config`): the format is the one the vectors
-//!   prove, but no MinIO server has been shown one of our payloads;
+//! - that a MinIO *server* accepts our requests: signing as the spec describes madmin's, never shown to a
+//!   running MinIO;
 //! - every endpoint's method, path, query and body shape; the JSON shapes of server info, users, groups,
 //!   policies, service accounts, config history, `ImportIAMResult`, `BucketMetaImportErrs` and service
 //!   restart; the zip layouts of both exports;
