@@ -143,18 +143,18 @@ struct Call<'a> {
     api: &'static str,
     method: Method,
     query: Vec<(&'static str, String)>,
-    body: Vec<u8>,
+    body: Bytes,
     /// The bucket the call names, for error classification.
     bucket: Option<&'a str>,
 }
 
 impl<'a> Call<'a> {
     fn get(api: &'static str) -> Self {
-        Self { api, method: Method::GET, query: Vec::new(), body: Vec::new(), bucket: None }
+        Self { api, method: Method::GET, query: Vec::new(), body: Bytes::new(), bucket: None }
     }
 
-    fn put(api: &'static str, body: Vec<u8>) -> Self {
-        Self { api, method: Method::PUT, query: Vec::new(), body, bucket: None }
+    fn put(api: &'static str, body: impl Into<Bytes>) -> Self {
+        Self { api, method: Method::PUT, query: Vec::new(), body: body.into(), bucket: None }
     }
 
     fn query(mut self, key: &'static str, value: impl Into<String>) -> Self {
@@ -296,30 +296,27 @@ impl AdminClient {
                     Probe::Admin(info)
                 }
                 _ => {
-                    Probe::NotMinio("GET /minio/admin/v3/info answered 200 without MinIO server info".into())
+                    Probe::NotMinio(format!("GET {ADMIN_PREFIX}/info answered 200 without MinIO server info"))
                 }
             });
         }
+        // MinIO's admin router answers errors in JSON; an S3 server answers `/minio/...` in XML.
         let admin_json = serde_json::from_slice::<serde_json::Value>(&body)
             .is_ok_and(|v| v.get("Code").is_some_and(serde_json::Value::is_string));
-        let ErrorBody { code, message, .. } = ErrorBody::parse(&body);
-        match error::from_response(site, status, &body) {
-            e @ (Error::BadCredentials { .. } | Error::Server { status: 429 | 500..=599, .. }) => Err(e),
-            Error::Server { code, .. } if admin_json && code == "XMinioServerNotInitialized" => {
-                Err(error::from_response(site, status, &body))
-            }
-            Error::NotAdmin { .. } | Error::Unsupported { .. } if admin_json => {
-                Ok(Probe::NotAdmin(format!("HTTP {status} {code}: {message}")))
-            }
-            _ => Ok(Probe::NotMinio(format!(
-                "GET /minio/admin/v3/info answered HTTP {status} {}",
-                if code.is_empty() {
-                    "without an admin error".to_owned()
-                } else {
-                    format!("{code}: {message}")
-                }
-            ))),
+        let error = error::from_response(site, status, &body);
+        if matches!(error, Error::BadCredentials { .. }) || error.is_temporary() {
+            return Err(error);
         }
+        let ErrorBody { code, message, .. } = ErrorBody::parse(&body);
+        Ok(match error {
+            Error::NotAdmin { .. } | Error::Unsupported { .. } if admin_json => {
+                Probe::NotAdmin(format!("HTTP {status} {code}: {message}"))
+            }
+            _ if code.is_empty() => Probe::NotMinio(format!(
+                "GET {ADMIN_PREFIX}/info answered HTTP {status} without an admin error"
+            )),
+            _ => Probe::NotMinio(format!("GET {ADMIN_PREFIX}/info answered HTTP {status} {code}: {message}")),
+        })
     }
 
     /// `GET /info`: version, deployment id, servers.
@@ -380,7 +377,7 @@ impl AdminClient {
     /// # Errors
     /// Call errors ([`Error::NotFound`] for an unknown id).
     pub async fn restore_config_history(&self, restore_id: &str) -> Result<()> {
-        let call = Call::put("restore-config-history-kv", Vec::new()).query("restoreId", restore_id);
+        let call = Call::put("restore-config-history-kv", Bytes::new()).query("restoreId", restore_id);
         self.execute(&call).await.map(drop)
     }
 
@@ -419,7 +416,7 @@ impl AdminClient {
     /// # Errors
     /// Call errors ([`Error::Unsupported`] on servers before RELEASE.2024-09-09).
     pub async fn import_iam_v2(&self, export: &IamExport) -> Result<ImportIamResult> {
-        let call = Call::put("import-iam-v2", export.as_bytes().to_vec());
+        let call = Call::put("import-iam-v2", export.clone().into_bytes());
         let site = self.site(&call);
         let answer = self.execute(&call).await?;
         parse_json(site, &answer.body)
@@ -430,7 +427,7 @@ impl AdminClient {
     /// # Errors
     /// Call errors.
     pub async fn import_iam_v1(&self, export: &IamExport) -> Result<()> {
-        self.execute(&Call::put("import-iam", export.as_bytes().to_vec())).await.map(drop)
+        self.execute(&Call::put("import-iam", export.clone().into_bytes())).await.map(drop)
     }
 
     /// `GET /export-bucket-metadata?bucket=`: one bucket's metadata, or every bucket's with `None`.
@@ -453,7 +450,7 @@ impl AdminClient {
     pub async fn import_bucket_metadata(&self, export: &BucketMetadataExport) -> Result<BucketImportReport> {
         let buckets = export.buckets();
         let name = if buckets.len() == 1 { buckets[0].as_str() } else { "" };
-        let call = Call::put("import-bucket-metadata", export.as_bytes().to_vec()).query("bucket", name);
+        let call = Call::put("import-bucket-metadata", export.clone().into_bytes()).query("bucket", name);
         let site = self.site(&call);
         let answer = self.execute(&call).await?;
         if answer.body.iter().all(u8::is_ascii_whitespace) {
@@ -616,7 +613,7 @@ impl AdminClient {
         let builder = builder
             .header(AUTHORIZATION, signature.authorization)
             .header(CONTENT_LENGTH, call.body.len())
-            .body(call.body.clone());
+            .body(call.body.clone()); // a reference-counted clone
 
         let transport = |e: reqwest::Error| transport_error(&self.endpoint, call.api, e);
         let response = builder.send().await.map_err(transport)?;
