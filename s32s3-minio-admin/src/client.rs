@@ -641,27 +641,41 @@ fn transport_error(endpoint: &str, api: &'static str, e: reqwest::Error) -> Erro
     if source.is_timeout() {
         return Error::Timeout { endpoint, api, source };
     }
-    if let Some(detail) = tls_failure(&source) {
+    let mut innermost = source.to_string();
+    let mut tls = None;
+    walk_causes(&source, |cause| {
+        innermost = cause.to_string();
+        if tls.is_none() && cause.is::<rustls::Error>() {
+            tls = Some(innermost.clone());
+        }
+    });
+    if let Some(detail) = tls {
         return Error::Tls { endpoint, api, detail, source };
     }
     if source.is_connect() {
-        return Error::Unreachable { endpoint, api, source };
+        return Error::Unreachable { endpoint, api, detail: innermost, source };
     }
-    Error::Transport { endpoint, api, source }
+    Error::Transport { endpoint, api, detail: innermost, source }
 }
 
-/// The rustls error somewhere in the chain, directly or inside an `io::Error` (whose `source()` skips the
-/// error it wraps, so the walk descends through `get_ref()` instead).
-fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut current = Some(e);
-    while let Some(err) = current {
-        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
-            return Some(tls.to_string());
-        }
-        current = match err.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
-            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-            None => err.source(),
-        };
+/// Calls `visit` on every cause below `e`, outermost first, descending into `io::Error`s through
+/// `get_ref()` (an `io::Error`'s `source()` skips the error it wraps, which is where rustls puts its own).
+fn walk_causes(
+    e: &(dyn std::error::Error + 'static),
+    mut visit: impl FnMut(&(dyn std::error::Error + 'static)),
+) {
+    let mut current = next_cause(e);
+    while let Some(cause) = current {
+        visit(cause);
+        current = next_cause(cause);
     }
-    None
+}
+
+fn next_cause<'e>(
+    err: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e (dyn std::error::Error + 'static)> {
+    match err.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+        Some(inner) => Some(inner),
+        None => err.source(),
+    }
 }

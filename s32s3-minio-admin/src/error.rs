@@ -130,12 +130,14 @@ pub enum Error {
     },
 
     /// Nothing answered: connection refused, no route, DNS failure.
-    #[error("{endpoint} is unreachable (admin call {api}): {source}")]
+    #[error("{endpoint} is unreachable (admin call {api}): {detail}")]
     Unreachable {
         /// The endpoint.
         endpoint: String,
         /// The admin call.
         api: &'static str,
+        /// The innermost cause, e.g. `Connection refused (os error 111)`.
+        detail: String,
         /// The transport error (without the URL).
         #[source]
         source: reqwest::Error,
@@ -169,12 +171,14 @@ pub enum Error {
     },
 
     /// Any other transport failure (connection reset mid-response, a body shorter than announced, …).
-    #[error("{endpoint}: admin call {api}: transport error")]
+    #[error("{endpoint}: admin call {api}: transport error: {detail}")]
     Transport {
         /// The endpoint.
         endpoint: String,
         /// The admin call.
         api: &'static str,
+        /// The innermost cause.
+        detail: String,
         /// The transport error (without the URL).
         #[source]
         source: reqwest::Error,

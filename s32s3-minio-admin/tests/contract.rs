@@ -358,6 +358,7 @@ async fn closed_port_is_unreachable() {
     assert!(matches!(err, Error::Unreachable { api: "info", .. }), "{err:?}");
     assert!(err.is_temporary());
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    assert!(err.to_string().to_lowercase().contains("refused"), "the cause is named: {err}");
     assert_no_secret(&everything_shown(&err));
     assert!(matches!(client.probe().await, Err(Error::Unreachable { .. })));
 }
@@ -369,6 +370,7 @@ async fn https_to_a_plain_http_port_is_a_tls_failure() {
     let err = client.server_info().await.unwrap_err();
     assert!(matches!(err, Error::Tls { .. }), "{err:?}");
     assert!(err.to_string().starts_with("TLS with https://127.0.0.1"), "{err}");
+    assert!(err.to_string().contains("InvalidContentType"), "rustls's reason is named: {err}");
     assert_no_secret(&everything_shown(&err));
 }
 
