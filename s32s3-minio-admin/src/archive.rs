@@ -252,8 +252,7 @@ fn json_object(content: &[u8]) -> std::result::Result<(), String> {
     match serde_json::from_slice::<serde_json::Value>(content) {
         Ok(serde_json::Value::Object(_)) => Ok(()),
         Ok(_) => Err("not an object".into()),
-        // The serde error names a line and column, never the content.
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(crate::error::json_error(&e)),
     }
 }
 

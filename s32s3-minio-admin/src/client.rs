@@ -628,8 +628,7 @@ fn parse_json<T: DeserializeOwned>(site: CallSite<'_>, body: &[u8]) -> Result<T>
     serde_json::from_slice(body).map_err(|e| Error::InvalidResponse {
         endpoint: site.endpoint.to_owned(),
         api: site.api,
-        // serde_json's message names a line and column, never the content.
-        reason: format!("not the expected JSON: {e}"),
+        reason: crate::error::json_error(&e),
     })
 }
 
