@@ -508,6 +508,31 @@ impl AdminClient {
         Ok(policies.unwrap_or_default())
     }
 
+    /// `PUT /set-group-status?group=&status=`: enables or disables a group. Import-iam creates every group
+    /// enabled, so a restore re-applies disabled statuses with this (spec pitfall 4).
+    ///
+    /// # Errors
+    /// Call errors ([`Error::NotFound`] for a missing group).
+    pub async fn set_group_status(&self, group: &str, enabled: bool) -> Result<()> {
+        let call = Call::put("set-group-status", Bytes::new())
+            .query("group", group)
+            .query("status", if enabled { "enabled" } else { "disabled" });
+        self.execute(&call).await.map(drop)
+    }
+
+    /// `POST /update-service-account?accessKey=` with the encrypted `{"newStatus":"on"|"off"}`: import-iam
+    /// re-creates every service account enabled, so a restore re-applies `off` with this (spec pitfall 5).
+    ///
+    /// # Errors
+    /// Call errors ([`Error::NotFound`] for a missing account).
+    pub async fn set_service_account_status(&self, access_key: &str, enabled: bool) -> Result<()> {
+        let request = format!(r#"{{"newStatus":"{}"}}"#, if enabled { "on" } else { "off" });
+        let body = self.encrypt(request.into_bytes()).await?;
+        let call = Call { method: Method::POST, ..Call::put("update-service-account", body) }
+            .query("accessKey", access_key);
+        self.execute(&call).await.map(drop)
+    }
+
     /// `GET /list-service-accounts?user=`: the service accounts of `user` (no secret keys).
     ///
     /// # Errors

@@ -38,6 +38,7 @@
 //! admin.set_config(&config).await?;
 //! admin.service_restart().await?;
 //! let imported = admin.import_iam(&iam).await?; // import-iam-v2, or import-iam on older servers
+//! admin.set_group_status("devs", false).await?; // import-iam creates every group enabled
 //! let report = admin.import_bucket_metadata(&buckets).await?;
 //! for (bucket, section, error) in report.failures() {
 //!     eprintln!("{bucket}: {section}: {error}");
@@ -83,7 +84,8 @@
 //! signatures with `aws-sigv4`):
 //! - that a MinIO *server* accepts our requests: signing as the spec describes madmin's, never shown to a
 //!   running MinIO;
-//! - every endpoint's method, path, query and body shape; the JSON shapes of server info, users, groups,
+//! - every endpoint's method, path, query and body shape (including the restore fix-ups
+//!   `set-group-status` and `update-service-account`); the JSON shapes of server info, users, groups,
 //!   policies, service accounts, config history, `ImportIAMResult`, `BucketMetaImportErrs` and service
 //!   restart; the zip layouts of both exports;
 //! - the error answers: status codes and `Code`s (`InvalidAccessKeyId`, `SignatureDoesNotMatch`,

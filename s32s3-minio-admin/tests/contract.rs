@@ -314,6 +314,34 @@ async fn listings_users_groups_policies_service_accounts() {
 }
 
 #[tokio::test]
+async fn restore_fix_ups_group_and_service_account_status() {
+    let server = MockMinio::start(Flavor::Current).await;
+    let client = root(&server);
+
+    client.set_group_status("devs", false).await.unwrap();
+    let seen = server.last();
+    assert_eq!((seen.method.as_str(), seen.path.as_str()), ("PUT", "/minio/admin/v3/set-group-status"));
+    assert_eq!(seen.query.get("status").map(String::as_str), Some("disabled"));
+    let err = client.set_group_status("nobody", true).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+
+    client.set_service_account_status("SVC1", false).await.unwrap();
+    let seen = server.last();
+    assert_eq!(
+        (seen.method.as_str(), seen.path.as_str()),
+        ("POST", "/minio/admin/v3/update-service-account")
+    );
+    assert_eq!(seen.query.get("accessKey").map(String::as_str), Some("SVC1"));
+    assert_eq!(seen.decrypted.as_deref(), Some(&br#"{"newStatus":"off"}"#[..]), "an encrypted body");
+    let err = client.set_service_account_status("SVC9", true).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::NotFound { code, .. } if code == "XMinioAdminServiceAccountNotFound"),
+        "{err:?}"
+    );
+    assert_all_verified(&server);
+}
+
+#[tokio::test]
 async fn service_restart_posts_the_v2_action() {
     let server = MockMinio::start(Flavor::Current).await;
     let result = root(&server).service_restart().await.unwrap();

@@ -258,6 +258,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
         (Some(secret), Some("config" | "set-config-kv")) if parts.method == hyper::Method::PUT => {
             payload::decrypt(secret, &body).ok()
         }
+        (Some(secret), Some("update-service-account")) if parts.method == hyper::Method::POST => {
+            payload::decrypt(secret, &body).ok()
+        }
         _ => None,
     };
     state.seen.lock().unwrap().push(Seen {
@@ -394,6 +397,19 @@ fn route(
             br#"{"accounts":[{"parentUser":"alice","accountStatus":"off","impliedPolicy":true,"accessKey":"SVC1","name":"backup","description":"nightly","expiration":"1970-01-01T00:00:00Z"},{"parentUser":"alice","accountStatus":"on","impliedPolicy":false,"accessKey":"SVC2","expiration":"2030-01-01T00:00:00Z"}]}"#,
         ),
         ("GET", "list-service-accounts") => enc(br#"{"accounts":null}"#),
+        ("PUT", "set-group-status") => match (q("group"), q("status")) {
+            (Some("devs"), Some("enabled" | "disabled")) => Reply::ok(Vec::new()),
+            (Some("devs"), _) => admin_error(400, "InvalidArgument", "Invalid arguments specified.", path),
+            _ => admin_error(404, "XMinioAdminNoSuchGroup", "The specified group does not exist.", path),
+        },
+        ("POST", "update-service-account") => {
+            let request: Option<serde_json::Value> = decrypted.and_then(|d| serde_json::from_slice(&d).ok());
+            match (q("accessKey"), request) {
+                (Some("SVC1"), Some(r)) if r["newStatus"] == "on" || r["newStatus"] == "off" => Reply::ok(Vec::new()),
+                (Some("SVC1"), _) => admin_error(400, "XMinioAdminConfigBadJSON", "Unable to parse the request", path),
+                _ => admin_error(404, "XMinioAdminServiceAccountNotFound", "The specified service account is not found", path),
+            }
+        }
         ("POST", "service") if q("action") == Some("restart") && q("type") == Some("2") => {
             Reply::ok(&br#"{"action":"restart","dryRun":false,"results":[{"host":"127.0.0.1:9000"}]}"#[..])
         }
