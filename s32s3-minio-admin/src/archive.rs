@@ -218,7 +218,7 @@ impl BucketMetadataExport {
         let mut found = false;
         for i in 0..archive.len() {
             let mut file = archive.by_index(i).map_err(|e| invalid(kind, e))?;
-            if !file.name().starts_with(&prefix) {
+            if file.is_dir() || !file.name().starts_with(&prefix) {
                 continue;
             }
             found = true;
@@ -252,8 +252,7 @@ fn json_object(content: &[u8]) -> std::result::Result<(), String> {
     match serde_json::from_slice::<serde_json::Value>(content) {
         Ok(serde_json::Value::Object(_)) => Ok(()),
         Ok(_) => Err("not an object".into()),
-        // The serde error names a line and column, never the content.
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(crate::error::json_error(&e)),
     }
 }
 
@@ -272,9 +271,6 @@ fn read_entries(
     for i in 0..archive.len() {
         let file = archive.by_index(i).map_err(|e| invalid(kind, format!("entry {i}: {e}")))?;
         let name = file.name().to_owned();
-        if file.is_dir() {
-            continue;
-        }
         if name.starts_with('/') || name.contains('\\') || name.split('/').any(|s| s == ".." || s == ".") {
             return Err(invalid(kind, format!("entry name {name:?} is not a plain relative path")));
         }
@@ -291,6 +287,13 @@ fn read_entries(
             return Err(invalid(kind, format!("entry {name:?} decompresses to more than {limit} bytes")));
         }
         total += read as u64;
+        // MinIO writes no directory entries; a repacked zip may have them, but never with content.
+        if name.ends_with('/') {
+            if !content.is_empty() {
+                return Err(invalid(kind, format!("directory entry {name:?} has content")));
+            }
+            continue;
+        }
         check(&name, &content).map_err(|reason| invalid(kind, reason))?;
         names.push(name);
     }
@@ -385,6 +388,19 @@ mod tests {
         assert_eq!(photos.entries().len(), 3);
         assert!(export.only_bucket("nope").is_err());
         assert!(BucketMetadataExport::from_bytes(build_zip([]).unwrap()).unwrap().buckets().is_empty());
+    }
+
+    /// Found by the `admin_export_zip` fuzz target: a directory entry carrying corrupt data was skipped by
+    /// validation, so the export validated but `only_bucket` (which read it) failed.
+    #[test]
+    fn directory_entries_with_content_are_rejected() {
+        let path = format!(
+            "{}/tests/data/fuzz/export-zip-directory-entry-with-data.zip",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let zip = std::fs::read(path).unwrap();
+        assert!(matches!(BucketMetadataExport::from_bytes(zip.clone()), Err(Error::InvalidArchive { .. })));
+        assert!(matches!(IamExport::from_bytes(zip), Err(Error::InvalidArchive { .. })));
     }
 
     #[test]

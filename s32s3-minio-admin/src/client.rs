@@ -143,18 +143,18 @@ struct Call<'a> {
     api: &'static str,
     method: Method,
     query: Vec<(&'static str, String)>,
-    body: Vec<u8>,
+    body: Bytes,
     /// The bucket the call names, for error classification.
     bucket: Option<&'a str>,
 }
 
 impl<'a> Call<'a> {
     fn get(api: &'static str) -> Self {
-        Self { api, method: Method::GET, query: Vec::new(), body: Vec::new(), bucket: None }
+        Self { api, method: Method::GET, query: Vec::new(), body: Bytes::new(), bucket: None }
     }
 
-    fn put(api: &'static str, body: Vec<u8>) -> Self {
-        Self { api, method: Method::PUT, query: Vec::new(), body, bucket: None }
+    fn put(api: &'static str, body: impl Into<Bytes>) -> Self {
+        Self { api, method: Method::PUT, query: Vec::new(), body: body.into(), bucket: None }
     }
 
     fn query(mut self, key: &'static str, value: impl Into<String>) -> Self {
@@ -296,30 +296,27 @@ impl AdminClient {
                     Probe::Admin(info)
                 }
                 _ => {
-                    Probe::NotMinio("GET /minio/admin/v3/info answered 200 without MinIO server info".into())
+                    Probe::NotMinio(format!("GET {ADMIN_PREFIX}/info answered 200 without MinIO server info"))
                 }
             });
         }
+        // MinIO's admin router answers errors in JSON; an S3 server answers `/minio/...` in XML.
         let admin_json = serde_json::from_slice::<serde_json::Value>(&body)
             .is_ok_and(|v| v.get("Code").is_some_and(serde_json::Value::is_string));
-        let ErrorBody { code, message, .. } = ErrorBody::parse(&body);
-        match error::from_response(site, status, &body) {
-            e @ (Error::BadCredentials { .. } | Error::Server { status: 429 | 500..=599, .. }) => Err(e),
-            Error::Server { code, .. } if admin_json && code == "XMinioServerNotInitialized" => {
-                Err(error::from_response(site, status, &body))
-            }
-            Error::NotAdmin { .. } | Error::Unsupported { .. } if admin_json => {
-                Ok(Probe::NotAdmin(format!("HTTP {status} {code}: {message}")))
-            }
-            _ => Ok(Probe::NotMinio(format!(
-                "GET /minio/admin/v3/info answered HTTP {status} {}",
-                if code.is_empty() {
-                    "without an admin error".to_owned()
-                } else {
-                    format!("{code}: {message}")
-                }
-            ))),
+        let error = error::from_response(site, status, &body);
+        if matches!(error, Error::BadCredentials { .. }) || error.is_temporary() {
+            return Err(error);
         }
+        let ErrorBody { code, message, .. } = ErrorBody::parse(&body);
+        Ok(match error {
+            Error::NotAdmin { .. } | Error::Unsupported { .. } if admin_json => {
+                Probe::NotAdmin(format!("HTTP {status} {code}: {message}"))
+            }
+            _ if code.is_empty() => Probe::NotMinio(format!(
+                "GET {ADMIN_PREFIX}/info answered HTTP {status} without an admin error"
+            )),
+            _ => Probe::NotMinio(format!("GET {ADMIN_PREFIX}/info answered HTTP {status} {code}: {message}")),
+        })
     }
 
     /// `GET /info`: version, deployment id, servers.
@@ -380,7 +377,7 @@ impl AdminClient {
     /// # Errors
     /// Call errors ([`Error::NotFound`] for an unknown id).
     pub async fn restore_config_history(&self, restore_id: &str) -> Result<()> {
-        let call = Call::put("restore-config-history-kv", Vec::new()).query("restoreId", restore_id);
+        let call = Call::put("restore-config-history-kv", Bytes::new()).query("restoreId", restore_id);
         self.execute(&call).await.map(drop)
     }
 
@@ -419,7 +416,7 @@ impl AdminClient {
     /// # Errors
     /// Call errors ([`Error::Unsupported`] on servers before RELEASE.2024-09-09).
     pub async fn import_iam_v2(&self, export: &IamExport) -> Result<ImportIamResult> {
-        let call = Call::put("import-iam-v2", export.as_bytes().to_vec());
+        let call = Call::put("import-iam-v2", export.clone().into_bytes());
         let site = self.site(&call);
         let answer = self.execute(&call).await?;
         parse_json(site, &answer.body)
@@ -430,7 +427,7 @@ impl AdminClient {
     /// # Errors
     /// Call errors.
     pub async fn import_iam_v1(&self, export: &IamExport) -> Result<()> {
-        self.execute(&Call::put("import-iam", export.as_bytes().to_vec())).await.map(drop)
+        self.execute(&Call::put("import-iam", export.clone().into_bytes())).await.map(drop)
     }
 
     /// `GET /export-bucket-metadata?bucket=`: one bucket's metadata, or every bucket's with `None`.
@@ -453,7 +450,7 @@ impl AdminClient {
     pub async fn import_bucket_metadata(&self, export: &BucketMetadataExport) -> Result<BucketImportReport> {
         let buckets = export.buckets();
         let name = if buckets.len() == 1 { buckets[0].as_str() } else { "" };
-        let call = Call::put("import-bucket-metadata", export.as_bytes().to_vec()).query("bucket", name);
+        let call = Call::put("import-bucket-metadata", export.clone().into_bytes()).query("bucket", name);
         let site = self.site(&call);
         let answer = self.execute(&call).await?;
         if answer.body.iter().all(u8::is_ascii_whitespace) {
@@ -509,6 +506,31 @@ impl AdminClient {
         let answer = self.execute(&call).await?;
         let policies: Option<_> = parse_json(site, &answer.body)?;
         Ok(policies.unwrap_or_default())
+    }
+
+    /// `PUT /set-group-status?group=&status=`: enables or disables a group. Import-iam creates every group
+    /// enabled, so a restore re-applies disabled statuses with this (spec pitfall 4).
+    ///
+    /// # Errors
+    /// Call errors ([`Error::NotFound`] for a missing group).
+    pub async fn set_group_status(&self, group: &str, enabled: bool) -> Result<()> {
+        let call = Call::put("set-group-status", Bytes::new())
+            .query("group", group)
+            .query("status", if enabled { "enabled" } else { "disabled" });
+        self.execute(&call).await.map(drop)
+    }
+
+    /// `POST /update-service-account?accessKey=` with the encrypted `{"newStatus":"on"|"off"}`: import-iam
+    /// re-creates every service account enabled, so a restore re-applies `off` with this (spec pitfall 5).
+    ///
+    /// # Errors
+    /// Call errors ([`Error::NotFound`] for a missing account).
+    pub async fn set_service_account_status(&self, access_key: &str, enabled: bool) -> Result<()> {
+        let request = format!(r#"{{"newStatus":"{}"}}"#, if enabled { "on" } else { "off" });
+        let body = self.encrypt(request.into_bytes()).await?;
+        let call = Call { method: Method::POST, ..Call::put("update-service-account", body) }
+            .query("accessKey", access_key);
+        self.execute(&call).await.map(drop)
     }
 
     /// `GET /list-service-accounts?user=`: the service accounts of `user` (no secret keys).
@@ -616,7 +638,7 @@ impl AdminClient {
         let builder = builder
             .header(AUTHORIZATION, signature.authorization)
             .header(CONTENT_LENGTH, call.body.len())
-            .body(call.body.clone());
+            .body(call.body.clone()); // a reference-counted clone
 
         let transport = |e: reqwest::Error| transport_error(&self.endpoint, call.api, e);
         let response = builder.send().await.map_err(transport)?;
@@ -631,8 +653,7 @@ fn parse_json<T: DeserializeOwned>(site: CallSite<'_>, body: &[u8]) -> Result<T>
     serde_json::from_slice(body).map_err(|e| Error::InvalidResponse {
         endpoint: site.endpoint.to_owned(),
         api: site.api,
-        // serde_json's message names a line and column, never the content.
-        reason: format!("not the expected JSON: {e}"),
+        reason: crate::error::json_error(&e),
     })
 }
 
@@ -644,27 +665,41 @@ fn transport_error(endpoint: &str, api: &'static str, e: reqwest::Error) -> Erro
     if source.is_timeout() {
         return Error::Timeout { endpoint, api, source };
     }
-    if let Some(detail) = tls_failure(&source) {
+    let mut innermost = source.to_string();
+    let mut tls = None;
+    walk_causes(&source, |cause| {
+        innermost = cause.to_string();
+        if tls.is_none() && cause.is::<rustls::Error>() {
+            tls = Some(innermost.clone());
+        }
+    });
+    if let Some(detail) = tls {
         return Error::Tls { endpoint, api, detail, source };
     }
     if source.is_connect() {
-        return Error::Unreachable { endpoint, api, source };
+        return Error::Unreachable { endpoint, api, detail: innermost, source };
     }
-    Error::Transport { endpoint, api, source }
+    Error::Transport { endpoint, api, detail: innermost, source }
 }
 
-/// The rustls error somewhere in the chain, directly or inside an `io::Error` (whose `source()` skips the
-/// error it wraps, so the walk descends through `get_ref()` instead).
-fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut current = Some(e);
-    while let Some(err) = current {
-        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
-            return Some(tls.to_string());
-        }
-        current = match err.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
-            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-            None => err.source(),
-        };
+/// Calls `visit` on every cause below `e`, outermost first, descending into `io::Error`s through
+/// `get_ref()` (an `io::Error`'s `source()` skips the error it wraps, which is where rustls puts its own).
+fn walk_causes(
+    e: &(dyn std::error::Error + 'static),
+    mut visit: impl FnMut(&(dyn std::error::Error + 'static)),
+) {
+    let mut current = next_cause(e);
+    while let Some(cause) = current {
+        visit(cause);
+        current = next_cause(cause);
     }
-    None
+}
+
+fn next_cause<'e>(
+    err: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e (dyn std::error::Error + 'static)> {
+    match err.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+        Some(inner) => Some(inner),
+        None => err.source(),
+    }
 }

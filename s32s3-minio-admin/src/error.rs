@@ -130,12 +130,14 @@ pub enum Error {
     },
 
     /// Nothing answered: connection refused, no route, DNS failure.
-    #[error("{endpoint} is unreachable (admin call {api}): {source}")]
+    #[error("{endpoint} is unreachable (admin call {api}): {detail}")]
     Unreachable {
         /// The endpoint.
         endpoint: String,
         /// The admin call.
         api: &'static str,
+        /// The innermost cause, e.g. `Connection refused (os error 111)`.
+        detail: String,
         /// The transport error (without the URL).
         #[source]
         source: reqwest::Error,
@@ -169,12 +171,14 @@ pub enum Error {
     },
 
     /// Any other transport failure (connection reset mid-response, a body shorter than announced, …).
-    #[error("{endpoint}: admin call {api}: transport error")]
+    #[error("{endpoint}: admin call {api}: transport error: {detail}")]
     Transport {
         /// The endpoint.
         endpoint: String,
         /// The admin call.
         api: &'static str,
+        /// The innermost cause.
+        detail: String,
         /// The transport error (without the URL).
         #[source]
         source: reqwest::Error,
@@ -332,6 +336,18 @@ impl ErrorBody {
     }
 }
 
+/// A JSON error without its message: serde's messages can quote values ("invalid type: string \"…\""),
+/// and a decrypted payload or an IAM export holds secrets.
+pub(crate) fn json_error(e: &serde_json::Error) -> String {
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "read error",
+        serde_json::error::Category::Syntax => "not JSON",
+        serde_json::error::Category::Data => "JSON of an unexpected shape",
+        serde_json::error::Category::Eof => "JSON cut short",
+    };
+    format!("{kind} at line {}, column {}", e.line(), e.column())
+}
+
 fn shorten(message: &str) -> String {
     const MAX: usize = 300;
     if message.chars().count() <= MAX {
@@ -444,6 +460,14 @@ mod tests {
         assert!(from_response(SITE, 429, b"").is_temporary());
         assert!(!from_response(SITE, 400, &json("XMinioAdminConfigBadJSON", "x")).is_temporary());
         assert!(!from_response(SITE, 403, &json("AccessDenied", "x")).is_temporary());
+    }
+
+    #[test]
+    fn json_errors_never_quote_values() {
+        let e = serde_json::from_str::<u64>(r#""hunter2""#).unwrap_err();
+        assert!(e.to_string().contains("hunter2"), "serde itself would quote it");
+        let shown = json_error(&e);
+        assert_eq!(shown, "JSON of an unexpected shape at line 1, column 9");
     }
 
     #[test]

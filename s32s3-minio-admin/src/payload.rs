@@ -362,6 +362,57 @@ where
     }
 }
 
+/// Entry points for the fuzz targets in `fuzz/`: the payload parser with a fixed key, without the
+/// deliberately slow key derivation (an Argon2id pass per input would starve the fuzzer). Not part of the
+/// supported API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::{Aes256Gcm, ChaCha20Poly1305, Error, FRAGMENT_SIZE, HEADER_LEN, KeyInit, Result, TAG_LEN};
+
+    const KEY: [u8; 32] = [0x42; 32];
+
+    /// Parses `data` as a payload (header included) whose key is fixed; `chacha` picks the AEAD.
+    ///
+    /// # Errors
+    /// The payload errors of [`super::decrypt`].
+    pub fn open(chacha: bool, data: &[u8]) -> Result<Vec<u8>> {
+        if data.len() < HEADER_LEN + TAG_LEN {
+            return Err(Error::PayloadTruncated { detail: "short".into() });
+        }
+        let nonce: [u8; 8] = data[33..HEADER_LEN].try_into().unwrap_or_else(|_| unreachable!("8 bytes"));
+        let body = &data[HEADER_LEN..];
+        let opened = if chacha {
+            super::open_stream(&ChaCha20Poly1305::new(&KEY.into()), nonce, &[], FRAGMENT_SIZE, body)
+        } else {
+            super::open_stream(&Aes256Gcm::new(&KEY.into()), nonce, &[], FRAGMENT_SIZE, body)
+        };
+        opened.map_err(super::StreamError::into_error)
+    }
+
+    /// Seals `plaintext` with the fixed key, header included (zero salt, id 0x00 or 0x01).
+    ///
+    /// # Errors
+    /// [`Error::PayloadTooLarge`].
+    pub fn seal(chacha: bool, nonce: [u8; 8], plaintext: &[u8]) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; 32];
+        out.push(u8::from(chacha));
+        out.extend_from_slice(&nonce);
+        if chacha {
+            super::seal_stream(
+                &ChaCha20Poly1305::new(&KEY.into()),
+                nonce,
+                &[],
+                FRAGMENT_SIZE,
+                plaintext,
+                &mut out,
+            )?;
+        } else {
+            super::seal_stream(&Aes256Gcm::new(&KEY.into()), nonce, &[], FRAGMENT_SIZE, plaintext, &mut out)?;
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,20 +446,44 @@ mod tests {
         assert_eq!(checked, 14);
     }
 
-    #[test]
-    fn madmin_go_encrypt_data_vectors_decrypt() {
+    /// Every `{password, plaintext_hex, ciphertext_hex}` line of `file` decrypts; all carry id `id`
+    /// (any id with `None`).
+    fn decrypts_all(file: &str, id: Option<u8>) -> usize {
         let mut checked = 0;
-        for line in data("madmin-go-encrypt_data.jsonl").lines() {
+        for line in data(file).lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             let password = v["password"].as_str().unwrap();
             let ciphertext = hex::decode(v["ciphertext_hex"].as_str().unwrap()).unwrap();
             let plaintext = hex::decode(v["plaintext_hex"].as_str().unwrap()).unwrap();
             assert!(is_encrypted(&ciphertext));
+            assert!(id.is_none_or(|id| ciphertext[32] == id), "{file}");
             assert_eq!(ciphertext.len(), encrypted_len(plaintext.len()));
-            assert_eq!(decrypt(password, &ciphertext).unwrap(), plaintext, "password {password:?}");
+            assert_eq!(decrypt(password, &ciphertext).unwrap(), plaintext, "{file}: password {password:?}");
             checked += 1;
         }
-        assert_eq!(checked, 11);
+        checked
+    }
+
+    #[test]
+    fn madmin_go_encrypt_data_vectors_decrypt() {
+        assert_eq!(decrypts_all("madmin-go-encrypt_data.jsonl", Some(0x00)), 11);
+    }
+
+    #[test]
+    fn madmin_go_fips_encrypt_data_vectors_decrypt() {
+        assert_eq!(decrypts_all("madmin-go-encrypt_data-fips.jsonl", Some(0x02)), 11);
+    }
+
+    #[test]
+    fn sio_go_chacha20poly1305_vectors_decrypt() {
+        assert_eq!(decrypts_all("sio-go-chacha20poly1305-madmin-layout.jsonl", Some(0x01)), 11);
+    }
+
+    /// Our own payloads of every id, which madmin-go's `DecryptData` decrypted (recorded, see the data
+    /// README): a regression guard for the encrypting side.
+    #[test]
+    fn payloads_madmin_go_decrypted_still_decrypt() {
+        assert_eq!(decrypts_all("s32s3-encrypt_data-checked-by-madmin-go.jsonl", None), 33);
     }
 
     #[test]

@@ -113,6 +113,32 @@ async fn probe_tells_a_plain_s3_server() {
 }
 
 #[tokio::test]
+async fn probe_tells_another_admin_api_version() {
+    let server = MockMinio::start(Flavor::OtherAdminVersion).await;
+    match root(&server).probe().await.unwrap() {
+        Probe::NotAdmin(reason) => assert!(reason.contains("426 XMinioAdminVersionMismatch"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_web_page_is_not_minio_and_not_a_valid_answer() {
+    let server = MockMinio::start(Flavor::WebPage).await;
+    let client = root(&server);
+    match client.probe().await.unwrap() {
+        Probe::NotMinio(reason) => assert!(reason.contains("without MinIO server info"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    let err = client.server_info().await.unwrap_err();
+    assert!(matches!(err, Error::InvalidResponse { api: "info", .. }), "{err:?}");
+    assert!(!err.to_string().contains("nginx"), "the body is not echoed: {err}");
+    let err = client.list_users().await.unwrap_err();
+    assert!(matches!(err, Error::ResponsePayload { .. }), "an unencrypted answer is refused: {err:?}");
+    let err = client.export_iam().await.unwrap_err();
+    assert!(matches!(err, Error::InvalidArchive { kind: ArchiveKind::Iam, .. }), "{err:?}");
+}
+
+#[tokio::test]
 async fn config_is_read_decrypted_and_written_encrypted() {
     let server = MockMinio::start(Flavor::Current).await;
     let client = root(&server);
@@ -288,6 +314,34 @@ async fn listings_users_groups_policies_service_accounts() {
 }
 
 #[tokio::test]
+async fn restore_fix_ups_group_and_service_account_status() {
+    let server = MockMinio::start(Flavor::Current).await;
+    let client = root(&server);
+
+    client.set_group_status("devs", false).await.unwrap();
+    let seen = server.last();
+    assert_eq!((seen.method.as_str(), seen.path.as_str()), ("PUT", "/minio/admin/v3/set-group-status"));
+    assert_eq!(seen.query.get("status").map(String::as_str), Some("disabled"));
+    let err = client.set_group_status("nobody", true).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+
+    client.set_service_account_status("SVC1", false).await.unwrap();
+    let seen = server.last();
+    assert_eq!(
+        (seen.method.as_str(), seen.path.as_str()),
+        ("POST", "/minio/admin/v3/update-service-account")
+    );
+    assert_eq!(seen.query.get("accessKey").map(String::as_str), Some("SVC1"));
+    assert_eq!(seen.decrypted.as_deref(), Some(&br#"{"newStatus":"off"}"#[..]), "an encrypted body");
+    let err = client.set_service_account_status("SVC9", true).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::NotFound { code, .. } if code == "XMinioAdminServiceAccountNotFound"),
+        "{err:?}"
+    );
+    assert_all_verified(&server);
+}
+
+#[tokio::test]
 async fn service_restart_posts_the_v2_action() {
     let server = MockMinio::start(Flavor::Current).await;
     let result = root(&server).service_restart().await.unwrap();
@@ -358,6 +412,7 @@ async fn closed_port_is_unreachable() {
     assert!(matches!(err, Error::Unreachable { api: "info", .. }), "{err:?}");
     assert!(err.is_temporary());
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    assert!(err.to_string().to_lowercase().contains("refused"), "the cause is named: {err}");
     assert_no_secret(&everything_shown(&err));
     assert!(matches!(client.probe().await, Err(Error::Unreachable { .. })));
 }
@@ -369,7 +424,41 @@ async fn https_to_a_plain_http_port_is_a_tls_failure() {
     let err = client.server_info().await.unwrap_err();
     assert!(matches!(err, Error::Tls { .. }), "{err:?}");
     assert!(err.to_string().starts_with("TLS with https://127.0.0.1"), "{err}");
+    assert!(err.to_string().contains("InvalidContentType"), "rustls's reason is named: {err}");
     assert_no_secret(&everything_shown(&err));
+}
+
+#[tokio::test]
+async fn https_with_the_deployment_ca_works() {
+    let server = MockMinio::start_tls(Flavor::Current).await;
+    let ca = server.ca_pem.clone().unwrap();
+    let options = AdminOptions::default().with_ca_certificate_pem(ca);
+    let client = AdminClient::new(&server.url(), ROOT_ACCESS_KEY, ROOT_SECRET_KEY, options).unwrap();
+    assert_eq!(client.server_info().await.unwrap().deployment_id, DEPLOYMENT_ID);
+    assert_eq!(client.list_users().await.unwrap().len(), 2);
+    assert_all_verified(&server);
+}
+
+#[tokio::test]
+async fn https_with_an_untrusted_certificate_is_a_tls_failure() {
+    let server = MockMinio::start_tls(Flavor::Current).await;
+    let client = client_for(&server.url(), ROOT_ACCESS_KEY, ROOT_SECRET_KEY);
+    let err = client.server_info().await.unwrap_err();
+    match &err {
+        Error::Tls { detail, .. } => assert!(detail.contains("certificate"), "{detail}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(client.probe().await, Err(Error::Tls { .. })));
+    assert!(server.seen().is_empty(), "nothing was sent over the untrusted connection");
+}
+
+#[tokio::test]
+async fn https_with_invalid_certificates_accepted() {
+    let server = MockMinio::start_tls(Flavor::Current).await;
+    let options = AdminOptions::default().with_danger_accept_invalid_certs(true);
+    let client = AdminClient::new(&server.url(), ROOT_ACCESS_KEY, ROOT_SECRET_KEY, options).unwrap();
+    assert!(matches!(client.probe().await.unwrap(), Probe::Admin(_)));
+    assert_all_verified(&server);
 }
 
 #[tokio::test]

@@ -61,6 +61,10 @@ pub enum Flavor {
     WrongEncryptionKey,
     /// A MinIO that is not initialised yet (503 on everything).
     Initializing,
+    /// A server of the MinIO family that does not serve admin API v3 (426 on everything).
+    OtherAdminVersion,
+    /// Something answering 200 with a web page to everything.
+    WebPage,
 }
 
 /// One request as the server saw it.
@@ -86,11 +90,26 @@ struct State {
 
 pub struct MockMinio {
     pub addr: SocketAddr,
+    /// The PEM of the CA that signed the server certificate, when serving HTTPS.
+    pub ca_pem: Option<String>,
     state: Arc<State>,
 }
 
 impl MockMinio {
+    /// Serves plain HTTP.
     pub async fn start(flavor: Flavor) -> Self {
+        Self::serve(flavor, None).await
+    }
+
+    /// Serves HTTPS with a certificate for `127.0.0.1` signed by a fresh CA (see `ca_pem`).
+    pub async fn start_tls(flavor: Flavor) -> Self {
+        let (acceptor, ca_pem) = tls_acceptor();
+        let mut server = Self::serve(flavor, Some(acceptor)).await;
+        server.ca_pem = Some(ca_pem);
+        server
+    }
+
+    async fn serve(flavor: Flavor, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State {
@@ -103,18 +122,33 @@ impl MockMinio {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 let state = server_state.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let io = hyper_util::rt::TokioIo::new(stream);
                     let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        // A failed handshake (an untrusting client) just ends the connection.
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = http
+                                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                                    .await;
+                            }
+                        }
+                        None => {
+                            let _ =
+                                http.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
         });
-        Self { addr, state }
+        Self { addr, ca_pem: None, state }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca_pem.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -224,6 +258,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
         (Some(secret), Some("config" | "set-config-kv")) if parts.method == hyper::Method::PUT => {
             payload::decrypt(secret, &body).ok()
         }
+        (Some(secret), Some("update-service-account")) if parts.method == hyper::Method::POST => {
+            payload::decrypt(secret, &body).ok()
+        }
         _ => None,
     };
     state.seen.lock().unwrap().push(Seen {
@@ -268,6 +305,15 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
         )
     } else if state.flavor == Flavor::Initializing {
         admin_error(503, "XMinioServerNotInitialized", "Server not initialized yet, please try again.", &path)
+    } else if state.flavor == Flavor::OtherAdminVersion {
+        admin_error(
+            426,
+            "XMinioAdminVersionMismatch",
+            "This 'admin' API is not supported by server in 'minio-standalone'",
+            &path,
+        )
+    } else if state.flavor == Flavor::WebPage {
+        Reply::ok(&b"<html><head><title>Welcome to nginx!</title></head><body>It works.</body></html>"[..])
     } else if access_key == READONLY_ACCESS_KEY {
         admin_error(403, "AccessDenied", "Access Denied.", &path)
     } else {
@@ -351,6 +397,19 @@ fn route(
             br#"{"accounts":[{"parentUser":"alice","accountStatus":"off","impliedPolicy":true,"accessKey":"SVC1","name":"backup","description":"nightly","expiration":"1970-01-01T00:00:00Z"},{"parentUser":"alice","accountStatus":"on","impliedPolicy":false,"accessKey":"SVC2","expiration":"2030-01-01T00:00:00Z"}]}"#,
         ),
         ("GET", "list-service-accounts") => enc(br#"{"accounts":null}"#),
+        ("PUT", "set-group-status") => match (q("group"), q("status")) {
+            (Some("devs"), Some("enabled" | "disabled")) => Reply::ok(Vec::new()),
+            (Some("devs"), _) => admin_error(400, "InvalidArgument", "Invalid arguments specified.", path),
+            _ => admin_error(404, "XMinioAdminNoSuchGroup", "The specified group does not exist.", path),
+        },
+        ("POST", "update-service-account") => {
+            let request: Option<serde_json::Value> = decrypted.and_then(|d| serde_json::from_slice(&d).ok());
+            match (q("accessKey"), request) {
+                (Some("SVC1"), Some(r)) if r["newStatus"] == "on" || r["newStatus"] == "off" => Reply::ok(Vec::new()),
+                (Some("SVC1"), _) => admin_error(400, "XMinioAdminConfigBadJSON", "Unable to parse the request", path),
+                _ => admin_error(404, "XMinioAdminServiceAccountNotFound", "The specified service account is not found", path),
+            }
+        }
         ("POST", "service") if q("action") == Some("restart") && q("type") == Some("2") => {
             Reply::ok(&br#"{"action":"restart","dryRun":false,"results":[{"host":"127.0.0.1:9000"}]}"#[..])
         }
@@ -470,6 +529,33 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A CA, a server certificate for `127.0.0.1` signed by it, and an acceptor serving that certificate.
+fn tls_acceptor() -> (tokio_rustls::TlsAcceptor, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![server_cert.der().clone()],
+            tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
+        )
+        .unwrap();
+    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca_cert.pem())
 }
 
 /// A listener that accepts connections and never answers: for timeouts.
