@@ -16,12 +16,11 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use futures::StreamExt as _;
-use s32s3_crypt::Cipher;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{S3ErrorKind, Side};
-use crate::layout::Layout;
+use crate::context::Context;
+use crate::error::S3ErrorKind;
 use crate::lease::Lease;
 use crate::listing::{SortedListing, list_into};
 use crate::manifest::{
@@ -88,17 +87,6 @@ pub struct Backup {
     dry_run: bool,
 }
 
-/// Everything a run works with, set up once.
-struct Context {
-    config: RunConfig,
-    source: Store,
-    dest: Store,
-    cipher: Cipher,
-    layout: Layout,
-    progress: Arc<dyn Progress>,
-    work: tempfile::TempDir,
-}
-
 impl Backup {
     /// A backup of every bucket of the source.
     #[must_use]
@@ -135,12 +123,13 @@ impl Backup {
         let started_at = Instant::now();
         let started = OffsetDateTime::now_utc();
         let snapshot_id = crate::new_id();
-        let cx = Context::new(&self.config, progress).await?;
+        let cx = Context::new(&self.config, progress, true).await?;
 
         // 1. Read-only checks.
         cx.progress.event(&Event::Phase("checking the source"));
         let source_buckets = cx.source.list_buckets().await?;
         let selected = self.selected_buckets(&source_buckets)?;
+        let minio = crate::instance::detect(&cx).await?;
         cx.progress.event(&Event::Phase("checking the backup location"));
         let bucket = self.config.backup_bucket.as_str();
         let state = destination::inspect(&cx.dest, bucket, &cx.layout, &cx.cipher).await?;
@@ -181,6 +170,8 @@ impl Backup {
 
         let resumed = previous.resumed;
         let mut run = Run {
+            source: crate::instance::source_info(&cx, minio.as_ref()),
+            instance: None,
             cx: &cx,
             snapshot_id: snapshot_id.clone(),
             started,
@@ -194,7 +185,14 @@ impl Backup {
             cancel: run_cancel.clone(),
             limits: Arc::new(Limits::new(&self.config.transfer)),
         };
-        let result = run.all_buckets(&selected, &source_buckets, previous).await;
+        let result = match &minio {
+            Some(minio) => run.export_instance(minio).await,
+            None => Ok(()),
+        };
+        let result = match result {
+            Ok(()) => run.all_buckets(&selected, &source_buckets, previous).await,
+            Err(e) => Err(e),
+        };
         watcher.abort();
 
         let outcome = match result {
@@ -263,24 +261,6 @@ struct Previous {
 }
 
 impl Context {
-    async fn new(config: &RunConfig, progress: Arc<dyn Progress>) -> Result<Self> {
-        config.validate()?;
-        let retries = config.transfer.retries;
-        let source = Store::new(Side::Source, config.source.clone(), retries)?;
-        let dest = Store::new(Side::Destination, config.destination.clone(), retries)?;
-        progress.event(&Event::Phase("deriving keys"));
-        let cipher = crate::derive_cipher(&config.password, &config.password2).await?;
-        let layout = Layout::new(&cipher, &config.backup_prefix)?;
-        let work = tempfile::Builder::new().prefix("s32s3-").tempdir_in(&config.work_dir).map_err(|e| {
-            Error::io(format!("creating a work directory in {}", config.work_dir.display()), e)
-        })?;
-        Ok(Self { config: config.clone(), source, dest, cipher, layout, progress, work })
-    }
-
-    fn bucket(&self) -> &str {
-        &self.config.backup_bucket
-    }
-
     /// The newest snapshot and, if the run after it was interrupted, its checkpoint.
     async fn load_previous(&self, existing: &[SnapshotRef]) -> Result<Previous> {
         let parent = existing.iter().rev().find(|s| !s.checkpoint).cloned();
@@ -369,6 +349,8 @@ impl Context {
 /// One executing run's state.
 struct Run<'a> {
     cx: &'a Context,
+    source: SourceInfo,
+    instance: Option<InstanceRefs>,
     snapshot_id: String,
     started: OffsetDateTime,
     parent: Option<String>,
@@ -631,6 +613,16 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Stores the MinIO exports; a failed export makes the snapshot partial.
+    async fn export_instance(&mut self, minio: &crate::instance::Minio) -> Result<()> {
+        let refs = crate::instance::export(self.cx, minio, &self.snapshot_id).await?;
+        for (what, error) in refs.errors.clone() {
+            self.fail("", &format!("minio {what}"), &format!("export failed: {error}"));
+        }
+        self.instance = Some(refs);
+        Ok(())
+    }
+
     fn fail(&mut self, bucket: &str, key: &str, error: &str) {
         self.cx.progress.event(&Event::Failed { bucket, key, error });
         self.failed.push(Failure { bucket: bucket.to_owned(), key: key.to_owned(), error: error.to_owned() });
@@ -645,14 +637,10 @@ impl Run<'_> {
             started: crate::format_rfc3339(self.started),
             finished: crate::format_rfc3339(finished),
             tool: crate::tool_version(),
-            source: SourceInfo {
-                endpoint: self.cx.config.source.endpoint.clone(),
-                kind: "s3".into(),
-                ..Default::default()
-            },
+            source: self.source.clone(),
             parent: self.parent.clone(),
             buckets: self.records.clone(),
-            instance: None::<InstanceRefs>,
+            instance: self.instance.clone(),
             totals: self.writer.totals(),
         }
     }

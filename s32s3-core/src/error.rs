@@ -181,6 +181,10 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// No snapshot matches what was asked (`--at` before the first backup, an unknown id, an empty
+    /// backup location).
+    #[error("{0}")]
+    NoSnapshot(String),
     /// The run was cancelled (Ctrl-C, SIGTERM).
     #[error("cancelled")]
     Cancelled,

@@ -38,8 +38,10 @@
 
 pub mod backup;
 pub mod bucket_config;
+mod context;
 pub mod destination;
 pub mod error;
+mod instance;
 pub mod layout;
 pub mod lease;
 pub mod listing;
@@ -48,6 +50,7 @@ pub mod mtime;
 pub mod options;
 pub mod plan;
 pub mod progress;
+pub mod restore;
 pub mod s3;
 pub mod snapshots;
 pub mod spool;

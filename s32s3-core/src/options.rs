@@ -152,11 +152,28 @@ impl RunConfig {
     /// # Errors
     /// [`Error::Config`].
     pub fn validate(&self) -> Result<()> {
-        self.source.validate("source.endpoint")?;
+        self.validate_for(true)
+    }
+
+    /// [`RunConfig::validate`], leaving out the source for commands that only read the backup
+    /// (`verify`, `snapshots`).
+    ///
+    /// # Errors
+    /// [`Error::Config`].
+    pub fn validate_for(&self, need_source: bool) -> Result<()> {
+        if need_source {
+            self.source.validate("source.endpoint")?;
+            for (field, value) in [
+                ("source.access_key_id", self.source.access_key_id.is_empty()),
+                ("source.secret_access_key", self.source.secret_access_key.is_empty()),
+            ] {
+                if value {
+                    return Err(Error::Config { field: field.into(), reason: "is not set".into() });
+                }
+            }
+        }
         self.destination.validate("destination.endpoint")?;
         for (field, value) in [
-            ("source.access_key_id", self.source.access_key_id.is_empty()),
-            ("source.secret_access_key", self.source.secret_access_key.is_empty()),
             ("destination.access_key_id", self.destination.access_key_id.is_empty()),
             ("destination.secret_access_key", self.destination.secret_access_key.is_empty()),
             ("crypt.password", self.password.is_empty()),

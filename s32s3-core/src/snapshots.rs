@@ -186,3 +186,62 @@ pub async fn read_header(
     }
     Ok(header)
 }
+
+/// Which snapshot a restore or verify uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Selector {
+    /// The newest complete snapshot.
+    #[default]
+    Newest,
+    /// The newest complete snapshot finished at or before this time.
+    At(OffsetDateTime),
+    /// This snapshot id (complete or partial).
+    Id(String),
+}
+
+/// Picks a snapshot and reads its header.
+///
+/// # Errors
+/// [`Error::NoSnapshot`] with what exists instead; S3 failures; [`Error::Corrupt`] for an unreadable header.
+pub async fn select(
+    dest: &Store,
+    bucket: &str,
+    layout: &Layout,
+    cipher: &Cipher,
+    dir: &Path,
+    selector: &Selector,
+) -> Result<(SnapshotRef, Header)> {
+    let all: Vec<SnapshotRef> =
+        list(dest, bucket, layout).await?.into_iter().filter(|s| !s.checkpoint).collect();
+    let location = format!("s3://{bucket}/{}", layout.root());
+    let Some(oldest) = all.first() else {
+        return Err(Error::NoSnapshot(format!("no snapshots in {location}")));
+    };
+    if let Selector::Id(id) = selector {
+        let snap = all.iter().find(|s| &s.id == id).ok_or_else(|| {
+            Error::NoSnapshot(format!("no snapshot {id:?} in {location} (`s32s3 snapshots` lists them)"))
+        })?;
+        let header = read_header(dest, bucket, &snap.key, cipher, dir).await?;
+        return Ok((snap.clone(), header));
+    }
+    let at = match selector {
+        Selector::At(at) => Some(*at),
+        _ => None,
+    };
+    for snap in all.iter().rev().filter(|s| at.is_none_or(|at| s.finished <= at)) {
+        let header = read_header(dest, bucket, &snap.key, cipher, dir).await?;
+        if header.status == crate::manifest::SnapshotStatus::Complete {
+            return Ok((snap.clone(), header));
+        }
+    }
+    Err(Error::NoSnapshot(match at {
+        Some(at) if at < oldest.finished => format!(
+            "no snapshot at or before {}: the oldest in {location} is {} from {}",
+            crate::format_rfc3339(at),
+            oldest.id,
+            crate::format_rfc3339(oldest.finished)
+        ),
+        Some(at) => format!("no complete snapshot at or before {} in {location}", crate::format_rfc3339(at)),
+        None => format!("no complete snapshot in {location}"),
+    }))
+}

@@ -140,6 +140,42 @@ macro_rules! source_meta {
     }};
 }
 
+/// Sets the restored object's content headers, user metadata, tags and object-lock fields on a PutObject or
+/// CreateMultipartUpload request (the two builders share these setters but no trait).
+macro_rules! object_headers {
+    ($request:expr, $item:expr) => {{
+        let item: &RestoreItem = $item;
+        let e = &item.entry;
+        let mut r = $request
+            .set_content_type(e.content_type.clone())
+            .set_content_encoding(e.content_encoding.clone())
+            .set_content_disposition(e.content_disposition.clone())
+            .set_content_language(e.content_language.clone())
+            .set_cache_control(e.cache_control.clone())
+            .set_expires(e.expires.as_deref().and_then(|x| {
+                aws_smithy_types::DateTime::from_str(x, aws_smithy_types::date_time::Format::HttpDate).ok()
+            }));
+        if !e.metadata.is_empty() {
+            r = r.set_metadata(Some(e.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect()));
+        }
+        if !e.tags.is_empty() {
+            r = r.tagging(tagging_header(&e.tags));
+        }
+        if item.object_lock {
+            r = r
+                .set_object_lock_mode(e.lock_mode.as_deref().map(aws_sdk_s3::types::ObjectLockMode::from))
+                .set_object_lock_retain_until_date(e.lock_retain_until.as_deref().and_then(|x| {
+                    aws_smithy_types::DateTime::from_str(x, aws_smithy_types::date_time::Format::DateTime)
+                        .ok()
+                }))
+                .set_object_lock_legal_hold_status(
+                    e.legal_hold.as_deref().map(aws_sdk_s3::types::ObjectLockLegalHoldStatus::from),
+                );
+        }
+        r
+    }};
+}
+
 /// Copies source objects into the backup bucket.
 pub(crate) struct Copier {
     pub(crate) source: Store,
@@ -626,4 +662,289 @@ mod tests {
         // The third request may start only after the first thousand bytes' second.
         assert!(start.elapsed() >= Duration::from_secs(1));
     }
+}
+
+/// One object to restore: a manifest entry (or one synthesised from a version listing) and where it goes.
+#[derive(Clone, Debug)]
+pub(crate) struct RestoreItem {
+    /// What was backed up (content headers, metadata, tags, SHA-256 when known) and where it is stored.
+    pub(crate) entry: Entry,
+    /// The bucket it is restored into (the key stays the same).
+    pub(crate) bucket: String,
+    /// The target bucket has object lock: retention and legal hold are put back too.
+    pub(crate) object_lock: bool,
+}
+
+/// Restores objects from the backup bucket into the target store: GET the stored version → decrypt →
+/// SHA-256 check → PUT (parts of large objects in parallel). Nothing is written for an object whose
+/// stored bytes fail to authenticate or whose SHA-256 differs from the manifest.
+pub(crate) struct Restorer {
+    pub(crate) backup: Store,
+    pub(crate) backup_bucket: String,
+    pub(crate) target: Store,
+    pub(crate) cipher: Cipher,
+    pub(crate) options: TransferOptions,
+    pub(crate) limits: Arc<Limits>,
+    pub(crate) progress: Arc<dyn Progress>,
+    pub(crate) cancel: CancellationToken,
+}
+
+impl Restorer {
+    /// Restores one object, retrying temporary failures.
+    pub(crate) async fn restore(&self, item: &RestoreItem) -> Result<()> {
+        let _transfer = self.limits.transfer().await;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            if self.cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let result = if item.entry.size <= self.options.multipart_threshold {
+                self.restore_whole(item).await
+            } else {
+                self.restore_in_parts(item).await
+            };
+            match result {
+                Err(err) if err.is_temporary() && attempt < self.options.retries => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn integrity(&self, item: &RestoreItem, reason: impl std::fmt::Display) -> Error {
+        Error::Integrity {
+            bucket: item.entry.bucket.clone(),
+            key: item.entry.key.clone(),
+            reason: format!("stored as s3://{}/{}: {reason}", self.backup_bucket, item.entry.stored_key),
+        }
+    }
+
+    async fn restore_whole(&self, item: &RestoreItem) -> Result<()> {
+        let entry = &item.entry;
+        let expected = encrypted_size(entry.size);
+        let _memory = self.limits.memory(expected + entry.size + 64 * 1024).await;
+        let out = self
+            .backup
+            .client()
+            .get_object()
+            .bucket(&self.backup_bucket)
+            .key(&entry.stored_key)
+            .set_version_id(entry.version_id.clone())
+            .send()
+            .await
+            .map_err(|e| self.backup.err("GetObject", &self.backup_bucket, Some(&entry.stored_key), e))?;
+        let stored = read_body(out.body, Side::Destination, &self.backup_bucket, &entry.stored_key).await?;
+        if stored.len() as u64 != expected {
+            return Err(
+                self.integrity(item, format!("{} bytes where {expected} were expected", stored.len()))
+            );
+        }
+        let cipher = self.cipher.clone();
+        let want = entry.sha256.clone();
+        let decrypted = tokio::task::spawn_blocking(move || -> std::result::Result<_, String> {
+            let plain = cipher.decrypt(&stored).map_err(|e| e.to_string())?;
+            let sha256 = hex::encode(Sha256::digest(&plain));
+            if !want.is_empty() && sha256 != want {
+                return Err(format!("SHA-256 {sha256} does not match the manifest's {want}"));
+            }
+            let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&plain));
+            Ok((Bytes::from(plain), md5))
+        })
+        .await
+        .expect("decryption does not panic");
+        let (plain, md5) = decrypted.map_err(|reason| self.integrity(item, reason))?;
+        let len = plain.len() as u64;
+        self.limits.bandwidth(len).await;
+        let request = self
+            .target
+            .client()
+            .put_object()
+            .bucket(&item.bucket)
+            .key(&entry.key)
+            .content_length(i64::try_from(len).unwrap_or(i64::MAX))
+            .content_md5(md5)
+            .body(ByteStream::from(plain));
+        let request = object_headers!(request, item);
+        request.send().await.map_err(|e| self.target.err("PutObject", &item.bucket, Some(&entry.key), e))?;
+        self.progress.event(&Event::Bytes(entry.size));
+        Ok(())
+    }
+
+    async fn restore_in_parts(&self, item: &RestoreItem) -> Result<()> {
+        let entry = &item.entry;
+        let header = self
+            .backup
+            .client()
+            .get_object()
+            .bucket(&self.backup_bucket)
+            .key(&entry.stored_key)
+            .set_version_id(entry.version_id.clone())
+            .range(format!("bytes=0-{}", s32s3_crypt::HEADER_SIZE - 1))
+            .send()
+            .await
+            .map_err(|e| self.backup.err("GetObject", &self.backup_bucket, Some(&entry.stored_key), e))?;
+        let total =
+            header.content_range().and_then(|r| r.rsplit('/').next()).and_then(|t| t.parse::<u64>().ok());
+        let expected = encrypted_size(entry.size);
+        if total.is_some_and(|t| t != expected) {
+            return Err(
+                self.integrity(item, format!("{} bytes where {expected} were expected", total.unwrap_or(0)))
+            );
+        }
+        let header =
+            read_body(header.body, Side::Destination, &self.backup_bucket, &entry.stored_key).await?;
+        let nonce = s32s3_crypt::Nonce::from_header(&header).map_err(|e| self.integrity(item, e))?;
+
+        let request = self.target.client().create_multipart_upload().bucket(&item.bucket).key(&entry.key);
+        let request = object_headers!(request, item);
+        let upload = request
+            .send()
+            .await
+            .map_err(|e| self.target.err("CreateMultipartUpload", &item.bucket, Some(&entry.key), e))?;
+        let upload_id = upload.upload_id().unwrap_or_default().to_owned();
+        let result = self.restore_parts(item, &nonce, &upload_id).await;
+        if result.is_err() {
+            let _ = self
+                .target
+                .client()
+                .abort_multipart_upload()
+                .bucket(&item.bucket)
+                .key(&entry.key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        result
+    }
+
+    async fn restore_parts(&self, item: &RestoreItem, nonce: &Nonce, upload_id: &str) -> Result<()> {
+        let entry = &item.entry;
+        let part_size = part_size_for(entry.size, self.options.part_size);
+        let parts = entry.size.div_ceil(part_size);
+        let hasher = OrderedHasher::new();
+        let mut completed: Vec<CompletedPart> = futures::stream::iter(0..parts)
+            .map(|index| {
+                let part = Part {
+                    index,
+                    start: index * part_size,
+                    len: part_size.min(entry.size - index * part_size),
+                };
+                self.restore_part(item, nonce, upload_id, part, &hasher)
+            })
+            .buffer_unordered(self.options.part_concurrency)
+            .try_collect()
+            .await?;
+        let sha256 = hex::encode(hasher.finish());
+        if !entry.sha256.is_empty() && sha256 != entry.sha256 {
+            return Err(self.integrity(
+                item,
+                format!("SHA-256 {sha256} does not match the manifest's {}", entry.sha256),
+            ));
+        }
+        completed.sort_by_key(CompletedPart::part_number);
+        self.target
+            .client()
+            .complete_multipart_upload()
+            .bucket(&item.bucket)
+            .key(&entry.key)
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
+            .send()
+            .await
+            .map_err(|e| self.target.err("CompleteMultipartUpload", &item.bucket, Some(&entry.key), e))?;
+        Ok(())
+    }
+
+    async fn restore_part(
+        &self,
+        item: &RestoreItem,
+        nonce: &Nonce,
+        upload_id: &str,
+        part: Part,
+        hasher: &OrderedHasher,
+    ) -> Result<CompletedPart> {
+        if self.cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let entry = &item.entry;
+        let first_chunk = part.start / CHUNK_SIZE as u64;
+        let sealed_len = encrypted_size(part.len) - s32s3_crypt::HEADER_SIZE as u64;
+        let start = s32s3_crypt::HEADER_SIZE as u64 + first_chunk * s32s3_crypt::ENCRYPTED_CHUNK_SIZE as u64;
+        let _memory = self.limits.memory(part.len + sealed_len).await;
+        let out = self
+            .backup
+            .client()
+            .get_object()
+            .bucket(&self.backup_bucket)
+            .key(&entry.stored_key)
+            .set_version_id(entry.version_id.clone())
+            .range(format!("bytes={start}-{}", start + sealed_len - 1))
+            .send()
+            .await
+            .map_err(|e| self.backup.err("GetObject", &self.backup_bucket, Some(&entry.stored_key), e))?;
+        let sealed = read_body(out.body, Side::Destination, &self.backup_bucket, &entry.stored_key).await?;
+        if sealed.len() as u64 != sealed_len {
+            return Err(self.integrity(
+                item,
+                format!("part {} is {} bytes, expected {sealed_len}", part.index, sealed.len()),
+            ));
+        }
+        let cipher = self.cipher.clone();
+        let nonce = *nonce;
+        let plain = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(part.len as usize);
+            cipher.decrypt_chunks(&nonce, first_chunk, &sealed, &mut out).map(|()| Bytes::from(out))
+        })
+        .await
+        .expect("decryption does not panic")
+        .map_err(|e| self.integrity(item, e))?;
+        hasher.update(part.index, plain.clone()).await;
+        self.limits.bandwidth(part.len).await;
+        let part_number = i32::try_from(part.index + 1).expect("at most 10,000 parts");
+        let request = self
+            .target
+            .client()
+            .upload_part()
+            .bucket(&item.bucket)
+            .key(&entry.key)
+            .upload_id(upload_id)
+            .part_number(part_number)
+            .content_length(i64::try_from(part.len).unwrap_or(i64::MAX));
+        let request = if item.object_lock {
+            // S3 requires an integrity header on writes to buckets with object lock.
+            let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&plain));
+            request.content_md5(md5)
+        } else {
+            request
+        };
+        let out = request
+            .body(ByteStream::from(plain))
+            .send()
+            .await
+            .map_err(|e| self.target.err("UploadPart", &item.bucket, Some(&entry.key), e))?;
+        self.progress.event(&Event::Bytes(part.len));
+        Ok(CompletedPart::builder()
+            .part_number(part_number)
+            .set_e_tag(out.e_tag().map(str::to_owned))
+            .build())
+    }
+}
+
+/// `k=v&k2=v2` with S3's URL encoding, for the `x-amz-tagging` header.
+pub(crate) fn tagging_header(tags: &BTreeMap<String, String>) -> String {
+    fn encode(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                out.push(b as char);
+            } else {
+                out.push('%');
+                out.push_str(&hex::encode_upper([b]));
+            }
+        }
+        out
+    }
+    tags.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
 }

@@ -1,0 +1,837 @@
+//! Restore (DESIGN.md §6): a snapshot back into a store — MinIO server configuration (when asked), IAM,
+//! buckets and their configuration, data, then replication.
+//!
+//! Restore writes into the *source* endpoint of the configuration: after a disaster one points s32s3 at
+//! the new, empty store. It never silently overwrites: an object already there and different is reported
+//! and left alone unless `overwrite` is set; one already there and equal is skipped, so an interrupted
+//! restore simply runs again.
+//!
+//! A backup location without `.s32s3/config.json` was written by rclone (`rclone sync` into a crypt
+//! remote over a versioned bucket); it is restored from the version listing: per key the newest version at
+//! or before `--at`, a delete marker hiding the key.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use s32s3_minio_admin::{AdminClient, AdminOptions, Probe};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use crate::backup::Failure;
+use crate::context::Context;
+use crate::error::S3ErrorKind;
+use crate::listing::{Listed, SortedListing, list_into};
+use crate::manifest::{BucketRecord, Entry, Header, Totals};
+use crate::options::RunConfig;
+use crate::plan::PreviousEntries;
+use crate::progress::{Event, Outcome, Progress};
+use crate::snapshots::{self, Selector};
+use crate::transfer::{Limits, RestoreItem, Restorer, read_body};
+use crate::{Error, Result, destination};
+
+/// Bucket configuration restored before the data, in this order (replication comes after the data).
+const CONFIG_ORDER: [(&str, &str, &str); 9] = [
+    ("versioning", "versioning", "PutBucketVersioning"),
+    ("object-lock", "object-lock", "PutObjectLockConfiguration"),
+    ("policy", "policy", "PutBucketPolicy"),
+    ("lifecycle", "lifecycle", "PutBucketLifecycleConfiguration"),
+    ("tagging", "tagging", "PutBucketTagging"),
+    ("cors", "cors", "PutBucketCors"),
+    ("encryption", "encryption", "PutBucketEncryption"),
+    ("website", "website", "PutBucketWebsite"),
+    ("notification", "notification", "PutBucketNotificationConfiguration"),
+];
+
+/// Where a restored bucket comes from and goes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketMapping {
+    /// The bucket in the snapshot.
+    pub from: String,
+    /// The bucket it is restored into.
+    pub to: String,
+}
+
+impl std::str::FromStr for BucketMapping {
+    type Err = String;
+
+    /// `SRC` or `SRC:DST`.
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        let (from, to) = s.split_once(':').unwrap_or((s, s));
+        if from.is_empty() || to.is_empty() {
+            return Err(format!("{s:?} is not BUCKET or SOURCE:TARGET"));
+        }
+        Ok(Self { from: from.to_owned(), to: to.to_owned() })
+    }
+}
+
+/// How the backup being restored was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestoreMode {
+    /// From an s32s3 snapshot manifest.
+    Manifest,
+    /// From the version listing of a backup written by rclone (no manifests).
+    VersionListing,
+}
+
+/// What a restore did (or, for a dry run, would do).
+#[derive(Clone, Debug)]
+pub struct RestoreSummary {
+    /// Manifest or version listing.
+    pub mode: RestoreMode,
+    /// The snapshot restored (manifest mode).
+    pub snapshot_id: Option<String>,
+    /// When that snapshot finished (manifest mode), or the `--at` time (version listing).
+    pub point_in_time: Option<String>,
+    /// Nothing was written.
+    pub dry_run: bool,
+    /// Buckets restored (target names).
+    pub buckets: Vec<String>,
+    /// Objects written.
+    pub restored: Totals,
+    /// Objects already present and equal.
+    pub skipped: Totals,
+    /// Objects present and different, left alone (no `overwrite`).
+    pub conflicts: Vec<Failure>,
+    /// Objects, buckets or settings that failed.
+    pub failed: Vec<Failure>,
+    /// Things done besides data: IAM import, configuration applied.
+    pub notes: Vec<String>,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+/// A restore of a snapshot (or of an rclone-made backup) into the source endpoint.
+#[derive(Clone, Debug)]
+pub struct Restore {
+    config: RunConfig,
+    selector: Selector,
+    buckets: Vec<BucketMapping>,
+    prefix: Option<String>,
+    iam: bool,
+    bucket_config: bool,
+    server_config: bool,
+    overwrite: bool,
+    dry_run: bool,
+}
+
+impl Restore {
+    /// A restore of the newest complete snapshot, every bucket, IAM and bucket configuration included.
+    #[must_use]
+    pub fn new(config: RunConfig) -> Self {
+        Self {
+            config,
+            selector: Selector::Newest,
+            buckets: Vec::new(),
+            prefix: None,
+            iam: true,
+            bucket_config: true,
+            server_config: false,
+            overwrite: false,
+            dry_run: false,
+        }
+    }
+
+    /// Which snapshot (newest, at a time, by id).
+    #[must_use]
+    pub fn with_selector(mut self, selector: Selector) -> Self {
+        self.selector = selector;
+        self
+    }
+
+    /// Only these buckets, possibly under other names.
+    #[must_use]
+    pub fn with_buckets(mut self, buckets: Vec<BucketMapping>) -> Self {
+        self.buckets = buckets;
+        self
+    }
+
+    /// Only keys starting with `prefix`.
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: Option<String>) -> Self {
+        self.prefix = prefix.filter(|p| !p.is_empty());
+        self
+    }
+
+    /// Restore MinIO IAM (default on).
+    #[must_use]
+    pub fn with_iam(mut self, iam: bool) -> Self {
+        self.iam = iam;
+        self
+    }
+
+    /// Restore bucket configuration (default on).
+    #[must_use]
+    pub fn with_bucket_config(mut self, on: bool) -> Self {
+        self.bucket_config = on;
+        self
+    }
+
+    /// Restore the MinIO server configuration and restart the server (default off: it replaces the whole
+    /// configuration).
+    #[must_use]
+    pub fn with_server_config(mut self, on: bool) -> Self {
+        self.server_config = on;
+        self
+    }
+
+    /// Replace objects that exist and differ (default off: they are reported and left alone).
+    #[must_use]
+    pub fn with_overwrite(mut self, on: bool) -> Self {
+        self.overwrite = on;
+        self
+    }
+
+    /// Plan only.
+    #[must_use]
+    pub fn with_dry_run(mut self, on: bool) -> Self {
+        self.dry_run = on;
+        self
+    }
+
+    /// Runs the restore.
+    ///
+    /// # Errors
+    /// Configuration, password, credential and reachability problems, a missing backup bucket, no matching
+    /// snapshot — all before anything is written. Single objects that fail (a corrupted or missing stored
+    /// version) are in [`RestoreSummary::failed`]; everything else is still restored.
+    ///
+    /// # Cancel safety
+    /// Cancel through `cancel`; what was restored stays, and running again skips it.
+    pub async fn run(
+        &self,
+        progress: Arc<dyn Progress>,
+        cancel: CancellationToken,
+    ) -> Result<RestoreSummary> {
+        let started = Instant::now();
+        let cx = Context::new(&self.config, progress, true).await?;
+        cx.progress.event(&Event::Phase("checking the backup location"));
+        if !cx.dest.bucket_exists(cx.bucket()).await? {
+            return Err(Error::NoSnapshot(format!("the backup bucket s3://{} does not exist", cx.bucket())));
+        }
+        let state = destination::inspect(&cx.dest, cx.bucket(), &cx.layout, &cx.cipher).await?;
+        cx.progress.event(&Event::Phase("checking the restore target"));
+        let existing_buckets = cx.source.list_buckets().await?;
+
+        let mut run = RestoreRun {
+            cx: &cx,
+            job: self,
+            existing_buckets,
+            limits: Arc::new(Limits::new(&self.config.transfer)),
+            cancel,
+            summary: RestoreSummary {
+                mode: if state.config.is_some() {
+                    RestoreMode::Manifest
+                } else {
+                    RestoreMode::VersionListing
+                },
+                snapshot_id: None,
+                point_in_time: None,
+                dry_run: self.dry_run,
+                buckets: Vec::new(),
+                restored: Totals::default(),
+                skipped: Totals::default(),
+                conflicts: Vec::new(),
+                failed: Vec::new(),
+                notes: Vec::new(),
+                duration: Duration::ZERO,
+            },
+        };
+        if state.config.is_some() {
+            run.from_manifest().await?;
+        } else {
+            run.from_versions().await?;
+        }
+        run.summary.duration = started.elapsed();
+        Ok(run.summary)
+    }
+}
+
+struct RestoreRun<'a> {
+    cx: &'a Context,
+    job: &'a Restore,
+    existing_buckets: Vec<String>,
+    limits: Arc<Limits>,
+    cancel: CancellationToken,
+    summary: RestoreSummary,
+}
+
+impl RestoreRun<'_> {
+    fn fail(&mut self, bucket: &str, key: &str, error: &str) {
+        self.cx.progress.event(&Event::Failed { bucket, key, error });
+        self.summary.failed.push(Failure { bucket: bucket.into(), key: key.into(), error: error.into() });
+    }
+
+    fn note(&mut self, note: String) {
+        self.cx.progress.event(&Event::Warning(&note));
+        self.summary.notes.push(note);
+    }
+
+    /// The buckets to restore, as (snapshot record, target name).
+    fn mapped_buckets(&self, header: &Header) -> Result<Vec<(BucketRecord, String)>> {
+        if self.job.buckets.is_empty() {
+            return Ok(header
+                .buckets
+                .iter()
+                .filter(|b| !b.source_missing)
+                .map(|b| (b.clone(), b.name.clone()))
+                .collect());
+        }
+        self.job
+            .buckets
+            .iter()
+            .map(|m| {
+                let record =
+                    header.buckets.iter().find(|b| b.name == m.from).ok_or_else(|| Error::Config {
+                        field: "bucket".into(),
+                        reason: format!(
+                            "snapshot {} has no bucket {:?} (it has: {})",
+                            header.snapshot_id,
+                            m.from,
+                            header.buckets.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", ")
+                        ),
+                    })?;
+                crate::options::validate_bucket_name("bucket", &m.to)?;
+                Ok((record.clone(), m.to.clone()))
+            })
+            .collect()
+    }
+
+    async fn from_manifest(&mut self) -> Result<()> {
+        let cx = self.cx;
+        let (snap, header) = snapshots::select(
+            &cx.dest,
+            cx.bucket(),
+            &cx.layout,
+            &cx.cipher,
+            cx.work.path(),
+            &self.job.selector,
+        )
+        .await?;
+        self.summary.snapshot_id = Some(header.snapshot_id.clone());
+        self.summary.point_in_time = Some(header.finished.clone());
+        let buckets = self.mapped_buckets(&header)?;
+        cx.progress.event(&Event::Phase(&format!(
+            "restoring snapshot {} of {}",
+            header.snapshot_id, header.finished
+        )));
+
+        let reader = snapshots::open(&cx.dest, cx.bucket(), &snap.key, &cx.cipher, cx.work.path()).await?;
+        let dir = cx.work.path().to_owned();
+        let mut entries = tokio::task::spawn_blocking(move || PreviousEntries::split(reader, &dir))
+            .await
+            .expect("does not panic")?;
+
+        if !self.job.dry_run {
+            self.instance(&header).await?;
+        }
+        for (record, target) in &buckets {
+            if self.cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            self.summary.buckets.push(target.clone());
+            let object_lock = record
+                .config
+                .get("object-lock")
+                .is_some_and(|doc| doc.contains("<ObjectLockEnabled>Enabled"));
+            if !self.job.dry_run {
+                if !self.prepare_bucket(record, target, object_lock).await? {
+                    continue;
+                }
+            }
+            let items: Vec<Entry> = entries.entries(&record.name)?.collect::<Result<_>>()?;
+            self.data(target, object_lock, items).await?;
+            if !self.job.dry_run && self.job.bucket_config {
+                if let Some(doc) = record.config.get("replication") {
+                    self.put_config(
+                        target,
+                        "replication",
+                        "replication",
+                        "PutBucketReplication",
+                        doc,
+                        &record.name,
+                    )
+                    .await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// MinIO server configuration (when asked) and IAM, through the admin API.
+    async fn instance(&mut self, header: &Header) -> Result<()> {
+        let Some(refs) = header.instance.clone() else { return Ok(()) };
+        let want_iam = self.job.iam && refs.iam.is_some();
+        let want_config = self.job.server_config && refs.config.is_some();
+        if !want_iam && !want_config {
+            return Ok(());
+        }
+        let cx = self.cx;
+        let source = &cx.config.source;
+        let admin = AdminClient::new(
+            &source.endpoint,
+            source.access_key_id.clone(),
+            source.secret_access_key.expose().to_owned(),
+            AdminOptions::default(),
+        )?;
+        match admin.probe().await {
+            Ok(Probe::Admin(_)) => {}
+            Ok(other) => {
+                let reason = match other {
+                    Probe::NotAdmin(r) | Probe::NotMinio(r) => r,
+                    _ => "unexpected answer".into(),
+                };
+                self.fail("", "instance", &format!(
+                    "the snapshot has MinIO IAM/configuration, but the target is not a MinIO these keys can administer ({reason}); run again with --no-iam to restore only buckets and data"
+                ));
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if want_config {
+            cx.progress.event(&Event::Phase("restoring the MinIO server configuration"));
+            let bytes = self.instance_object(refs.config.as_deref().unwrap_or_default()).await?;
+            let text =
+                String::from_utf8(bytes).map_err(|_| Error::corrupt("server configuration", "not UTF-8"))?;
+            admin.set_config(&s32s3_minio_admin::ConfigText::new(text)).await?;
+            admin.service_restart().await?;
+            self.wait_for_restart(&admin).await?;
+            self.summary.notes.push("MinIO server configuration restored; the server was restarted".into());
+        }
+        if want_iam {
+            cx.progress.event(&Event::Phase("restoring MinIO IAM"));
+            let bytes = self.instance_object(refs.iam.as_deref().unwrap_or_default()).await?;
+            let export = s32s3_minio_admin::IamExport::from_bytes(bytes)?;
+            match admin.import_iam(&export).await? {
+                s32s3_minio_admin::IamImport::V2(result) => {
+                    let a = &result.added;
+                    self.summary.notes.push(format!(
+                        "MinIO IAM imported (import-iam-v2): {} policies, {} users, {} groups, {} service accounts",
+                        a.policies.len(),
+                        a.users.len(),
+                        a.groups.len(),
+                        a.service_accounts.len()
+                    ));
+                    let f = &result.failed;
+                    for (kind, failures) in [
+                        ("policy", &f.policies),
+                        ("user", &f.users),
+                        ("group", &f.groups),
+                        ("service account", &f.service_accounts),
+                        ("user policy mapping", &f.user_policies),
+                        ("group policy mapping", &f.group_policies),
+                        ("STS policy mapping", &f.sts_policies),
+                    ] {
+                        for failure in failures {
+                            self.fail("", "iam", &format!("IAM {kind} {:?} failed to import", failure.name));
+                        }
+                    }
+                }
+                _ => self.summary.notes.push("MinIO IAM imported (import-iam, no per-entity result)".into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait_for_restart(&self, admin: &AdminClient) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_mins(3);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        loop {
+            match admin.server_info().await {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!("waiting for the MinIO restart: {e}");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Downloads and decrypts one instance export.
+    async fn instance_object(&self, key: &str) -> Result<Vec<u8>> {
+        let cx = self.cx;
+        let bytes = destination::get_small(&cx.dest, cx.bucket(), key)
+            .await?
+            .ok_or_else(|| Error::corrupt(format!("s3://{}/{key}", cx.bucket()), "missing"))?;
+        cx.cipher
+            .decrypt(&bytes)
+            .map_err(|source| Error::Crypt { what: format!("s3://{}/{key}", cx.bucket()), source })
+    }
+
+    /// Creates the bucket (with object lock where the source had it) and puts its configuration back.
+    /// `false`: the bucket could not be created (reported), skip its data.
+    async fn prepare_bucket(
+        &mut self,
+        record: &BucketRecord,
+        target: &str,
+        object_lock: bool,
+    ) -> Result<bool> {
+        let cx = self.cx;
+        if !self.existing_buckets.iter().any(|b| b == target) {
+            let create =
+                cx.source.client().create_bucket().bucket(target).object_lock_enabled_for_bucket(object_lock);
+            if let Err(e) = create.send().await {
+                let e = cx.source.err("CreateBucket", target, None, e);
+                if matches!(e.s3_kind(), Some(S3ErrorKind::BadCredentials | S3ErrorKind::Unreachable)) {
+                    return Err(e);
+                }
+                self.fail(target, "", &e.to_string());
+                return Ok(false);
+            }
+            self.existing_buckets.push(target.to_owned());
+        }
+        if self.job.bucket_config {
+            for (name, query, operation) in CONFIG_ORDER {
+                if let Some(doc) = record.config.get(name) {
+                    self.put_config(target, name, query, operation, doc, &record.name).await;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Puts one configuration document back; failures are reported, notifications as warnings only
+    /// (their targets may not exist on the new server).
+    async fn put_config(
+        &mut self,
+        target: &str,
+        name: &str,
+        query: &str,
+        operation: &'static str,
+        doc: &str,
+        from: &str,
+    ) {
+        if !meaningful(name, doc) {
+            return;
+        }
+        let body = if name == "policy" && from != target {
+            // The policy names its own bucket in resource ARNs.
+            doc.replace(&format!("arn:aws:s3:::{from}/"), &format!("arn:aws:s3:::{target}/"))
+                .replace(&format!("arn:aws:s3:::{from}\""), &format!("arn:aws:s3:::{target}\""))
+        } else {
+            doc.to_owned()
+        };
+        match self.cx.source.raw_bucket_request("PUT", operation, target, query, Some(body.as_bytes())).await
+        {
+            Ok(_) => {}
+            Err(e) if name == "notification" => {
+                self.note(format!("bucket {target}: notification configuration not restored: {e}"))
+            }
+            Err(e) => self.fail(target, "", &format!("configuration {name} not restored: {e}")),
+        }
+    }
+
+    /// Restores `entries` (one bucket, sorted by key) into `target`.
+    async fn data(&mut self, target: &str, object_lock: bool, entries: Vec<Entry>) -> Result<()> {
+        let cx = self.cx;
+        let prefix = self.job.prefix.clone().unwrap_or_default();
+        let entries: Vec<Entry> = entries.into_iter().filter(|e| e.key.starts_with(&prefix)).collect();
+        // What the target already holds, sorted like the entries: one listing instead of a request per object.
+        let mut sorter = SortedListing::new(cx.work.path());
+        if self.existing_buckets.iter().any(|b| b == target) {
+            list_into(&cx.source, target, (!prefix.is_empty()).then_some(prefix.as_str()), &mut sorter)
+                .await?;
+        }
+        let mut present = sorter.finish()?;
+        let mut decisions = Vec::new();
+        {
+            let mut listed = present.iter()?.peekable();
+            for entry in entries {
+                while listed.peek().is_some_and(|l| l.as_ref().is_ok_and(|l| l.key < entry.key)) {
+                    listed.next();
+                }
+                let found = match listed.peek() {
+                    Some(Ok(l)) if l.key == entry.key => Some(l.clone()),
+                    Some(Err(_)) => return Err(listed.next().expect("peeked").expect_err("peeked an error")),
+                    _ => None,
+                };
+                decisions.push((entry, found));
+            }
+        }
+
+        let restorer = Restorer {
+            backup: cx.dest.clone(),
+            backup_bucket: cx.bucket().to_owned(),
+            target: cx.source.clone(),
+            cipher: cx.cipher.clone(),
+            options: cx.config.transfer.clone(),
+            limits: Arc::clone(&self.limits),
+            progress: Arc::clone(&cx.progress),
+            cancel: self.cancel.clone(),
+        };
+        let dry_run = self.job.dry_run;
+        let overwrite = self.job.overwrite;
+        let results: Vec<(Entry, Result<Decision>)> = futures::stream::iter(decisions)
+            .map(|(entry, found)| {
+                let restorer = &restorer;
+                async move {
+                    let decision = match found {
+                        None => Ok(Decision::Restore),
+                        Some(listed) => same_object(restorer, target, &entry, &listed).await.map(|same| {
+                            if same {
+                                Decision::Equal
+                            } else if overwrite {
+                                Decision::Restore
+                            } else {
+                                Decision::Conflict
+                            }
+                        }),
+                    };
+                    let result = match decision {
+                        Ok(Decision::Restore) if !dry_run => {
+                            let item =
+                                RestoreItem { entry: entry.clone(), bucket: target.to_owned(), object_lock };
+                            restorer.restore(&item).await.map(|()| Decision::Restore)
+                        }
+                        other => other,
+                    };
+                    (entry, result)
+                }
+            })
+            .buffer_unordered(cx.config.transfer.transfers * 2)
+            .collect()
+            .await;
+        for (entry, result) in results {
+            match result {
+                Ok(Decision::Restore) => {
+                    self.summary.restored.add(entry.size);
+                    cx.progress.event(&Event::Object {
+                        bucket: target,
+                        key: &entry.key,
+                        outcome: Outcome::Restored,
+                        size: entry.size,
+                    });
+                }
+                Ok(Decision::Equal) => {
+                    self.summary.skipped.add(entry.size);
+                    cx.progress.event(&Event::Object {
+                        bucket: target,
+                        key: &entry.key,
+                        outcome: Outcome::Skipped,
+                        size: entry.size,
+                    });
+                }
+                Ok(Decision::Conflict) => {
+                    let error = "already exists with different content; left alone (--overwrite replaces it)";
+                    cx.progress.event(&Event::Failed { bucket: target, key: &entry.key, error });
+                    self.summary.conflicts.push(Failure {
+                        bucket: target.into(),
+                        key: entry.key.clone(),
+                        error: error.into(),
+                    });
+                }
+                Err(Error::Cancelled) => return Err(Error::Cancelled),
+                Err(e) => self.fail(target, &entry.key, &e.to_string()),
+            }
+        }
+        Ok(())
+    }
+
+    /// A backup written by rclone: per key the newest version at or before `--at`.
+    async fn from_versions(&mut self) -> Result<()> {
+        let cx = self.cx;
+        let at = match &self.job.selector {
+            Selector::At(at) => Some(*at),
+            Selector::Newest => None,
+            Selector::Id(id) => {
+                return Err(Error::NoSnapshot(format!(
+                    "{} has no s32s3 snapshots (it was written by rclone), so there is no snapshot {id:?}; use --at",
+                    cx.location()
+                )));
+            }
+        };
+        self.summary.point_in_time = Some(at.map_or_else(|| "latest".into(), crate::format_rfc3339));
+        cx.progress.event(&Event::Phase("listing the versions of the rclone backup"));
+        let versions = chosen_versions(cx, at).await?;
+        if versions.is_empty() {
+            return Err(Error::NoSnapshot(match at {
+                Some(at) => format!(
+                    "{} holds no object version at or before {}",
+                    cx.location(),
+                    crate::format_rfc3339(at)
+                ),
+                None => format!("{} holds no objects", cx.location()),
+            }));
+        }
+        let mut by_bucket: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
+        for (stored_key, version_id, stored_size) in versions {
+            let Ok((bucket, key)) = cx.layout.decrypt_data_key(&stored_key) else {
+                self.note(format!("skipping {stored_key}: the name does not decrypt (not written by rclone crypt with this password)"));
+                continue;
+            };
+            let size = match s32s3_crypt::decrypted_size(stored_size) {
+                Ok(size) => size,
+                Err(e) => {
+                    self.fail(&bucket, &key, &format!("stored as s3://{}/{stored_key}: {e}", cx.bucket()));
+                    continue;
+                }
+            };
+            by_bucket.entry(bucket.clone()).or_default().push(Entry {
+                bucket,
+                key,
+                size,
+                stored_key,
+                version_id,
+                ..Default::default()
+            });
+        }
+        let wanted: Vec<(String, String)> = if self.job.buckets.is_empty() {
+            by_bucket.keys().map(|b| (b.clone(), b.clone())).collect()
+        } else {
+            self.job.buckets.iter().map(|m| (m.from.clone(), m.to.clone())).collect()
+        };
+        for (from, to) in wanted {
+            let Some(mut entries) = by_bucket.remove(&from) else {
+                return Err(Error::Config {
+                    field: "bucket".into(),
+                    reason: format!("the rclone backup in {} has no bucket {from:?}", cx.location()),
+                });
+            };
+            entries.sort_by(|a, b| a.key.cmp(&b.key));
+            self.summary.buckets.push(to.clone());
+            if !self.job.dry_run && !self.existing_buckets.contains(&to) {
+                let record = BucketRecord { name: from.clone(), ..Default::default() };
+                if !self.prepare_bucket(&record, &to, false).await? {
+                    continue;
+                }
+            }
+            self.data(&to, false, entries).await?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Decision {
+    Restore,
+    Equal,
+    Conflict,
+}
+
+/// Whether the object already in the target is the one the entry describes: same size, and the same ETag
+/// or (a multipart upload's ETag differs) the same SHA-256.
+async fn same_object(restorer: &Restorer, bucket: &str, entry: &Entry, listed: &Listed) -> Result<bool> {
+    if listed.size != entry.size {
+        return Ok(false);
+    }
+    if !entry.etag.is_empty() && listed.etag == entry.etag {
+        return Ok(true);
+    }
+    if entry.sha256.is_empty() {
+        return Ok(false);
+    }
+    let out = restorer
+        .target
+        .client()
+        .get_object()
+        .bucket(bucket)
+        .key(&entry.key)
+        .send()
+        .await
+        .map_err(|e| restorer.target.err("GetObject", bucket, Some(&entry.key), e))?;
+    let body = read_body(out.body, crate::error::Side::Source, bucket, &entry.key).await?;
+    Ok(hex::encode(Sha256::digest(&body)) == entry.sha256)
+}
+
+/// Whether a configuration document says anything (a never-versioned bucket's `<VersioningConfiguration/>`
+/// or an empty notification configuration need no request).
+fn meaningful(name: &str, doc: &str) -> bool {
+    match name {
+        "versioning" => doc.contains("<Status>"),
+        "notification" => {
+            doc.contains("Configuration><")
+                && (doc.contains("<Queue")
+                    || doc.contains("<Topic")
+                    || doc.contains("<CloudFunction")
+                    || doc.contains("<EventBridge"))
+        }
+        _ => !doc.trim().is_empty(),
+    }
+}
+
+/// Per stored key of the backup location, the newest version at or before `at` (all keys when `None`),
+/// unless that version is a delete marker: (key, version id, size).
+async fn chosen_versions(
+    cx: &Context,
+    at: Option<OffsetDateTime>,
+) -> Result<Vec<(String, Option<String>, u64)>> {
+    let meta = cx.layout.meta("");
+    let mut chosen: BTreeMap<String, (i64, Option<(Option<String>, u64)>)> = BTreeMap::new();
+    let (mut key_marker, mut version_marker) = (None, None);
+    loop {
+        let page = cx
+            .dest
+            .client()
+            .list_object_versions()
+            .bucket(cx.bucket())
+            .set_prefix((!cx.layout.root().is_empty()).then(|| cx.layout.root().to_owned()))
+            .set_key_marker(key_marker.take())
+            .set_version_id_marker(version_marker.take())
+            .send()
+            .await
+            .map_err(|e| cx.dest.err("ListObjectVersions", cx.bucket(), None, e))?;
+        let cutoff = at.map(|t| t.unix_timestamp());
+        let mut consider =
+            |key: &str, time: Option<&aws_smithy_types::DateTime>, version: Option<(Option<String>, u64)>| {
+                if key.starts_with(&meta) || key.ends_with('/') {
+                    return;
+                }
+                let secs = time.map_or(0, aws_smithy_types::DateTime::secs);
+                if cutoff.is_some_and(|c| secs > c) {
+                    return;
+                }
+                let slot = chosen.entry(key.to_owned()).or_insert((i64::MIN, None));
+                if secs >= slot.0 {
+                    *slot = (secs, version);
+                }
+            };
+        for v in page.versions() {
+            let size = v.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+            consider(
+                v.key().unwrap_or_default(),
+                v.last_modified(),
+                Some((v.version_id().map(str::to_owned), size)),
+            );
+        }
+        for m in page.delete_markers() {
+            consider(m.key().unwrap_or_default(), m.last_modified(), None);
+        }
+        if page.is_truncated() != Some(true) {
+            break;
+        }
+        key_marker = page.next_key_marker().map(str::to_owned);
+        version_marker = page.next_version_id_marker().map(str::to_owned);
+    }
+    Ok(chosen.into_iter().filter_map(|(key, (_, v))| v.map(|(id, size)| (key, id, size))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_mappings() {
+        assert_eq!("a".parse::<BucketMapping>(), Ok(BucketMapping { from: "a".into(), to: "a".into() }));
+        assert_eq!("a:b".parse::<BucketMapping>(), Ok(BucketMapping { from: "a".into(), to: "b".into() }));
+        assert!(":b".parse::<BucketMapping>().is_err());
+        assert!("a:".parse::<BucketMapping>().is_err());
+    }
+
+    #[test]
+    fn empty_documents_are_skipped() {
+        assert!(!meaningful("versioning", "<VersioningConfiguration xmlns=\"x\"/>"));
+        assert!(meaningful(
+            "versioning",
+            "<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>"
+        ));
+        assert!(!meaningful("notification", "<NotificationConfiguration></NotificationConfiguration>"));
+        assert!(meaningful(
+            "notification",
+            "<NotificationConfiguration><QueueConfiguration><Queue>arn</Queue></QueueConfiguration></NotificationConfiguration>"
+        ));
+        assert!(meaningful("policy", "{\"Version\":\"2012-10-17\"}"));
+    }
+}
