@@ -27,6 +27,12 @@ struct Cli {
 enum Command {
     /// Back up the source's buckets into the backup location (incremental, encrypted).
     Backup(cmd::backup::BackupArgs),
+    /// Restore a snapshot (or an rclone-made backup) into the source endpoint.
+    Restore(cmd::restore::RestoreArgs),
+    /// Check that a snapshot's objects exist (and, with --read-data, decrypt to what was backed up).
+    Verify(cmd::restore::VerifyArgs),
+    /// List the snapshots in the backup location.
+    Snapshots(cmd::restore::SnapshotsArgs),
     /// Check and show the effective configuration.
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),
@@ -53,15 +59,29 @@ pub mod exit {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Config(command) => cmd::config::run(&command, &cli.config),
-        Command::Crypt(command) => cmd::crypt::run(command),
-        Command::Obscure(args) => cmd::crypt::obscure(&args),
-        Command::Reveal(args) => cmd::crypt::reveal(&args),
-        Command::Backup(args) => {
-            with_runtime(&cli.config, true, |config| async move { cmd::backup::run(&args, &config).await })
-        }
-    };
+    let result =
+        match cli.command {
+            Command::Config(command) => cmd::config::run(&command, &cli.config),
+            Command::Crypt(command) => cmd::crypt::run(command),
+            Command::Obscure(args) => cmd::crypt::obscure(&args),
+            Command::Reveal(args) => cmd::crypt::reveal(&args),
+            Command::Backup(args) => {
+                with_runtime(
+                    &cli.config,
+                    true,
+                    |config| async move { cmd::backup::run(&args, &config).await },
+                )
+            }
+            Command::Restore(args) => with_runtime(&cli.config, true, |config| async move {
+                cmd::restore::restore(&args, &config).await
+            }),
+            Command::Verify(args) => with_runtime(&cli.config, false, |config| async move {
+                cmd::restore::verify(&args, &config).await
+            }),
+            Command::Snapshots(args) => with_runtime(&cli.config, false, |config| async move {
+                cmd::restore::snapshots(&args, &config).await
+            }),
+        };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {

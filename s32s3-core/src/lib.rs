@@ -57,6 +57,7 @@ pub mod spool;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 mod transfer;
+pub mod verify;
 
 pub use backup::{Backup, BackupSummary, Failure};
 pub use error::{Error, Result};

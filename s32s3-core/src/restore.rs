@@ -514,6 +514,17 @@ impl RestoreRun<'_> {
         } else {
             doc.to_owned()
         };
+        // Already so (a restore run again): nothing to do. Some servers refuse to re-apply settings, e.g.
+        // object lock on a bucket that is no longer empty.
+        let get = crate::bucket_config::SUBRESOURCES
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map_or("GetBucketConfiguration", |s| s.2);
+        if let Ok(Some(current)) = self.cx.source.raw_bucket_request("GET", get, target, query, None).await
+            && current == body.as_bytes()
+        {
+            return;
+        }
         match self.cx.source.raw_bucket_request("PUT", operation, target, query, Some(body.as_bytes())).await
         {
             Ok(_) => {}

@@ -245,3 +245,36 @@ pub async fn select(
         None => format!("no complete snapshot in {location}"),
     }))
 }
+
+/// One snapshot as `s32s3 snapshots` shows it.
+#[derive(Clone, Debug)]
+pub struct SnapshotInfo {
+    /// Where it is and when it finished.
+    pub snapshot: SnapshotRef,
+    /// Its header, or why it could not be read.
+    pub header: std::result::Result<Header, String>,
+}
+
+/// Every snapshot of the backup location (checkpoints of unfinished runs included), oldest first, with
+/// their headers.
+///
+/// # Errors
+/// Configuration, password, credential and reachability problems; a missing backup bucket.
+pub async fn describe(
+    config: &crate::options::RunConfig,
+    progress: std::sync::Arc<dyn crate::progress::Progress>,
+) -> Result<Vec<SnapshotInfo>> {
+    let cx = crate::context::Context::new(config, progress, false).await?;
+    if !cx.dest.bucket_exists(cx.bucket()).await? {
+        return Err(Error::NoSnapshot(format!("the backup bucket s3://{} does not exist", cx.bucket())));
+    }
+    crate::destination::inspect(&cx.dest, cx.bucket(), &cx.layout, &cx.cipher).await?;
+    let mut out = Vec::new();
+    for snapshot in list(&cx.dest, cx.bucket(), &cx.layout).await? {
+        let header = read_header(&cx.dest, cx.bucket(), &snapshot.key, &cx.cipher, cx.work.path())
+            .await
+            .map_err(|e| e.to_string());
+        out.push(SnapshotInfo { snapshot, header });
+    }
+    Ok(out)
+}

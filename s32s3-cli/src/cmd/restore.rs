@@ -1,0 +1,272 @@
+//! `s32s3 restore`, `s32s3 verify`, `s32s3 snapshots`.
+
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use s32s3_core::restore::{BucketMapping, Restore, RestoreMode};
+use s32s3_core::snapshots::Selector;
+use s32s3_core::verify::{ReadData, Verify};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::config::Effective;
+use crate::exit;
+use crate::output::{CliProgress, human_bytes};
+
+/// `s32s3 restore` arguments.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Restore the newest complete snapshot finished at or before this time (RFC 3339, e.g.
+    /// 2026-11-26T10:00:00Z) [default: the newest].
+    #[arg(long, value_name = "TIME", conflicts_with = "snapshot")]
+    pub at: Option<String>,
+    /// Restore this snapshot (an id from `s32s3 snapshots`).
+    #[arg(long, value_name = "ID")]
+    pub snapshot: Option<String>,
+    /// Restore only this bucket, optionally under another name (repeatable).
+    #[arg(long = "bucket", value_name = "SRC[:DST]")]
+    pub buckets: Vec<String>,
+    /// Restore only keys starting with this prefix.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Do not restore MinIO IAM (users, groups, policies, service accounts).
+    #[arg(long)]
+    pub no_iam: bool,
+    /// Do not restore bucket configuration (versioning, lifecycle, policy, tags, CORS, …).
+    #[arg(long)]
+    pub no_config: bool,
+    /// Also restore the MinIO server configuration (replaces it whole and restarts the server).
+    #[arg(long)]
+    pub server_config: bool,
+    /// Replace objects that exist in the target and differ (they are reported and left alone otherwise).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Show what would be restored, and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `s32s3 verify` arguments.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Verify this snapshot [default: the newest complete one].
+    #[arg(long, value_name = "ID")]
+    pub snapshot: Option<String>,
+    /// Download, authenticate, decrypt and hash every object.
+    #[arg(long, conflicts_with = "read_data_subset")]
+    pub read_data: bool,
+    /// Read only this percentage of the objects (the same ones each time).
+    #[arg(long, value_name = "PERCENT")]
+    pub read_data_subset: Option<f64>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `s32s3 snapshots` arguments.
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_time(text: &str) -> Result<OffsetDateTime> {
+    OffsetDateTime::parse(text, &Rfc3339).map_err(|e| {
+        crate::config::ConfigError {
+            field: "--at".into(),
+            reason: format!("{text:?} is not an RFC 3339 time like 2026-11-26T10:00:00Z ({e})"),
+        }
+        .into()
+    })
+}
+
+fn selector(at: Option<&str>, snapshot: Option<&String>) -> Result<Selector> {
+    Ok(match (at, snapshot) {
+        (Some(at), _) => Selector::At(parse_time(at)?),
+        (None, Some(id)) => Selector::Id(id.clone()),
+        (None, None) => Selector::Newest,
+    })
+}
+
+/// Runs a restore.
+pub async fn restore(args: &RestoreArgs, config: &Effective) -> Result<u8> {
+    let mut mappings = Vec::new();
+    for text in &args.buckets {
+        match text.parse::<BucketMapping>() {
+            Ok(m) => mappings.push(m),
+            Err(reason) => bail!(crate::config::ConfigError { field: "--bucket".into(), reason }),
+        }
+    }
+    let progress = Arc::new(CliProgress::new(&config.output));
+    let job = Restore::new(config.run.clone())
+        .with_selector(selector(args.at.as_deref(), args.snapshot.as_ref())?)
+        .with_buckets(mappings)
+        .with_prefix(args.prefix.clone())
+        .with_iam(!args.no_iam)
+        .with_bucket_config(!args.no_config)
+        .with_server_config(args.server_config)
+        .with_overwrite(args.overwrite)
+        .with_dry_run(args.dry_run);
+    let result = Box::pin(job.run(progress.clone(), crate::signals::cancel_on_signals())).await;
+    progress.finish();
+    let s = result?;
+    let failures = |list: &[s32s3_core::Failure]| {
+        list.iter()
+            .map(|f| serde_json::json!({"bucket": f.bucket, "key": f.key, "error": f.error}))
+            .collect::<Vec<_>>()
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "mode": match s.mode { RestoreMode::Manifest => "manifest", RestoreMode::VersionListing => "version-listing" },
+                "snapshot_id": s.snapshot_id,
+                "point_in_time": s.point_in_time,
+                "dry_run": s.dry_run,
+                "buckets": s.buckets,
+                "restored": {"objects": s.restored.objects, "bytes": s.restored.bytes},
+                "skipped": {"objects": s.skipped.objects, "bytes": s.skipped.bytes},
+                "conflicts": failures(&s.conflicts),
+                "failed": failures(&s.failed),
+                "notes": s.notes,
+                "duration_seconds": s.duration.as_secs_f64(),
+            })
+        );
+    } else {
+        let from = match (&s.snapshot_id, &s.point_in_time) {
+            (Some(id), Some(t)) => format!("snapshot {id} ({t})"),
+            (None, Some(t)) => format!("rclone backup as of {t}"),
+            _ => "backup".into(),
+        };
+        let verb = if s.dry_run { "would restore" } else { "restored" };
+        println!(
+            "{from}: {verb} {} objects ({}) into {} buckets, {} already present and equal",
+            s.restored.objects,
+            human_bytes(s.restored.bytes),
+            s.buckets.len(),
+            s.skipped.objects
+        );
+        for note in &s.notes {
+            println!("  {note}");
+        }
+        for f in &s.conflicts {
+            println!("  CONFLICT s3://{}/{}: {}", f.bucket, f.key, f.error);
+        }
+        for f in &s.failed {
+            println!("  FAILED {}: {}", location(f), f.error);
+        }
+        println!("  duration {:.1}s", s.duration.as_secs_f64());
+    }
+    Ok(if s.failed.is_empty() && s.conflicts.is_empty() { exit::OK } else { exit::PARTIAL })
+}
+
+fn location(f: &s32s3_core::Failure) -> String {
+    match (f.bucket.is_empty(), f.key.is_empty()) {
+        (true, _) => f.key.clone(),
+        (false, true) => format!("bucket {}", f.bucket),
+        (false, false) => format!("s3://{}/{}", f.bucket, f.key),
+    }
+}
+
+/// Runs a verification.
+pub async fn verify(args: &VerifyArgs, config: &Effective) -> Result<u8> {
+    let read_data = match (args.read_data, args.read_data_subset) {
+        (true, _) => ReadData::All,
+        (false, Some(p)) if (0.0..=100.0).contains(&p) => ReadData::Subset(p),
+        (false, Some(p)) => bail!(crate::config::ConfigError {
+            field: "--read-data-subset".into(),
+            reason: format!("{p} is not a percentage between 0 and 100"),
+        }),
+        (false, None) => ReadData::None,
+    };
+    let progress = Arc::new(CliProgress::new(&config.output));
+    let job = Verify::new(config.run.clone())
+        .with_selector(selector(None, args.snapshot.as_ref())?)
+        .with_read_data(read_data);
+    let result = Box::pin(job.run(progress.clone(), crate::signals::cancel_on_signals())).await;
+    progress.finish();
+    let s = result?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "snapshot_id": s.snapshot_id,
+                "checked": {"objects": s.checked.objects, "bytes": s.checked.bytes},
+                "read": {"objects": s.read.objects, "bytes": s.read.bytes},
+                "bad": s.bad.iter().map(|f| serde_json::json!({"bucket": f.bucket, "key": f.key, "error": f.error})).collect::<Vec<_>>(),
+                "duration_seconds": s.duration.as_secs_f64(),
+            })
+        );
+    } else {
+        println!(
+            "snapshot {}: {} objects checked, {} read ({}), {} bad",
+            s.snapshot_id,
+            s.checked.objects,
+            s.read.objects,
+            human_bytes(s.read.bytes),
+            s.bad.len()
+        );
+        for f in &s.bad {
+            println!("  BAD {}: {}", location(f), f.error);
+        }
+    }
+    Ok(if s.bad.is_empty() { exit::OK } else { exit::PARTIAL })
+}
+
+/// Lists the snapshots.
+pub async fn snapshots(args: &SnapshotsArgs, config: &Effective) -> Result<u8> {
+    let progress = Arc::new(CliProgress::new(&config.output));
+    let list = s32s3_core::snapshots::describe(&config.run, progress.clone()).await;
+    progress.finish();
+    let list = list?;
+    if args.json {
+        let rows: Vec<_> = list
+            .iter()
+            .map(|info| match &info.header {
+                Ok(h) => serde_json::json!({
+                    "id": info.snapshot.id,
+                    "finished": h.finished,
+                    "started": h.started,
+                    "status": h.status.to_string(),
+                    "buckets": h.buckets.iter().map(|b| b.name.clone()).collect::<Vec<_>>(),
+                    "objects": h.totals.objects,
+                    "bytes": h.totals.bytes,
+                    "source": h.source.endpoint,
+                    "source_kind": h.source.kind,
+                    "minio_version": h.source.minio_version,
+                    "parent": h.parent,
+                    "key": info.snapshot.key,
+                }),
+                Err(e) => serde_json::json!({"id": info.snapshot.id, "key": info.snapshot.key, "error": e}),
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return Ok(exit::OK);
+    }
+    println!(
+        "{:<10} {:<22} {:<9} {:>8} {:>10} {:>10}  source",
+        "ID", "FINISHED", "STATUS", "BUCKETS", "OBJECTS", "SIZE"
+    );
+    for info in &list {
+        match &info.header {
+            Ok(h) => println!(
+                "{:<10} {:<22} {:<9} {:>8} {:>10} {:>10}  {}{}",
+                info.snapshot.id,
+                h.finished.split('.').next().unwrap_or(&h.finished),
+                h.status.to_string(),
+                h.buckets.len(),
+                h.totals.objects,
+                human_bytes(h.totals.bytes),
+                h.source.endpoint,
+                h.source.minio_version.as_ref().map(|v| format!(" (MinIO {v})")).unwrap_or_default()
+            ),
+            Err(e) => println!("{:<10} unreadable: {e}", info.snapshot.id),
+        }
+    }
+    Ok(exit::OK)
+}

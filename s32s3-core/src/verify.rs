@@ -1,0 +1,308 @@
+//! `verify`: every version a snapshot names exists with the size the crypt formula predicts; with
+//! `read_data`, each is downloaded, authenticated, decrypted and its SHA-256 compared with the manifest.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::backup::Failure;
+use crate::context::Context;
+use crate::error::S3ErrorKind;
+use crate::manifest::{Entry, Totals};
+use crate::options::RunConfig;
+use crate::progress::{Event, Outcome, Progress};
+use crate::snapshots::{self, Selector};
+use crate::transfer::{Limits, read_body};
+use crate::{Error, Result};
+
+/// How much data `verify` reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum ReadData {
+    /// Sizes only (one HEAD per object).
+    #[default]
+    None,
+    /// Every object.
+    All,
+    /// About this percentage of the objects, chosen by a hash of their keys (the same ones each time).
+    Subset(f64),
+}
+
+/// What `verify` found.
+#[derive(Clone, Debug)]
+pub struct VerifySummary {
+    /// The snapshot checked.
+    pub snapshot_id: String,
+    /// Objects checked.
+    pub checked: Totals,
+    /// Objects whose data was read and compared.
+    pub read: Totals,
+    /// Bad objects, by bucket and key.
+    pub bad: Vec<Failure>,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+/// A verification of one snapshot.
+#[derive(Clone, Debug)]
+pub struct Verify {
+    config: RunConfig,
+    selector: Selector,
+    read_data: ReadData,
+}
+
+impl Verify {
+    /// Verifies the newest complete snapshot, sizes only.
+    #[must_use]
+    pub fn new(config: RunConfig) -> Self {
+        Self { config, selector: Selector::Newest, read_data: ReadData::None }
+    }
+
+    /// Which snapshot.
+    #[must_use]
+    pub fn with_selector(mut self, selector: Selector) -> Self {
+        self.selector = selector;
+        self
+    }
+
+    /// How much data to read.
+    #[must_use]
+    pub fn with_read_data(mut self, read_data: ReadData) -> Self {
+        self.read_data = read_data;
+        self
+    }
+
+    /// Runs the verification.
+    ///
+    /// # Errors
+    /// Configuration, password, credential and reachability problems, no such snapshot. Bad objects are
+    /// not errors: they are in [`VerifySummary::bad`].
+    pub async fn run(&self, progress: Arc<dyn Progress>, cancel: CancellationToken) -> Result<VerifySummary> {
+        let started = Instant::now();
+        let cx = Context::new(&self.config, progress, false).await?;
+        if !cx.dest.bucket_exists(cx.bucket()).await? {
+            return Err(Error::NoSnapshot(format!("the backup bucket s3://{} does not exist", cx.bucket())));
+        }
+        let state = crate::destination::inspect(&cx.dest, cx.bucket(), &cx.layout, &cx.cipher).await?;
+        if state.config.is_none() {
+            return Err(Error::NoSnapshot(format!(
+                "{} has no s32s3 snapshots to verify (no .s32s3/config.json)",
+                cx.location()
+            )));
+        }
+        let (snap, header) =
+            snapshots::select(&cx.dest, cx.bucket(), &cx.layout, &cx.cipher, cx.work.path(), &self.selector)
+                .await?;
+        cx.progress.event(&Event::Phase(&format!(
+            "verifying snapshot {} of {}",
+            header.snapshot_id, header.finished
+        )));
+        let reader = snapshots::open(&cx.dest, cx.bucket(), &snap.key, &cx.cipher, cx.work.path()).await?;
+        let mut summary = VerifySummary {
+            snapshot_id: header.snapshot_id.clone(),
+            checked: Totals::default(),
+            read: Totals::default(),
+            bad: Vec::new(),
+            duration: Duration::ZERO,
+        };
+        // Instance exports must be there too.
+        if let Some(refs) = &header.instance {
+            for key in
+                [&refs.server_info, &refs.config, &refs.iam, &refs.bucket_metadata].into_iter().flatten()
+            {
+                if let Err(e) = check_exists(&cx, key).await {
+                    summary.bad.push(Failure {
+                        bucket: String::new(),
+                        key: key.clone(),
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        let limits = Arc::new(Limits::new(&self.config.transfer));
+        let read_data = self.read_data;
+        let cx = &cx;
+        let mut results = futures::stream::iter(reader)
+            .map(|entry| {
+                let limits = Arc::clone(&limits);
+                let cancel = cancel.clone();
+                async move {
+                    let entry = entry?;
+                    if cancel.is_cancelled() {
+                        return Err(Error::Cancelled);
+                    }
+                    let read = match read_data {
+                        ReadData::None => false,
+                        ReadData::All => true,
+                        ReadData::Subset(percent) => sampled(&entry, percent),
+                    };
+                    let _transfer = limits.transfer().await;
+                    let result =
+                        if read { read_one(cx, &limits, &entry).await } else { head_one(cx, &entry).await };
+                    Ok((entry, read, result))
+                }
+            })
+            .buffer_unordered(self.config.transfer.transfers * 2);
+        while let Some(item) = results.next().await {
+            let (entry, read, result) = item?;
+            summary.checked.add(entry.size);
+            if read {
+                summary.read.add(entry.size);
+            }
+            match result {
+                Ok(()) => cx.progress.event(&Event::Object {
+                    bucket: &entry.bucket,
+                    key: &entry.key,
+                    outcome: Outcome::Restored,
+                    size: entry.size,
+                }),
+                Err(e) => {
+                    let error = e.to_string();
+                    cx.progress.event(&Event::Failed {
+                        bucket: &entry.bucket,
+                        key: &entry.key,
+                        error: &error,
+                    });
+                    summary.bad.push(Failure { bucket: entry.bucket.clone(), key: entry.key.clone(), error });
+                }
+            }
+        }
+        summary.bad.sort_by(|a, b| (&a.bucket, &a.key).cmp(&(&b.bucket, &b.key)));
+        summary.duration = started.elapsed();
+        Ok(summary)
+    }
+}
+
+/// Deterministic sampling: the same keys are read each time for the same percentage.
+fn sampled(entry: &Entry, percent: f64) -> bool {
+    let hash = Sha256::digest(format!("{}\0{}", entry.bucket, entry.key));
+    let value = u16::from_be_bytes([hash[0], hash[1]]);
+    f64::from(value) < percent / 100.0 * 65536.0
+}
+
+async fn check_exists(cx: &Context, key: &str) -> Result<()> {
+    cx.dest
+        .client()
+        .head_object()
+        .bucket(cx.bucket())
+        .key(key)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| cx.dest.err("HeadObject", cx.bucket(), Some(key), e))
+}
+
+fn stored(cx: &Context, entry: &Entry) -> String {
+    format!(
+        "s3://{}/{} (version {})",
+        cx.bucket(),
+        entry.stored_key,
+        entry.version_id.as_deref().unwrap_or("null")
+    )
+}
+
+async fn head_one(cx: &Context, entry: &Entry) -> Result<()> {
+    let head = cx
+        .dest
+        .client()
+        .head_object()
+        .bucket(cx.bucket())
+        .key(&entry.stored_key)
+        .set_version_id(entry.version_id.clone())
+        .send()
+        .await;
+    let head = match head {
+        Ok(head) => head,
+        Err(e) => {
+            let e = cx.dest.err("HeadObject", cx.bucket(), Some(&entry.stored_key), e);
+            if e.s3_kind() == Some(S3ErrorKind::NotFound) {
+                return Err(Error::Integrity {
+                    bucket: entry.bucket.clone(),
+                    key: entry.key.clone(),
+                    reason: format!("{} is missing", stored(cx, entry)),
+                });
+            }
+            return Err(e);
+        }
+    };
+    let size = head.content_length().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+    let expected = s32s3_crypt::encrypted_size(entry.size);
+    if size == expected {
+        Ok(())
+    } else {
+        Err(Error::Integrity {
+            bucket: entry.bucket.clone(),
+            key: entry.key.clone(),
+            reason: format!("{} is {size} bytes, {expected} expected", stored(cx, entry)),
+        })
+    }
+}
+
+async fn read_one(cx: &Context, limits: &Limits, entry: &Entry) -> Result<()> {
+    let expected = s32s3_crypt::encrypted_size(entry.size);
+    let _memory = limits.memory(expected + entry.size).await;
+    let out = cx
+        .dest
+        .client()
+        .get_object()
+        .bucket(cx.bucket())
+        .key(&entry.stored_key)
+        .set_version_id(entry.version_id.clone())
+        .send()
+        .await;
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => {
+            let e = cx.dest.err("GetObject", cx.bucket(), Some(&entry.stored_key), e);
+            if e.s3_kind() == Some(S3ErrorKind::NotFound) {
+                return Err(Error::Integrity {
+                    bucket: entry.bucket.clone(),
+                    key: entry.key.clone(),
+                    reason: format!("{} is missing", stored(cx, entry)),
+                });
+            }
+            return Err(e);
+        }
+    };
+    let body = read_body(out.body, crate::error::Side::Destination, cx.bucket(), &entry.stored_key).await?;
+    let cipher = cx.cipher.clone();
+    let want = entry.sha256.clone();
+    let size = entry.size;
+    let verdict = tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
+        if body.len() as u64 != expected {
+            return Err(format!("{} bytes, {expected} expected", body.len()));
+        }
+        let plain = cipher.decrypt(&body).map_err(|e| e.to_string())?;
+        if plain.len() as u64 != size {
+            return Err(format!("decrypts to {} bytes, {size} expected", plain.len()));
+        }
+        let got = hex::encode(Sha256::digest(&plain));
+        if got == want { Ok(()) } else { Err(format!("SHA-256 {got} does not match the manifest's {want}")) }
+    })
+    .await
+    .expect("verification does not panic");
+    verdict.map_err(|reason| Error::Integrity {
+        bucket: entry.bucket.clone(),
+        key: entry.key.clone(),
+        reason: format!("{}: {reason}", stored(cx, entry)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_is_deterministic_and_roughly_proportional() {
+        let entries: Vec<Entry> = (0..10_000)
+            .map(|i| Entry { bucket: "b".into(), key: format!("k{i}"), ..Default::default() })
+            .collect();
+        let picked = entries.iter().filter(|e| sampled(e, 10.0)).count();
+        assert!((800..1200).contains(&picked), "{picked}");
+        assert_eq!(entries.iter().filter(|e| sampled(e, 10.0)).count(), picked);
+        assert_eq!(entries.iter().filter(|e| sampled(e, 100.0)).count(), 10_000);
+        assert_eq!(entries.iter().filter(|e| sampled(e, 0.0)).count(), 0);
+    }
+}
