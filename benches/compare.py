@@ -97,9 +97,10 @@ def main():
     parser.add_argument("--rss-objects", type=int, default=0, help="also back up this many 4 KiB objects")
     parser.add_argument("--transfers", type=int, default=16, help="parallel transfers, both tools")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--binary", default=os.path.join(ROOT, "target/release/s32s3"), help="the s32s3 to time")
     args = parser.parse_args()
 
-    binary = os.path.join(ROOT, "target/release/s32s3")
+    binary = args.binary
     if not os.path.exists(binary):
         sys.exit("build first: cargo build --release -p s32s3-cli")
     rclone = shutil.which("rclone") or sys.exit("rclone is not installed: run scripts/setup")
@@ -118,7 +119,7 @@ def main():
                           aws_secret_access_key=info["secret_key"], region_name="us-east-1",
                           config=Config(s3={"addressing_style": "path"},
                                         request_checksum_calculation="when_required"))
-        obscure = lambda p: subprocess.check_output([binary, "obscure", p], text=True).strip()
+        obscure = lambda p: subprocess.check_output([rclone, "obscure", p], text=True).strip()
         conf = os.path.join(work, "rclone.conf")
         with open(conf, "w") as f:
             f.write(f"[sw]\ntype = s3\nprovider = Other\nendpoint = {info['endpoint']}\n"

@@ -28,6 +28,9 @@ use crate::{Error, Result, mtime};
 
 /// S3's limit on parts per multipart upload.
 const MAX_PARTS: u64 = 10_000;
+/// Objects up to this size are hashed and encrypted on the async worker itself (a few microseconds per
+/// KiB); larger ones on the blocking pool, so listings and uploads keep flowing.
+const INLINE_CRYPTO_MAX: u64 = 256 << 10;
 
 /// Shared limits of a run: transfers, memory and bandwidth.
 #[derive(Debug)]
@@ -272,15 +275,17 @@ impl Copier {
         check_len(bucket, key, body.len() as u64, listed.size)?;
 
         let cipher = self.cipher.clone();
-        let (sha256, ciphertext, md5) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let seal = move || -> Result<_> {
             let sha256 = Sha256::digest(&body);
             let nonce = Nonce::random().map_err(|source| Error::Crypt { what: "nonce".into(), source })?;
-            let ciphertext = Bytes::from(cipher.encrypt(&nonce, &body));
-            let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&ciphertext));
-            Ok((hex::encode(sha256), ciphertext, md5))
-        })
-        .await
-        .expect("encryption does not panic")?;
+            Ok((hex::encode(sha256), Bytes::from(cipher.encrypt(&nonce, &body))))
+        };
+        // Small objects take microseconds: handing them to another thread would cost more than it saves.
+        let (sha256, ciphertext) = if listed.size <= INLINE_CRYPTO_MAX {
+            seal()?
+        } else {
+            tokio::task::spawn_blocking(seal).await.expect("encryption does not panic")?
+        };
 
         let stored = self.layout.data_key(bucket, key)?;
         let len = ciphertext.len() as u64;
@@ -292,7 +297,6 @@ impl Copier {
             .bucket(&self.dest_bucket)
             .key(&stored.key)
             .content_length(i64::try_from(len).unwrap_or(i64::MAX))
-            .content_md5(md5)
             .content_type("application/octet-stream")
             .metadata("mtime", stored_mtime(listed, &meta))
             .body(ByteStream::from(ciphertext))
@@ -743,17 +747,24 @@ impl Restorer {
         }
         let cipher = self.cipher.clone();
         let want = entry.sha256.clone();
-        let decrypted = tokio::task::spawn_blocking(move || -> std::result::Result<_, String> {
+        // S3 requires an integrity header on writes to buckets with object lock; elsewhere the signed
+        // payload hash covers the transfer.
+        let with_md5 = item.object_lock;
+        let open = move || -> std::result::Result<_, String> {
             let plain = cipher.decrypt(&stored).map_err(|e| e.to_string())?;
             let sha256 = hex::encode(Sha256::digest(&plain));
             if !want.is_empty() && sha256 != want {
                 return Err(format!("SHA-256 {sha256} does not match the manifest's {want}"));
             }
-            let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&plain));
+            let md5 =
+                with_md5.then(|| base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&plain)));
             Ok((Bytes::from(plain), md5))
-        })
-        .await
-        .expect("decryption does not panic");
+        };
+        let decrypted = if entry.size <= INLINE_CRYPTO_MAX {
+            open()
+        } else {
+            tokio::task::spawn_blocking(open).await.expect("decryption does not panic")
+        };
         let (plain, md5) = decrypted.map_err(|reason| self.integrity(item, reason))?;
         let len = plain.len() as u64;
         self.limits.bandwidth(len).await;
@@ -764,7 +775,7 @@ impl Restorer {
             .bucket(&item.bucket)
             .key(&entry.key)
             .content_length(i64::try_from(len).unwrap_or(i64::MAX))
-            .content_md5(md5)
+            .set_content_md5(md5)
             .body(ByteStream::from(plain));
         let request = object_headers!(request, item);
         request.send().await.map_err(|e| self.target.err("PutObject", &item.bucket, Some(&entry.key), e))?;
