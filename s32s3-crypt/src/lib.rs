@@ -42,6 +42,7 @@ mod error;
 mod key_check;
 mod name;
 mod obscure;
+mod salsa;
 mod secretbox;
 mod stream;
 
