@@ -306,3 +306,21 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// The help texts an operator reads (snapshots in `tests/snapshots`).
+#[test]
+fn help_snapshots() {
+    for args in [
+        &["crypt", "--help"][..],
+        &["crypt", "encrypt", "--help"],
+        &["crypt", "decrypt", "--help"],
+        &["crypt", "encode-name", "--help"],
+        &["obscure", "--help"],
+        &["reveal", "--help"],
+    ] {
+        let out = s32s3().args(args).env("COLUMNS", "100").output().unwrap();
+        assert!(out.status.success());
+        let name = args.iter().filter(|a| !a.starts_with('-')).copied().collect::<Vec<_>>().join("-");
+        insta::assert_snapshot!(format!("help-{name}"), String::from_utf8(out.stdout).unwrap());
+    }
+}

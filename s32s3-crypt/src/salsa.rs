@@ -15,6 +15,7 @@
 #![allow(clippy::inline_always)]
 
 use pulp::{Simd, WithSimd};
+use zeroize::Zeroize;
 
 const SIGMA: [u32; 4] = [0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574];
 
@@ -144,7 +145,7 @@ fn xor_into(data: &mut [u8], ks: &[u8]) {
 
 /// One secretbox keystream job, run by pulp at the best vector width the CPU has.
 struct XorJob<'a> {
-    state: [u32; 16],
+    state: &'a [u32; 16],
     data: &'a mut [u8],
 }
 
@@ -155,9 +156,9 @@ impl WithSimd for XorJob<'_> {
     fn with_simd<S: Simd>(self, _simd: S) -> [u8; 32] {
         // As many blocks per batch as the vector registers hold 32-bit lanes (4 on SSE2/scalar).
         match size_of::<S::u32s>() / 4 {
-            16.. => secretbox_xor_lanes::<16>(&self.state, self.data),
-            8.. => secretbox_xor_lanes::<8>(&self.state, self.data),
-            _ => secretbox_xor_lanes::<4>(&self.state, self.data),
+            16.. => secretbox_xor_lanes::<16>(self.state, self.data),
+            8.. => secretbox_xor_lanes::<8>(self.state, self.data),
+            _ => secretbox_xor_lanes::<4>(self.state, self.data),
         }
     }
 }
@@ -165,7 +166,9 @@ impl WithSimd for XorJob<'_> {
 /// XSalsa20 keystream bytes 0..32: secretbox's Poly1305 key.
 pub(crate) fn poly_key(key: &[u8; 32], nonce: &[u8; 24]) -> [u8; 32] {
     let mut ks = [[0u8; 64]; 1];
-    blocks(&initial_state(key, nonce), 0, &mut ks);
+    let mut state = initial_state(key, nonce);
+    blocks(&state, 0, &mut ks);
+    state.zeroize();
     let mut out = [0u8; 32];
     out.copy_from_slice(&ks[0][..32]);
     ks[0].fill(0);
@@ -175,7 +178,11 @@ pub(crate) fn poly_key(key: &[u8; 32], nonce: &[u8; 24]) -> [u8; 32] {
 /// XORs `data` with the XSalsa20 keystream from byte 32 on and returns bytes 0..32 (secretbox's
 /// Poly1305 key).
 pub(crate) fn secretbox_xor(key: &[u8; 32], nonce: &[u8; 24], data: &mut [u8]) -> [u8; 32] {
-    pulp::Arch::new().dispatch(XorJob { state: initial_state(key, nonce), data })
+    let mut state = initial_state(key, nonce);
+    let poly_key = pulp::Arch::new().dispatch(XorJob { state: &state, data });
+    // The state holds the per-chunk subkey.
+    state.zeroize();
+    poly_key
 }
 
 /// The same with a fixed lane count and no dispatch, for the tests.
