@@ -179,6 +179,18 @@ mod tests {
     }
 
     #[test]
+    fn handles_are_cheap_to_share_across_threads() {
+        fn shareable<T: Clone + Send + Sync + 'static>() {}
+        shareable::<Cipher>();
+        shareable::<crate::NameCodec>();
+        shareable::<crate::Nonce>();
+        shareable::<crate::Error>();
+        let cipher = Cipher::from_key(Key::zero());
+        let clone = cipher.clone();
+        assert!(std::sync::Arc::ptr_eq(&cipher.inner, &clone.inner), "a clone shares the keys");
+    }
+
+    #[test]
     fn empty_password_is_refused_but_derivable() {
         assert!(matches!(Cipher::new("", "salt"), Err(crate::Error::EmptyPassword)));
         let key = Key::derive("", "").unwrap();
