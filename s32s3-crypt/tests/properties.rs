@@ -255,6 +255,34 @@ proptest! {
 }
 
 #[test]
+fn a_range_ignores_damage_after_it_and_reports_damage_inside_it() {
+    let cipher = cipher(3);
+    let nonce = Nonce::from_bytes([3; 24]);
+    let plain = data(10 * CHUNK_SIZE, 3);
+    let mut enc = cipher.encrypt(&nonce, &plain);
+    enc[HEADER_SIZE + 7 * ENCRYPTED_CHUNK_SIZE + 100] ^= 1; // chunk 7
+    for parallel in [false, true] {
+        // Chunks 1..=2, with the whole rest of the object behind the reader (parallel batches read past).
+        let range = ChunkRange::new(CHUNK_SIZE as u64 + 5, Some(CHUNK_SIZE as u64));
+        let mut out = Vec::new();
+        DecryptReader::for_range(&cipher, nonce, &range, &enc[range.underlying_offset as usize..])
+            .parallel(parallel)
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, &plain[CHUNK_SIZE + 5..2 * CHUNK_SIZE + 5]);
+        // A range that includes chunk 7 fails there, after delivering what precedes it.
+        let range = ChunkRange::new(6 * CHUNK_SIZE as u64, None);
+        let mut reader =
+            DecryptReader::for_range(&cipher, nonce, &range, &enc[range.underlying_offset as usize..])
+                .parallel(parallel);
+        let mut out = Vec::new();
+        let err = reader.read_to_end(&mut out).unwrap_err();
+        assert_eq!(s32s3_crypt::Error::from_io(&err), Some(&s32s3_crypt::Error::Authentication { chunk: 7 }));
+        assert_eq!(out, &plain[6 * CHUNK_SIZE..7 * CHUNK_SIZE]);
+    }
+}
+
+#[test]
 fn too_long_segments_are_an_error_not_a_panic() {
     let codec = cipher(0).name_codec(NameOptions::default());
     let ok = "a".repeat(2047);
