@@ -3,6 +3,9 @@
 use std::fmt;
 use std::sync::Arc;
 
+use aes::Aes256;
+use aes::cipher::KeyIvInit;
+use eme_mode::DynamicEme;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::error::{Error, Result};
@@ -94,6 +97,9 @@ impl Key {
 struct Inner {
     key: Key,
     name_key_sum: i64,
+    /// The name cipher with its AES key schedule already expanded; cloned per name (cheaper than
+    /// expanding the key again). AES round keys are zeroized on drop (aes `zeroize` feature).
+    eme: DynamicEme<Aes256>,
 }
 
 /// A crypt remote's keys, ready to encrypt names and contents. Cheap to clone (an `Arc`), `Send + Sync`.
@@ -128,7 +134,8 @@ impl Cipher {
     #[must_use]
     pub fn from_key(key: Key) -> Cipher {
         let name_key_sum = key.name.iter().map(|&b| i64::from(b)).sum();
-        Cipher { inner: Arc::new(Inner { key, name_key_sum }) }
+        let eme = DynamicEme::<Aes256>::new((&key.name).into(), (&key.tweak).into());
+        Cipher { inner: Arc::new(Inner { key, name_key_sum, eme }) }
     }
 
     /// The keys.
@@ -139,6 +146,11 @@ impl Cipher {
 
     pub(crate) fn name_key_sum(&self) -> i64 {
         self.inner.name_key_sum
+    }
+
+    /// A fresh EME instance for one name (its methods take `&mut self`).
+    pub(crate) fn eme(&self) -> DynamicEme<Aes256> {
+        self.inner.eme.clone()
     }
 
     /// A name encoder/decoder with these keys and `options`.
@@ -164,6 +176,18 @@ mod tests {
         let codec = cipher.name_codec(crate::NameOptions::default());
         let text = format!("{codec:?}");
         assert!(text.contains("redacted") && !text.contains("171") && !text.contains("ab,"), "{text}");
+    }
+
+    #[test]
+    fn handles_are_cheap_to_share_across_threads() {
+        fn shareable<T: Clone + Send + Sync + 'static>() {}
+        shareable::<Cipher>();
+        shareable::<crate::NameCodec>();
+        shareable::<crate::Nonce>();
+        shareable::<crate::Error>();
+        let cipher = Cipher::from_key(Key::zero());
+        let clone = cipher.clone();
+        assert!(std::sync::Arc::ptr_eq(&cipher.inner, &clone.inner), "a clone shares the keys");
     }
 
     #[test]

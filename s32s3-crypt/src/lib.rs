@@ -12,6 +12,17 @@
 //!
 //! This crate knows nothing of S3 or of the backup engine. No function panics on any input.
 //!
+//! # Where we differ from rclone on purpose
+//!
+//! - [`Cipher::new`] refuses an empty password (rclone silently uses all-zero keys);
+//!   `Cipher::from_key(Key::derive("", "")?)` reproduces rclone when reading such a remote is wanted.
+//! - Directory paths are encrypted segment by segment without version-suffix handling
+//!   ([`NameCodec::encrypt_dir_path`]), the form rclone uses for a file's parent directories.
+//! - Names are Rust strings: a name that decrypts to invalid UTF-8 is an error, not raw bytes.
+//! - Name decoding does not skip CR/LF inside encrypted names (Go's decoders do); everything else about
+//!   decoding follows Go, including ignored trailing bits in base32/base64 and base32768's leniency.
+//! - A too-long name segment (2048 bytes or more) is [`Error::NameTooLong`]; rclone panics.
+//!
 //! ```
 //! use std::io::Read;
 //! use s32s3_crypt::{Cipher, DecryptReader, EncryptReader, NameOptions, encrypted_size};
@@ -42,6 +53,7 @@ mod error;
 mod key_check;
 mod name;
 mod obscure;
+mod salsa;
 mod secretbox;
 mod stream;
 

@@ -12,10 +12,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::OnceLock;
 
-use aes::Aes256;
-use aes::cipher::KeyIvInit;
 use data_encoding::{Encoding, Specification};
-use eme_mode::DynamicEme;
 
 use crate::cipher::Cipher;
 use crate::error::{Error, Result};
@@ -216,11 +213,6 @@ impl NameCodec {
         &self.options
     }
 
-    fn eme(&self) -> DynamicEme<Aes256> {
-        let key = self.cipher.key();
-        DynamicEme::<Aes256>::new(key.name_key().into(), key.name_tweak().into())
-    }
-
     /// Encrypts one segment (no `/` handling, no version suffix): EME + encoding in `standard`, the
     /// rotation in `obfuscate`, unchanged in `off`. `""` stays `""`.
     ///
@@ -247,7 +239,7 @@ impl NameCodec {
         buf.extend_from_slice(plain.as_bytes());
         buf.resize(len + pad, pad as u8);
         // Length checked above: a multiple of 16, at most 2048 bytes, so EME cannot assert.
-        self.eme().encrypt_block_mut(&mut buf);
+        self.cipher.eme().encrypt_block_mut(&mut buf);
         Ok(match self.options.encoding {
             NameEncoding::Base32 => base32().encode(&buf),
             NameEncoding::Base64 => base64url().encode(&buf),
@@ -294,7 +286,7 @@ impl NameCodec {
         if len > MAX_EME_BYTES {
             return Err(Error::NameTooLongAfterDecode { len });
         }
-        self.eme().decrypt_block_mut(&mut buf);
+        self.cipher.eme().decrypt_block_mut(&mut buf);
         let pad = usize::from(buf[len - 1]);
         if pad == 0 || pad > 16 || !buf[len - pad..].iter().all(|&b| usize::from(b) == pad) {
             return Err(Error::NamePadding);

@@ -173,13 +173,14 @@ impl DecryptCore {
     /// `Some(Ok(()))` at the clean end, `Some(Err)` after a failure, `None` while more may come. Call when
     /// [`DecryptCore::pending`] is empty.
     pub(crate) fn finished(&self) -> Option<Result<()>> {
+        // A satisfied range is a success even if a chunk after it (decrypted in the same batch) failed.
+        if self.remaining == Some(0) {
+            return Some(Ok(()));
+        }
         if let Some(err) = &self.failed {
             return Some(Err(err.clone()));
         }
-        if self.remaining == Some(0) || self.eof {
-            return Some(Ok(()));
-        }
-        None
+        self.eof.then_some(Ok(()))
     }
 
     pub(crate) fn spare(&mut self) -> &mut [u8] {
