@@ -266,7 +266,7 @@ fn kill_9_then_resume() {
         let cipher =
             s32s3_core::derive_cipher(&common::PASSWORD.into(), &common::PASSWORD2.into()).await.unwrap();
         let layout = s32s3_core::layout::Layout::new(&cipher, "").unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
         loop {
             assert!(std::time::Instant::now() < deadline, "no checkpoint with objects appeared");
             assert!(child.try_wait().unwrap().is_none(), "the backup finished before it could be killed");

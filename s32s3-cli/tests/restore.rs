@@ -331,7 +331,7 @@ fn point_in_time() {
     });
     let before_first = time::OffsetDateTime::now_utc() - time::Duration::seconds(5);
     let mut moments = Vec::new();
-    let mut capture = |env: &Env| {
+    let capture = |env: &Env| {
         env.backup(&[&bucket], 0);
         std::thread::sleep(std::time::Duration::from_millis(1100));
         let at = time::OffsetDateTime::now_utc();
@@ -458,7 +458,7 @@ fn restore_what_rclone_wrote() {
 
 /// Re-points one manifest entry at another stored version, the way bit rot or a lost version would look
 /// to a reader, and writes that as the newest snapshot.
-fn point_entry_at(env: &Env, key: &str, version_id: Option<String>) {
+fn point_entry_at(env: &Env, key: &str, version_id: Option<&str>) {
     rt().block_on(async {
         let store =
             s32s3_core::s3::Store::new(s32s3_core::error::Side::Destination, env.dest.endpoint(), 3).unwrap();
@@ -477,7 +477,7 @@ fn point_entry_at(env: &Env, key: &str, version_id: Option<String>) {
         for entry in reader {
             let mut entry = entry.unwrap();
             if entry.key == key {
-                entry.version_id.clone_from(&version_id);
+                entry.version_id = version_id.map(str::to_owned);
             }
             writer.push(&entry).unwrap();
         }
@@ -492,7 +492,7 @@ fn point_entry_at(env: &Env, key: &str, version_id: Option<String>) {
             .put_object()
             .bucket(&env.backup_bucket)
             .key(key)
-            .content_length(len as i64)
+            .content_length(i64::try_from(len).unwrap())
             .body(body)
             .send()
             .await
@@ -545,9 +545,9 @@ fn verify_finds_damage_and_restore_goes_on() {
         })
     };
     let flipped = damaged_copy("flipped", &|b| b[100_000] ^= 0x01);
-    point_entry_at(&env, "flipped", Some(flipped));
+    point_entry_at(&env, "flipped", Some(&flipped));
     let truncated = damaged_copy("truncated", &|b| b.truncate(b.len() - 1000));
-    point_entry_at(&env, "truncated", Some(truncated));
+    point_entry_at(&env, "truncated", Some(&truncated));
     let deleted = stored("deleted");
     rt().block_on(async {
         env.dest

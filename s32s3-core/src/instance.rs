@@ -88,7 +88,7 @@ pub(crate) async fn export(cx: &Context, minio: &Minio, snapshot_id: &str) -> Re
 
     match minio.admin.get_config().await {
         Ok(config) => {
-            refs.config = Some(store(cx, snapshot_id, "config.txt", config.as_str().as_bytes()).await?)
+            refs.config = Some(store(cx, snapshot_id, "config.txt", config.as_str().as_bytes()).await?);
         }
         Err(e) => {
             refs.errors.insert("config".into(), e.to_string());

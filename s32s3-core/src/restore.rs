@@ -240,9 +240,9 @@ impl Restore {
             },
         };
         if state.config.is_some() {
-            run.from_manifest().await?;
+            run.restore_manifest().await?;
         } else {
-            run.from_versions().await?;
+            run.restore_versions().await?;
         }
         run.summary.duration = started.elapsed();
         Ok(run.summary)
@@ -299,7 +299,7 @@ impl RestoreRun<'_> {
             .collect()
     }
 
-    async fn from_manifest(&mut self) -> Result<()> {
+    async fn restore_manifest(&mut self) -> Result<()> {
         let cx = self.cx;
         let (snap, header) = snapshots::select(
             &cx.dest,
@@ -336,25 +336,24 @@ impl RestoreRun<'_> {
                 .config
                 .get("object-lock")
                 .is_some_and(|doc| doc.contains("<ObjectLockEnabled>Enabled"));
-            if !self.job.dry_run {
-                if !self.prepare_bucket(record, target, object_lock).await? {
-                    continue;
-                }
+            if !self.job.dry_run && !self.prepare_bucket(record, target, object_lock).await? {
+                continue;
             }
             let items: Vec<Entry> = entries.entries(&record.name)?.collect::<Result<_>>()?;
             self.data(target, object_lock, items).await?;
-            if !self.job.dry_run && self.job.bucket_config {
-                if let Some(doc) = record.config.get("replication") {
-                    self.put_config(
-                        target,
-                        "replication",
-                        "replication",
-                        "PutBucketReplication",
-                        doc,
-                        &record.name,
-                    )
-                    .await;
-                }
+            if !self.job.dry_run
+                && self.job.bucket_config
+                && let Some(doc) = record.config.get("replication")
+            {
+                self.put_config(
+                    target,
+                    "replication",
+                    "replication",
+                    "PutBucketReplication",
+                    doc,
+                    &record.name,
+                )
+                .await;
             }
         }
         Ok(())
@@ -529,7 +528,7 @@ impl RestoreRun<'_> {
         {
             Ok(_) => {}
             Err(e) if name == "notification" => {
-                self.note(format!("bucket {target}: notification configuration not restored: {e}"))
+                self.note(format!("bucket {target}: notification configuration not restored: {e}"));
             }
             Err(e) => self.fail(target, "", &format!("configuration {name} not restored: {e}")),
         }
@@ -642,7 +641,7 @@ impl RestoreRun<'_> {
     }
 
     /// A backup written by rclone: per key the newest version at or before `--at`.
-    async fn from_versions(&mut self) -> Result<()> {
+    async fn restore_versions(&mut self) -> Result<()> {
         let cx = self.cx;
         let at = match &self.job.selector {
             Selector::At(at) => Some(*at),
@@ -763,6 +762,9 @@ fn meaningful(name: &str, doc: &str) -> bool {
     }
 }
 
+/// (version id, size) of an object version; `None` for a delete marker.
+type Version = Option<(Option<String>, u64)>;
+
 /// Per stored key of the backup location, the newest version at or before `at` (all keys when `None`),
 /// unless that version is a delete marker: (key, version id, size).
 async fn chosen_versions(
@@ -770,7 +772,7 @@ async fn chosen_versions(
     at: Option<OffsetDateTime>,
 ) -> Result<Vec<(String, Option<String>, u64)>> {
     let meta = cx.layout.meta("");
-    let mut chosen: BTreeMap<String, (i64, Option<(Option<String>, u64)>)> = BTreeMap::new();
+    let mut chosen: BTreeMap<String, (i64, Version)> = BTreeMap::new();
     let (mut key_marker, mut version_marker) = (None, None);
     loop {
         let page = cx
@@ -784,7 +786,7 @@ async fn chosen_versions(
             .send()
             .await
             .map_err(|e| cx.dest.err("ListObjectVersions", cx.bucket(), None, e))?;
-        let cutoff = at.map(|t| t.unix_timestamp());
+        let cutoff = at.map(OffsetDateTime::unix_timestamp);
         let mut consider =
             |key: &str, time: Option<&aws_smithy_types::DateTime>, version: Option<(Option<String>, u64)>| {
                 if key.starts_with(&meta) || key.ends_with('/') {

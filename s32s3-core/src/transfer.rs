@@ -143,8 +143,8 @@ macro_rules! source_meta {
     }};
 }
 
-/// Sets the restored object's content headers, user metadata, tags and object-lock fields on a PutObject or
-/// CreateMultipartUpload request (the two builders share these setters but no trait).
+/// Sets the restored object's content headers, user metadata, tags and object-lock fields on a `PutObject` or
+/// `CreateMultipartUpload` request (the two builders share these setters but no trait).
 macro_rules! object_headers {
     ($request:expr, $item:expr) => {{
         let item: &RestoreItem = $item;
