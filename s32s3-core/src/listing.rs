@@ -153,7 +153,7 @@ impl SortedListing {
     /// Adds one object.
     ///
     /// # Errors
-    /// [`Error::Io`] when a run cannot be spilled.
+    /// [`crate::Error::Io`] when a run cannot be spilled.
     pub fn push(&mut self, item: Listed) -> Result<()> {
         self.buffer.push(item);
         self.total += 1;
@@ -176,7 +176,7 @@ impl SortedListing {
     /// Ends collection: the listing can now be read, sorted, as often as needed.
     ///
     /// # Errors
-    /// [`Error::Io`] when the last run cannot be spilled.
+    /// [`crate::Error::Io`] when the last run cannot be spilled.
     pub fn finish(mut self) -> Result<Sorted> {
         if !self.runs.is_empty() && !self.buffer.is_empty() {
             self.spill()?;
@@ -211,7 +211,7 @@ impl Sorted {
     /// once.
     ///
     /// # Errors
-    /// [`Error::Io`] when a spilled run cannot be read.
+    /// [`crate::Error::Io`] when a spilled run cannot be read.
     #[allow(clippy::iter_not_returning_iterator)] // re-reading spilled runs can fail before iteration starts
     pub fn iter(&mut self) -> Result<SortedIter<'_>> {
         let source = if self.runs.is_empty() {
