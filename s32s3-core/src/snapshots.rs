@@ -14,8 +14,10 @@ use crate::manifest::{Header, ManifestReader};
 use crate::s3::Store;
 use crate::{Error, Result};
 
+/// The time in a manifest's name, to the millisecond: runs finishing within the same second must still
+/// sort in the order they finished.
 const NAME_TIME: &[time::format_description::BorrowedFormatItem<'static>] =
-    format_description!("[year][month][day]T[hour][minute][second]Z");
+    format_description!("[year][month][day]T[hour][minute][second].[subsecond digits:3]Z");
 
 /// A manifest object in the backup bucket.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -277,4 +279,24 @@ pub async fn describe(
         out.push(SnapshotInfo { snapshot, header });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_by_finish_time_to_the_millisecond() {
+        let layout = Layout::new(&Cipher::new("p", "").unwrap(), "pre").unwrap();
+        let t = time::macros::datetime!(2026-11-26 17:09:58.123456 UTC);
+        let key = snapshot_key(&layout, t, "0a1b2c3d");
+        assert_eq!(key, "pre/.s32s3/snapshots/20261126T170958.123Z-0a1b2c3d.snap");
+        let later = snapshot_key(&layout, t + time::Duration::milliseconds(1), "00000000");
+        assert!(later > key, "names sort in finishing order");
+        let name = key.rsplit('/').next().unwrap().strip_suffix(".snap").unwrap();
+        let (time, id) = name.split_once('-').unwrap();
+        assert_eq!(id, "0a1b2c3d");
+        let parsed = time::PrimitiveDateTime::parse(time, NAME_TIME).unwrap().assume_utc();
+        assert_eq!(parsed, time::macros::datetime!(2026-11-26 17:09:58.123 UTC));
+    }
 }
