@@ -98,131 +98,112 @@ impl SizeValue {
 }
 
 /// Flags (each also read from its `S32S3_*` environment variable) that override the file.
-#[derive(Args, Default)]
+#[derive(Args, Clone, Default)]
 pub struct ConfigArgs {
     /// The TOML configuration file.
-    #[arg(long, short = 'c', env = "S32S3_CONFIG", global = true, value_name = "FILE")]
+    #[arg(long, short = 'c', env = "S32S3_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Source endpoint URL (the store backed up and restored into).
-    #[arg(long, env = "S32S3_SOURCE_ENDPOINT", global = true, help_heading = "Source")]
+    #[arg(long, env = "S32S3_SOURCE_ENDPOINT", help_heading = "Source")]
     source_endpoint: Option<String>,
     /// Source access key id.
-    #[arg(long, env = "S32S3_SOURCE_ACCESS_KEY_ID", global = true, help_heading = "Source")]
+    #[arg(long, env = "S32S3_SOURCE_ACCESS_KEY_ID", help_heading = "Source")]
     source_access_key_id: Option<String>,
     /// Source secret access key (prefer the environment variable or the file).
-    #[arg(
-        long,
-        env = "S32S3_SOURCE_SECRET_ACCESS_KEY",
-        hide_env_values = true,
-        global = true,
-        help_heading = "Source"
-    )]
+    #[arg(long, env = "S32S3_SOURCE_SECRET_ACCESS_KEY", hide_env_values = true, help_heading = "Source")]
     source_secret_access_key: Option<String>,
     /// Source region (default us-east-1).
-    #[arg(long, env = "S32S3_SOURCE_REGION", global = true, help_heading = "Source")]
+    #[arg(long, env = "S32S3_SOURCE_REGION", help_heading = "Source")]
     source_region: Option<String>,
     /// Source provider: minio, aws or other (empty: detect MinIO).
-    #[arg(long, env = "S32S3_SOURCE_PROVIDER", global = true, help_heading = "Source")]
+    #[arg(long, env = "S32S3_SOURCE_PROVIDER", help_heading = "Source")]
     source_provider: Option<String>,
 
     /// Destination endpoint URL (the store holding the backups).
-    #[arg(long, env = "S32S3_DESTINATION_ENDPOINT", global = true, help_heading = "Destination")]
+    #[arg(long, env = "S32S3_DESTINATION_ENDPOINT", help_heading = "Destination")]
     destination_endpoint: Option<String>,
     /// Destination access key id.
-    #[arg(long, env = "S32S3_DESTINATION_ACCESS_KEY_ID", global = true, help_heading = "Destination")]
+    #[arg(long, env = "S32S3_DESTINATION_ACCESS_KEY_ID", help_heading = "Destination")]
     destination_access_key_id: Option<String>,
     /// Destination secret access key (prefer the environment variable or the file).
     #[arg(
         long,
         env = "S32S3_DESTINATION_SECRET_ACCESS_KEY",
         hide_env_values = true,
-        global = true,
         help_heading = "Destination"
     )]
     destination_secret_access_key: Option<String>,
     /// Destination region (default us-east-1).
-    #[arg(long, env = "S32S3_DESTINATION_REGION", global = true, help_heading = "Destination")]
+    #[arg(long, env = "S32S3_DESTINATION_REGION", help_heading = "Destination")]
     destination_region: Option<String>,
     /// Destination provider (informational: minio, aws or other).
-    #[arg(long, env = "S32S3_DESTINATION_PROVIDER", global = true, help_heading = "Destination")]
+    #[arg(long, env = "S32S3_DESTINATION_PROVIDER", help_heading = "Destination")]
     destination_provider: Option<String>,
 
     /// The crypt password (rclone's `password`), plain unless --crypt-obscured.
-    #[arg(
-        long,
-        env = "S32S3_CRYPT_PASSWORD",
-        hide_env_values = true,
-        global = true,
-        help_heading = "Encryption"
-    )]
+    #[arg(long, env = "S32S3_CRYPT_PASSWORD", hide_env_values = true, help_heading = "Encryption")]
     crypt_password: Option<String>,
     /// The crypt salt password (rclone's `password2`); empty: rclone's default salt.
-    #[arg(
-        long,
-        env = "S32S3_CRYPT_PASSWORD2",
-        hide_env_values = true,
-        global = true,
-        help_heading = "Encryption"
-    )]
+    #[arg(long, env = "S32S3_CRYPT_PASSWORD2", hide_env_values = true, help_heading = "Encryption")]
     crypt_password2: Option<String>,
     /// The crypt passwords are rclone-obscured (as in rclone.conf).
-    #[arg(long, env = "S32S3_CRYPT_OBSCURED", global = true, help_heading = "Encryption")]
+    #[arg(long, env = "S32S3_CRYPT_OBSCURED", help_heading = "Encryption")]
     crypt_obscured: Option<bool>,
 
     /// Bucket on the destination that holds the backups [default: backups].
-    #[arg(long, env = "S32S3_BACKUP_BUCKET", global = true, help_heading = "Backup location")]
+    #[arg(long, env = "S32S3_BACKUP_BUCKET", help_heading = "Backup location")]
     backup_bucket: Option<String>,
     /// Prefix inside the backup bucket.
-    #[arg(long, env = "S32S3_BACKUP_PREFIX", global = true, help_heading = "Backup location")]
+    #[arg(long, env = "S32S3_BACKUP_PREFIX", help_heading = "Backup location")]
     backup_prefix: Option<String>,
     /// Days old versions and snapshots are kept [default: 7].
-    #[arg(long, env = "S32S3_EXPIRATION_DAYS", global = true, help_heading = "Backup location")]
+    #[arg(long, env = "S32S3_EXPIRATION_DAYS", help_heading = "Backup location")]
     expiration_days: Option<u32>,
 
     /// Objects copied at once [default: 16].
-    #[arg(long, env = "S32S3_TRANSFERS", global = true, help_heading = "Tuning")]
+    #[arg(long, env = "S32S3_TRANSFERS", help_heading = "Tuning")]
     transfers: Option<usize>,
     /// Buckets listed and configurations read at once [default: 8].
-    #[arg(long, env = "S32S3_CHECKERS", global = true, help_heading = "Tuning")]
+    #[arg(long, env = "S32S3_CHECKERS", help_heading = "Tuning")]
     checkers: Option<usize>,
     /// Upload bandwidth limit per second (`10M`, `off`) [default: off].
-    #[arg(long, env = "S32S3_BWLIMIT", global = true, help_heading = "Tuning")]
+    #[arg(long, env = "S32S3_BWLIMIT", help_heading = "Tuning")]
     bwlimit: Option<String>,
     /// Objects above this size are copied in parallel parts [default: 64M].
-    #[arg(long, env = "S32S3_MULTIPART_THRESHOLD", global = true, help_heading = "Tuning")]
+    #[arg(long, env = "S32S3_MULTIPART_THRESHOLD", help_heading = "Tuning")]
     multipart_threshold: Option<String>,
     /// Part size for multipart copies [default: 16M].
-    #[arg(long, env = "S32S3_PART_SIZE", global = true, help_heading = "Tuning")]
+    #[arg(long, env = "S32S3_PART_SIZE", help_heading = "Tuning")]
     part_size: Option<String>,
     /// Parts of one object in flight at once [default: 4].
-    #[arg(long, env = "S32S3_PART_CONCURRENCY", global = true, help_heading = "Tuning")]
+    #[arg(long, env = "S32S3_PART_CONCURRENCY", help_heading = "Tuning")]
     part_concurrency: Option<usize>,
     /// Object data held in memory at once [default: 512M].
-    #[arg(long, env = "S32S3_MEMORY_LIMIT", global = true, help_heading = "Tuning")]
+    #[arg(long, env = "S32S3_MEMORY_LIMIT", help_heading = "Tuning")]
     memory_limit: Option<String>,
     /// Attempts for temporary failures [default: 5].
-    #[arg(long, env = "S32S3_RETRIES", global = true, help_heading = "Tuning")]
+    #[arg(long, env = "S32S3_RETRIES", help_heading = "Tuning")]
     retries: Option<u32>,
     /// Stop before deleting more than this percentage of a bucket's objects [default: 50].
-    #[arg(long, env = "S32S3_MAX_DELETE", global = true, help_heading = "Tuning")]
+    #[arg(long, env = "S32S3_MAX_DELETE", help_heading = "Tuning")]
     max_delete: Option<u32>,
     /// How often an unfinished backup writes a checkpoint (`20s`, `5m`) [default: 20s].
-    #[arg(long, env = "S32S3_CHECKPOINT_INTERVAL", global = true, help_heading = "Tuning")]
+    #[arg(long, env = "S32S3_CHECKPOINT_INTERVAL", help_heading = "Tuning")]
     checkpoint_interval: Option<String>,
     /// Directory for temporary files [default: the system's].
-    #[arg(long, env = "S32S3_WORK_DIR", global = true, help_heading = "Tuning")]
+    #[arg(long, env = "S32S3_WORK_DIR", help_heading = "Tuning")]
     work_dir: Option<PathBuf>,
 
     /// Log level: error, warn, info, debug, trace (rclone's ERROR, NOTICE, INFO, DEBUG too) [default: info].
-    #[arg(long, env = "S32S3_LOG_LEVEL", global = true, help_heading = "Output")]
+    #[arg(long, env = "S32S3_LOG_LEVEL", help_heading = "Output")]
     pub log_level: Option<String>,
     /// Log format: text or json [default: text].
-    #[arg(long, env = "S32S3_LOG_FORMAT", global = true, help_heading = "Output")]
+    #[arg(long, env = "S32S3_LOG_FORMAT", help_heading = "Output")]
     pub log_format: Option<String>,
 
     /// Daemon schedule, standard 5-field cron in UTC.
-    #[arg(long, env = "S32S3_SCHEDULE", global = true, help_heading = "Daemon")]
+    #[arg(long, env = "S32S3_SCHEDULE", help_heading = "Daemon")]
     schedule: Option<String>,
 }
 

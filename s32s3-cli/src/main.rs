@@ -22,8 +22,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "s32s3", version, about, propagate_version = true)]
 struct Cli {
-    #[command(flatten)]
-    config: config::ConfigArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -64,29 +62,24 @@ pub mod exit {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result =
-        match cli.command {
-            Command::Config(command) => cmd::config::run(&command, &cli.config),
-            Command::Crypt(command) => cmd::crypt::run(command),
-            Command::Obscure(args) => cmd::crypt::obscure(&args),
-            Command::Reveal(args) => cmd::crypt::reveal(&args),
-            Command::Backup(args) => {
-                with_runtime(
-                    &cli.config,
-                    true,
-                    |config| async move { cmd::backup::run(&args, &config).await },
-                )
-            }
-            Command::Restore(args) => with_runtime(&cli.config, true, |config| async move {
-                cmd::restore::restore(&args, &config).await
-            }),
-            Command::Verify(args) => with_runtime(&cli.config, false, |config| async move {
-                cmd::restore::verify(&args, &config).await
-            }),
-            Command::Snapshots(args) => with_runtime(&cli.config, false, |config| async move {
-                cmd::restore::snapshots(&args, &config).await
-            }),
-        };
+    let result = match cli.command {
+        Command::Config(command) => cmd::config::run(&command),
+        Command::Crypt(command) => cmd::crypt::run(command),
+        Command::Obscure(args) => cmd::crypt::obscure(&args),
+        Command::Reveal(args) => cmd::crypt::reveal(&args),
+        Command::Backup(args) => with_runtime(&args.config.clone(), true, |config| async move {
+            cmd::backup::run(&args, &config).await
+        }),
+        Command::Restore(args) => with_runtime(&args.config.clone(), true, |config| async move {
+            cmd::restore::restore(&args, &config).await
+        }),
+        Command::Verify(args) => with_runtime(&args.config.clone(), false, |config| async move {
+            cmd::restore::verify(&args, &config).await
+        }),
+        Command::Snapshots(args) => with_runtime(&args.config.clone(), false, |config| async move {
+            cmd::restore::snapshots(&args, &config).await
+        }),
+    };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {

@@ -126,14 +126,14 @@ fn malformed_config_file() {
     for (name, text, needles) in cases {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
-        let outcome = run(env.s32s3().arg("--config").arg(&path).arg("backup"));
+        let outcome = run(env.s32s3().arg("backup").arg("--config").arg(&path));
         assert_one_line(&outcome, 2, &needles);
     }
     // A file value the environment does not override.
     let path = dir.path().join("endpoint.toml");
     std::fs::write(&path, "[destination]\nendpoint = \"localhost:9000\"\n").unwrap();
     let outcome =
-        run(env.s32s3().env_remove("S32S3_DESTINATION_ENDPOINT").arg("--config").arg(&path).arg("backup"));
+        run(env.s32s3().env_remove("S32S3_DESTINATION_ENDPOINT").arg("backup").arg("--config").arg(&path));
     assert_one_line(&outcome, 2, &["destination.endpoint", "not an http"]);
     assert!(!bucket_exists(env.dest, &env.backup_bucket));
 }

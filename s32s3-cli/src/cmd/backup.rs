@@ -14,6 +14,8 @@ use crate::output::{CliProgress, human_bytes};
 /// `s32s3 backup` arguments.
 #[derive(Debug, Args)]
 pub struct BackupArgs {
+    #[command(flatten)]
+    pub config: crate::config::ConfigArgs,
     /// Back up only this source bucket (repeatable); the others of the last snapshot are carried over.
     #[arg(long = "bucket", value_name = "NAME")]
     pub buckets: Vec<String>,

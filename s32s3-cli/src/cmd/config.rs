@@ -11,13 +11,13 @@ use crate::exit;
 pub enum ConfigCommand {
     /// Validate the configuration (file, environment, flags) and print it with secrets masked; every
     /// invalid field is reported by name.
-    Check,
+    Check(ConfigArgs),
 }
 
 /// Runs a `config` subcommand.
-pub fn run(command: &ConfigCommand, args: &ConfigArgs) -> Result<u8> {
+pub fn run(command: &ConfigCommand) -> Result<u8> {
     match command {
-        ConfigCommand::Check => {
+        ConfigCommand::Check(args) => {
             let file = load_file(args.config.as_deref())?;
             let effective = args.merge(file)?;
             print!("{}", effective.masked());

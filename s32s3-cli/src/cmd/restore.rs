@@ -17,6 +17,8 @@ use crate::output::{CliProgress, human_bytes};
 /// `s32s3 restore` arguments.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
+    #[command(flatten)]
+    pub config: crate::config::ConfigArgs,
     /// Restore the newest complete snapshot finished at or before this time (RFC 3339, e.g.
     /// 2026-11-26T10:00:00Z) [default: the newest].
     #[arg(long, value_name = "TIME", conflicts_with = "snapshot")]
@@ -53,6 +55,8 @@ pub struct RestoreArgs {
 /// `s32s3 verify` arguments.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
+    #[command(flatten)]
+    pub config: crate::config::ConfigArgs,
     /// Verify this snapshot [default: the newest complete one].
     #[arg(long, value_name = "ID")]
     pub snapshot: Option<String>,
@@ -70,6 +74,8 @@ pub struct VerifyArgs {
 /// `s32s3 snapshots` arguments.
 #[derive(Debug, Args)]
 pub struct SnapshotsArgs {
+    #[command(flatten)]
+    pub config: crate::config::ConfigArgs,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
