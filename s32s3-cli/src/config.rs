@@ -170,16 +170,16 @@ pub struct ConfigArgs {
     /// Upload bandwidth limit per second (`10M`, `off`) [default: off].
     #[arg(long, env = "S32S3_BWLIMIT", help_heading = "Tuning")]
     bwlimit: Option<String>,
-    /// Objects above this size are copied in parallel parts [default: 64M].
+    /// Objects above this size are copied in parallel parts [default: 32M].
     #[arg(long, env = "S32S3_MULTIPART_THRESHOLD", help_heading = "Tuning")]
     multipart_threshold: Option<String>,
-    /// Part size for multipart copies [default: 16M].
+    /// Part size for multipart copies [default: 8M].
     #[arg(long, env = "S32S3_PART_SIZE", help_heading = "Tuning")]
     part_size: Option<String>,
     /// Parts of one object in flight at once [default: 4].
     #[arg(long, env = "S32S3_PART_CONCURRENCY", help_heading = "Tuning")]
     part_concurrency: Option<usize>,
-    /// Object data held in memory at once [default: 512M].
+    /// Object data held in memory at once [default: 96M].
     #[arg(long, env = "S32S3_MEMORY_LIMIT", help_heading = "Tuning")]
     memory_limit: Option<String>,
     /// Attempts for temporary failures [default: 5].

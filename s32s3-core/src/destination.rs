@@ -329,7 +329,7 @@ fn our_rules(prefix: &str, expiration_days: u32) -> Vec<LifecycleRule> {
 pub async fn get_small(store: &Store, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
     match store.client().get_object().bucket(bucket).key(key).send().await {
         Ok(out) => {
-            let body = crate::transfer::read_body(out.body, store.side(), bucket, key).await?;
+            let body = crate::transfer::read_body(out.body, store.side(), bucket, key, 0).await?;
             Ok(Some(body.to_vec()))
         }
         Err(e) => match store.err("GetObject", bucket, Some(key), e) {

@@ -246,7 +246,7 @@ async fn read_lock(store: &Store, bucket: &str, key: &str) -> Result<Option<(Loc
         }
     };
     let etag = out.e_tag().unwrap_or_default().to_owned();
-    let body = crate::transfer::read_body(out.body, store.side(), bucket, key).await?;
+    let body = crate::transfer::read_body(out.body, store.side(), bucket, key, 0).await?;
     let info = serde_json::from_slice(&body)
         .map_err(|e| Error::corrupt(format!("s3://{bucket}/{key}"), format!("unreadable lock: {e}")))?;
     Ok(Some((info, etag)))

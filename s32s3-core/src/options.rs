@@ -67,10 +67,10 @@ impl Default for TransferOptions {
         Self {
             transfers: 16,
             checkers: 8,
-            multipart_threshold: 64 << 20,
-            part_size: 16 << 20,
+            multipart_threshold: 32 << 20,
+            part_size: 8 << 20,
             part_concurrency: 4,
-            memory_limit: 512 << 20,
+            memory_limit: 96 << 20,
             retries: 5,
             bwlimit: None,
             max_delete_percent: 50,

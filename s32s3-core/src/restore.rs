@@ -742,7 +742,7 @@ async fn same_object(restorer: &Restorer, bucket: &str, entry: &Entry, listed: &
         .send()
         .await
         .map_err(|e| restorer.target.err("GetObject", bucket, Some(&entry.key), e))?;
-    let body = read_body(out.body, crate::error::Side::Source, bucket, &entry.key).await?;
+    let body = read_body(out.body, crate::error::Side::Source, bucket, &entry.key, entry.size).await?;
     Ok(hex::encode(Sha256::digest(&body)) == entry.sha256)
 }
 

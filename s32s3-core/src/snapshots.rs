@@ -168,7 +168,7 @@ pub async fn read_header(
         .send()
         .await
         .map_err(|e| dest.err("GetObject", bucket, Some(key), e))?;
-    let bytes = crate::transfer::read_body(out.body, dest.side(), bucket, key).await?;
+    let bytes = crate::transfer::read_body(out.body, dest.side(), bucket, key, end as u64 + 1).await?;
     let mut plain = Vec::new();
     DecryptReader::new(cipher, Cursor::new(bytes))
         .read_to_end(&mut plain)
