@@ -3,4 +3,5 @@
 pub mod backup;
 pub mod config;
 pub mod crypt;
+pub mod daemon;
 pub mod restore;

@@ -202,6 +202,17 @@ pub struct ConfigArgs {
     #[arg(long, env = "S32S3_LOG_FORMAT", help_heading = "Output")]
     pub log_format: Option<String>,
 
+    /// An rclone.conf to take remotes from (with --source-remote / --destination-remote).
+    #[arg(long, env = "S32S3_RCLONE_CONFIG", value_name = "FILE", help_heading = "rclone.conf import")]
+    rclone_config: Option<PathBuf>,
+    /// The rclone remote to back up (an S3 remote, `NAME:`).
+    #[arg(long, env = "S32S3_SOURCE_REMOTE", value_name = "NAME:", help_heading = "rclone.conf import")]
+    source_remote: Option<String>,
+    /// The rclone remote that holds the backups: a crypt remote (`NAME:`) or an S3 remote with the bucket
+    /// (`NAME:bucket[/prefix]`).
+    #[arg(long, env = "S32S3_DESTINATION_REMOTE", value_name = "NAME:", help_heading = "rclone.conf import")]
+    destination_remote: Option<String>,
+
     /// Daemon schedule, standard 5-field cron in UTC.
     #[arg(long, env = "S32S3_SCHEDULE", help_heading = "Daemon")]
     schedule: Option<String>,
@@ -324,9 +335,31 @@ impl ConfigArgs {
     pub fn merge(&self, file: FileConfig) -> Result<Effective> {
         let output = self.output(&file)?;
         let defaults = TransferOptions::default();
-        let src = file.source.unwrap_or_default();
-        let dst = file.destination.unwrap_or_default();
+        let mut src = file.source.unwrap_or_default();
+        let mut dst = file.destination.unwrap_or_default();
         let crypt = file.crypt.unwrap_or_default();
+        let mut file_bucket = file.backup_bucket;
+        let mut file_prefix = file.backup_prefix;
+        let mut imported_passwords = (None, None);
+        if let Some(import) = self.rclone_import()? {
+            // rclone.conf is the lowest layer: whatever the file sets wins.
+            let fill = |mine: &mut EndpointFile, theirs: crate::rclone_conf::RemoteEndpoint| {
+                mine.endpoint = mine.endpoint.take().or(theirs.endpoint);
+                mine.access_key_id = mine.access_key_id.take().or(theirs.access_key_id);
+                mine.secret_access_key = mine.secret_access_key.take().or(theirs.secret_access_key);
+                mine.region = mine.region.take().or(theirs.region);
+                mine.provider = mine.provider.take().or(theirs.provider);
+            };
+            if let Some(source) = import.0 {
+                fill(&mut src, source);
+            }
+            if let Some(d) = import.1 {
+                fill(&mut dst, d.endpoint);
+                file_bucket = file_bucket.or(d.bucket);
+                file_prefix = file_prefix.or(d.prefix);
+                imported_passwords = (d.password, d.password2);
+            }
+        }
 
         let pick = |flag: &Option<String>, file: Option<String>| flag.clone().or(file).unwrap_or_default();
         let source = S3Endpoint {
@@ -357,6 +390,11 @@ impl ConfigArgs {
                         s32s3_crypt::reveal(value).map_err(|e| ConfigError::invalid(field, e.to_string()))?;
                 }
             }
+        }
+        // From a crypt remote, already revealed; only where nothing else set them.
+        if password.is_empty() && password2.is_empty() {
+            password = imported_passwords.0.unwrap_or_default();
+            password2 = imported_passwords.1.unwrap_or_default();
         }
 
         let size =
@@ -406,8 +444,8 @@ impl ConfigArgs {
             destination,
             password: Secret::new(password),
             password2: Secret::new(password2),
-            backup_bucket: pick(&self.backup_bucket, file.backup_bucket).trim().to_owned(),
-            backup_prefix: pick(&self.backup_prefix, file.backup_prefix),
+            backup_bucket: pick(&self.backup_bucket, file_bucket).trim().to_owned(),
+            backup_prefix: pick(&self.backup_prefix, file_prefix),
             expiration_days: self.expiration_days.or(file.expiration_days).unwrap_or(7),
             transfer,
             work_dir: self.work_dir.clone().or(file.work_dir).unwrap_or_else(std::env::temp_dir),
@@ -423,6 +461,29 @@ impl ConfigArgs {
             schedule: self.schedule.clone().or(file.schedule),
             output,
         })
+    }
+}
+
+impl ConfigArgs {
+    /// The remotes named by --source-remote / --destination-remote in --rclone-config.
+    #[allow(clippy::type_complexity)]
+    fn rclone_import(
+        &self,
+    ) -> Result<Option<(Option<crate::rclone_conf::RemoteEndpoint>, Option<crate::rclone_conf::Destination>)>>
+    {
+        let Some(path) = &self.rclone_config else {
+            if self.source_remote.is_some() || self.destination_remote.is_some() {
+                bail!(ConfigError::invalid(
+                    "rclone_config",
+                    "--source-remote/--destination-remote need --rclone-config FILE"
+                ));
+            }
+            return Ok(None);
+        };
+        let conf = crate::rclone_conf::RcloneConf::load(path)?;
+        let source = self.source_remote.as_deref().map(|r| conf.source(r)).transpose()?;
+        let destination = self.destination_remote.as_deref().map(|r| conf.destination(r)).transpose()?;
+        Ok(Some((source, destination)))
     }
 }
 
@@ -459,6 +520,11 @@ impl Effective {
         }
         if let Err(e) = run.transfer.validate() {
             problems.push(e.to_string().trim_start_matches("invalid configuration: ").to_owned());
+        }
+        if let Some(schedule) = &self.schedule
+            && let Err(e) = crate::schedule::Schedule::parse(schedule)
+        {
+            problems.push(format!("schedule: {e}"));
         }
         problems
     }

@@ -6,7 +6,10 @@
 
 mod cmd;
 mod config;
+mod metrics;
 mod output;
+mod rclone_conf;
+mod schedule;
 mod signals;
 
 use std::process::ExitCode;
@@ -36,6 +39,8 @@ enum Command {
     Verify(cmd::restore::VerifyArgs),
     /// List the snapshots in the backup location.
     Snapshots(cmd::restore::SnapshotsArgs),
+    /// Run backups on the cron schedule (UTC), serving /metrics and /healthz.
+    Daemon(cmd::daemon::DaemonArgs),
     /// Check and show the effective configuration.
     #[command(subcommand)]
     Config(cmd::config::ConfigCommand),
@@ -72,6 +77,9 @@ fn main() -> ExitCode {
         }),
         Command::Restore(args) => with_runtime(&args.config.clone(), true, |config| async move {
             cmd::restore::restore(&args, &config).await
+        }),
+        Command::Daemon(args) => with_runtime(&args.config.clone(), true, |config| async move {
+            cmd::daemon::run(&args, &config).await
         }),
         Command::Verify(args) => with_runtime(&args.config.clone(), false, |config| async move {
             cmd::restore::verify(&args, &config).await

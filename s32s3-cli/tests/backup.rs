@@ -326,3 +326,59 @@ fn kill_9_then_resume() {
         "the checkpoint is deleted (a delete marker over it): {versions:?}"
     );
 }
+
+/// Everything from an existing rclone.conf: the source remote, and a crypt remote over the backup bucket
+/// for the destination and the passwords. rclone then reads what s32s3 wrote through that same remote.
+#[test]
+fn configured_from_an_rclone_conf() {
+    let env = Env::new(testkit::seaweedfs(), testkit::seaweedfs(), "rconf");
+    let bucket = env.source.unique_bucket("rconf-src");
+    rt().block_on(async {
+        create_bucket(env.source, &bucket).await;
+        put_many(env.source, &bucket, (0..5).map(|i| (format!("f{i}"), pattern(70_000, i))).collect()).await;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let conf = common::rclone_config(&env, dir.path());
+    let only_rclone_conf = |cmd: &mut std::process::Command| {
+        for var in [
+            "S32S3_SOURCE_ENDPOINT",
+            "S32S3_SOURCE_ACCESS_KEY_ID",
+            "S32S3_SOURCE_SECRET_ACCESS_KEY",
+            "S32S3_DESTINATION_ENDPOINT",
+            "S32S3_DESTINATION_ACCESS_KEY_ID",
+            "S32S3_DESTINATION_SECRET_ACCESS_KEY",
+            "S32S3_CRYPT_PASSWORD",
+            "S32S3_CRYPT_PASSWORD2",
+            "S32S3_BACKUP_BUCKET",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.arg("--rclone-config").arg(&conf).args([
+            "--source-remote",
+            "src:",
+            "--destination-remote",
+            "crypt:",
+        ]);
+    };
+
+    let mut check = env.s32s3();
+    check.args(["config", "check"]);
+    only_rclone_conf(&mut check);
+    let out = check.output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{shown}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(shown.contains(&format!("backup_bucket = {}", env.backup_bucket)), "{shown}");
+    assert!(shown.contains(&format!("source.endpoint = {}", env.source.endpoint().endpoint)), "{shown}");
+    assert!(shown.contains("crypt.password = ******") && !shown.contains(common::PASSWORD), "{shown}");
+
+    let mut backup = env.s32s3();
+    backup.args(["backup", "--bucket", &bucket]);
+    only_rclone_conf(&mut backup);
+    let out = backup.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let checked = common::rclone(&conf)
+        .args(["check", "--download", &format!("src:{bucket}"), &format!("crypt:{bucket}")])
+        .output()
+        .unwrap();
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+}

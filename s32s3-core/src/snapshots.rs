@@ -300,3 +300,56 @@ mod tests {
         assert_eq!(parsed, time::macros::datetime!(2026-11-26 17:09:58.123 UTC));
     }
 }
+
+/// What the backup location holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StorageStats {
+    /// Snapshots (manifests, checkpoints excluded).
+    pub snapshots: u64,
+    /// Object versions, all of them (current and noncurrent).
+    pub versions: u64,
+    /// Bytes of all those versions: what the destination stores.
+    pub bytes: u64,
+}
+
+/// Counts snapshots and sums every stored version under the backup location (for metrics).
+///
+/// # Errors
+/// Configuration, password, credential and reachability problems.
+pub async fn storage_stats(
+    config: &crate::options::RunConfig,
+    progress: std::sync::Arc<dyn crate::progress::Progress>,
+) -> Result<StorageStats> {
+    let cx = crate::context::Context::new(config, progress, false).await?;
+    if !cx.dest.bucket_exists(cx.bucket()).await? {
+        return Ok(StorageStats::default());
+    }
+    let mut stats = StorageStats {
+        snapshots: list(&cx.dest, cx.bucket(), &cx.layout).await?.iter().filter(|s| !s.checkpoint).count()
+            as u64,
+        ..Default::default()
+    };
+    let (mut key_marker, mut version_marker) = (None, None);
+    loop {
+        let page = cx
+            .dest
+            .client()
+            .list_object_versions()
+            .bucket(cx.bucket())
+            .set_prefix((!cx.layout.root().is_empty()).then(|| cx.layout.root().to_owned()))
+            .set_key_marker(key_marker.take())
+            .set_version_id_marker(version_marker.take())
+            .send()
+            .await
+            .map_err(|e| cx.dest.err("ListObjectVersions", cx.bucket(), None, e))?;
+        for v in page.versions() {
+            stats.versions += 1;
+            stats.bytes += v.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+        }
+        if page.is_truncated() != Some(true) {
+            return Ok(stats);
+        }
+        key_marker = page.next_key_marker().map(str::to_owned);
+        version_marker = page.next_version_id_marker().map(str::to_owned);
+    }
+}

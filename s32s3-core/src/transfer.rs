@@ -63,10 +63,15 @@ impl Limits {
         self.transfers.acquire().await.expect("the transfer semaphore is never closed")
     }
 
-    pub(crate) async fn bandwidth(&self, bytes: u64) {
+    /// Waits for `bytes` of the bandwidth limit; a cancellation ends the wait with [`Error::Cancelled`].
+    pub(crate) async fn bandwidth(&self, bytes: u64, cancel: &CancellationToken) -> Result<()> {
         if let Some(limiter) = &self.bandwidth {
-            limiter.acquire(bytes).await;
+            tokio::select! {
+                () = limiter.acquire(bytes) => {}
+                () = cancel.cancelled() => return Err(Error::Cancelled),
+            }
         }
+        Ok(())
     }
 }
 
@@ -289,7 +294,7 @@ impl Copier {
 
         let stored = self.layout.data_key(bucket, key)?;
         let len = ciphertext.len() as u64;
-        self.limits.bandwidth(len).await;
+        self.limits.bandwidth(len, &self.cancel).await?;
         let put = self
             .dest
             .client()
@@ -451,7 +456,7 @@ impl Copier {
         let ciphertext = ciphertext.expect("encryption does not panic");
         debug_assert_eq!(ciphertext.len() as u64, encrypted_len);
 
-        self.limits.bandwidth(encrypted_len).await;
+        self.limits.bandwidth(encrypted_len, &self.cancel).await?;
         let part_number = i32::try_from(part.index + 1).expect("at most 10,000 parts");
         let out = self
             .dest
@@ -552,7 +557,13 @@ fn entry(
 }
 
 /// Reads a whole response body, classifying a broken stream as temporary (the copy is retried).
-pub(crate) async fn read_body(body: ByteStream, side: Side, bucket: &str, key: &str, size_hint: u64) -> Result<Bytes> {
+pub(crate) async fn read_body(
+    body: ByteStream,
+    side: Side,
+    bucket: &str,
+    key: &str,
+    size_hint: u64,
+) -> Result<Bytes> {
     // Filled chunk by chunk into one buffer of the expected size: collecting the chunks first and joining
     // them afterwards would hold every body twice at its peak.
     let mut body = body;
@@ -753,7 +764,8 @@ impl Restorer {
             .send()
             .await
             .map_err(|e| self.backup.err("GetObject", &self.backup_bucket, Some(&entry.stored_key), e))?;
-        let stored = read_body(out.body, Side::Destination, &self.backup_bucket, &entry.stored_key, expected).await?;
+        let stored =
+            read_body(out.body, Side::Destination, &self.backup_bucket, &entry.stored_key, expected).await?;
         if stored.len() as u64 != expected {
             return Err(
                 self.integrity(item, format!("{} bytes where {expected} were expected", stored.len()))
@@ -781,7 +793,7 @@ impl Restorer {
         };
         let (plain, md5) = decrypted.map_err(|reason| self.integrity(item, reason))?;
         let len = plain.len() as u64;
-        self.limits.bandwidth(len).await;
+        self.limits.bandwidth(len, &self.cancel).await?;
         let request = self
             .target
             .client()
@@ -909,7 +921,9 @@ impl Restorer {
             .send()
             .await
             .map_err(|e| self.backup.err("GetObject", &self.backup_bucket, Some(&entry.stored_key), e))?;
-        let sealed = read_body(out.body, Side::Destination, &self.backup_bucket, &entry.stored_key, sealed_len).await?;
+        let sealed =
+            read_body(out.body, Side::Destination, &self.backup_bucket, &entry.stored_key, sealed_len)
+                .await?;
         if sealed.len() as u64 != sealed_len {
             return Err(self.integrity(
                 item,
@@ -926,7 +940,7 @@ impl Restorer {
         .expect("decryption does not panic")
         .map_err(|e| self.integrity(item, e))?;
         hasher.update(part.index, plain.clone()).await;
-        self.limits.bandwidth(part.len).await;
+        self.limits.bandwidth(part.len, &self.cancel).await?;
         let part_number = i32::try_from(part.index + 1).expect("at most 10,000 parts");
         let request = self
             .target

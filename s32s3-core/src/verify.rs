@@ -266,7 +266,8 @@ async fn read_one(cx: &Context, limits: &Limits, entry: &Entry) -> Result<()> {
             return Err(e);
         }
     };
-    let body = read_body(out.body, crate::error::Side::Destination, cx.bucket(), &entry.stored_key, expected).await?;
+    let body = read_body(out.body, crate::error::Side::Destination, cx.bucket(), &entry.stored_key, expected)
+        .await?;
     let cipher = cx.cipher.clone();
     let want = entry.sha256.clone();
     let size = entry.size;

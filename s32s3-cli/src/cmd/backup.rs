@@ -25,6 +25,12 @@ pub struct BackupArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Write Prometheus metrics of this run to this file (node-exporter's textfile collector).
+    #[arg(long, env = "S32S3_METRICS_FILE", value_name = "FILE")]
+    pub metrics_file: Option<std::path::PathBuf>,
+    /// Push Prometheus metrics of this run to this Pushgateway (e.g. `http://pushgateway:9091`).
+    #[arg(long, env = "S32S3_PUSHGATEWAY", value_name = "URL")]
+    pub pushgateway: Option<String>,
 }
 
 /// Runs a backup and prints its summary; returns the exit code.
@@ -33,8 +39,29 @@ pub async fn run(args: &BackupArgs, config: &Effective) -> Result<u8> {
     let cancel = crate::signals::cancel_on_signals();
     let backup =
         Backup::new(config.run.clone()).with_buckets(args.buckets.clone()).with_dry_run(args.dry_run);
+    let started = std::time::Instant::now();
     let result = Box::pin(backup.run(progress.clone(), cancel)).await;
     progress.finish();
+    if !args.dry_run && (args.metrics_file.is_some() || args.pushgateway.is_some()) {
+        let mut metrics = crate::metrics::Metrics::default();
+        match &result {
+            Ok(summary) => metrics.finished(summary),
+            Err(_) => metrics.failed(started.elapsed().as_secs_f64()),
+        }
+        if let Ok(stats) = s32s3_core::snapshots::storage_stats(&config.run, progress.clone()).await {
+            metrics.storage(stats);
+        }
+        if let Some(path) = &args.metrics_file
+            && let Err(e) = metrics.write_textfile(path)
+        {
+            tracing::warn!("{e:#}");
+        }
+        if let Some(url) = &args.pushgateway
+            && let Err(e) = metrics.push(url).await
+        {
+            tracing::warn!("{e:#}");
+        }
+    }
     let summary = result?;
     print_summary(&summary, args.json);
     Ok(if summary.failed.is_empty() { exit::OK } else { exit::PARTIAL })

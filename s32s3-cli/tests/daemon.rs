@@ -1,0 +1,109 @@
+//! `s32s3 daemon` against a local SeaweedFS: a scheduled backup completes and shows in `/metrics`;
+//! SIGTERM during a run exits cleanly and the next run resumes.
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::time::{Duration, Instant};
+
+use common::{Env, create_bucket, pattern, put, put_many, rt};
+use s32s3_core::testkit;
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_owned();
+    Some((status, body))
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn scheduled_backups_metrics_and_graceful_stop() {
+    let env = Env::new(testkit::seaweedfs(), testkit::seaweedfs(), "daemon");
+    let bucket = env.source.unique_bucket("daemon-src");
+    rt().block_on(async {
+        create_bucket(env.source, &bucket).await;
+        put_many(env.source, &bucket, (0..20).map(|i| (format!("small/{i}"), pattern(1000, i))).collect())
+            .await;
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut daemon = env
+        .s32s3()
+        .args(["daemon", "--listen", &format!("127.0.0.1:{port}"), "--bucket", &bucket])
+        .env("S32S3_SCHEDULE", "* * * * *")
+        .env("S32S3_BWLIMIT", "1M")
+        .env("S32S3_CHECKPOINT_INTERVAL", "1s")
+        .env("S32S3_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    wait_for("/healthz", Duration::from_secs(30), || {
+        http_get(port, "/healthz").is_some_and(|(s, b)| s == 200 && b == "ok\n")
+    });
+    assert_eq!(http_get(port, "/nope").map(|(s, _)| s), Some(404));
+    let (_, before) = http_get(port, "/metrics").unwrap();
+    assert_eq!(metric(&before, "s32s3_last_success_timestamp_seconds"), Some(0.0), "{before}");
+
+    // The first run starts at the next minute boundary.
+    let mut text = String::new();
+    wait_for("a completed scheduled backup", Duration::from_secs(150), || {
+        text = http_get(port, "/metrics").map(|(_, b)| b).unwrap_or_default();
+        metric(&text, "s32s3_last_success_timestamp_seconds").is_some_and(|t| t > 0.0)
+    });
+    assert_eq!(metric(&text, "s32s3_last_run_objects{outcome=\"new\"}"), Some(20.0), "{text}");
+    assert_eq!(metric(&text, "s32s3_last_run_objects{outcome=\"failed\"}"), Some(0.0), "{text}");
+    assert_eq!(metric(&text, "s32s3_runs_total{status=\"complete\"}"), Some(1.0), "{text}");
+    assert_eq!(metric(&text, "s32s3_snapshots"), Some(1.0), "{text}");
+    assert!(metric(&text, "s32s3_backup_bucket_bytes").is_some_and(|b| b > 20_000.0), "{text}");
+    assert!(!text.contains(common::PASSWORD) && !text.contains(&bucket), "metrics leak names or secrets");
+
+    // 8 MiB more: at 1 MiB/s the next run takes about 8 s; stop it in the middle.
+    rt().block_on(async {
+        for i in 0..32 {
+            put(env.source, &bucket, &format!("large/{i}"), pattern(256 << 10, 100 + i)).await;
+        }
+    });
+    wait_for("the second run to start", Duration::from_secs(90), || {
+        http_get(port, "/metrics").is_some_and(|(_, b)| metric(&b, "s32s3_running") == Some(1.0))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let status =
+        std::process::Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let code = loop {
+        if let Some(status) = daemon.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(started.elapsed() < Duration::from_mins(1), "the daemon did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut logs = String::new();
+    daemon.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(logs.contains("stopped by signal"), "the run was still going: {logs}");
+
+    let resumed = env.backup(&[&bucket], 0);
+    assert_eq!(resumed["resumed"], true, "{resumed}");
+    assert_eq!(resumed["objects"], 52, "{resumed}");
+    assert!(resumed["unchanged"]["objects"].as_u64().unwrap() >= 20, "{resumed}");
+}
