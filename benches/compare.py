@@ -8,8 +8,11 @@ For each data set — (a) many small objects, (b) a few large ones — it times,
           physical upload limit of this machine and server;
   s32s3   `s32s3 backup` of the source bucket into a backup bucket;
   rclone  `rclone sync` of the source bucket into a crypt remote (same passwords, same transfers);
-and (c) a second run of both with nothing changed. Optionally a backup of --rss-objects small objects shows
-how peak memory grows with the object count.
+and (c) a second run of both with nothing changed, then the way back:
+  s32s3 restore   `s32s3 restore` of that backup into a new bucket;
+  rclone restore  `rclone copy` out of rclone's crypt remote into a new bucket;
+both against the same raw upload. Optionally a backup of --rss-objects small objects shows how peak memory
+grows with the object count.
 
 Each row: wall time, client CPU time (user+sys, children included) and peak RSS of the client process. Then
 the ratios the project tracks. Every target bucket is warmed up first (a new SeaweedFS bucket uploads
@@ -155,7 +158,8 @@ def main():
             log(f"== data set {name}: {count} objects of {size} bytes")
             write_dataset(local, count, size)
             src, raw = f"src-{name}", f"raw-{name}"
-            for bucket in (src, raw, f"s32s3-{name}", f"rclone-{name}"):
+            targets = (f"restored-s32s3-{name}", f"restored-rclone-{name}") if name != "many" else ()
+            for bucket in (src, raw, f"s32s3-{name}", f"rclone-{name}", *targets):
                 warm(bucket)
             # The source is filled by the same upload the raw figure times.
             r = {}
@@ -170,6 +174,12 @@ def main():
                 r["rclone"] = measure(sync, env)
                 r["s32s3 rerun"] = measure(backup, run_env)
                 r["rclone rerun"] = measure(sync, env)
+                restore = [binary, "restore", "--json", "--bucket", f"{src}:restored-s32s3-{name}"]
+                r["s32s3 restore"] = measure(restore, run_env)
+                restored = json.loads(r["s32s3 restore"]["stdout"])
+                assert restored["restored"]["objects"] + restored["skipped"]["objects"] == count, restored
+                r["rclone restore"] = measure([rclone, "copy", f"crypt-{name}:", f"sw:restored-rclone-{name}",
+                                               *rclone_flags], env)
             summary = json.loads(r["s32s3"]["stdout"])
             assert summary["objects"] == count, summary
             results[name] = r
@@ -192,6 +202,9 @@ def main():
               f"CPU s32s3/rclone = {s['cpu'] / c['cpu']:.2f}; RSS s32s3/rclone = {s['rss'] / c['rss']:.2f}")
         sr, cr = r["s32s3 rerun"], r["rclone rerun"]
         print(f"  ({name}, nothing changed) wall: rclone/s32s3 = {cr['wall'] / sr['wall']:.2f}x; "
+              f"CPU s32s3/rclone = {sr['cpu'] / cr['cpu']:.2f}; RSS s32s3/rclone = {sr['rss'] / cr['rss']:.2f}")
+        sr, cr = r["s32s3 restore"], r["rclone restore"]
+        print(f"  ({name}, restore) wall: rclone/s32s3 = {cr['wall'] / sr['wall']:.2f}x, raw/s32s3 = {raw['wall'] / sr['wall']:.2f}; "
               f"CPU s32s3/rclone = {sr['cpu'] / cr['cpu']:.2f}; RSS s32s3/rclone = {sr['rss'] / cr['rss']:.2f}")
     if "many" in results:
         ratio = results["many"]["s32s3"]["rss"] / results["small"]["s32s3"]["rss"]
