@@ -14,13 +14,22 @@ pub struct Schedule {
 impl Schedule {
     /// Parses a standard 5-field cron expression (no seconds field).
     pub fn parse(text: &str) -> Result<Self, String> {
-        let fields = text.split_whitespace().count();
+        // The macros Kubernetes CronJobs accept too (the chart passes the same schedule to both).
+        let expanded = match text.trim() {
+            "@yearly" | "@annually" => "0 0 1 1 *",
+            "@monthly" => "0 0 1 * *",
+            "@weekly" => "0 0 * * 0",
+            "@daily" | "@midnight" => "0 0 * * *",
+            "@hourly" => "0 * * * *",
+            other => other,
+        };
+        let fields = expanded.split_whitespace().count();
         if fields != 5 {
             return Err(format!(
                 "{text:?} has {fields} fields; a standard cron schedule has 5 (minute hour day month weekday)"
             ));
         }
-        let cron = croner::Cron::from_str(text)
+        let cron = croner::Cron::from_str(expanded)
             .map_err(|e| format!("{text:?} is not a valid cron schedule: {e}"))?;
         Ok(Self { cron, text: text.to_owned() })
     }
@@ -49,6 +58,9 @@ mod tests {
         assert_eq!(every_minute.next_after(t), Some(Utc.with_ymd_and_hms(2026, 11, 26, 10, 16, 0).unwrap()));
         let nightly = Schedule::parse("30 2 * * *").unwrap();
         assert_eq!(nightly.next_after(t), Some(Utc.with_ymd_and_hms(2026, 11, 27, 2, 30, 0).unwrap()));
+        let daily = Schedule::parse("@daily").unwrap();
+        assert_eq!(daily.next_after(t), Some(Utc.with_ymd_and_hms(2026, 11, 27, 0, 0, 0).unwrap()));
+        assert_eq!(daily.text(), "@daily");
         let sundays = Schedule::parse("0 4 * * 0").unwrap();
         assert_eq!(sundays.next_after(t), Some(Utc.with_ymd_and_hms(2026, 11, 29, 4, 0, 0).unwrap()));
     }

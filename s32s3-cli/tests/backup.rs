@@ -382,3 +382,60 @@ fn configured_from_an_rclone_conf() {
         .unwrap();
     assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
 }
+
+/// Snapshots older than `expiration_days` are pruned after a run, with their MinIO exports; the snapshot just
+/// written is always kept.
+#[test]
+fn expired_snapshots_are_pruned() {
+    let env = Env::new(testkit::moto(), testkit::seaweedfs(), "prune");
+    let bucket = env.source.unique_bucket("prune-src");
+    rt().block_on(async {
+        create_bucket(env.source, &bucket).await;
+        put(env.source, &bucket, "k", b"v".to_vec()).await;
+    });
+    let first = env.backup(&[&bucket], 0);
+    // Make the first snapshot look 30 days old, with an export beside it.
+    let (old_key, export_key) = rt().block_on(async {
+        let s3 = env.dest.client();
+        let cipher =
+            s32s3_core::derive_cipher(&common::PASSWORD.into(), &common::PASSWORD2.into()).await.unwrap();
+        let layout = s32s3_core::layout::Layout::new(&cipher, "").unwrap();
+        let old = time::OffsetDateTime::now_utc() - time::Duration::days(30);
+        let old_key = s32s3_core::snapshots::snapshot_key(&layout, old, "0ld0ld00");
+        let source = format!("{}/{}", env.backup_bucket, first["manifest"].as_str().unwrap());
+        s3.copy_object().bucket(&env.backup_bucket).key(&old_key).copy_source(source).send().await.unwrap();
+        let export_key = layout.meta("instance/0ld0ld00/iam.zip");
+        s3.put_object()
+            .bucket(&env.backup_bucket)
+            .key(&export_key)
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await
+            .unwrap();
+        (old_key, export_key)
+    });
+    let second = env.backup(&[&bucket], 0);
+    assert_eq!(second["pruned"].as_array().unwrap().len(), 1, "{second}");
+    assert_eq!(second["pruned"][0], old_key);
+    let current: Vec<String> = rt().block_on(async {
+        let out = env
+            .dest
+            .client()
+            .list_objects_v2()
+            .bucket(&env.backup_bucket)
+            .prefix(".s32s3/")
+            .send()
+            .await
+            .unwrap();
+        out.contents().iter().map(|o| o.key().unwrap().to_owned()).collect()
+    });
+    assert!(!current.contains(&old_key) && !current.contains(&export_key), "{current:?}");
+    assert!(
+        current.iter().any(|k| k.ends_with(&format!("{}.snap", second["snapshot_id"].as_str().unwrap()))),
+        "{current:?}"
+    );
+    assert!(
+        current.iter().any(|k| k.ends_with(&format!("{}.snap", first["snapshot_id"].as_str().unwrap()))),
+        "{current:?}"
+    );
+}

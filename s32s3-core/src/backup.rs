@@ -675,9 +675,23 @@ impl Run<'_> {
         }
         // Snapshots older than the retention; the one just written is always kept.
         let cutoff = finished - time::Duration::days(i64::from(cx.config.expiration_days));
-        let expired: Vec<String> =
-            existing.iter().filter(|s| !s.checkpoint && s.finished < cutoff).map(|s| s.key.clone()).collect();
-        for key in stale.iter().chain(&expired) {
+        let expired_snapshots: Vec<&SnapshotRef> =
+            existing.iter().filter(|s| !s.checkpoint && s.finished < cutoff).collect();
+        let expired: Vec<String> = expired_snapshots.iter().map(|s| s.key.clone()).collect();
+        // Their MinIO exports go with them (a delete marker; the versions expire with the lifecycle rule).
+        let mut exports = Vec::new();
+        for snapshot in &expired_snapshots {
+            let prefix = cx.layout.meta(&format!("instance/{}/", snapshot.id));
+            let listed = cx.dest.client().list_objects_v2().bucket(cx.bucket()).prefix(&prefix).send().await;
+            match listed {
+                Ok(out) => exports.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_owned))),
+                Err(e) => {
+                    let e = cx.dest.err("ListObjectsV2", cx.bucket(), Some(&prefix), e);
+                    cx.progress.event(&Event::Warning(&format!("could not list {prefix}: {e}")));
+                }
+            }
+        }
+        for key in stale.iter().chain(&expired).chain(&exports) {
             if let Err(e) = cx.dest.client().delete_object().bucket(cx.bucket()).key(key).send().await {
                 let e = cx.dest.err("DeleteObject", cx.bucket(), Some(key), e);
                 cx.progress.event(&Event::Warning(&format!("could not delete {key}: {e}")));
