@@ -23,13 +23,7 @@ pub(crate) async fn detect(cx: &Context) -> Result<Option<Minio>> {
     if matches!(provider, Provider::Aws | Provider::Other) {
         return Ok(None);
     }
-    let source = &cx.config.source;
-    let admin = AdminClient::new(
-        &source.endpoint,
-        source.access_key_id.clone(),
-        source.secret_access_key.expose().to_owned(),
-        AdminOptions::default(),
-    )?;
+    let admin = admin_client(&cx.config.source)?;
     let not_minio = |reason: String| -> Result<Option<Minio>> {
         if provider == Provider::Minio {
             Err(Error::Config {
@@ -59,6 +53,16 @@ pub(crate) async fn detect(cx: &Context) -> Result<Option<Minio>> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// An admin client for the MinIO at `endpoint`, signing with its keys.
+pub(crate) fn admin_client(endpoint: &crate::s3::S3Endpoint) -> Result<AdminClient> {
+    Ok(AdminClient::new(
+        &endpoint.endpoint,
+        endpoint.access_key_id.clone(),
+        endpoint.secret_access_key.expose().to_owned(),
+        AdminOptions::default(),
+    )?)
 }
 
 /// What the manifest says about the source.

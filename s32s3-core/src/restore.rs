@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use s32s3_minio_admin::{AdminClient, AdminOptions, Probe};
+use s32s3_minio_admin::{AdminClient, Probe};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -368,13 +368,7 @@ impl RestoreRun<'_> {
             return Ok(());
         }
         let cx = self.cx;
-        let source = &cx.config.source;
-        let admin = AdminClient::new(
-            &source.endpoint,
-            source.access_key_id.clone(),
-            source.secret_access_key.expose().to_owned(),
-            AdminOptions::default(),
-        )?;
+        let admin = crate::instance::admin_client(&cx.config.source)?;
         match admin.probe().await {
             Ok(Probe::Admin(_)) => {}
             Ok(other) => {
@@ -773,22 +767,10 @@ async fn chosen_versions(
 ) -> Result<Vec<(String, Option<String>, u64)>> {
     let meta = cx.layout.meta("");
     let mut chosen: BTreeMap<String, (i64, Version)> = BTreeMap::new();
-    let (mut key_marker, mut version_marker) = (None, None);
-    loop {
-        let page = cx
-            .dest
-            .client()
-            .list_object_versions()
-            .bucket(cx.bucket())
-            .set_prefix((!cx.layout.root().is_empty()).then(|| cx.layout.root().to_owned()))
-            .set_key_marker(key_marker.take())
-            .set_version_id_marker(version_marker.take())
-            .send()
-            .await
-            .map_err(|e| cx.dest.err("ListObjectVersions", cx.bucket(), None, e))?;
-        let cutoff = at.map(OffsetDateTime::unix_timestamp);
-        let mut consider =
-            |key: &str, time: Option<&aws_smithy_types::DateTime>, version: Option<(Option<String>, u64)>| {
+    let cutoff = at.map(OffsetDateTime::unix_timestamp);
+    cx.dest
+        .list_versions(cx.bucket(), Some(cx.layout.root()), |page| {
+            let mut consider = |key: &str, time: Option<&aws_smithy_types::DateTime>, version: Version| {
                 if key.starts_with(&meta) || key.ends_with('/') {
                     return;
                 }
@@ -801,23 +783,19 @@ async fn chosen_versions(
                     *slot = (secs, version);
                 }
             };
-        for v in page.versions() {
-            let size = v.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
-            consider(
-                v.key().unwrap_or_default(),
-                v.last_modified(),
-                Some((v.version_id().map(str::to_owned), size)),
-            );
-        }
-        for m in page.delete_markers() {
-            consider(m.key().unwrap_or_default(), m.last_modified(), None);
-        }
-        if page.is_truncated() != Some(true) {
-            break;
-        }
-        key_marker = page.next_key_marker().map(str::to_owned);
-        version_marker = page.next_version_id_marker().map(str::to_owned);
-    }
+            for v in page.versions() {
+                let size = v.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+                consider(
+                    v.key().unwrap_or_default(),
+                    v.last_modified(),
+                    Some((v.version_id().map(str::to_owned), size)),
+                );
+            }
+            for m in page.delete_markers() {
+                consider(m.key().unwrap_or_default(), m.last_modified(), None);
+            }
+        })
+        .await?;
     Ok(chosen.into_iter().filter_map(|(key, (_, v))| v.map(|(id, size)| (key, id, size))).collect())
 }
 

@@ -317,6 +317,37 @@ impl Store {
         }
     }
 
+    /// Every object version and delete marker under `prefix`, page by page (S3 has no paginator for this).
+    ///
+    /// # Errors
+    /// S3 failures.
+    pub async fn list_versions(
+        &self,
+        bucket: &str,
+        prefix: Option<&str>,
+        mut visit: impl FnMut(&aws_sdk_s3::operation::list_object_versions::ListObjectVersionsOutput),
+    ) -> Result<()> {
+        let (mut key_marker, mut version_marker) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(bucket)
+                .set_prefix(prefix.filter(|p| !p.is_empty()).map(str::to_owned))
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| self.err("ListObjectVersions", bucket, None, e))?;
+            visit(&page);
+            if page.is_truncated() != Some(true) {
+                return Ok(());
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            version_marker = page.next_version_id_marker().map(str::to_owned);
+        }
+    }
+
     /// A signed request outside the SDK's typed model: a bucket sub-resource such as `?lifecycle`, sent and
     /// received as the server's own bytes. Returns `None` for "not found" (no such configuration).
     ///
@@ -330,11 +361,8 @@ impl Store {
         subresource: &str,
         body: Option<&[u8]>,
     ) -> Result<Option<Vec<u8>>> {
-        let url = format!(
-            "{}/{}?{subresource}",
-            self.endpoint.endpoint.trim_end_matches('/'),
-            percent_encode_path(bucket)
-        );
+        let url =
+            format!("{}/{}?{subresource}", self.endpoint.endpoint.trim_end_matches('/'), uri_encode(bucket));
         let body = body.unwrap_or_default();
         let mut request = http::Request::builder().method(method).uri(&url);
         if !body.is_empty() {
@@ -429,10 +457,10 @@ impl Store {
     }
 }
 
-/// Percent-encodes a path segment for a URL (RFC 3986 unreserved characters stay).
-fn percent_encode_path(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
+/// Percent-encodes everything but RFC 3986's unreserved characters (a URL path segment, a tag key or value).
+pub(crate) fn uri_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
             out.push(b as char);
         } else {
@@ -494,7 +522,7 @@ mod tests {
 
     #[test]
     fn path_encoding() {
-        assert_eq!(percent_encode_path("my-bucket.1"), "my-bucket.1");
-        assert_eq!(percent_encode_path("a b/é"), "a%20b%2F%C3%A9");
+        assert_eq!(uri_encode("my-bucket.1"), "my-bucket.1");
+        assert_eq!(uri_encode("a b/é"), "a%20b%2F%C3%A9");
     }
 }

@@ -8,7 +8,6 @@ use s32s3_crypt::{Cipher, DecryptReader, ENCRYPTED_CHUNK_SIZE, HEADER_SIZE};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use crate::error::S3ErrorKind;
 use crate::layout::Layout;
 use crate::manifest::{Header, ManifestReader};
 use crate::s3::Store;
@@ -107,18 +106,9 @@ pub async fn download(store: &Store, bucket: &str, key: &str, dir: &Path) -> Res
     let mut file = tempfile::tempfile_in(dir)
         .map_err(|e| Error::io(format!("creating a temporary file in {}", dir.display()), e))?;
     let mut body = out.body;
-    while let Some(chunk) = body.try_next().await.map_err(|e| {
-        Error::S3(crate::error::S3Error {
-            side: store.side(),
-            operation: "GetObject",
-            bucket: Some(bucket.to_owned()),
-            key: Some(key.to_owned()),
-            kind: S3ErrorKind::Temporary,
-            status: None,
-            code: None,
-            message: format!("reading the body: {e}"),
-        })
-    })? {
+    while let Some(chunk) =
+        body.try_next().await.map_err(|e| crate::transfer::body_error(store.side(), bucket, key, &e))?
+    {
         file.write_all(&chunk).map_err(|e| Error::io("writing a temporary file", e))?;
     }
     file.seek(SeekFrom::Start(0)).map_err(|e| Error::io("writing a temporary file", e))?;
@@ -329,27 +319,13 @@ pub async fn storage_stats(
             as u64,
         ..Default::default()
     };
-    let (mut key_marker, mut version_marker) = (None, None);
-    loop {
-        let page = cx
-            .dest
-            .client()
-            .list_object_versions()
-            .bucket(cx.bucket())
-            .set_prefix((!cx.layout.root().is_empty()).then(|| cx.layout.root().to_owned()))
-            .set_key_marker(key_marker.take())
-            .set_version_id_marker(version_marker.take())
-            .send()
-            .await
-            .map_err(|e| cx.dest.err("ListObjectVersions", cx.bucket(), None, e))?;
-        for v in page.versions() {
-            stats.versions += 1;
-            stats.bytes += v.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
-        }
-        if page.is_truncated() != Some(true) {
-            return Ok(stats);
-        }
-        key_marker = page.next_key_marker().map(str::to_owned);
-        version_marker = page.next_version_id_marker().map(str::to_owned);
-    }
+    cx.dest
+        .list_versions(cx.bucket(), Some(cx.layout.root()), |page| {
+            for v in page.versions() {
+                stats.versions += 1;
+                stats.bytes += v.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+            }
+        })
+        .await?;
+    Ok(stats)
 }

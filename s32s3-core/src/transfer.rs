@@ -572,20 +572,28 @@ pub(crate) async fn read_body(
         match body.try_next().await {
             Ok(Some(chunk)) => buffer.extend_from_slice(&chunk),
             Ok(None) => return Ok(buffer.freeze()),
-            Err(e) => {
-                return Err(Error::S3(S3Error {
-                    side,
-                    operation: "GetObject",
-                    bucket: Some(bucket.to_owned()),
-                    key: Some(key.to_owned()),
-                    kind: S3ErrorKind::Temporary,
-                    status: None,
-                    code: None,
-                    message: format!("reading the body: {}", crate::error::source_chain(&e)),
-                }));
-            }
+            Err(e) => return Err(body_error(side, bucket, key, &e)),
         }
     }
+}
+
+/// A response body that broke off: temporary (the read is retried).
+pub(crate) fn body_error(
+    side: Side,
+    bucket: &str,
+    key: &str,
+    err: &(dyn std::error::Error + 'static),
+) -> Error {
+    Error::S3(S3Error {
+        side,
+        operation: "GetObject",
+        bucket: Some(bucket.to_owned()),
+        key: Some(key.to_owned()),
+        kind: S3ErrorKind::Temporary,
+        status: None,
+        code: None,
+        message: format!("reading the body: {}", crate::error::source_chain(err)),
+    })
 }
 
 fn check_len(bucket: &str, key: &str, got: u64, want: u64) -> Result<()> {
@@ -978,17 +986,6 @@ impl Restorer {
 
 /// `k=v&k2=v2` with S3's URL encoding, for the `x-amz-tagging` header.
 pub(crate) fn tagging_header(tags: &BTreeMap<String, String>) -> String {
-    fn encode(s: &str) -> String {
-        let mut out = String::with_capacity(s.len());
-        for b in s.bytes() {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                out.push(b as char);
-            } else {
-                out.push('%');
-                out.push_str(&hex::encode_upper([b]));
-            }
-        }
-        out
-    }
-    tags.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
+    use crate::s3::uri_encode;
+    tags.iter().map(|(k, v)| format!("{}={}", uri_encode(k), uri_encode(v))).collect::<Vec<_>>().join("&")
 }

@@ -203,6 +203,19 @@ fn stored(cx: &Context, entry: &Entry) -> String {
     )
 }
 
+/// A stored version that is not found is a bad object of the snapshot, not a failure of the run.
+fn missing_is_bad(cx: &Context, entry: &Entry, err: Error) -> Error {
+    if err.s3_kind() == Some(S3ErrorKind::NotFound) {
+        Error::Integrity {
+            bucket: entry.bucket.clone(),
+            key: entry.key.clone(),
+            reason: format!("{} is missing", stored(cx, entry)),
+        }
+    } else {
+        err
+    }
+}
+
 async fn head_one(cx: &Context, entry: &Entry) -> Result<()> {
     let head = cx
         .dest
@@ -213,20 +226,9 @@ async fn head_one(cx: &Context, entry: &Entry) -> Result<()> {
         .set_version_id(entry.version_id.clone())
         .send()
         .await;
-    let head = match head {
-        Ok(head) => head,
-        Err(e) => {
-            let e = cx.dest.err("HeadObject", cx.bucket(), Some(&entry.stored_key), e);
-            if e.s3_kind() == Some(S3ErrorKind::NotFound) {
-                return Err(Error::Integrity {
-                    bucket: entry.bucket.clone(),
-                    key: entry.key.clone(),
-                    reason: format!("{} is missing", stored(cx, entry)),
-                });
-            }
-            return Err(e);
-        }
-    };
+    let head = head.map_err(|e| {
+        missing_is_bad(cx, entry, cx.dest.err("HeadObject", cx.bucket(), Some(&entry.stored_key), e))
+    })?;
     let size = head.content_length().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
     let expected = s32s3_crypt::encrypted_size(entry.size);
     if size == expected {
@@ -252,20 +254,9 @@ async fn read_one(cx: &Context, limits: &Limits, entry: &Entry) -> Result<()> {
         .set_version_id(entry.version_id.clone())
         .send()
         .await;
-    let out = match out {
-        Ok(out) => out,
-        Err(e) => {
-            let e = cx.dest.err("GetObject", cx.bucket(), Some(&entry.stored_key), e);
-            if e.s3_kind() == Some(S3ErrorKind::NotFound) {
-                return Err(Error::Integrity {
-                    bucket: entry.bucket.clone(),
-                    key: entry.key.clone(),
-                    reason: format!("{} is missing", stored(cx, entry)),
-                });
-            }
-            return Err(e);
-        }
-    };
+    let out = out.map_err(|e| {
+        missing_is_bad(cx, entry, cx.dest.err("GetObject", cx.bucket(), Some(&entry.stored_key), e))
+    })?;
     let body = read_body(out.body, crate::error::Side::Destination, cx.bucket(), &entry.stored_key, expected)
         .await?;
     let cipher = cx.cipher.clone();
