@@ -424,6 +424,29 @@ impl RestoreRun<'_> {
                 }
                 _ => self.summary.notes.push("MinIO IAM imported (import-iam, no per-entity result)".into()),
             }
+            // What the import does not restore: disabled groups come back enabled, service accounts on.
+            let disabled = export.disabled()?;
+            for group in &disabled.groups {
+                if let Err(e) = admin.set_group_status(group, false).await {
+                    self.fail("", "iam", &format!("group {group:?} could not be disabled again: {e}"));
+                }
+            }
+            for account in &disabled.service_accounts {
+                if let Err(e) = admin.set_service_account_status(account, false).await {
+                    self.fail(
+                        "",
+                        "iam",
+                        &format!("service account {account:?} could not be turned off again: {e}"),
+                    );
+                }
+            }
+            if !disabled.groups.is_empty() || !disabled.service_accounts.is_empty() {
+                self.summary.notes.push(format!(
+                    "disabled again after the import: {} groups, {} service accounts",
+                    disabled.groups.len(),
+                    disabled.service_accounts.len()
+                ));
+            }
         }
         Ok(())
     }

@@ -68,6 +68,16 @@ pub enum IamLayout {
     Legacy,
 }
 
+/// Groups and service accounts an IAM export had disabled (names only, no secrets).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IamDisabled {
+    /// Groups with status `disabled`.
+    pub groups: Vec<String>,
+    /// Service accounts with status `off` (or `disabled`).
+    pub service_accounts: Vec<String>,
+}
+
 /// A validated `export-iam` zip.
 #[derive(Clone, PartialEq, Eq)]
 pub struct IamExport {
@@ -124,6 +134,43 @@ impl IamExport {
     #[must_use]
     pub fn entries(&self) -> &[String] {
         &self.entries
+    }
+
+    /// What `import-iam` does not restore (spec §3.4, pitfalls 4–5): the groups that were disabled and the
+    /// service accounts that were off, read from `groups.json` and `svcaccts.json`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArchive`] if a file cannot be read again (it was validated when the export was made).
+    pub fn disabled(&self) -> Result<IamDisabled> {
+        let names = |file: &str, status_off: &[&str]| -> Result<Vec<String>> {
+            let path = match self.layout {
+                IamLayout::Current => format!("{IAM_ASSETS_DIR}/{file}"),
+                IamLayout::Legacy => file.to_owned(),
+            };
+            let mut zip = zip::ZipArchive::new(Cursor::new(&self.bytes[..]))
+                .map_err(|e| invalid(ArchiveKind::Iam, e.to_string()))?;
+            let mut content = Vec::new();
+            zip.by_name(&path)
+                .map_err(|e| invalid(ArchiveKind::Iam, format!("{path}: {e}")))?
+                .take(MAX_ENTRY_BYTES)
+                .read_to_end(&mut content)
+                .map_err(|e| invalid(ArchiveKind::Iam, format!("{path}: {e}")))?;
+            let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&content)
+                .map_err(|e| invalid(ArchiveKind::Iam, format!("{path}: {e}")))?;
+            Ok(map
+                .into_iter()
+                .filter(|(_, v)| {
+                    v.get("status")
+                        .and_then(serde_json::Value::as_str)
+                        .is_some_and(|s| status_off.contains(&s))
+                })
+                .map(|(name, _)| name)
+                .collect())
+        };
+        Ok(IamDisabled {
+            groups: names("groups.json", &["disabled"])?,
+            service_accounts: names("svcaccts.json", &["off", "disabled"])?,
+        })
     }
 
     /// Where the files sit.
@@ -339,6 +386,34 @@ mod tests {
         assert!(!shown.contains("alice-secret-123"), "{shown}");
         assert!(shown.contains("iam-assets/users.json"));
         assert_eq!(IamExport::from_bytes(iam_zip("")).unwrap().layout(), IamLayout::Legacy);
+    }
+
+    #[test]
+    fn disabled_groups_and_service_accounts_are_read() {
+        // The shapes of spec §3.3: group status enabled/disabled, service-account status on/off.
+        let groups = br#"{"devs":{"version":1,"status":"enabled","members":["alice"]},"ops":{"version":1,"status":"disabled","members":[]}}"#;
+        let svcaccts = br#"{"SVC1":{"parent":"alice","accessKey":"SVC1","secretKey":"s","status":"on"},"SVC2":{"parent":"alice","accessKey":"SVC2","secretKey":"s","status":"off"}}"#;
+        for prefix in ["iam-assets/", ""] {
+            let names: Vec<String> = IAM_FILES.iter().map(|f| format!("{prefix}{f}")).collect();
+            let zip = build_zip(names.iter().map(|n| {
+                let content: &[u8] = if n.ends_with("groups.json") {
+                    groups
+                } else if n.ends_with("svcaccts.json") {
+                    svcaccts
+                } else {
+                    b"{}"
+                };
+                (n.as_str(), content)
+            }))
+            .unwrap();
+            let disabled = IamExport::from_bytes(zip).unwrap().disabled().unwrap();
+            assert_eq!(disabled.groups, ["ops"]);
+            assert_eq!(disabled.service_accounts, ["SVC2"]);
+        }
+        assert_eq!(
+            IamExport::from_bytes(iam_zip("iam-assets/")).unwrap().disabled().unwrap(),
+            IamDisabled::default()
+        );
     }
 
     #[test]

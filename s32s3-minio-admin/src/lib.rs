@@ -102,7 +102,7 @@ pub mod payload;
 pub mod sigv4;
 mod types;
 
-pub use archive::{BucketMetadataExport, IamExport, IamLayout};
+pub use archive::{BucketMetadataExport, IamDisabled, IamExport, IamLayout};
 pub use client::{ADMIN_PREFIX, AdminClient, AdminOptions, MAX_CONFIG_LEN, Probe};
 pub use error::{ArchiveKind, Error, Result};
 pub use types::*;
