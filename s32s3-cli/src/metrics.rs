@@ -67,7 +67,16 @@ impl Metrics {
     }
 
     /// The backup location's size and snapshot count.
+    ///
+    /// The newest complete snapshot also stands for the last success when this process has not seen a
+    /// newer one, so a restarted daemon does not report "never" and trip an alert.
     pub fn storage(&mut self, stats: s32s3_core::snapshots::StorageStats) {
+        if let Some(finished) = stats.last_complete {
+            let finished = finished.unix_timestamp_nanos() as f64 / 1e9;
+            if self.last_success.is_none_or(|seen| seen < finished) {
+                self.last_success = Some(finished);
+            }
+        }
         self.storage = Some(stats);
     }
 
@@ -180,7 +189,12 @@ mod tests {
     fn renders_prometheus_text() {
         let mut m = Metrics::default();
         m.failed(1.5);
-        m.storage(s32s3_core::snapshots::StorageStats { snapshots: 3, versions: 10, bytes: 1234 });
+        m.storage(s32s3_core::snapshots::StorageStats {
+            snapshots: 3,
+            versions: 10,
+            bytes: 1234,
+            last_complete: None,
+        });
         let text = m.render();
         assert!(
             text.contains(
@@ -196,5 +210,21 @@ mod tests {
             let value = line.rsplit(' ').next().unwrap();
             assert!(value.parse::<f64>().is_ok(), "{line}");
         }
+    }
+
+    #[test]
+    fn last_success_falls_back_to_the_newest_complete_snapshot() {
+        let mut m = Metrics::default();
+        let stats = |at| s32s3_core::snapshots::StorageStats {
+            snapshots: 1,
+            last_complete: Some(time::OffsetDateTime::from_unix_timestamp(at).unwrap()),
+            ..Default::default()
+        };
+        m.storage(stats(1_700_000_000));
+        assert!(m.render().contains("s32s3_last_success_timestamp_seconds 1700000000\n"));
+        // A success seen by this process that is newer than the listing wins.
+        m.last_success = Some(1_800_000_000.5);
+        m.storage(stats(1_700_000_000));
+        assert!(m.render().contains("s32s3_last_success_timestamp_seconds 1800000000.5\n"));
     }
 }

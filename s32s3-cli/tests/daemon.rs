@@ -102,8 +102,31 @@ fn scheduled_backups_metrics_and_graceful_stop() {
     assert_eq!(code, Some(0), "{logs}");
     assert!(logs.contains("stopped by signal"), "the run was still going: {logs}");
 
+    let before_resume = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
     let resumed = env.backup(&[&bucket], 0);
     assert_eq!(resumed["resumed"], true, "{resumed}");
     assert_eq!(resumed["objects"], 52, "{resumed}");
     assert!(resumed["unchanged"]["objects"].as_u64().unwrap() >= 20, "{resumed}");
+
+    // A restarted daemon takes its last success from the newest complete snapshot, not "never"
+    // (a schedule that does not fire during the test, so no run of its own can set it).
+    let mut daemon = env
+        .s32s3()
+        .args(["daemon", "--listen", &format!("127.0.0.1:{port}"), "--bucket", &bucket])
+        .env("S32S3_SCHEDULE", "0 0 1 1 *")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut text = String::new();
+    wait_for("the storage metrics of the restarted daemon", Duration::from_secs(30), || {
+        text = http_get(port, "/metrics").map(|(_, b)| b).unwrap_or_default();
+        metric(&text, "s32s3_snapshots").is_some()
+    });
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    assert_eq!(metric(&text, "s32s3_snapshots"), Some(2.0), "{text}");
+    let last = metric(&text, "s32s3_last_success_timestamp_seconds").unwrap();
+    assert!(last >= before_resume.as_secs_f64() - 1.0, "the resumed run's snapshot: {text}");
+    assert_eq!(metric(&text, "s32s3_runs_total{status=\"complete\"}"), None, "{text}");
 }

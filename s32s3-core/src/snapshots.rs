@@ -296,13 +296,16 @@ mod tests {
 pub struct StorageStats {
     /// Snapshots (manifests, checkpoints excluded).
     pub snapshots: u64,
+    /// When the newest complete snapshot finished: a restarted daemon reports its last success from it.
+    pub last_complete: Option<OffsetDateTime>,
     /// Object versions, all of them (current and noncurrent).
     pub versions: u64,
     /// Bytes of all those versions: what the destination stores.
     pub bytes: u64,
 }
 
-/// Counts snapshots and sums every stored version under the backup location (for metrics).
+/// Counts snapshots, finds the newest complete one and sums every stored version under the backup
+/// location (for metrics).
 ///
 /// # Errors
 /// Configuration, password, credential and reachability problems.
@@ -314,11 +317,17 @@ pub async fn storage_stats(
     if !cx.dest.bucket_exists(cx.bucket()).await? {
         return Ok(StorageStats::default());
     }
-    let mut stats = StorageStats {
-        snapshots: list(&cx.dest, cx.bucket(), &cx.layout).await?.iter().filter(|s| !s.checkpoint).count()
-            as u64,
-        ..Default::default()
-    };
+    let snapshots: Vec<SnapshotRef> =
+        list(&cx.dest, cx.bucket(), &cx.layout).await?.into_iter().filter(|s| !s.checkpoint).collect();
+    let mut stats = StorageStats { snapshots: snapshots.len() as u64, ..Default::default() };
+    // Newest first; partial snapshots are skipped, so usually one header is read.
+    for snapshot in snapshots.iter().rev() {
+        let header = read_header(&cx.dest, cx.bucket(), &snapshot.key, &cx.cipher, cx.work.path()).await?;
+        if header.status == crate::manifest::SnapshotStatus::Complete {
+            stats.last_complete = Some(snapshot.finished);
+            break;
+        }
+    }
     cx.dest
         .list_versions(cx.bucket(), Some(cx.layout.root()), |page| {
             for v in page.versions() {

@@ -43,7 +43,9 @@ pub async fn run(args: &DaemonArgs, config: &Effective) -> Result<u8> {
     tokio::spawn(serve(listener, Arc::clone(&metrics)));
     let cancel = crate::signals::cancel_on_signals();
     let progress = Arc::new(CliProgress::new(&config.output));
-    refresh_storage(config, &metrics, &progress).await;
+    if let Some(stats) = storage_stats(config, &progress).await {
+        metrics.lock().expect("not poisoned").storage(stats);
+    }
 
     loop {
         let now = chrono::Utc::now();
@@ -60,6 +62,10 @@ pub async fn run(args: &DaemonArgs, config: &Effective) -> Result<u8> {
         let started = Instant::now();
         let backup = s32s3_core::Backup::new(config.run.clone()).with_buckets(args.buckets.clone());
         let result = Box::pin(backup.run(progress.clone(), cancel.child_token())).await;
+        // The run's outcome and the location's new size are published together, so a scrape never
+        // sees a success next to the snapshot count from before it.
+        let stats = storage_stats(config, &progress).await;
+        let mut m = metrics.lock().expect("not poisoned");
         match result {
             Ok(summary) => {
                 tracing::info!(
@@ -74,21 +80,24 @@ pub async fn run(args: &DaemonArgs, config: &Effective) -> Result<u8> {
                     summary.snapshot_id,
                     summary.status
                 );
-                metrics.lock().expect("not poisoned").finished(&summary);
+                m.finished(&summary);
             }
             Err(s32s3_core::Error::Cancelled) => {
-                metrics.lock().expect("not poisoned").failed(started.elapsed().as_secs_f64());
+                m.failed(started.elapsed().as_secs_f64());
                 tracing::warn!(
                     "backup stopped by signal; a checkpoint was written and the next run resumes from it"
                 );
                 break;
             }
             Err(e) => {
-                metrics.lock().expect("not poisoned").failed(started.elapsed().as_secs_f64());
+                m.failed(started.elapsed().as_secs_f64());
                 tracing::error!("backup failed: {e}");
             }
         }
-        refresh_storage(config, &metrics, &progress).await;
+        if let Some(stats) = stats {
+            m.storage(stats);
+        }
+        drop(m);
         if cancel.is_cancelled() {
             break;
         }
@@ -97,11 +106,14 @@ pub async fn run(args: &DaemonArgs, config: &Effective) -> Result<u8> {
     Ok(exit::OK)
 }
 
-async fn refresh_storage(config: &Effective, metrics: &Mutex<Metrics>, progress: &Arc<CliProgress>) {
-    match s32s3_core::snapshots::storage_stats(&config.run, progress.clone()).await {
-        Ok(stats) => metrics.lock().expect("not poisoned").storage(stats),
-        Err(e) => tracing::warn!("could not read the backup location's size: {e}"),
-    }
+async fn storage_stats(
+    config: &Effective,
+    progress: &Arc<CliProgress>,
+) -> Option<s32s3_core::snapshots::StorageStats> {
+    s32s3_core::snapshots::storage_stats(&config.run, progress.clone())
+        .await
+        .inspect_err(|e| tracing::warn!("could not read the backup location's size: {e}"))
+        .ok()
 }
 
 /// A minimal HTTP/1.1 responder: `GET /metrics`, `GET /healthz`, 404 otherwise; one request per connection.
