@@ -3,7 +3,8 @@
 //! Every S3 client in s32s3 is built here, so the settings that make aws-sdk-s3 work against stores other
 //! than AWS live in one place (see [`S3Endpoint::client`]). [`Store`] pairs a client with the side it talks
 //! to, so every error names where it happened, and adds the few raw requests the SDK cannot express
-//! (bucket configuration kept as the server's own XML).
+//! (bucket configuration kept as the server's own XML) or does too slowly (whole small objects: see
+//! [`Store::get_small`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -364,57 +365,182 @@ impl Store {
         let url =
             format!("{}/{}?{subresource}", self.endpoint.endpoint.trim_end_matches('/'), uri_encode(bucket));
         let body = body.unwrap_or_default();
-        let mut request = http::Request::builder().method(method).uri(&url);
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|e| Error::Config { field: format!("{}.endpoint", self.side), reason: e.to_string() })?;
+        let mut headers = http::HeaderMap::new();
         if !body.is_empty() {
             // Required by S3 for PutBucketLifecycleConfiguration, PutBucketCors, … and harmless elsewhere.
             let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body));
-            request = request.header("content-md5", md5);
+            headers.insert("content-md5", header_value(&md5)?);
         }
-        let mut request = request
-            .body(body.to_vec())
-            .map_err(|e| Error::Config { field: format!("{}.endpoint", self.side), reason: e.to_string() })?;
-        self.sign(&mut request)?;
-        let request = reqwest::Request::try_from(request)
-            .map_err(|e| Error::Config { field: format!("{}.endpoint", self.side), reason: e.to_string() })?;
-        let to_error = |kind, status: Option<u16>, code: Option<String>, message: String| {
-            let mut message = message;
-            if kind == S3ErrorKind::Unreachable {
-                message = format!("cannot reach {}: {message}", self.endpoint.endpoint);
+        let place = Place { operation, bucket, key: None };
+        self.sign(&method, &url, &mut headers, SignableBody::Bytes(body))?;
+        let request = self.http.request(method, &url).headers(headers).body(body.to_vec());
+        match self.send(&place, request).await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let bytes = response.bytes().await.map_err(|e| {
+                    self.request_error(&place, S3ErrorKind::Temporary, Some(status), None, e.to_string())
+                })?;
+                Ok(Some(bytes.to_vec()))
             }
-            Error::S3(S3Error {
-                side: self.side,
-                operation,
-                bucket: Some(bucket.to_owned()),
-                key: None,
-                kind,
-                status,
-                code,
-                message,
-            })
-        };
-        self.requests.add(operation);
-        let response = self.http.execute(request).await.map_err(|e| {
-            let kind = if e.is_connect() { S3ErrorKind::Unreachable } else { S3ErrorKind::Temporary };
-            to_error(kind, None, None, crate::error::source_chain(&e))
-        })?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| to_error(S3ErrorKind::Temporary, Some(status), None, e.to_string()))?;
-        if (200..300).contains(&status) {
-            return Ok(Some(bytes.to_vec()));
+            Err(Error::S3(e)) if e.kind == S3ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
-        let text = String::from_utf8_lossy(&bytes);
-        let code = xml_tag(&text, "Code");
-        let kind = classify(Some(status), code.as_deref());
-        if kind == S3ErrorKind::NotFound {
-            return Ok(None);
-        }
-        Err(to_error(kind, Some(status), code, xml_tag(&text, "Message").unwrap_or_default()))
     }
 
-    fn sign(&self, request: &mut http::Request<Vec<u8>>) -> Result<()> {
+    /// Reads a whole object (`GET` with `If-Match: etag`) outside the SDK: its response headers and body.
+    ///
+    /// For objects of a few KiB the SDK's per-request machinery (interceptors, endpoint rules, config
+    /// layers, header conversions) costs more CPU than moving and encrypting the bytes; this path signs
+    /// with SigV4 and sends one plain HTTP request. Temporary failures are retried here with backoff.
+    /// `None` when the key cannot be sent through a URL unchanged (a `.` or `..` segment, which URL
+    /// parsing resolves): the caller uses the SDK.
+    ///
+    /// # Errors
+    /// S3 failures, classified like SDK errors (412 when the object changed since it was listed).
+    pub async fn get_small(
+        &self,
+        bucket: &str,
+        key: &str,
+        if_match: &str,
+    ) -> Result<Option<(http::HeaderMap, bytes::Bytes)>> {
+        let Some(url) = self.object_url(bucket, key) else { return Ok(None) };
+        let place = Place { operation: "GetObject", bucket, key: Some(key) };
+        let response = self
+            .with_retries(&place, || {
+                let mut headers = http::HeaderMap::new();
+                headers.insert(http::header::IF_MATCH, header_value(if_match)?);
+                self.sign(&reqwest::Method::GET, &url, &mut headers, SignableBody::Bytes(&[]))?;
+                Ok(self.http.get(&url).headers(headers))
+            })
+            .await?;
+        let headers = response.headers().clone();
+        let body =
+            response.bytes().await.map_err(|e| crate::transfer::body_error(self.side, bucket, key, &e))?;
+        Ok(Some((headers, body)))
+    }
+
+    /// Writes a whole object (`PUT`, payload not signed: crypt chunks carry their own authenticators)
+    /// outside the SDK, with `headers` (content type, `x-amz-meta-*`, …). Returns the new version id.
+    /// `Ok(Err(body))` when the key cannot be sent through a URL unchanged: the caller uses the SDK.
+    ///
+    /// # Errors
+    /// S3 failures, classified like SDK errors.
+    pub async fn put_small(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: bytes::Bytes,
+        headers: &[(&'static str, &str)],
+    ) -> Result<std::result::Result<Option<String>, bytes::Bytes>> {
+        let Some(url) = self.object_url(bucket, key) else { return Ok(Err(body)) };
+        let place = Place { operation: "PutObject", bucket, key: Some(key) };
+        let response = self
+            .with_retries(&place, || {
+                let mut map = http::HeaderMap::with_capacity(headers.len() + 4);
+                for (name, value) in headers {
+                    map.insert(*name, header_value(value)?);
+                }
+                map.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(body.len()));
+                self.sign(&reqwest::Method::PUT, &url, &mut map, SignableBody::UnsignedPayload)?;
+                Ok(self.http.put(&url).headers(map).body(body.clone()))
+            })
+            .await?;
+        Ok(Ok(response
+            .headers()
+            .get("x-amz-version-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && *v != "null")
+            .map(str::to_owned)))
+    }
+
+    /// `endpoint/bucket/key` with every byte but the unreserved ones and `/` percent-encoded, or `None`
+    /// for keys a URL parser would rewrite (`.` and `..` segments).
+    fn object_url(&self, bucket: &str, key: &str) -> Option<String> {
+        if key.split('/').any(|segment| segment == "." || segment == "..") {
+            return None;
+        }
+        let mut url = format!("{}/{}/", self.endpoint.endpoint.trim_end_matches('/'), uri_encode(bucket));
+        for (i, segment) in key.split('/').enumerate() {
+            if i > 0 {
+                url.push('/');
+            }
+            url.push_str(&uri_encode(segment));
+        }
+        Some(url)
+    }
+
+    /// Sends the request `build` makes (built and signed again for each attempt), retrying temporary
+    /// failures with backoff; the response when its status is 2xx.
+    async fn with_retries(
+        &self,
+        place: &Place<'_>,
+        build: impl Fn() -> Result<reqwest::RequestBuilder>,
+    ) -> Result<reqwest::Response> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.send(place, build()?).await {
+                Err(e) if e.is_temporary() && attempt < RAW_ATTEMPTS => {
+                    tokio::time::sleep(crate::transfer::backoff(attempt)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Sends one request, counted; a non-2xx answer becomes a classified error from its XML body.
+    async fn send(&self, place: &Place<'_>, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        self.requests.add(place.operation);
+        let response = request.send().await.map_err(|e| {
+            let kind = if e.is_connect() { S3ErrorKind::Unreachable } else { S3ErrorKind::Temporary };
+            self.request_error(place, kind, None, None, crate::error::source_chain(&e))
+        })?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(response);
+        }
+        // Error documents are small; a HEAD-like empty body still has a status to classify.
+        let text = response.text().await.unwrap_or_default();
+        let code = xml_tag(&text, "Code");
+        let kind = classify(Some(status), code.as_deref());
+        let message = xml_tag(&text, "Message").unwrap_or_else(|| format!("HTTP {status}"));
+        Err(self.request_error(place, kind, Some(status), code, message))
+    }
+
+    fn request_error(
+        &self,
+        place: &Place<'_>,
+        kind: S3ErrorKind,
+        status: Option<u16>,
+        code: Option<String>,
+        message: String,
+    ) -> Error {
+        self.located(S3Error {
+            side: self.side,
+            operation: place.operation,
+            bucket: Some(place.bucket.to_owned()),
+            key: place.key.map(str::to_owned),
+            kind,
+            status,
+            code,
+            message,
+        })
+    }
+
+    /// Adds SigV4 headers (`Authorization`, `X-Amz-Date`, `X-Amz-Content-Sha256`) for this request.
+    fn sign(
+        &self,
+        method: &reqwest::Method,
+        url: &str,
+        headers: &mut http::HeaderMap,
+        body: SignableBody<'_>,
+    ) -> Result<()> {
+        let config_error = |e: &dyn fmt::Display| Error::Config {
+            field: format!("{}.endpoint", self.side),
+            reason: e.to_string(),
+        };
         let identity = Credentials::new(
             self.endpoint.access_key_id.clone(),
             self.endpoint.secret_access_key.expose().to_owned(),
@@ -436,25 +562,43 @@ impl Store {
             .build()
             .map_err(|e| Error::Config { field: format!("{}.region", self.side), reason: e.to_string() })?
             .into();
-        let uri = request.uri().to_string();
-        let headers: Vec<(String, String)> = request
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
-            .collect();
         let signable = SignableRequest::new(
-            request.method().as_str(),
-            uri,
-            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            SignableBody::Bytes(request.body()),
+            method.as_str(),
+            url,
+            headers.iter().map(|(k, v)| (k.as_str(), v.to_str().unwrap_or_default())),
+            body,
         )
-        .map_err(|e| Error::Config { field: format!("{}.endpoint", self.side), reason: e.to_string() })?;
-        let (instructions, _signature) = sign(signable, &params)
-            .map_err(|e| Error::Config { field: format!("{}.endpoint", self.side), reason: e.to_string() })?
-            .into_parts();
-        instructions.apply_to_request_http1x(request);
+        .map_err(|e| config_error(&e))?;
+        let (instructions, _signature) = sign(signable, &params).map_err(|e| config_error(&e))?.into_parts();
+        let (signed, _params) = instructions.into_parts();
+        for header in signed {
+            let name =
+                http::HeaderName::from_bytes(header.name().as_bytes()).map_err(|e| config_error(&e))?;
+            let mut value = header_value(header.value())?;
+            value.set_sensitive(header.sensitive());
+            headers.insert(name, value);
+        }
         Ok(())
     }
+}
+
+/// Attempts of one raw request before a temporary failure is returned (the caller may retry the whole
+/// object on top).
+const RAW_ATTEMPTS: u32 = 3;
+
+/// What a raw request is about, for its errors.
+struct Place<'a> {
+    operation: &'static str,
+    bucket: &'a str,
+    key: Option<&'a str>,
+}
+
+/// A header value; only non-visible bytes can fail (metadata values are checked when read).
+fn header_value(value: &str) -> Result<http::HeaderValue> {
+    http::HeaderValue::from_str(value).map_err(|_| Error::Config {
+        field: "header".into(),
+        reason: format!("{value:?} cannot be sent as an HTTP header value"),
+    })
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters (a URL path segment, a tag key or value).
@@ -518,6 +662,21 @@ mod tests {
         assert_eq!(xml_tag(xml, "Code").as_deref(), Some("NoSuchLifecycleConfiguration"));
         assert_eq!(xml_tag(xml, "Message").as_deref(), Some("The lifecycle configuration does not exist"));
         assert_eq!(xml_tag(xml, "Missing"), None);
+    }
+
+    #[test]
+    fn object_urls_keep_every_key_byte_or_refuse() {
+        let store = Store::new(Side::Source, endpoint("http://127.0.0.1:9000/"), 1).unwrap();
+        assert_eq!(
+            store.object_url("b", "dir/a b+c%d/é//x").as_deref(),
+            Some("http://127.0.0.1:9000/b/dir/a%20b%2Bc%25d/%C3%A9//x")
+        );
+        assert_eq!(store.object_url("b", "dir/").as_deref(), Some("http://127.0.0.1:9000/b/dir/"));
+        // A URL parser would resolve these segments: such keys go through the SDK.
+        for key in ["a/../b", "./a", "a/.", ".."] {
+            assert_eq!(store.object_url("b", key), None, "{key}");
+        }
+        assert!(store.object_url("b", "a/.../b.").is_some());
     }
 
     #[test]

@@ -29,7 +29,9 @@ use crate::{Error, Result, mtime};
 /// S3's limit on parts per multipart upload.
 const MAX_PARTS: u64 = 10_000;
 /// Objects up to this size are hashed and encrypted on the async worker itself (a few microseconds per
-/// KiB); larger ones on the blocking pool, so listings and uploads keep flowing.
+/// KiB); larger ones on the blocking pool, so listings and uploads keep flowing. They are also read and
+/// written with one plain signed HTTP request each ([`Store::get_small`]) instead of through the SDK,
+/// whose per-request work dominates the CPU time of small objects.
 const INLINE_CRYPTO_MAX: u64 = 256 << 10;
 
 /// Shared limits of a run: transfers, memory and bandwidth.
@@ -146,6 +148,36 @@ macro_rules! source_meta {
             legal_hold: out.object_lock_legal_hold_status().map(|s| s.as_str().to_owned()),
         }
     }};
+}
+
+/// [`SourceMeta`] from the headers of a raw `GET` response: the same fields, parsed the same way, as
+/// `source_meta!` takes from the SDK's output.
+fn source_meta_from_headers(headers: &http::HeaderMap) -> SourceMeta {
+    let text = |name: &str| headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    SourceMeta {
+        content_type: text("content-type"),
+        content_encoding: text("content-encoding"),
+        content_disposition: text("content-disposition"),
+        content_language: text("content-language"),
+        cache_control: text("cache-control"),
+        expires: text("expires"),
+        metadata: headers
+            .iter()
+            .filter_map(|(name, value)| {
+                let key = name.as_str().strip_prefix("x-amz-meta-")?;
+                Some((key.to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            })
+            .collect(),
+        tag_count: text("x-amz-tagging-count").and_then(|n| n.trim().parse().ok()).unwrap_or(0),
+        lock_mode: text("x-amz-object-lock-mode"),
+        lock_retain_until: text("x-amz-object-lock-retain-until-date").and_then(|d| {
+            aws_smithy_types::DateTime::from_str(&d, aws_smithy_types::date_time::Format::DateTime)
+                .ok()?
+                .fmt(aws_smithy_types::date_time::Format::DateTime)
+                .ok()
+        }),
+        legal_hold: text("x-amz-object-lock-legal-hold"),
+    }
 }
 
 /// Sets the restored object's content headers, user metadata, tags and object-lock fields on a `PutObject` or
@@ -265,18 +297,24 @@ impl Copier {
     async fn copy_whole(&self, bucket: &str, listed: &Listed) -> Result<Entry> {
         let key = listed.key.as_str();
         let _memory = self.limits.memory(listed.size * 2 + 64 * 1024).await;
-        let out = self
-            .source
-            .client()
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .if_match(&listed.etag)
-            .send()
-            .await
-            .map_err(|e| self.source.err("GetObject", bucket, Some(key), e))?;
-        let meta = source_meta!(&out);
-        let body = read_body(out.body, Side::Source, bucket, key, listed.size).await?;
+        let small = listed.size <= INLINE_CRYPTO_MAX;
+        let read = if small { self.source.get_small(bucket, key, &listed.etag).await? } else { None };
+        let (meta, body) = if let Some((headers, body)) = read {
+            (source_meta_from_headers(&headers), body)
+        } else {
+            let out = self
+                .source
+                .client()
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .if_match(&listed.etag)
+                .send()
+                .await
+                .map_err(|e| self.source.err("GetObject", bucket, Some(key), e))?;
+            let meta = source_meta!(&out);
+            (meta, read_body(out.body, Side::Source, bucket, key, listed.size).await?)
+        };
         check_len(bucket, key, body.len() as u64, listed.size)?;
 
         let cipher = self.cipher.clone();
@@ -286,7 +324,7 @@ impl Copier {
             Ok((hex::encode(sha256), Bytes::from(cipher.encrypt(&nonce, &body))))
         };
         // Small objects take microseconds: handing them to another thread would cost more than it saves.
-        let (sha256, ciphertext) = if listed.size <= INLINE_CRYPTO_MAX {
+        let (sha256, ciphertext) = if small {
             seal()?
         } else {
             tokio::task::spawn_blocking(seal).await.expect("encryption does not panic")?
@@ -295,22 +333,35 @@ impl Copier {
         let stored = self.layout.data_key(bucket, key)?;
         let len = ciphertext.len() as u64;
         self.limits.bandwidth(len, &self.cancel).await?;
-        let put = self
-            .dest
-            .client()
-            .put_object()
-            .bucket(&self.dest_bucket)
-            .key(&stored.key)
-            .content_length(i64::try_from(len).unwrap_or(i64::MAX))
-            .content_type("application/octet-stream")
-            .metadata("mtime", stored_mtime(listed, &meta))
-            .body(ByteStream::from(ciphertext))
-            .send()
-            .await
-            .map_err(|e| self.dest.err("PutObject", &self.dest_bucket, Some(&stored.key), e))?;
+        let mtime = stored_mtime(listed, &meta);
+        let written = if small {
+            let headers =
+                [("content-type", "application/octet-stream"), ("x-amz-meta-mtime", mtime.as_str())];
+            self.dest.put_small(&self.dest_bucket, &stored.key, ciphertext, &headers).await?
+        } else {
+            Err(ciphertext)
+        };
+        let version_id = match written {
+            Ok(version_id) => version_id,
+            Err(ciphertext) => self
+                .dest
+                .client()
+                .put_object()
+                .bucket(&self.dest_bucket)
+                .key(&stored.key)
+                .content_length(i64::try_from(len).unwrap_or(i64::MAX))
+                .content_type("application/octet-stream")
+                .metadata("mtime", mtime)
+                .body(ByteStream::from(ciphertext))
+                .send()
+                .await
+                .map_err(|e| self.dest.err("PutObject", &self.dest_bucket, Some(&stored.key), e))?
+                .version_id()
+                .map(str::to_owned),
+        };
         self.progress.event(&Event::Bytes(listed.size));
         let tags = self.tags(bucket, key, meta.tag_count).await?;
-        Ok(entry(bucket, listed, meta, tags, sha256, stored.key, put.version_id().map(str::to_owned)))
+        Ok(entry(bucket, listed, meta, tags, sha256, stored.key, version_id))
     }
 
     async fn copy_in_parts(&self, bucket: &str, listed: &Listed) -> Result<Entry> {
@@ -650,6 +701,39 @@ impl OrderedHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_meta_from_raw_headers() {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in [
+            ("content-type", "text/plain"),
+            ("cache-control", "no-cache"),
+            ("expires", "Thu, 01 Dec 2094 16:00:00 GMT"),
+            ("x-amz-meta-mtime", "1700000000.5"),
+            ("x-amz-meta-owner", "Ünïcode"),
+            ("x-amz-tagging-count", "2"),
+            ("x-amz-object-lock-mode", "GOVERNANCE"),
+            ("x-amz-object-lock-retain-until-date", "2030-01-02T03:04:05.000Z"),
+            ("x-amz-object-lock-legal-hold", "ON"),
+            ("etag", "\"abc\""),
+        ] {
+            headers.insert(name, http::HeaderValue::from_bytes(value.as_bytes()).unwrap());
+        }
+        let meta = source_meta_from_headers(&headers);
+        assert_eq!(meta.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(meta.cache_control.as_deref(), Some("no-cache"));
+        assert_eq!(meta.expires.as_deref(), Some("Thu, 01 Dec 2094 16:00:00 GMT"));
+        assert_eq!(meta.content_encoding, None);
+        assert_eq!(
+            meta.metadata.into_iter().collect::<Vec<_>>(),
+            [("mtime".to_owned(), "1700000000.5".to_owned()), ("owner".to_owned(), "Ünïcode".to_owned())]
+        );
+        assert_eq!(meta.tag_count, 2);
+        assert_eq!(meta.lock_mode.as_deref(), Some("GOVERNANCE"));
+        // Normalised exactly like the SDK's parsed date, so both paths record the same text.
+        assert_eq!(meta.lock_retain_until.as_deref(), Some("2030-01-02T03:04:05Z"));
+        assert_eq!(meta.legal_hold.as_deref(), Some("ON"));
+    }
 
     #[test]
     fn part_sizes_cover_the_object_in_whole_chunks() {
