@@ -588,6 +588,7 @@ impl RestoreRun<'_> {
             limits: Arc::clone(&self.limits),
             progress: Arc::clone(&cx.progress),
             cancel: self.cancel.clone(),
+            buffers: Arc::default(),
         };
         let dry_run = self.job.dry_run;
         let overwrite = self.job.overwrite;
