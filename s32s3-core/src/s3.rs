@@ -227,6 +227,9 @@ impl Store {
             client.config().to_builder().interceptor(CountRequests(Arc::clone(&requests))).build(),
         );
         let http = reqwest::Client::builder()
+            // S3 answers a wrong region or endpoint with a 301/307 and an error document: report it, do not
+            // follow it with a signature made for another host.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_mins(2))
             .build()
