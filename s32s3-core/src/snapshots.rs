@@ -220,11 +220,9 @@ pub async fn select(
         Selector::At(at) => Some(*at),
         _ => None,
     };
-    for snap in all.iter().rev().filter(|s| at.is_none_or(|at| s.finished <= at)) {
-        let header = read_header(dest, bucket, &snap.key, cipher, dir).await?;
-        if header.status == crate::manifest::SnapshotStatus::Complete {
-            return Ok((snap.clone(), header));
-        }
+    let candidates = all.iter().filter(|s| at.is_none_or(|at| s.finished <= at));
+    if let Some(found) = newest_complete(dest, bucket, cipher, dir, candidates).await? {
+        return Ok(found);
     }
     Err(Error::NoSnapshot(match at {
         Some(at) if at < oldest.finished => format!(
@@ -236,6 +234,24 @@ pub async fn select(
         Some(at) => format!("no complete snapshot at or before {} in {location}", crate::format_rfc3339(at)),
         None => format!("no complete snapshot in {location}"),
     }))
+}
+
+/// The newest complete snapshot among `candidates` (oldest first) with its header: headers are read from
+/// the newest backwards until one says complete, so usually only one is read.
+async fn newest_complete<'a>(
+    dest: &Store,
+    bucket: &str,
+    cipher: &Cipher,
+    dir: &Path,
+    candidates: impl DoubleEndedIterator<Item = &'a SnapshotRef>,
+) -> Result<Option<(SnapshotRef, Header)>> {
+    for snap in candidates.rev() {
+        let header = read_header(dest, bucket, &snap.key, cipher, dir).await?;
+        if header.status == crate::manifest::SnapshotStatus::Complete {
+            return Ok(Some((snap.clone(), header)));
+        }
+    }
+    Ok(None)
 }
 
 /// One snapshot as `s32s3 snapshots` shows it.
@@ -319,15 +335,12 @@ pub async fn storage_stats(
     }
     let snapshots: Vec<SnapshotRef> =
         list(&cx.dest, cx.bucket(), &cx.layout).await?.into_iter().filter(|s| !s.checkpoint).collect();
-    let mut stats = StorageStats { snapshots: snapshots.len() as u64, ..Default::default() };
-    // Newest first; partial snapshots are skipped, so usually one header is read.
-    for snapshot in snapshots.iter().rev() {
-        let header = read_header(&cx.dest, cx.bucket(), &snapshot.key, &cx.cipher, cx.work.path()).await?;
-        if header.status == crate::manifest::SnapshotStatus::Complete {
-            stats.last_complete = Some(snapshot.finished);
-            break;
-        }
-    }
+    let newest = newest_complete(&cx.dest, cx.bucket(), &cx.cipher, cx.work.path(), snapshots.iter()).await?;
+    let mut stats = StorageStats {
+        snapshots: snapshots.len() as u64,
+        last_complete: newest.map(|(snapshot, _)| snapshot.finished),
+        ..Default::default()
+    };
     cx.dest
         .list_versions(cx.bucket(), Some(cx.layout.root()), |page| {
             for v in page.versions() {
