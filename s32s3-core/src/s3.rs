@@ -211,6 +211,8 @@ pub struct Store {
     endpoint: S3Endpoint,
     client: aws_sdk_s3::Client,
     http: reqwest::Client,
+    /// The keys as SigV4 signs with them, built once rather than for every raw request.
+    identity: aws_smithy_runtime_api::client::identity::Identity,
     requests: Arc<RequestCounter>,
 }
 
@@ -234,7 +236,15 @@ impl Store {
             .timeout(Duration::from_mins(2))
             .build()
             .map_err(|e| Error::Config { field: format!("{side}.endpoint"), reason: e.to_string() })?;
-        Ok(Self { side, endpoint, client, http, requests })
+        let identity = Credentials::new(
+            endpoint.access_key_id.clone(),
+            endpoint.secret_access_key.expose().to_owned(),
+            None,
+            None,
+            "s32s3",
+        )
+        .into();
+        Ok(Self { side, endpoint, client, http, identity, requests })
     }
 
     /// The aws-sdk-s3 client.
@@ -544,20 +554,12 @@ impl Store {
             field: format!("{}.endpoint", self.side),
             reason: e.to_string(),
         };
-        let identity = Credentials::new(
-            self.endpoint.access_key_id.clone(),
-            self.endpoint.secret_access_key.expose().to_owned(),
-            None,
-            None,
-            "s32s3",
-        )
-        .into();
         let mut settings = SigningSettings::default();
         settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
         settings.percent_encoding_mode = PercentEncodingMode::Single;
         settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
         let params = aws_sigv4::sign::v4::SigningParams::builder()
-            .identity(&identity)
+            .identity(&self.identity)
             .region(self.endpoint.signing_region())
             .name("s3")
             .time(SystemTime::now())
