@@ -2,6 +2,7 @@
 """s32s3 against rclone, on the same local SeaweedFS, in one run.
 
     .venv/bin/python benches/compare.py [--small N] [--large N] [--large-mib M] [--rss-objects N] [--transfers T]
+                                        [--binary S32S3] [--baseline S32S3]
 
 For each data set — (a) many small objects, (b) a few large ones — it times, on one SeaweedFS server:
   raw     `rclone copy` of the same files from a local directory into a plain bucket (no encryption): the
@@ -13,6 +14,14 @@ and (c) a second run of both with nothing changed, then the way back:
   rclone restore  `rclone copy` out of rclone's crypt remote into a new bucket;
 both against the same raw upload. Optionally a backup of --rss-objects small objects shows how peak memory
 grows with the object count.
+
+With --baseline BINARY, another s32s3 (say a build of main) also backs up each data set into its own warmed
+backup bucket, and backs it up again with nothing changed, in the same run against the same server; extra
+ratio lines compare the two (new = --binary). So that neither is favoured by going first, the order
+alternates: in data sets (a) and (many) the baseline backs up first, in (b) the new binary; the reruns go in
+the reverse order of the backups. The table lists the runs in the order they ran. Whichever backs up (b)'s
+large objects first can still pay a one-time kernel cost for fresh huge pages (about 0.3 s of system time on
+this 2-core VM), which no order inside one data set removes: run the same binary on both sides to see it.
 
 Each row: wall time, client CPU time (user+sys, children included) and peak RSS of the client process. Then
 the ratios the project tracks. Every target bucket is warmed up first (a new SeaweedFS bucket uploads
@@ -101,11 +110,14 @@ def main():
     parser.add_argument("--transfers", type=int, default=16, help="parallel transfers, both tools")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--binary", default=os.path.join(ROOT, "target/release/s32s3"), help="the s32s3 to time")
+    parser.add_argument("--baseline", help="another s32s3 to time against --binary (backup and rerun)")
     args = parser.parse_args()
 
     binary = args.binary
     if not os.path.exists(binary):
         sys.exit("build first: cargo build --release -p s32s3-cli")
+    if args.baseline and not os.path.exists(args.baseline):
+        sys.exit(f"no such baseline binary: {args.baseline}")
     rclone = shutil.which("rclone") or sys.exit("rclone is not installed: run scripts/setup")
     env = dict(os.environ)
     env.pop("AWS_CA_BUNDLE", None)  # rclone 1.60 refuses S3 remotes when it is set
@@ -153,13 +165,14 @@ def main():
         sets = [("small", args.small, 4096), ("large", args.large, args.large_mib << 20)]
         if args.rss_objects:
             sets.append(("many", args.rss_objects, 4096))
-        for name, count, size in sets:
+        for index, (name, count, size) in enumerate(sets):
             local = os.path.join(work, name)
             log(f"== data set {name}: {count} objects of {size} bytes")
             write_dataset(local, count, size)
             src, raw = f"src-{name}", f"raw-{name}"
             targets = (f"restored-s32s3-{name}", f"restored-rclone-{name}") if name != "many" else ()
-            for bucket in (src, raw, f"s32s3-{name}", f"rclone-{name}", *targets):
+            baseline = (f"baseline-{name}",) if args.baseline else ()
+            for bucket in (src, raw, f"s32s3-{name}", f"rclone-{name}", *targets, *baseline):
                 warm(bucket)
             # The source is filled by the same upload the raw figure times.
             r = {}
@@ -168,11 +181,20 @@ def main():
             subprocess.run([rclone, "copy", local, f"sw:{src}", *rclone_flags], env=env, check=True)
             backup = [binary, "backup", "--json", "--bucket", src]
             run_env = dict(s32s3_env, S32S3_BACKUP_BUCKET=f"s32s3-{name}")
-            r["s32s3"] = measure(backup, run_env)
+            # (row, command, environment) of each s32s3 backup; with a baseline, who goes first alternates.
+            backups = [("s32s3", backup, run_env)]
+            if args.baseline:
+                backups.append(("baseline", [args.baseline, *backup[1:]],
+                                dict(s32s3_env, S32S3_BACKUP_BUCKET=f"baseline-{name}")))
+                if index % 2 == 0:
+                    backups.reverse()
+            for run, cmd, cmd_env in backups:
+                r[run] = measure(cmd, cmd_env)
             if name != "many":
                 sync = [rclone, "sync", f"sw:{src}", f"crypt-{name}:", *rclone_flags]
                 r["rclone"] = measure(sync, env)
-                r["s32s3 rerun"] = measure(backup, run_env)
+                for run, cmd, cmd_env in reversed(backups):
+                    r[f"{run} rerun"] = measure(cmd, cmd_env)
                 r["rclone rerun"] = measure(sync, env)
                 restore = [binary, "restore", "--json", "--bucket", f"{src}:restored-s32s3-{name}"]
                 r["s32s3 restore"] = measure(restore, run_env)
@@ -180,8 +202,9 @@ def main():
                 assert restored["restored"]["objects"] + restored["skipped"]["objects"] == count, restored
                 r["rclone restore"] = measure([rclone, "copy", f"crypt-{name}:", f"sw:restored-rclone-{name}",
                                                *rclone_flags], env)
-            summary = json.loads(r["s32s3"]["stdout"])
-            assert summary["objects"] == count, summary
+            for run, _, _ in backups:
+                summary = json.loads(r[run]["stdout"])
+                assert summary["objects"] == count, (run, summary)
             results[name] = r
             shutil.rmtree(local)
     finally:
@@ -209,6 +232,14 @@ def main():
     if "many" in results:
         ratio = results["many"]["s32s3"]["rss"] / results["small"]["s32s3"]["rss"]
         print(f"  peak RSS, {args.rss_objects} vs {args.small} objects: {ratio:.2f}x")
+    if args.baseline:
+        print(f"\nnew/baseline (lower = the new binary faster/cheaper; new = {binary}, baseline = {args.baseline})")
+        for name, r in results.items():
+            for label, run in ((name, ""), (f"{name}, nothing changed", " rerun")):
+                if f"baseline{run}" in r:
+                    n, b = r[f"s32s3{run}"], r[f"baseline{run}"]
+                    print(f"  ({label}) new/baseline: wall {n['wall'] / b['wall']:.2f}, CPU {n['cpu'] / b['cpu']:.2f}, "
+                          f"RSS {n['rss'] / b['rss']:.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({n: {k: {x: v[x] for x in ("wall", "cpu", "rss")} for k, v in r.items()}
