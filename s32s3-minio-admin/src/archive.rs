@@ -247,6 +247,23 @@ impl BucketMetadataExport {
         set.into_iter().map(str::to_owned).collect()
     }
 
+    /// The content of `<bucket>/<file>` (e.g. `quota.json`), if the export has it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArchive`] when the entry cannot be read.
+    pub fn file(&self, bucket: &str, file: &str) -> Result<Option<Vec<u8>>> {
+        let kind = ArchiveKind::BucketMetadata;
+        let name = format!("{bucket}/{file}");
+        if !self.entries.contains(&name) {
+            return Ok(None);
+        }
+        let mut archive = zip::ZipArchive::new(Cursor::new(&self.bytes[..])).map_err(|e| invalid(kind, e))?;
+        let mut entry = archive.by_name(&name).map_err(|e| invalid(kind, e))?;
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content).map_err(|e| invalid(kind, e))?;
+        Ok(Some(content))
+    }
+
     /// A new export with only `bucket`'s entries.
     ///
     /// MinIO ignores `?bucket=` on import and imports every bucket in the zip (spec pitfall 22); this is

@@ -459,6 +459,27 @@ impl AdminClient {
         parse_json(site, &answer.body)
     }
 
+    /// `PUT /set-bucket-quota?bucket=`: sets a bucket's quota from its `madmin.BucketQuota` JSON (plain, as
+    /// the bucket-metadata export holds it in `<bucket>/quota.json`).
+    ///
+    /// # Errors
+    /// Call errors ([`Error::NotFound`] for a missing bucket).
+    pub async fn set_bucket_quota(&self, bucket: &str, quota_json: &[u8]) -> Result<()> {
+        let call = Call::put("set-bucket-quota", Bytes::copy_from_slice(quota_json))
+            .query("bucket", bucket)
+            .bucket(bucket);
+        self.execute(&call).await.map(drop)
+    }
+
+    /// `GET /get-bucket-quota?bucket=`: a bucket's quota JSON (plain).
+    ///
+    /// # Errors
+    /// Call errors ([`Error::NotFound`] for a missing bucket).
+    pub async fn get_bucket_quota(&self, bucket: &str) -> Result<Bytes> {
+        let call = Call::get("get-bucket-quota").query("bucket", bucket).bucket(bucket);
+        Ok(self.execute(&call).await?.body)
+    }
+
     /// `GET /list-users`: users by access key (no secret keys).
     ///
     /// # Errors
