@@ -34,6 +34,7 @@ pub struct FileConfig {
     retries: Option<u32>,
     max_delete: Option<u32>,
     checkpoint_interval: Option<String>,
+    lease_ttl: Option<String>,
     work_dir: Option<PathBuf>,
     log_level: Option<String>,
     log_format: Option<String>,
@@ -182,7 +183,7 @@ pub struct ConfigArgs {
     /// Object data held in memory at once [default: 96M].
     #[arg(long, env = "S32S3_MEMORY_LIMIT", help_heading = "Tuning")]
     memory_limit: Option<String>,
-    /// Attempts for temporary failures [default: 5].
+    /// Attempts per request for temporary failures, with exponential backoff [default: 10].
     #[arg(long, env = "S32S3_RETRIES", help_heading = "Tuning")]
     retries: Option<u32>,
     /// Stop before deleting more than this percentage of a bucket's objects [default: 50].
@@ -191,6 +192,9 @@ pub struct ConfigArgs {
     /// How often an unfinished backup writes a checkpoint (`20s`, `5m`) [default: 20s].
     #[arg(long, env = "S32S3_CHECKPOINT_INTERVAL", help_heading = "Tuning")]
     checkpoint_interval: Option<String>,
+    /// How long the lease on the backup location lasts without renewal (`5m`, `30s`) [default: 5m].
+    #[arg(long, env = "S32S3_LEASE_TTL", help_heading = "Tuning")]
+    lease_ttl: Option<String>,
     /// Directory for temporary files [default: the system's].
     #[arg(long, env = "S32S3_WORK_DIR", help_heading = "Tuning")]
     work_dir: Option<PathBuf>,
@@ -418,6 +422,12 @@ impl ConfigArgs {
                 parse_duration(&text).map_err(|reason| ConfigError::invalid("checkpoint_interval", reason))?
             }
         };
+        let lease_ttl = match self.lease_ttl.clone().or(file.lease_ttl) {
+            None => defaults.lease_ttl,
+            Some(text) => {
+                parse_duration(&text).map_err(|reason| ConfigError::invalid("lease_ttl", reason))?
+            }
+        };
         let transfer = TransferOptions {
             transfers: self.transfers.or(file.transfers).unwrap_or(defaults.transfers),
             checkers: self.checkers.or(file.checkers).unwrap_or(defaults.checkers),
@@ -437,6 +447,7 @@ impl ConfigArgs {
             bwlimit,
             max_delete_percent: self.max_delete.or(file.max_delete).unwrap_or(defaults.max_delete_percent),
             checkpoint_interval,
+            lease_ttl,
         };
         let run = RunConfig {
             source,
@@ -449,6 +460,7 @@ impl ConfigArgs {
             expiration_days: self.expiration_days.or(file.expiration_days).unwrap_or(7),
             transfer,
             work_dir: self.work_dir.clone().or(file.work_dir).unwrap_or_else(std::env::temp_dir),
+            clock: s32s3_core::Clock::system(),
         };
         let mut run = run;
         if run.backup_bucket.is_empty() {
@@ -576,6 +588,7 @@ impl Effective {
             ("retries", t.retries.to_string()),
             ("max_delete", format!("{}%", t.max_delete_percent)),
             ("checkpoint_interval", format!("{}s", t.checkpoint_interval.as_secs())),
+            ("lease_ttl", format!("{}s", t.lease_ttl.as_secs())),
             ("work_dir", run.work_dir.display().to_string()),
             ("log_level", self.output.level.clone()),
             ("log_format", if self.output.json { "json".into() } else { "text".into() }),

@@ -121,7 +121,7 @@ fn report(err: &anyhow::Error) {
         }
     }
     if let Some(s32s3_core::Error::Cancelled) = err.downcast_ref() {
-        line.push_str(" (a checkpoint was written; the next backup resumes from it)");
+        line.push_str(" (what was done is kept; the next backup continues from it)");
     }
     eprintln!("s32s3: error: {line}");
 }

@@ -102,11 +102,19 @@ fn scheduled_backups_metrics_and_graceful_stop() {
     assert_eq!(code, Some(0), "{logs}");
     assert!(logs.contains("stopped by signal"), "the run was still going: {logs}");
 
+    // The stopped run kept what it had done as a partial snapshot; the next run continues from it.
+    let listed = env.s32s3().args(["snapshots", "--json"]).output().unwrap();
+    let snapshots: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let stopped = snapshots.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(stopped["status"], "partial", "{snapshots}");
     let before_resume = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
     let resumed = env.backup(&[&bucket], 0);
-    assert_eq!(resumed["resumed"], true, "{resumed}");
+    assert_eq!(resumed["parent"], stopped["id"], "{resumed}");
     assert_eq!(resumed["objects"], 52, "{resumed}");
-    assert!(resumed["unchanged"]["objects"].as_u64().unwrap() >= 20, "{resumed}");
+    assert!(
+        resumed["unchanged"]["objects"].as_u64().unwrap() > 20,
+        "some large objects were kept: {resumed}"
+    );
 
     // A restarted daemon takes its last success from the newest complete snapshot, not "never"
     // (a schedule that does not fire during the test, so no run of its own can set it).
@@ -125,7 +133,7 @@ fn scheduled_backups_metrics_and_graceful_stop() {
     });
     daemon.kill().unwrap();
     daemon.wait().unwrap();
-    assert_eq!(metric(&text, "s32s3_snapshots"), Some(2.0), "{text}");
+    assert_eq!(metric(&text, "s32s3_snapshots"), Some(3.0), "{text}");
     let last = metric(&text, "s32s3_last_success_timestamp_seconds").unwrap();
     assert!(last >= before_resume.as_secs_f64() - 1.0, "the resumed run's snapshot: {text}");
     assert_eq!(metric(&text, "s32s3_runs_total{status=\"complete\"}"), None, "{text}");

@@ -1,38 +1,47 @@
-//! The backup run (DESIGN.md §4).
+//! The backup run (the project's `DESIGN.md`, "Backup run").
 //!
 //! 1. Read-only checks: source reachable and the named buckets exist, the backup location's password and
 //!    format match. Nothing is written before all of them pass.
-//! 2. Prepare the destination (bucket, versioning, lifecycle, config.json) and take the lease.
+//! 2. The bucket and its versioning, then the lease; under the lease: config.json, a prune of the
+//!    snapshots past their window (before the lifecycle may shorten any window), the lifecycle rules.
 //! 3. Per bucket, in name order: read its configuration, list it (sorted), plan the merge-join against the
-//!    previous snapshot (plus the checkpoint of an interrupted run), then execute it: unchanged objects are
-//!    carried over without a request, new and changed ones copied, deleted ones deleted after the copies.
-//! 4. Checkpoint every `checkpoint_interval`; at the end write the manifest, prune old snapshots and release
-//!    the lease.
+//!    previous snapshot (plus the checkpoint of an interrupted run), then execute it in order: unchanged
+//!    objects are carried over without a request, new and changed ones copied, deleted ones deleted.
+//!    Before the first write that may replace a stored version the run writes its run record
+//!    ([`crate::retention`]); before every write it checks the lease.
+//! 4. Checkpoint every `checkpoint_interval`; at the end write the manifest, prune, release the lease.
+//!
+//! A run that must stop (cancelled, the source or destination unreachable, bad credentials) stops
+//! starting transfers, lets those in flight finish, carries everything else over at its previous version
+//! and, if it had written anything, writes a *partial* snapshot: every listed snapshot names only versions
+//! that are current or within their window. A run that lost its lease writes nothing more at all.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
+use std::io::{Seek, SeekFrom};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use futures::StreamExt as _;
+use futures::future::BoxFuture;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
 use crate::error::S3ErrorKind;
-use crate::lease::Lease;
+use crate::lease::{Lease, LeaseOptions};
 use crate::listing::{SortedListing, list_into};
 use crate::manifest::{
-    BucketRecord, Entry, Header, InstanceRefs, ManifestWriter, SnapshotStatus, SourceInfo, Totals,
+    BucketRecord, Entry, Header, InstanceRefs, Location, ManifestWriter, SnapshotStatus, SourceInfo, Totals,
 };
 use crate::options::RunConfig;
 use crate::plan::{Action, MergeJoin, MergeNewest, PlanCounts, PreviousEntries};
 use crate::progress::{Event, Outcome, Progress};
+use crate::retention::prune_plan;
 use crate::s3::Store;
-use crate::snapshots::{self, SnapshotRef};
-use crate::spool::Spool;
-use crate::transfer::{Copier, Limits};
+use crate::snapshots::{self, Catalog, SnapshotRef};
+use crate::transfer::{Copied, Copier, CopyFailure, Limits, WriteGate};
 use crate::{Error, Result, bucket_config, destination};
 
 /// An object or bucket that could not be backed up.
@@ -61,6 +70,9 @@ pub struct BackupSummary {
     pub counts: PlanCounts,
     /// Objects and buckets that failed.
     pub failed: Vec<Failure>,
+    /// Objects that vanished from the source between the listing and their copy: carried over at their
+    /// previous version; a later run's complete listing deletes them.
+    pub vanished: Vec<Failure>,
     /// Objects recorded in the snapshot.
     pub totals: Totals,
     /// Buckets in the snapshot.
@@ -69,7 +81,7 @@ pub struct BackupSummary {
     pub parent: Option<String>,
     /// The run resumed from the checkpoint of an interrupted run.
     pub resumed: bool,
-    /// Old snapshots pruned.
+    /// Snapshots pruned (past their restorable window).
     pub pruned: Vec<String>,
     /// Wall time.
     pub duration: Duration,
@@ -111,19 +123,20 @@ impl Backup {
     /// Runs the backup.
     ///
     /// # Errors
-    /// Configuration, password, credential and reachability problems before anything is written; S3 and
-    /// I/O failures that stop the whole run; [`Error::Cancelled`] when `cancel` fired (a checkpoint was
-    /// written, the next run resumes from it). Failures of single objects do not stop the run: they end up
-    /// in [`BackupSummary::failed`] with a partial snapshot.
+    /// Configuration, password, credential and reachability problems before anything is written; failures
+    /// that stop the whole run (then a partial snapshot keeps what was done, if anything was);
+    /// [`Error::Cancelled`] when `cancel` fired; [`Error::Locked`] when another run holds the location or
+    /// took it over. Failures of single objects do not stop the run: they end up in
+    /// [`BackupSummary::failed`] with a partial snapshot.
     ///
     /// # Cancel safety
     /// Cancel through `cancel`, not by dropping the future: the token lets in-flight uploads finish or
-    /// abort, writes the checkpoint and releases the lease.
+    /// abort, writes the partial snapshot and releases the lease.
     pub async fn run(&self, progress: Arc<dyn Progress>, cancel: CancellationToken) -> Result<BackupSummary> {
         let started_at = Instant::now();
-        let started = OffsetDateTime::now_utc();
-        let snapshot_id = crate::new_id();
         let cx = Context::new(&self.config, progress, true).await?;
+        let started = cx.now();
+        let snapshot_id = crate::new_id();
 
         // 1. Read-only checks.
         cx.progress.event(&Event::Phase("checking the source"));
@@ -133,41 +146,42 @@ impl Backup {
         cx.progress.event(&Event::Phase("checking the backup location"));
         let bucket = self.config.backup_bucket.as_str();
         let state = destination::inspect(&cx.dest, bucket, &cx.layout, &cx.cipher).await?;
-        let existing = if state.bucket_exists {
-            snapshots::list(&cx.dest, bucket, &cx.layout).await?
+        let catalog = if state.bucket_exists {
+            snapshots::catalog(&cx.dest, bucket, &cx.layout).await?
         } else {
-            Vec::new()
+            Catalog::default()
         };
-        let previous = cx.load_previous(&existing).await?;
+        let previous = cx.load_previous(&catalog).await?;
 
         if self.dry_run {
             return cx.dry_run(snapshot_id, selected, previous, started_at).await;
         }
 
-        // 2. Prepare and lock.
+        // 2. The bucket, the lease, then under the lease: config.json, prune, lifecycle.
         cx.progress.event(&Event::Phase("preparing the backup location"));
-        let warn = |m: &str| cx.progress.event(&Event::Warning(m));
-        destination::prepare(
-            &cx.dest,
-            bucket,
-            &cx.layout,
-            &cx.cipher,
-            &state,
-            self.config.expiration_days,
-            &warn,
-        )
-        .await?;
-        let lease = Lease::acquire(&cx.dest, bucket, &cx.layout.meta("lock"), &snapshot_id, "backup").await?;
+        destination::ensure_bucket(&cx.dest, bucket, &state).await?;
+        let lease_options =
+            LeaseOptions { ttl: self.config.transfer.lease_ttl, clock: self.config.clock.clone() };
+        let lease =
+            Lease::acquire(&cx.dest, bucket, &cx.layout.meta("lock"), &snapshot_id, "backup", &lease_options)
+                .await?;
+        let prepared = prepare_under_lease(&cx, &state, &catalog, &snapshot_id, lease).await;
+        let (gate, records_since, pruned_at_start) = match prepared {
+            Ok(prepared) => prepared,
+            Err((lease, e)) => {
+                let _ = lease.release().await;
+                return Err(e);
+            }
+        };
+
         let run_cancel = cancel.child_token();
-        let lost = lease.lost();
         let watcher = {
-            let run_cancel = run_cancel.clone();
+            let (run_cancel, lost) = (run_cancel.clone(), gate.lease.lost());
             tokio::spawn(async move {
                 lost.cancelled().await;
                 run_cancel.cancel();
             })
         };
-
         let resumed = previous.resumed;
         let mut run = Run {
             source: crate::instance::source_info(&cx, minio.as_ref()),
@@ -180,37 +194,31 @@ impl Backup {
             records: Vec::new(),
             counts: PlanCounts::default(),
             failed: Vec::new(),
+            vanished: Vec::new(),
             last_checkpoint: Instant::now(),
             checkpoint_written: false,
             cancel: run_cancel.clone(),
             limits: Arc::new(Limits::new(&self.config.transfer)),
+            gate: Arc::clone(&gate),
+            stopped: None,
         };
-        let result = match &minio {
-            Some(minio) => run.export_instance(minio).await,
-            None => Ok(()),
-        };
-        let result = match result {
-            Ok(()) => run.all_buckets(&selected, &source_buckets, previous).await,
-            Err(e) => Err(e),
-        };
+        if let Some(minio) = &minio
+            && let Err(e) = run.export_instance(minio).await
+        {
+            run.stop(e);
+        }
+        if let Err(e) = run.all_buckets(&selected, &source_buckets, previous).await {
+            run.stop(e);
+        }
         watcher.abort();
+        if cancel.is_cancelled() && run.stopped.is_none() {
+            run.stop(Error::Cancelled);
+        }
 
-        let outcome = match result {
-            Ok(()) => run.finish(&existing).await,
-            Err(err) => {
-                // Keep what was done: the next run resumes from this checkpoint.
-                let _ = run.checkpoint().await;
-                if lease.lost().is_cancelled() && !cancel.is_cancelled() {
-                    Err(Error::Locked(
-                        "the lease on the backup location was lost (another run took it over)".into(),
-                    ))
-                } else {
-                    Err(err)
-                }
-            }
-        };
-        let released = lease.release().await;
-        let (manifest_key, pruned) = outcome?;
+        let finished = run.finish(&catalog, records_since).await;
+        let released = gate.lease.release().await;
+        let (manifest_key, mut pruned) = finished?;
+        pruned.splice(0..0, pruned_at_start);
         released?;
         Ok(BackupSummary {
             snapshot_id,
@@ -221,6 +229,7 @@ impl Backup {
             totals: run.writer.totals(),
             buckets: run.records.len(),
             failed: run.failed,
+            vanished: run.vanished,
             parent: run.parent,
             resumed,
             pruned,
@@ -252,6 +261,183 @@ impl Backup {
     }
 }
 
+/// Under the lease, before any data: the location must keep versions (the lock's write must have
+/// returned a version id), config.json, a prune under the expiration about to apply, then the lifecycle
+/// (the run record first when its expiration changes). On failure the lease is handed back to be released.
+async fn prepare_under_lease(
+    cx: &Context,
+    state: &destination::DestinationState,
+    catalog: &Catalog,
+    run_id: &str,
+    lease: Lease,
+) -> std::result::Result<(Arc<RunGate>, OffsetDateTime, Vec<String>), (Lease, Error)> {
+    let bucket = cx.bucket();
+    if lease.version_id().is_none() {
+        let e = Error::Config {
+            field: "destination".into(),
+            reason: format!(
+                "s3://{bucket} accepted versioning but returned no version id for s3://{bucket}/{}: it does not keep \
+                 versions, so snapshots could not restore; use a destination with S3 versioning",
+                cx.layout.meta("lock")
+            ),
+        };
+        return Err((lease, e));
+    }
+    let steps = async {
+        let records_since =
+            destination::ensure_config(&cx.dest, bucket, &cx.layout, &cx.cipher, state, cx.now()).await?;
+        let lifecycle =
+            destination::plan_lifecycle(&cx.dest, bucket, &cx.layout, cx.config.expiration_days).await?;
+        let days = min_days(lifecycle.days_before, lifecycle.days_after);
+        Ok::<_, Error>((records_since, lifecycle, days))
+    };
+    let (records_since, lifecycle, days) = match steps.await {
+        Ok(done) => done,
+        Err(e) => return Err((lease, e)),
+    };
+    let gate = Arc::new(RunGate {
+        lease,
+        dest: cx.dest.clone(),
+        bucket: bucket.to_owned(),
+        layout: cx.layout.clone(),
+        run_id: run_id.to_owned(),
+        days,
+        clock: cx.config.clock.clone(),
+        record: tokio::sync::OnceCell::new(),
+    });
+    let steps = async {
+        // Pruned under the shorter of the old and new expiration, before the new one can apply.
+        let pruned = prune(cx, &gate, catalog, records_since, days, run_id).await?;
+        if lifecycle.changes_expiration() {
+            gate.record().await?;
+        }
+        let warn = |m: &str| cx.progress.event(&Event::Warning(m));
+        destination::apply_lifecycle(&cx.dest, bucket, &lifecycle, &warn).await?;
+        Ok::<_, Error>(pruned)
+    };
+    match steps.await {
+        Ok(pruned) => Ok((gate, records_since, pruned)),
+        Err(e) => match Arc::try_unwrap(gate) {
+            Ok(gate) => Err((gate.lease, e)),
+            Err(_) => unreachable!("the gate is not shared yet"),
+        },
+    }
+}
+
+fn min_days(a: Option<u32>, b: Option<u32>) -> Option<u32> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// The lease and the run record: what every write of the run passes.
+struct RunGate {
+    lease: Lease,
+    dest: Store,
+    bucket: String,
+    layout: crate::layout::Layout,
+    run_id: String,
+    /// The expiration in effect around this run (the smaller of before and after its lifecycle change).
+    days: Option<u32>,
+    clock: crate::clock::Clock,
+    record: tokio::sync::OnceCell<()>,
+}
+
+impl RunGate {
+    /// Writes the run record, once, before the first write that may replace a stored version.
+    async fn record(&self) -> Result<()> {
+        self.record
+            .get_or_try_init(|| async {
+                self.lease.check().await?;
+                snapshots::put_run_record(
+                    &self.dest,
+                    &self.bucket,
+                    &self.layout,
+                    &self.run_id,
+                    self.clock.now(),
+                    self.days,
+                )
+                .await
+                .map(|_| ())
+            })
+            .await
+            .map(|&()| ())
+    }
+
+    /// Whether the run may have replaced stored versions (it wrote its run record).
+    fn may_have_replaced(&self) -> bool {
+        self.record.initialized()
+    }
+}
+
+impl WriteGate for RunGate {
+    fn before_write(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async {
+            self.lease.check().await?;
+            self.record().await
+        })
+    }
+}
+
+/// Prunes the snapshots past their window (with their MinIO exports), the run records no window needs
+/// and the exports of runs that left no manifest. Returns the keys of the manifests pruned.
+async fn prune(
+    cx: &Context,
+    gate: &RunGate,
+    catalog: &Catalog,
+    records_since: OffsetDateTime,
+    days: Option<u32>,
+    run_id: &str,
+) -> Result<Vec<String>> {
+    gate.lease.check().await?;
+    let retention = catalog.retention(Some(records_since), days);
+    let plan = prune_plan(&retention, cx.now());
+    let expired: BTreeSet<&str> = plan.snapshots.iter().map(|s| s.id.as_str()).collect();
+    let live: BTreeSet<&str> = catalog
+        .manifests
+        .iter()
+        .filter(|m| !expired.contains(m.id.as_str()))
+        .map(|m| m.id.as_str())
+        .chain([run_id])
+        .collect();
+    // Exports belong to their snapshot: those of pruned snapshots go, and those of runs that left none.
+    let mut exports = Vec::new();
+    let prefix = cx.layout.meta("instance/");
+    cx.dest
+        .list_objects(cx.bucket(), Some(&prefix), |objects| {
+            for object in objects {
+                let key = object.key().unwrap_or_default().to_owned();
+                let id = key[prefix.len().min(key.len())..].split('/').next().unwrap_or_default();
+                if !live.contains(id) {
+                    exports.push(key);
+                }
+            }
+            Ok(true)
+        })
+        .await?;
+    let keys = plan.snapshots.iter().map(|s| s.key.clone()).chain(plan.runs.iter().map(|r| r.key.clone()));
+    for key in keys.chain(exports) {
+        delete_quietly(cx, &key).await;
+    }
+    Ok(plan.snapshots.into_iter().map(|s| s.key).collect())
+}
+
+/// Deletes one of s32s3's own objects (a delete marker; its versions expire with the lifecycle); a failure
+/// is a warning, the next prune tries again.
+async fn delete_quietly(cx: &Context, key: &str) {
+    let deleted = cx
+        .dest
+        .send("DeleteObject", cx.bucket(), Some(key), || {
+            cx.dest.client().delete_object().bucket(cx.bucket()).key(key).send()
+        })
+        .await;
+    if let Err(e) = deleted {
+        cx.progress.event(&Event::Warning(&format!("could not delete {key}: {e}")));
+    }
+}
+
 /// The previous snapshot (and checkpoint), ready for the merge-joins.
 struct Previous {
     parent: Option<SnapshotRef>,
@@ -261,22 +447,55 @@ struct Previous {
 }
 
 impl Context {
-    /// The newest snapshot and, if the run after it was interrupted, its checkpoint.
-    async fn load_previous(&self, existing: &[SnapshotRef]) -> Result<Previous> {
-        let parent = existing.iter().rev().find(|s| !s.checkpoint).cloned();
-        let parent_reader = match &parent {
-            Some(p) => Some(
-                snapshots::open(&self.dest, self.bucket(), &p.key, &self.cipher, self.work.path()).await?,
-            ),
-            None => None,
+    /// The newest readable snapshot and, if the run after it was interrupted, its checkpoint. Manifests
+    /// that do not decrypt or are not what their names say are reported and skipped.
+    async fn load_previous(&self, catalog: &Catalog) -> Result<Previous> {
+        let warn_skip = |snap: &SnapshotRef, e: &Error| {
+            self.progress.event(&Event::Warning(&format!("skipping {}: {e}", snap.key)));
         };
+        let mut parent = None;
+        let mut parent_reader = None;
+        for candidate in catalog.snapshots().rev() {
+            match snapshots::open_snapshot(
+                &self.dest,
+                self.bucket(),
+                &self.layout,
+                candidate,
+                &self.cipher,
+                self.work.path(),
+            )
+            .await
+            {
+                Ok(reader) => {
+                    parent = Some(candidate.clone());
+                    parent_reader = Some(reader);
+                    break;
+                }
+                Err(e @ Error::Corrupt { .. }) => warn_skip(candidate, &e),
+                Err(e) => return Err(e),
+            }
+        }
         // The newest checkpoint based on that same parent; older or foreign ones are stale.
         let mut checkpoint_reader = None;
-        for candidate in existing.iter().rev().filter(|s| s.checkpoint) {
-            let reader =
-                snapshots::open(&self.dest, self.bucket(), &candidate.key, &self.cipher, self.work.path())
-                    .await?;
-            if reader.header().parent == parent.as_ref().map(|p| p.id.clone()) {
+        for candidate in catalog.manifests.iter().rev().filter(|s| s.checkpoint) {
+            let reader = match snapshots::open_snapshot(
+                &self.dest,
+                self.bucket(),
+                &self.layout,
+                candidate,
+                &self.cipher,
+                self.work.path(),
+            )
+            .await
+            {
+                Ok(reader) => reader,
+                Err(e @ Error::Corrupt { .. }) => {
+                    warn_skip(candidate, &e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if reader.header().parent == parent.as_ref().map(|p: &SnapshotRef| p.id.clone()) {
                 self.progress.event(&Event::Warning(&format!(
                     "resuming the interrupted run {} ({} objects already recorded)",
                     candidate.id,
@@ -331,6 +550,7 @@ impl Context {
             dry_run: true,
             counts,
             failed: Vec::new(),
+            vanished: Vec::new(),
             totals: Totals {
                 objects: counts.new.objects + counts.changed.objects + counts.unchanged.objects,
                 bytes: counts.new.bytes + counts.changed.bytes + counts.unchanged.bytes,
@@ -358,23 +578,60 @@ struct Run<'a> {
     records: Vec<BucketRecord>,
     counts: PlanCounts,
     failed: Vec<Failure>,
+    vanished: Vec<Failure>,
     last_checkpoint: Instant,
     checkpoint_written: bool,
     cancel: CancellationToken,
     limits: Arc<Limits>,
+    gate: Arc<RunGate>,
+    /// Why the run stopped early, if it did: everything not done yet is carried over.
+    stopped: Option<Error>,
 }
 
 /// The result of one action, in order.
 enum Step {
+    /// Record this entry (copied, or unchanged).
     Record(Entry, Outcome),
-    Vanished(Option<Entry>),
-    Failed { bucket: String, key: String, previous: Option<Entry>, error: Error },
-    Delete(Entry),
+    /// Keep the previous entry: it was not deleted (the run stopped, or `max_delete` held it back).
+    Carry(Entry),
+    /// Deleted on the destination.
+    Deleted(Entry),
+    /// Deleting failed: the entry stays current and is kept.
+    DeleteFailed(Entry, Error),
+    /// Gone from the source between the listing and its copy.
+    Vanished { key: String, previous: Option<Entry> },
+    /// The copy failed.
+    Failed { key: String, previous: Option<Entry>, failure: CopyFailure },
+}
+
+/// Failures after which nothing more can be done well: the run stops and carries the rest over.
+fn stops_the_run(e: &Error) -> bool {
+    matches!(e, Error::Locked(_) | Error::Cancelled | Error::Io { .. })
+        || matches!(e.s3_kind(), Some(S3ErrorKind::BadCredentials | S3ErrorKind::Unreachable))
 }
 
 impl Run<'_> {
     fn status(&self) -> SnapshotStatus {
-        if self.failed.is_empty() { SnapshotStatus::Complete } else { SnapshotStatus::Partial }
+        if self.failed.is_empty() && self.stopped.is_none() {
+            SnapshotStatus::Complete
+        } else {
+            SnapshotStatus::Partial
+        }
+    }
+
+    /// Stops the run: no new transfer starts; what is not done is carried over.
+    fn stop(&mut self, e: Error) {
+        if self.stopped.is_none() {
+            if !matches!(e, Error::Cancelled) {
+                self.cx.progress.event(&Event::Warning(&format!("the run stops: {e}")));
+            }
+            self.stopped = Some(e);
+        }
+        self.cancel.cancel();
+    }
+
+    fn lease_lost(&self) -> bool {
+        matches!(self.stopped, Some(Error::Locked(_))) || self.gate.lease.lost().is_cancelled()
     }
 
     async fn all_buckets(
@@ -395,69 +652,70 @@ impl Run<'_> {
             .chain(previous_records.keys().cloned())
             .collect();
         for bucket in &all {
-            if self.cancel.is_cancelled() {
-                return Err(Error::Cancelled);
-            }
-            if selected.contains(bucket) {
+            if selected.contains(bucket) && self.stopped.is_none() {
                 self.one_bucket(bucket, &mut previous.entries).await?;
-            } else {
-                let mut record = previous_records
-                    .get(bucket)
-                    .cloned()
-                    .unwrap_or_else(|| BucketRecord { name: bucket.clone(), ..Default::default() });
-                record.source_missing = !source_buckets.contains(bucket);
-                record.carried_over = !record.source_missing;
-                if record.source_missing {
-                    self.cx.progress.event(&Event::Warning(&format!(
-                        "bucket {bucket:?} is gone from the source; its backup is kept and carried over"
-                    )));
-                }
-                let before = self.writer.totals();
-                for entry in previous.entries.entries(bucket)? {
-                    self.writer.push(&entry?)?;
-                }
-                let after = self.writer.totals();
-                record.objects = after.objects - before.objects;
-                record.bytes = after.bytes - before.bytes;
-                self.records.push(record);
+                continue;
             }
+            let mut record = previous_records
+                .get(bucket)
+                .cloned()
+                .unwrap_or_else(|| BucketRecord { name: bucket.clone(), ..Default::default() });
+            record.source_missing = !source_buckets.contains(bucket);
+            record.carried_over = !record.source_missing;
+            if record.source_missing {
+                self.cx.progress.event(&Event::Warning(&format!(
+                    "bucket {bucket:?} is gone from the source; its backup is kept and carried over"
+                )));
+            }
+            self.carry_bucket(record, &mut previous.entries)?;
         }
+        Ok(())
+    }
+
+    /// Records a bucket's previous entries unchanged.
+    fn carry_bucket(&mut self, mut record: BucketRecord, previous: &mut PreviousEntries) -> Result<()> {
+        let before = self.writer.totals();
+        for entry in previous.entries(&record.name)? {
+            self.writer.push(&entry?)?;
+        }
+        let after = self.writer.totals();
+        record.objects = after.objects - before.objects;
+        record.bytes = after.bytes - before.bytes;
+        self.records.push(record);
         Ok(())
     }
 
     async fn one_bucket(&mut self, bucket: &str, previous: &mut PreviousEntries) -> Result<()> {
         let cx = self.cx;
         cx.progress.event(&Event::Phase(&format!("bucket {bucket}")));
-        let config = bucket_config::read(&cx.source, bucket, cx.config.transfer.checkers).await?;
-        for (name, error) in &config.errors {
-            cx.progress.event(&Event::Warning(&format!(
-                "bucket {bucket}: configuration {name} not backed up: {error}"
-            )));
-        }
-        let mut record = BucketRecord {
-            name: bucket.to_owned(),
-            config: config.documents,
-            config_errors: config.errors,
-            ..Default::default()
+        let mut record = BucketRecord { name: bucket.to_owned(), ..Default::default() };
+        let listed = async {
+            let config = bucket_config::read(&cx.source, bucket, cx.config.transfer.checkers).await?;
+            let mut sorter = SortedListing::new(cx.work.path());
+            list_into(&cx.source, bucket, None, &mut sorter).await?;
+            Ok::<_, Error>((config, sorter.finish()?))
         };
-
-        let mut sorter = SortedListing::new(cx.work.path());
-        if let Err(err) = list_into(&cx.source, bucket, None, &mut sorter).await {
-            if matches!(err.s3_kind(), Some(S3ErrorKind::BadCredentials | S3ErrorKind::Unreachable)) {
-                return Err(err);
+        let mut sorted = match listed.await {
+            Ok((config, sorted)) => {
+                for (name, error) in &config.errors {
+                    cx.progress.event(&Event::Warning(&format!(
+                        "bucket {bucket}: configuration {name} not backed up: {error}"
+                    )));
+                }
+                record.config = config.documents;
+                record.config_errors = config.errors;
+                sorted
             }
-            // No deletions from an incomplete listing: keep the bucket's previous state.
-            self.fail(bucket, "", &format!("listing failed, previous state kept: {err}"));
-            let before = self.writer.totals();
-            for entry in previous.entries(bucket)? {
-                self.writer.push(&entry?)?;
+            Err(err) => {
+                // No deletions from an incomplete listing: keep the bucket's previous state.
+                if stops_the_run(&err) {
+                    self.stop(err);
+                } else {
+                    self.fail(bucket, "", &format!("listing failed, previous state kept: {err}"));
+                }
+                return self.carry_bucket(record, previous);
             }
-            record.objects = self.writer.totals().objects - before.objects;
-            record.bytes = self.writer.totals().bytes - before.bytes;
-            self.records.push(record);
-            return Ok(());
-        }
-        let mut sorted = sorter.finish()?;
+        };
 
         let mut plan = PlanCounts::default();
         for action in MergeJoin::new(sorted.iter()?, previous.entries(bucket)?) {
@@ -489,127 +747,132 @@ impl Run<'_> {
             limits: Arc::clone(&self.limits),
             progress: Arc::clone(&cx.progress),
             cancel: self.cancel.clone(),
+            gate: Arc::clone(&self.gate) as Arc<dyn WriteGate>,
         });
         let before = self.writer.totals();
-        let mut deletes: Spool<Entry> = Spool::new(cx.work.path())?;
         let window = (cx.config.transfer.transfers * 32).max(256);
-        let mut fatal = None;
+        let cancel = self.cancel.clone();
+        let gate = Arc::clone(&self.gate);
         {
             let actions = MergeJoin::new(sorted.iter()?, previous.entries(bucket)?);
+            // In order, `window` at a time: deletes run beside copies once the listing is complete; a run
+            // that stops keeps consuming, each action not started yet becoming a carry-over.
             let mut steps = futures::stream::iter(actions)
                 .map(|action| {
-                    let copier = Arc::clone(&copier);
-                    let bucket = bucket.to_owned();
+                    let (copier, cancel, gate) = (Arc::clone(&copier), cancel.clone(), Arc::clone(&gate));
                     async move {
                         Ok::<_, Error>(match action? {
                             Action::Keep(entry) => Step::Record(entry, Outcome::Unchanged),
-                            Action::Delete(entry) => Step::Delete(entry),
-                            Action::Copy { listed, previous } => match copier.copy(&bucket, &listed).await {
-                                Ok(Some(entry)) => {
-                                    let outcome =
-                                        if previous.is_some() { Outcome::Changed } else { Outcome::New };
-                                    Step::Record(entry, outcome)
+                            Action::Delete(entry) if !deletes_allowed || cancel.is_cancelled() => {
+                                Step::Carry(entry)
+                            }
+                            Action::Delete(entry) => {
+                                match delete_stored(&copier.dest, &copier.dest_bucket, &gate, &entry).await {
+                                    Ok(()) => Step::Deleted(entry),
+                                    Err(e) => Step::DeleteFailed(entry, e),
                                 }
-                                Ok(None) => Step::Vanished(previous),
-                                Err(error) => Step::Failed { bucket, key: listed.key, previous, error },
-                            },
+                            }
+                            Action::Copy { listed, previous } => {
+                                match copier.copy(bucket, &listed, previous.as_ref()).await {
+                                    Ok(Copied::Stored(entry)) => {
+                                        let outcome =
+                                            if previous.is_some() { Outcome::Changed } else { Outcome::New };
+                                        Step::Record(*entry, outcome)
+                                    }
+                                    Ok(Copied::Vanished) => Step::Vanished { key: listed.key, previous },
+                                    Err(failure) => Step::Failed { key: listed.key, previous, failure },
+                                }
+                            }
                         })
                     }
                 })
                 .buffered(window);
             while let Some(step) = steps.next().await {
-                let step = match step {
-                    Ok(step) => step,
-                    Err(e) => {
-                        fatal = Some(e);
-                        break;
-                    }
-                };
-                match step {
-                    Step::Record(entry, outcome) => {
-                        match outcome {
-                            Outcome::New => self.counts.new.add(entry.size),
-                            Outcome::Changed => self.counts.changed.add(entry.size),
-                            _ => self.counts.unchanged.add(entry.size),
-                        }
-                        cx.progress.event(&Event::Object {
-                            bucket,
-                            key: &entry.key,
-                            outcome,
-                            size: entry.size,
-                        });
-                        self.writer.push(&entry)?;
-                    }
-                    Step::Vanished(previous) => {
-                        if let Some(previous) = previous {
-                            deletes.push(&previous)?;
-                        }
-                    }
-                    Step::Delete(entry) => {
-                        if deletes_allowed {
-                            deletes.push(&entry)?;
-                        } else {
-                            self.writer.push(&entry)?;
-                        }
-                    }
-                    Step::Failed { bucket, key, previous, error } => {
-                        if matches!(error, Error::Cancelled) {
-                            fatal.get_or_insert(Error::Cancelled);
-                        } else {
-                            self.fail(&bucket, &key, &error.to_string());
-                        }
-                        if let Some(previous) = previous {
-                            self.writer.push(&previous)?;
-                        }
-                    }
+                // Errors here are local (the spool files): nothing sensible can follow.
+                self.record_step(bucket, step?)?;
+                if self.stopped.is_none()
+                    && self.last_checkpoint.elapsed() >= cx.config.transfer.checkpoint_interval
+                    && let Err(e) = self.checkpoint().await
+                {
+                    self.stop(e);
                 }
-                if self.last_checkpoint.elapsed() >= cx.config.transfer.checkpoint_interval {
-                    self.checkpoint().await?;
-                }
-            }
-        }
-        if let Some(err) = fatal {
-            return Err(err);
-        }
-
-        // Deletions only after the bucket was listed completely and its copies are done.
-        let mut deleted = Vec::new();
-        for entry in deletes.reader()? {
-            deleted.push(entry?);
-        }
-        let results: Vec<(Entry, Result<()>)> = futures::stream::iter(deleted)
-            .map(|entry| async move {
-                let result = cx
-                    .dest
-                    .client()
-                    .delete_object()
-                    .bucket(cx.bucket())
-                    .key(&entry.stored_key)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| cx.dest.err("DeleteObject", cx.bucket(), Some(&entry.stored_key), e));
-                (entry, result)
-            })
-            .buffer_unordered(cx.config.transfer.transfers)
-            .collect()
-            .await;
-        for (entry, result) in results {
-            match result {
-                Ok(()) => {
-                    self.counts.deleted.add(entry.size);
-                    cx.progress.event(&Event::Object { bucket, key: &entry.key, outcome: Outcome::Deleted, size: entry.size });
-                }
-                Err(e) => cx.progress.event(&Event::Warning(&format!(
-                    "s3://{bucket}/{}: gone from the source, but deleting its backup failed (it stays current): {e}",
-                    entry.key
-                ))),
             }
         }
         let after = self.writer.totals();
         record.objects = after.objects - before.objects;
         record.bytes = after.bytes - before.bytes;
         self.records.push(record);
+        Ok(())
+    }
+
+    fn record_step(&mut self, bucket: &str, step: Step) -> Result<()> {
+        let cx = self.cx;
+        match step {
+            Step::Record(entry, outcome) => {
+                match outcome {
+                    Outcome::New => self.counts.new.add(entry.size),
+                    Outcome::Changed => self.counts.changed.add(entry.size),
+                    _ => self.counts.unchanged.add(entry.size),
+                }
+                cx.progress.event(&Event::Object { bucket, key: &entry.key, outcome, size: entry.size });
+                self.writer.push(&entry)?;
+            }
+            Step::Carry(entry) => self.writer.push(&entry)?,
+            Step::Deleted(entry) => {
+                self.counts.deleted.add(entry.size);
+                cx.progress.event(&Event::Object {
+                    bucket,
+                    key: &entry.key,
+                    outcome: Outcome::Deleted,
+                    size: entry.size,
+                });
+            }
+            Step::DeleteFailed(entry, e) => {
+                if stops_the_run(&e) {
+                    self.stop(e);
+                } else {
+                    cx.progress.event(&Event::Warning(&format!(
+                        "s3://{bucket}/{}: gone from the source, but deleting its backup failed (it stays current and \
+                         in this snapshot; the next run tries again): {e}",
+                        entry.key
+                    )));
+                }
+                self.writer.push(&entry)?;
+            }
+            Step::Vanished { key, previous } => {
+                let error = match &previous {
+                    Some(_) => {
+                        "vanished from the source during the run; its previous backup is carried over (a later \
+                                complete listing deletes it)"
+                    }
+                    None => "vanished from the source during the run before it was copied",
+                };
+                cx.progress.event(&Event::Warning(&format!("s3://{bucket}/{key}: {error}")));
+                self.vanished.push(Failure { bucket: bucket.into(), key, error: error.into() });
+                if let Some(previous) = previous {
+                    self.writer.push(&previous)?;
+                }
+            }
+            Step::Failed { key, previous, failure } => {
+                let CopyFailure { error, previous_current } = failure;
+                let carried = previous.filter(|_| previous_current);
+                if stops_the_run(&error) {
+                    self.stop(error);
+                } else {
+                    let note = match (&carried, previous_current) {
+                        (Some(_), _) => " (its previous backup is carried over)",
+                        (None, false) => {
+                            " (not in this snapshot: its previous backup may have been replaced)"
+                        }
+                        (None, true) => "",
+                    };
+                    self.fail(bucket, &key, &format!("{error}{note}"));
+                }
+                if let Some(previous) = carried {
+                    self.writer.push(&previous)?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -642,89 +905,126 @@ impl Run<'_> {
             buckets: self.records.clone(),
             instance: self.instance.clone(),
             totals: self.writer.totals(),
+            location: Some(Location {
+                bucket: self.cx.bucket().to_owned(),
+                prefix: self.cx.layout.root().to_owned(),
+            }),
         }
     }
 
-    /// Writes the checkpoint an interrupted run resumes from.
+    /// Writes the checkpoint an interrupted run resumes from, right after confirming the lease.
     async fn checkpoint(&mut self) -> Result<()> {
-        let header = self.header(SnapshotStatus::Running, OffsetDateTime::now_utc());
+        let header = self.header(SnapshotStatus::Running, self.cx.now());
         let key = snapshots::checkpoint_key(&self.cx.layout, &self.snapshot_id);
         let (file, len) = self.writer.encode(&header, &self.cx.cipher, self.cx.work.path())?;
-        put_file(&self.cx.dest, self.cx.bucket(), &key, file, len).await?;
+        self.gate.lease.confirm().await?;
+        put_file(&self.cx.dest, self.cx.bucket(), &key, file, len, false).await?;
         self.last_checkpoint = Instant::now();
         self.checkpoint_written = true;
         self.cx.progress.event(&Event::Checkpoint { objects: self.writer.len() });
         Ok(())
     }
 
-    /// Writes the snapshot manifest, removes checkpoints and prunes expired snapshots.
-    async fn finish(&mut self, existing: &[SnapshotRef]) -> Result<(String, Vec<String>)> {
+    /// Writes the snapshot manifest (complete or partial) right after confirming the lease, removes the
+    /// checkpoints it supersedes and prunes. A run that stopped before writing anything writes no snapshot;
+    /// one that lost its lease writes nothing at all. Returns the manifest key and the snapshots pruned, or
+    /// why the run stopped.
+    async fn finish(
+        &mut self,
+        before: &Catalog,
+        records_since: OffsetDateTime,
+    ) -> Result<(String, Vec<String>)> {
         let cx = self.cx;
+        if self.lease_lost() {
+            return Err(match self.stopped.take() {
+                Some(e @ Error::Locked(_)) => e,
+                _ => Error::Locked(
+                    "the lease on the backup location was lost (another run took it over)".into(),
+                ),
+            });
+        }
+        if self.stopped.is_some() && !self.gate.may_have_replaced() {
+            // Nothing was replaced: the previous snapshot still says it all.
+            return Err(self.stopped.take().expect("checked"));
+        }
+        let stopped = self.stopped.take();
+        let status = if stopped.is_some() || !self.failed.is_empty() {
+            SnapshotStatus::Partial
+        } else {
+            SnapshotStatus::Complete
+        };
         cx.progress.event(&Event::Phase("writing the snapshot manifest"));
-        let finished = OffsetDateTime::now_utc();
-        let header = self.header(self.status(), finished);
+        let finished = cx.now();
+        let (file, len) = self.writer.encode(&self.header(status, finished), &cx.cipher, cx.work.path())?;
+        self.gate.lease.confirm().await?;
         let key = snapshots::snapshot_key(&cx.layout, finished, &self.snapshot_id);
-        let (file, len) = self.writer.encode(&header, &cx.cipher, cx.work.path())?;
-        put_file(&cx.dest, cx.bucket(), &key, file, len).await?;
+        put_file(&cx.dest, cx.bucket(), &key, file, len, true).await?;
 
         // Checkpoints are superseded by this snapshot: ours, and any left by interrupted runs.
         let mut stale: Vec<String> =
-            existing.iter().filter(|s| s.checkpoint).map(|s| s.key.clone()).collect();
+            before.manifests.iter().filter(|s| s.checkpoint).map(|s| s.key.clone()).collect();
         if self.checkpoint_written {
             stale.push(snapshots::checkpoint_key(&cx.layout, &self.snapshot_id));
         }
-        // Snapshots older than the retention; the one just written is always kept.
-        let cutoff = finished - time::Duration::days(i64::from(cx.config.expiration_days));
-        let expired_snapshots: Vec<&SnapshotRef> =
-            existing.iter().filter(|s| !s.checkpoint && s.finished < cutoff).collect();
-        let expired: Vec<String> = expired_snapshots.iter().map(|s| s.key.clone()).collect();
-        // Their MinIO exports go with them (a delete marker; the versions expire with the lifecycle rule).
-        let mut exports = Vec::new();
-        for snapshot in &expired_snapshots {
-            let prefix = cx.layout.meta(&format!("instance/{}/", snapshot.id));
-            let listed = cx.dest.client().list_objects_v2().bucket(cx.bucket()).prefix(&prefix).send().await;
-            match listed {
-                Ok(out) => exports.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_owned))),
-                Err(e) => {
-                    let e = cx.dest.err("ListObjectsV2", cx.bucket(), Some(&prefix), e);
-                    cx.progress.event(&Event::Warning(&format!("could not list {prefix}: {e}")));
-                }
-            }
+        for key in &stale {
+            delete_quietly(cx, key).await;
         }
-        for key in stale.iter().chain(&expired).chain(&exports) {
-            if let Err(e) = cx.dest.client().delete_object().bucket(cx.bucket()).key(key).send().await {
-                let e = cx.dest.err("DeleteObject", cx.bucket(), Some(key), e);
-                cx.progress.event(&Event::Warning(&format!("could not delete {key}: {e}")));
-            }
+        let now = snapshots::catalog(&cx.dest, cx.bucket(), &cx.layout).await?;
+        let pruned = prune(cx, &self.gate, &now, records_since, self.gate.days, &self.snapshot_id).await?;
+        if let Some(stopped) = stopped {
+            cx.progress.event(&Event::Warning(&format!(
+                "partial snapshot {} written: what was done is kept, the rest carried over; the next backup continues \
+                 from it",
+                self.snapshot_id
+            )));
+            return Err(stopped);
         }
-        Ok((key, expired))
+        Ok((key, pruned))
     }
 }
 
-/// Uploads a local file as one object; returns its version id.
+/// Deletes a stored object gone from the source (a delete marker: its versions stay until they expire).
+async fn delete_stored(dest: &Store, bucket: &str, gate: &RunGate, entry: &Entry) -> Result<()> {
+    gate.before_write().await?;
+    dest.send("DeleteObject", bucket, Some(&entry.stored_key), || {
+        dest.client().delete_object().bucket(bucket).key(&entry.stored_key).send()
+    })
+    .await
+    .map(|_| ())
+}
+
+/// Uploads a local file as one object (each attempt reads it from the start); returns its version id.
+/// `create_only`: refuse to replace an existing object (`If-None-Match: *`).
 pub(crate) async fn put_file(
     store: &Store,
     bucket: &str,
     key: &str,
     file: File,
     len: u64,
+    create_only: bool,
 ) -> Result<Option<String>> {
-    let body = ByteStream::read_from()
-        .file(tokio::fs::File::from_std(file))
-        .length(aws_sdk_s3::primitives::Length::Exact(len))
-        .build()
-        .await
-        .map_err(|e| Error::io("reading a temporary file", std::io::Error::other(e)))?;
     let out = store
-        .client()
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .content_length(i64::try_from(len).unwrap_or(i64::MAX))
-        .content_type("application/octet-stream")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| store.err("PutObject", bucket, Some(key), e))?;
+        .policy()
+        .run(|| async {
+            let mut file = file.try_clone().map_err(|e| Error::io("reading a temporary file", e))?;
+            file.seek(SeekFrom::Start(0)).map_err(|e| Error::io("reading a temporary file", e))?;
+            let body = ByteStream::read_from()
+                .file(tokio::fs::File::from_std(file))
+                .length(aws_sdk_s3::primitives::Length::Exact(len))
+                .build()
+                .await
+                .map_err(|e| Error::io("reading a temporary file", std::io::Error::other(e)))?;
+            let request = store
+                .client()
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .content_length(i64::try_from(len).unwrap_or(i64::MAX))
+                .content_type("application/octet-stream")
+                .body(body);
+            let request = if create_only { request.if_none_match("*") } else { request };
+            request.send().await.map_err(|e| store.err("PutObject", bucket, Some(key), e))
+        })
+        .await?;
     Ok(out.version_id().map(str::to_owned))
 }

@@ -38,6 +38,10 @@ impl Context {
             if need_source { Err(e) } else { Store::new(Side::Source, placeholder_endpoint(), retries) }
         })?;
         let dest = Store::new(Side::Destination, config.destination.clone(), retries)?;
+        let (source, dest) = (
+            source.with_policy(config.transfer.retry_policy()),
+            dest.with_policy(config.transfer.retry_policy()),
+        );
         progress.event(&Event::Phase("deriving keys"));
         let cipher = crate::derive_cipher(&config.password, &config.password2).await?;
         let layout = Layout::new(&cipher, &config.backup_prefix)?;
@@ -50,6 +54,11 @@ impl Context {
     /// The backup bucket.
     pub(crate) fn bucket(&self) -> &str {
         &self.config.backup_bucket
+    }
+
+    /// Now, by the run's clock.
+    pub(crate) fn now(&self) -> time::OffsetDateTime {
+        self.config.clock.now()
     }
 
     /// `s3://bucket/prefix` of the backup location, for messages.

@@ -10,6 +10,8 @@ use aws_sdk_s3::types::{
 use base64::Engine as _;
 use s32s3_crypt::Cipher;
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+use time::OffsetDateTime;
 
 use crate::error::S3ErrorKind;
 use crate::layout::Layout;
@@ -18,8 +20,13 @@ use crate::{Error, Result};
 
 /// The `format` of `.s32s3/config.json`.
 pub const CONFIG_FORMAT: &str = "s32s3-backup";
-/// The backup format version written and understood.
-pub const FORMAT_VERSION: u32 = 1;
+/// The backup format version written. Version 2 added run records (retention windows), the 255-byte
+/// limit on stored name segments and the round-trip rule for names (see the project's `DESIGN.md`);
+/// version 1 locations are read, and upgraded by the next backup. Versions before 2 refuse version 2
+/// locations, so an older s32s3 cannot write into one without run records.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version read.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
 /// IDs of the lifecycle rules s32s3 owns; rules with other IDs belong to the user and are kept.
 pub const RULE_NONCURRENT: &str = "s32s3-expire-noncurrent-versions";
@@ -46,6 +53,9 @@ pub struct BackupConfigFile {
     pub key_check: String,
     /// When the backup bucket was first used (RFC 3339).
     pub created: String,
+    /// Since when every run that may replace stored versions writes a run record (RFC 3339; format 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_records_since: Option<String>,
 }
 
 impl BackupConfigFile {
@@ -53,7 +63,7 @@ impl BackupConfigFile {
     ///
     /// # Errors
     /// [`Error::Crypt`] when the random nonce cannot be drawn.
-    pub fn new(cipher: &Cipher) -> Result<Self> {
+    pub fn new(cipher: &Cipher, now: OffsetDateTime) -> Result<Self> {
         let blob =
             cipher.key_check_blob().map_err(|source| Error::Crypt { what: "key check".into(), source })?;
         Ok(Self {
@@ -63,8 +73,16 @@ impl BackupConfigFile {
             filename_encoding: "base32".into(),
             directory_name_encryption: true,
             key_check: base64::engine::general_purpose::STANDARD.encode(blob),
-            created: crate::now_rfc3339(),
+            created: crate::format_rfc3339(now),
+            run_records_since: Some(crate::format_rfc3339(now)),
         })
+    }
+
+    /// Since when the location writes run records (`None`: a format 1 location).
+    #[must_use]
+    pub fn records_since(&self) -> Option<OffsetDateTime> {
+        let since = self.run_records_since.as_deref()?;
+        OffsetDateTime::parse(since, &time::format_description::well_known::Rfc3339).ok()
     }
 
     /// Checks the format and that `cipher` holds the password the backup was written with.
@@ -75,11 +93,12 @@ impl BackupConfigFile {
         if self.format != CONFIG_FORMAT {
             return Err(Error::corrupt(location, format!("not an s32s3 backup (format {:?})", self.format)));
         }
-        if self.version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&self.version) {
             return Err(Error::corrupt(
                 location,
                 format!(
-                    "backup format version {} is not supported by this s32s3 (it reads {FORMAT_VERSION})",
+                    "backup format version {} is not supported by this s32s3 (it reads {OLDEST_FORMAT_VERSION} to \
+                     {FORMAT_VERSION}); use a newer s32s3",
                     self.version
                 ),
             ));
@@ -113,6 +132,16 @@ pub struct DestinationState {
     pub bucket_exists: bool,
     /// `.s32s3/config.json`, when present (already checked against the password).
     pub config: Option<BackupConfigFile>,
+    /// The ETag of config.json, to replace it only as it was read.
+    pub config_etag: Option<String>,
+}
+
+impl DestinationState {
+    /// Since when the location writes run records (`None`: no config, or format 1).
+    #[must_use]
+    pub fn records_since(&self) -> Option<OffsetDateTime> {
+        self.config.as_ref().and_then(BackupConfigFile::records_since)
+    }
 }
 
 /// Reads and checks the backup bucket without writing: bucket exists, config.json matches the password;
@@ -127,18 +156,18 @@ pub async fn inspect(
     cipher: &Cipher,
 ) -> Result<DestinationState> {
     if !dest.bucket_exists(bucket).await? {
-        return Ok(DestinationState { bucket_exists: false, config: None });
+        return Ok(DestinationState { bucket_exists: false, config: None, config_etag: None });
     }
     let key = layout.meta("config.json");
     let location = format!("s3://{bucket}/{key}");
-    if let Some(bytes) = get_small(dest, bucket, &key).await? {
+    if let Some((bytes, etag)) = get_small_with_etag(dest, bucket, &key).await? {
         let config: BackupConfigFile =
             serde_json::from_slice(&bytes).map_err(|e| Error::corrupt(&location, e.to_string()))?;
         config.check(cipher, &location)?;
-        Ok(DestinationState { bucket_exists: true, config: Some(config) })
+        Ok(DestinationState { bucket_exists: true, config: Some(config), config_etag: Some(etag) })
     } else {
         check_foreign_names(dest, bucket, layout).await?;
-        Ok(DestinationState { bucket_exists: true, config: None })
+        Ok(DestinationState { bucket_exists: true, config: None, config_etag: None })
     }
 }
 
@@ -146,14 +175,15 @@ pub async fn inspect(
 /// must decrypt with this password, or writing more would mix keys in one bucket.
 async fn check_foreign_names(dest: &Store, bucket: &str, layout: &Layout) -> Result<()> {
     let out = dest
-        .client()
-        .list_objects_v2()
-        .bucket(bucket)
-        .set_prefix((!layout.root().is_empty()).then(|| layout.root().to_owned()))
-        .max_keys(20)
-        .send()
-        .await
-        .map_err(|e| dest.err("ListObjectsV2", bucket, None, e))?;
+        .send("ListObjectsV2", bucket, None, || {
+            dest.client()
+                .list_objects_v2()
+                .bucket(bucket)
+                .set_prefix((!layout.root().is_empty()).then(|| layout.root().to_owned()))
+                .max_keys(20)
+                .send()
+        })
+        .await?;
     let meta_prefix = layout.meta("");
     for object in out.contents() {
         let key = object.key().unwrap_or_default();
@@ -172,130 +202,275 @@ async fn check_foreign_names(dest: &Store, bucket: &str, layout: &Layout) -> Res
     Ok(())
 }
 
-/// Creates what is missing: the bucket, versioning, config.json, and s32s3's lifecycle rules.
+/// Creates the bucket when it is missing and turns versioning on (both idempotent: done before the lease,
+/// which lives in the bucket).
 ///
 /// # Errors
-/// S3 failures; a destination without versioning support is an error (point-in-time restore needs it).
-pub async fn prepare(
+/// S3 failures.
+pub async fn ensure_bucket(dest: &Store, bucket: &str, state: &DestinationState) -> Result<()> {
+    if !state.bucket_exists {
+        dest.send("CreateBucket", bucket, None, || dest.client().create_bucket().bucket(bucket).send())
+            .await?;
+    }
+    let versioning = dest
+        .send("GetBucketVersioning", bucket, None, || {
+            dest.client().get_bucket_versioning().bucket(bucket).send()
+        })
+        .await?;
+    if versioning.status() != Some(&BucketVersioningStatus::Enabled) {
+        dest.send("PutBucketVersioning", bucket, None, || {
+            dest.client()
+                .put_bucket_versioning()
+                .bucket(bucket)
+                .versioning_configuration(
+                    VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
+                )
+                .send()
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Writes config.json under the lease: a new one for a new location, or the format 1 one upgraded to
+/// format 2 (keeping its key check), recording since when run records are written. Returns that time.
+///
+/// # Errors
+/// S3 failures.
+pub async fn ensure_config(
     dest: &Store,
     bucket: &str,
     layout: &Layout,
     cipher: &Cipher,
     state: &DestinationState,
-    expiration_days: u32,
-    warn: &dyn Fn(&str),
-) -> Result<()> {
-    if !state.bucket_exists {
-        dest.client()
-            .create_bucket()
-            .bucket(bucket)
-            .send()
-            .await
-            .map_err(|e| dest.err("CreateBucket", bucket, None, e))?;
-    }
-    let versioning = dest
-        .client()
-        .get_bucket_versioning()
-        .bucket(bucket)
-        .send()
-        .await
-        .map_err(|e| dest.err("GetBucketVersioning", bucket, None, e))?;
-    if versioning.status() != Some(&BucketVersioningStatus::Enabled) {
-        dest.client()
-            .put_bucket_versioning()
-            .bucket(bucket)
-            .versioning_configuration(
-                VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
-            )
-            .send()
-            .await
-            .map_err(|e| dest.err("PutBucketVersioning", bucket, None, e))?;
-    }
-    if state.config.is_none() {
-        let config = BackupConfigFile::new(cipher)?;
-        let body = serde_json::to_vec_pretty(&config).expect("config serializes");
-        let key = layout.meta("config.json");
-        let put = dest
-            .client()
-            .put_object()
-            .bucket(bucket)
-            .key(&key)
-            .if_none_match("*")
-            .content_type("application/json")
-            .body(ByteStream::from(body))
-            .send()
-            .await;
-        match put {
-            Ok(_) => {}
-            // Another run created it between our check and now: check it like any existing one.
-            Err(e) => match dest.err("PutObject", bucket, Some(&key), e) {
-                Error::S3(e) if e.kind == S3ErrorKind::PreconditionFailed => {
-                    let again = inspect(dest, bucket, layout, cipher).await?;
-                    if again.config.is_none() {
-                        return Err(Error::S3(e));
-                    }
-                }
-                e => return Err(e),
-            },
+    now: OffsetDateTime,
+) -> Result<OffsetDateTime> {
+    let config = match &state.config {
+        Some(config) if config.version == FORMAT_VERSION => {
+            if let Some(since) = config.records_since() {
+                return Ok(since);
+            }
+            BackupConfigFile { run_records_since: Some(crate::format_rfc3339(now)), ..config.clone() }
         }
+        Some(config) => BackupConfigFile {
+            version: FORMAT_VERSION,
+            run_records_since: Some(crate::format_rfc3339(now)),
+            ..config.clone()
+        },
+        None => BackupConfigFile::new(cipher, now)?,
+    };
+    let body = serde_json::to_vec_pretty(&config).expect("config serializes");
+    let key = layout.meta("config.json");
+    let put = dest
+        .send("PutObject", bucket, Some(&key), || {
+            let request = dest
+                .client()
+                .put_object()
+                .bucket(bucket)
+                .key(&key)
+                .content_type("application/json")
+                .body(ByteStream::from(body.clone()));
+            // Replace exactly what was read, or create only if there is none.
+            match &state.config_etag {
+                Some(etag) => request.if_match(etag),
+                None => request.if_none_match("*"),
+            }
+            .send()
+        })
+        .await;
+    match put {
+        Ok(_) => Ok(now),
+        // Another writer got there between our read and now: check what is there like any existing one.
+        Err(Error::S3(e)) if e.kind == S3ErrorKind::PreconditionFailed => {
+            let again = inspect(dest, bucket, layout, cipher).await?;
+            again.records_since().ok_or(Error::S3(e))
+        }
+        Err(e) => Err(e),
     }
-    merge_lifecycle(dest, bucket, layout, expiration_days, warn).await
 }
 
-/// Puts s32s3's three rules into the bucket's lifecycle configuration, keeping every other rule.
-async fn merge_lifecycle(
+/// The ids of s32s3's rules for the location at `root`: the plain ids for the bucket's root, ids with a
+/// hash of the prefix otherwise, so locations under different prefixes of one bucket keep each other's
+/// rules.
+fn rule_ids(root: &str) -> [String; 3] {
+    let suffix = if root.is_empty() {
+        String::new()
+    } else {
+        format!("-{}", &hex::encode(sha2::Sha256::digest(root.as_bytes()))[..12])
+    };
+    [RULE_NONCURRENT, RULE_DELETE_MARKERS, RULE_MULTIPART].map(|id| format!("{id}{suffix}"))
+}
+
+/// The prefix a rule applies to (`""`: the whole bucket).
+#[allow(deprecated)] // a rule's top-level `Prefix` is deprecated in S3, but servers still return it
+fn rule_prefix(rule: &LifecycleRule) -> &str {
+    rule.filter()
+        .and_then(|f| f.prefix().or_else(|| f.and().and_then(|a| a.prefix())))
+        .or_else(|| rule.prefix())
+        .unwrap_or_default()
+}
+
+/// Whether `rule` applies to at least some of the objects under `root`.
+fn covers(rule: &LifecycleRule, root: &str) -> bool {
+    let prefix = rule_prefix(rule);
+    rule.status() == &ExpirationStatus::Enabled && (root.starts_with(prefix) || prefix.starts_with(root))
+}
+
+/// The smallest noncurrent-version expiration (days) of the enabled rules that apply under `root`: what
+/// really expires the versions of this location (`None`: nothing does).
+#[must_use]
+pub fn effective_expiration(rules: &[LifecycleRule], root: &str) -> Option<u32> {
+    rules
+        .iter()
+        .filter(|r| covers(r, root))
+        .filter_map(|r| r.noncurrent_version_expiration()?.noncurrent_days())
+        .filter_map(|d| u32::try_from(d).ok())
+        .min()
+}
+
+/// The bucket's lifecycle rules (`None`: the destination does not implement lifecycle configuration).
+async fn lifecycle_rules(dest: &Store, bucket: &str) -> Result<Option<Vec<LifecycleRule>>> {
+    let read = dest
+        .send("GetBucketLifecycleConfiguration", bucket, None, || {
+            dest.client().get_bucket_lifecycle_configuration().bucket(bucket).send()
+        })
+        .await;
+    match read {
+        Ok(out) => Ok(Some(out.rules().to_vec())),
+        Err(Error::S3(e)) if e.kind == S3ErrorKind::NotFound => Ok(Some(Vec::new())),
+        Err(Error::S3(e)) if e.kind == S3ErrorKind::NotImplemented => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The noncurrent-version expiration in effect for the location now, read from the live lifecycle.
+///
+/// # Errors
+/// S3 failures.
+pub async fn live_expiration(dest: &Store, bucket: &str, layout: &Layout) -> Result<Option<u32>> {
+    Ok(lifecycle_rules(dest, bucket).await?.and_then(|rules| effective_expiration(&rules, layout.root())))
+}
+
+/// What [`plan_lifecycle`] found and what [`apply_lifecycle`] will write.
+#[derive(Clone, Debug)]
+pub struct LifecyclePlan {
+    /// The rules to write (`None`: nothing to change).
+    write: Option<Vec<LifecycleRule>>,
+    /// The destination implements lifecycle configuration.
+    supported: bool,
+    /// The expiration in effect before the change.
+    pub days_before: Option<u32>,
+    /// The expiration in effect after it.
+    pub days_after: Option<u32>,
+}
+
+impl LifecyclePlan {
+    /// Whether applying it changes the expiration in effect.
+    #[must_use]
+    pub fn changes_expiration(&self) -> bool {
+        self.write.is_some() && self.days_before != self.days_after
+    }
+}
+
+/// Reads the bucket's lifecycle and plans s32s3's three rules into it (noncurrent versions expire after
+/// `expiration_days`, expired delete markers go, incomplete uploads are aborted after a day), keeping
+/// every other rule, those of other prefixes' s32s3 locations included.
+///
+/// # Errors
+/// S3 failures; [`Error::Config`] for a rule that expires *current* versions under the location (it would
+/// delete what snapshots name without any run replacing it).
+pub async fn plan_lifecycle(
     dest: &Store,
     bucket: &str,
     layout: &Layout,
     expiration_days: u32,
+) -> Result<LifecyclePlan> {
+    let Some(existing) = lifecycle_rules(dest, bucket).await? else {
+        return Ok(LifecyclePlan { write: None, supported: false, days_before: None, days_after: None });
+    };
+    let root = layout.root();
+    let ids = rule_ids(root);
+    let ours = |rule: &LifecycleRule| {
+        rule.id().is_some_and(|id| {
+            ids.iter().any(|ours| ours == id)
+                // Rules of earlier versions had the plain ids whatever the prefix.
+                || ([RULE_NONCURRENT, RULE_DELETE_MARKERS, RULE_MULTIPART].contains(&id) && rule_prefix(rule) == root)
+        })
+    };
+    for rule in existing.iter().filter(|r| !ours(r) && covers(r, root)) {
+        let expires_current =
+            rule.expiration().is_some_and(|e| e.days().is_some_and(|d| d > 0) || e.date().is_some());
+        if expires_current {
+            return Err(Error::Config {
+                field: "backup_bucket".into(),
+                reason: format!(
+                    "lifecycle rule {:?} of s3://{bucket} expires current object versions under s3://{bucket}/{root}: \
+                     it would delete what snapshots name; remove the rule or limit it to other prefixes",
+                    rule.id().unwrap_or_default()
+                ),
+            });
+        }
+    }
+    let new = our_rules(root, &ids, expiration_days);
+    let mut rules: Vec<LifecycleRule> = existing.iter().filter(|r| !ours(r)).cloned().collect();
+    rules.extend(new.iter().cloned());
+    let unchanged =
+        existing.len() == rules.len() && new.iter().all(|rule| existing.iter().any(|e| e == rule));
+    Ok(LifecyclePlan {
+        days_before: effective_expiration(&existing, root),
+        days_after: effective_expiration(&rules, root),
+        write: (!unchanged).then_some(rules),
+        supported: true,
+    })
+}
+
+/// Writes the planned lifecycle (a destination without lifecycle support gets a warning: old versions
+/// will not expire by themselves).
+///
+/// # Errors
+/// S3 failures.
+pub async fn apply_lifecycle(
+    dest: &Store,
+    bucket: &str,
+    plan: &LifecyclePlan,
     warn: &dyn Fn(&str),
 ) -> Result<()> {
-    let existing = match dest.client().get_bucket_lifecycle_configuration().bucket(bucket).send().await {
-        Ok(out) => out.rules().to_vec(),
-        Err(e) => match dest.err("GetBucketLifecycleConfiguration", bucket, None, e) {
-            Error::S3(e) if e.kind == S3ErrorKind::NotFound => Vec::new(),
-            e => return Err(e),
-        },
-    };
-    let ours = our_rules(layout.root(), expiration_days);
-    let mut rules: Vec<LifecycleRule> =
-        existing.iter().filter(|r| !r.id().is_some_and(|id| id.starts_with("s32s3-"))).cloned().collect();
-    rules.extend(ours.iter().cloned());
-    let unchanged =
-        existing.len() == rules.len() && ours.iter().all(|rule| existing.iter().any(|e| e == rule));
-    if unchanged {
+    if !plan.supported {
+        warn("the destination does not support lifecycle rules; old versions will not expire by themselves");
         return Ok(());
     }
-    let config =
-        BucketLifecycleConfiguration::builder().set_rules(Some(rules)).build().expect("rules are set");
+    let Some(rules) = &plan.write else { return Ok(()) };
+    let config = BucketLifecycleConfiguration::builder()
+        .set_rules(Some(rules.clone()))
+        .build()
+        .expect("rules are set");
     let put = dest
-        .client()
-        .put_bucket_lifecycle_configuration()
-        .bucket(bucket)
-        .lifecycle_configuration(config)
-        .send()
+        .send("PutBucketLifecycleConfiguration", bucket, None, || {
+            dest.client()
+                .put_bucket_lifecycle_configuration()
+                .bucket(bucket)
+                .lifecycle_configuration(config.clone())
+                .send()
+        })
         .await;
     match put {
         Ok(_) => Ok(()),
-        Err(e) => match dest.err("PutBucketLifecycleConfiguration", bucket, None, e) {
-            Error::S3(e) if e.kind == S3ErrorKind::NotImplemented => {
-                warn(&format!(
-                    "the destination does not support lifecycle rules ({e}); old versions will not expire by \
-                     themselves"
-                ));
-                Ok(())
-            }
-            e => Err(e),
-        },
+        Err(Error::S3(e)) if e.kind == S3ErrorKind::NotImplemented => {
+            warn(&format!(
+                "the destination does not support lifecycle rules ({e}); old versions will not expire by themselves"
+            ));
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 
-fn our_rules(prefix: &str, expiration_days: u32) -> Vec<LifecycleRule> {
+fn our_rules(prefix: &str, ids: &[String; 3], expiration_days: u32) -> Vec<LifecycleRule> {
     let days = i32::try_from(expiration_days).unwrap_or(i32::MAX);
     let filter = || LifecycleRuleFilter::builder().prefix(prefix).build();
     vec![
         LifecycleRule::builder()
-            .id(RULE_NONCURRENT)
+            .id(&ids[0])
             .status(ExpirationStatus::Enabled)
             .filter(filter())
             .noncurrent_version_expiration(
@@ -304,14 +479,14 @@ fn our_rules(prefix: &str, expiration_days: u32) -> Vec<LifecycleRule> {
             .build()
             .expect("status is set"),
         LifecycleRule::builder()
-            .id(RULE_DELETE_MARKERS)
+            .id(&ids[1])
             .status(ExpirationStatus::Enabled)
             .filter(filter())
             .expiration(LifecycleExpiration::builder().expired_object_delete_marker(true).build())
             .build()
             .expect("status is set"),
         LifecycleRule::builder()
-            .id(RULE_MULTIPART)
+            .id(&ids[2])
             .status(ExpirationStatus::Enabled)
             .filter(filter())
             .abort_incomplete_multipart_upload(
@@ -322,19 +497,61 @@ fn our_rules(prefix: &str, expiration_days: u32) -> Vec<LifecycleRule> {
     ]
 }
 
-/// GETs a small object whole; `None` when it does not exist.
+/// GETs a small object whole (request and body retried together); `None` when it does not exist.
 ///
 /// # Errors
 /// S3 failures other than "not found".
 pub async fn get_small(store: &Store, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
-    match store.client().get_object().bucket(bucket).key(key).send().await {
-        Ok(out) => {
-            let body = crate::transfer::read_body(out.body, store.side(), bucket, key, 0).await?;
-            Ok(Some(body.to_vec()))
-        }
-        Err(e) => match store.err("GetObject", bucket, Some(key), e) {
-            Error::S3(e) if e.kind == S3ErrorKind::NotFound => Ok(None),
-            e => Err(e),
-        },
+    Ok(get_small_with_etag(store, bucket, key).await?.map(|(body, _)| body))
+}
+
+/// [`get_small`] with the object's ETag.
+async fn get_small_with_etag(store: &Store, bucket: &str, key: &str) -> Result<Option<(Vec<u8>, String)>> {
+    match store.get_bytes(bucket, key, || store.client().get_object().bucket(bucket).key(key), 0).await {
+        Ok((out, body)) => Ok(Some((body.to_vec(), out.e_tag().unwrap_or_default().to_owned()))),
+        Err(Error::S3(e)) if e.kind == S3ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(id: &str, prefix: &str) -> aws_sdk_s3::types::builders::LifecycleRuleBuilder {
+        LifecycleRule::builder()
+            .id(id)
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().prefix(prefix).build())
+    }
+
+    #[test]
+    fn each_prefix_has_its_own_rule_ids() {
+        let root = rule_ids("");
+        assert_eq!(root[0], RULE_NONCURRENT);
+        let a = rule_ids("team-a/");
+        let b = rule_ids("team-b/");
+        assert!(a[0].starts_with(RULE_NONCURRENT) && a[0] != root[0] && a[0] != b[0], "{a:?} {b:?}");
+        assert!(a.iter().all(|id| id.len() <= 255));
+    }
+
+    #[test]
+    fn the_smallest_expiration_covering_the_location_counts() {
+        let expire = |id: &str, prefix: &str, days: i32| {
+            rule(id, prefix)
+                .noncurrent_version_expiration(
+                    NoncurrentVersionExpiration::builder().noncurrent_days(days).build(),
+                )
+                .build()
+                .unwrap()
+        };
+        let rules =
+            vec![expire("ours", "backups/", 7), expire("users-all", "", 30), expire("other", "logs/", 1)];
+        assert_eq!(effective_expiration(&rules, "backups/"), Some(7));
+        assert_eq!(effective_expiration(&rules, "elsewhere/"), Some(30));
+        // A rule for a part of the location expires part of it: it counts.
+        assert_eq!(effective_expiration(&rules, ""), Some(1));
+        let disabled = vec![rule("off", "").status(ExpirationStatus::Disabled).build().unwrap()];
+        assert_eq!(effective_expiration(&disabled, ""), None);
     }
 }

@@ -24,6 +24,9 @@ use crate::{Error, Result};
 pub const META_DIR: &str = ".s32s3";
 /// S3's limit on key length, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
+/// The longest stored path segment: `MinIO`, `RustFS` and most file systems refuse names over 255 bytes (with
+/// base32 names a source segment of 144 bytes already encrypts to 256).
+pub const MAX_STORED_SEGMENT: usize = 255;
 
 /// Where one source object is stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +89,13 @@ impl Layout {
 
     /// Where the data of `bucket`/`key` is stored.
     ///
+    /// In rclone's layout when rclone can hold it there *and reads it back as exactly this key*: every
+    /// stored segment at most [`MAX_STORED_SEGMENT`] bytes, the whole key at most [`MAX_KEY_LEN`], and the
+    /// stored name decrypting (version suffix and all) to `bucket/key`. That last rule makes the layout
+    /// injective: rclone keeps a leaf's version suffix (`-v2001-02-03-040506-123`) in clear and puts it
+    /// back before the extension, so `-v2001-02-03-040506-123.txt` and `.txt-v2001-02-03-040506-123` would
+    /// otherwise share one stored key. Everything else goes to the overflow area under a keyed hash.
+    ///
     /// # Errors
     /// Never for a valid S3 key (everything rclone cannot hold goes to the overflow area); a crypt error
     /// would mean a bug.
@@ -97,7 +107,9 @@ impl Layout {
                 .encrypt_path(&path)
                 .map_err(|source| Error::Crypt { what: format!("name of s3://{bucket}/{key}"), source })?;
             let full = format!("{}{encrypted}", self.prefix);
-            if full.len() <= MAX_KEY_LEN {
+            let fits =
+                full.len() <= MAX_KEY_LEN && encrypted.split('/').all(|s| s.len() <= MAX_STORED_SEGMENT);
+            if fits && self.names.decrypt_path(&encrypted).is_ok_and(|back| back == path) {
                 return Ok(StoredKey { key: full, overflow: false });
             }
         }
@@ -188,9 +200,73 @@ mod tests {
             assert_eq!(l.data_key("bucket", key).unwrap(), stored);
             assert_ne!(l.data_key("other", key).unwrap(), stored);
         }
-        for key in ["a b/ü+%.txt", "x", &"s".repeat(200), &"s".repeat(MAX_SEGMENT_LEN.min(600))] {
-            assert!(!l.data_key("bucket", key).unwrap().overflow, "{key:?}");
+        for key in ["a b/ü+%.txt", "x", &"s".repeat(143), &format!("d/{}/f", "é".repeat(71))] {
+            let stored = l.data_key("bucket", key).unwrap();
+            assert!(!stored.overflow, "{key:?}");
+            assert!(stored.key.split('/').all(|s| s.len() <= MAX_STORED_SEGMENT), "{}", stored.key);
         }
+        // 144 bytes encrypt to 256: too long for MinIO's file system names.
+        for key in
+            [&"s".repeat(144), &format!("d/{}/f", "s".repeat(300)), &"s".repeat(MAX_SEGMENT_LEN.min(600))]
+        {
+            assert!(l.data_key("bucket", key).unwrap().overflow, "{key:?}");
+        }
+    }
+
+    #[test]
+    fn version_suffixes_never_share_a_stored_key() {
+        let l = layout("");
+        // rclone reads both back as `.txt-v2001-02-03-040506-123`.
+        let a = l.data_key("b", "d/-v2001-02-03-040506-123.txt").unwrap();
+        let b = l.data_key("b", "d/.txt-v2001-02-03-040506-123").unwrap();
+        assert_ne!(a.key, b.key);
+        assert!(a.overflow && !b.overflow, "{a:?} {b:?}");
+        // A suffix rclone reads back unchanged keeps rclone's layout, in clear as rclone writes it.
+        let c = l.data_key("b", "photo-v2023-07-17-161032-000.jpg").unwrap();
+        assert!(!c.overflow && c.key.ends_with("-v2023-07-17-161032-000"), "{c:?}");
+        assert_eq!(
+            l.decrypt_data_key(&c.key).unwrap(),
+            ("b".into(), "photo-v2023-07-17-161032-000.jpg".into())
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// No two source keys map to one stored key, and every key in rclone's layout reads back as itself.
+        #[test]
+        fn stored_keys_are_injective(keys in proptest::collection::btree_set(key_strategy(), 1..40)) {
+            let l = layout("pre");
+            let mut seen = std::collections::BTreeMap::new();
+            for key in &keys {
+                let stored = l.data_key("bkt", key).unwrap();
+                if !stored.overflow {
+                    proptest::prop_assert_eq!(l.decrypt_data_key(&stored.key).unwrap(), ("bkt".to_owned(), key.clone()));
+                }
+                proptest::prop_assert!(stored.key.split('/').all(|s| s.len() <= MAX_STORED_SEGMENT));
+                if let Some(other) = seen.insert(stored.key.clone(), key.clone()) {
+                    proptest::prop_assert!(false, "{:?} and {:?} share {}", other, key, stored.key);
+                }
+            }
+        }
+    }
+
+    /// Keys made of segments that exercise rclone's rules: version suffixes before, after and instead of
+    /// extensions, dots, empty segments, long segments.
+    fn key_strategy() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let version = Just("-v2001-02-03-040506-123".to_owned());
+        let part = prop_oneof![
+            "[a-z]{0,3}",
+            Just(".".to_owned()),
+            Just(".txt".to_owned()),
+            version.clone(),
+            Just("-v2001-02-30-040506-123".to_owned()),
+            "[a-zé]{140,150}",
+        ];
+        let segment = proptest::collection::vec(part, 0..4).prop_map(|parts| parts.concat());
+        proptest::collection::vec(segment, 1..4)
+            .prop_map(|segments| segments.join("/"))
+            .prop_filter("not empty", |k| !k.is_empty())
     }
 
     #[test]

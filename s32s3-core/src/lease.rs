@@ -1,9 +1,22 @@
 //! The lease on a backup location (`.s32s3/lock`): one writer at a time.
 //!
-//! Taken with a conditional create (`If-None-Match: *`), renewed with `If-Match` on its own ETag, released
-//! by deleting it. A lease that has expired (its holder stopped renewing) or whose holder is a dead process
-//! on this same host is taken over, again with `If-Match`, so two runs racing for a stale lease cannot both
-//! win.
+//! The protocol (the project's `DESIGN.md`, "Lease", states it for other implementations):
+//! - **Take**: a conditional create (`If-None-Match: *`). A lock that exists is taken over, with `If-Match`
+//!   on its ETag so two runs racing for it cannot both win, only when it has expired (its holder stopped
+//!   renewing) or its holder is *provably* dead: the same host name, the same boot id and the same PID
+//!   namespace as ours, and no process with its PID. A holder in another container or sidecar (another PID
+//!   namespace under the same host name) is never taken for dead: its lease is held until it expires.
+//! - **Renew** every third of the TTL with one conditional `PUT` (`If-Match` on the ETag we hold), a short
+//!   per-attempt timeout and no blind retry. An answer that is lost (timeout, reset, 5xx) or a 412 is
+//!   resolved by reading the lock back: if it carries our run id and the renewal number we just sent, the
+//!   renewal landed and its ETag is adopted; if it still carries our previous renewal, we try again; if it
+//!   names another run, or is gone, the lease is lost.
+//! - **Doubt**: the lease is known good until the TTL after the moment its last successful renewal was
+//!   *sent*. Once a renewal is overdue the lease is in doubt: [`Lease::check`] (called before every new
+//!   transfer and every write of data) waits for a renewal to land, and fails once the TTL has run out.
+//! - **Fence**: a checkpoint or a manifest is written only right after [`Lease::confirm`], a conditional
+//!   renewal that proves we still hold the lock and gives the write a whole TTL.
+//! - **Release**: delete the lock if it still carries our ETag.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,90 +25,207 @@ use aws_sdk_s3::primitives::ByteStream;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tokio::sync::Mutex;
+use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::error::S3ErrorKind;
 use crate::s3::Store;
 use crate::{Error, Result};
 
-/// How long a lease lasts without renewal.
+/// How long a lease lasts without renewal, unless configured otherwise.
 pub const TTL: Duration = Duration::from_mins(5);
 
-/// What the lock object says.
+/// The shortest TTL accepted: renewals go out every third of it, each with a timeout of a tenth.
+pub const MIN_TTL: Duration = Duration::from_secs(2);
+
+/// What the lock object says (JSON).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockInfo {
     /// The run holding it.
     pub run_id: String,
-    /// What the run is doing (`backup`, `restore`, `prune`).
+    /// What the run is doing (`backup`).
     pub command: String,
     /// Host name of the holder.
     pub host: String,
-    /// Process id of the holder.
+    /// Process id of the holder, in its PID namespace.
     pub pid: u32,
+    /// The holder's kernel boot id (`/proc/sys/kernel/random/boot_id`): a PID means nothing across reboots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    /// The holder's PID namespace (`/proc/self/ns/pid`, e.g. `pid:[4026531836]`): a PID means nothing in
+    /// another namespace (another container, a sidecar).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_namespace: Option<String>,
     /// When it was taken (RFC 3339).
     pub acquired: String,
     /// When it expires unless renewed (RFC 3339).
     pub expires: String,
+    /// Renewals so far: tells a renewal that landed (its answer lost) from one that did not.
+    #[serde(default)]
+    pub renewal: u64,
 }
 
 impl LockInfo {
-    fn expired(&self, now: OffsetDateTime) -> bool {
+    /// Whether the lease has expired at `now` (an unreadable expiry counts as expired).
+    #[must_use]
+    pub fn expired(&self, now: OffsetDateTime) -> bool {
         OffsetDateTime::parse(&self.expires, &Rfc3339).map_or(true, |t| t < now)
     }
 
-    /// The holder is a process of this host that no longer runs.
-    fn holder_dead(&self) -> bool {
-        self.host == hostname()
-            && self.pid != std::process::id()
-            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+    /// Whether the holder is provably a dead process: same host, same boot, same PID namespace as `me`
+    /// (whose `/proc` shows that namespace), and no process with its PID.
+    #[must_use]
+    pub fn holder_dead(&self, me: &Holder) -> bool {
+        let same_namespace = me.proc_is_own
+            && self.host == me.host
+            && self.boot_id.is_some()
+            && self.boot_id == me.boot_id
+            && self.pid_namespace.is_some()
+            && self.pid_namespace == me.pid_namespace;
+        same_namespace && self.pid != me.pid && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
     }
 }
 
-/// A held lease; renewed in the background until [`Lease::release`]. If renewal finds the lease taken by
-/// someone else, `lost` is cancelled so the run stops writing.
+/// Who this process is, as a lock records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    /// Host name.
+    pub host: String,
+    /// PID in our namespace.
+    pub pid: u32,
+    /// Kernel boot id, when readable.
+    pub boot_id: Option<String>,
+    /// PID namespace, when readable.
+    pub pid_namespace: Option<String>,
+    /// `/proc` is mounted for our own PID namespace (`/proc/self` is our PID), so a PID looked up there
+    /// means what it says.
+    pub proc_is_own: bool,
+}
+
+impl Holder {
+    /// This process.
+    #[must_use]
+    pub fn current() -> Self {
+        let pid = std::process::id();
+        let read = |path: &str| {
+            std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+        };
+        let link = |path: &str| std::fs::read_link(path).ok().map(|p| p.to_string_lossy().into_owned());
+        Self {
+            host: hostname(),
+            pid,
+            boot_id: read("/proc/sys/kernel/random/boot_id"),
+            pid_namespace: link("/proc/self/ns/pid"),
+            proc_is_own: link("/proc/self").is_some_and(|p| p == pid.to_string()),
+        }
+    }
+}
+
+/// The lease's state, as the renewer last saw it.
+#[derive(Clone, Debug)]
+enum State {
+    /// Known good until `until` (the TTL after the last successful renewal was sent).
+    Held { until: Instant },
+    /// Lost: another run took it, it was deleted, or it could not be renewed in time.
+    Lost(String),
+}
+
 #[derive(Debug)]
-pub struct Lease {
+struct Shared {
     store: Store,
     bucket: String,
     key: String,
-    info: LockInfo,
-    etag: Arc<Mutex<String>>,
-    renewer: tokio::task::JoinHandle<()>,
+    ttl: Duration,
+    clock: Clock,
+    /// What we last wrote, and its ETag.
+    held: tokio::sync::Mutex<(LockInfo, String)>,
+    state: watch::Sender<State>,
     lost: CancellationToken,
+}
+
+/// A held lease; renewed in the background until [`Lease::release`].
+#[derive(Debug)]
+pub struct Lease {
+    shared: Arc<Shared>,
+    renewer: tokio::task::JoinHandle<()>,
+    version_id: Option<String>,
+}
+
+/// Options of a lease.
+#[derive(Clone, Debug)]
+pub struct LeaseOptions {
+    /// Lifetime without renewal.
+    pub ttl: Duration,
+    /// The clock the lock's times are written and compared with.
+    pub clock: Clock,
+}
+
+impl Default for LeaseOptions {
+    fn default() -> Self {
+        Self { ttl: TTL, clock: Clock::system() }
+    }
 }
 
 impl Lease {
     /// Takes the lease at `bucket`/`key` for `command`.
     ///
     /// # Errors
-    /// [`Error::Locked`] when another live run holds it; S3 failures.
+    /// [`Error::Locked`] when another run holds it (one line naming the holder); S3 failures.
     pub async fn acquire(
         store: &Store,
         bucket: &str,
         key: &str,
         run_id: &str,
         command: &str,
+        options: &LeaseOptions,
     ) -> Result<Self> {
-        let now = OffsetDateTime::now_utc();
+        let ttl = options.ttl.max(MIN_TTL);
+        let me = Holder::current();
+        let now = options.clock.now();
         let info = LockInfo {
             run_id: run_id.to_owned(),
             command: command.to_owned(),
-            host: hostname(),
-            pid: std::process::id(),
+            host: me.host.clone(),
+            pid: me.pid,
+            boot_id: me.boot_id.clone(),
+            pid_namespace: me.pid_namespace.clone(),
             acquired: crate::format_rfc3339(now),
-            expires: crate::format_rfc3339(now + TTL),
+            expires: crate::format_rfc3339(now + ttl),
+            renewal: 0,
         };
-        let etag = match put_lock(store, bucket, key, &info, Condition::Create).await {
-            Ok(etag) => etag,
+        let location = format!("s3://{bucket}/{key}");
+        let sent = Instant::now();
+        let attempt_timeout = attempt_timeout(ttl);
+        let (etag, version_id) = match put_lock(store, bucket, key, &info, Condition::Create, attempt_timeout)
+            .await
+        {
+            Ok(written) => written,
             Err(e) if e.s3_kind() == Some(S3ErrorKind::PreconditionFailed) => {
-                let (current, current_etag) = read_lock(store, bucket, key).await?.ok_or_else(|| {
-                    Error::Locked(format!("s3://{bucket}/{key} changed while taking the lease; try again"))
-                })?;
-                if !(current.expired(now) || current.holder_dead()) {
+                let (current, current_etag) =
+                    read_lock(store, bucket, key, attempt_timeout).await?.ok_or_else(|| {
+                        Error::Locked(format!("{location} changed while taking the lease; try again"))
+                    })?;
+                if current.run_id == info.run_id {
+                    // Our own create landed and only its answer was lost.
+                    (current_etag, None)
+                } else if current.expired(now) || current.holder_dead(&me) {
+                    put_lock(store, bucket, key, &info, Condition::Replace(&current_etag), attempt_timeout)
+                        .await
+                        .map_err(|e| {
+                            if e.s3_kind() == Some(S3ErrorKind::PreconditionFailed) {
+                                Error::Locked(format!(
+                                    "{location}: another run took over the stale lease first"
+                                ))
+                            } else {
+                                e
+                            }
+                        })?
+                } else {
                     return Err(Error::Locked(format!(
-                        "s3://{bucket}/{key}: another {} (run {}, host {}, pid {}) holds the backup location since \
-                         {}; it expires at {} unless renewed",
+                        "{location}: another {} (run {}, host {}, pid {}) holds the backup location since {}; it \
+                             expires at {} unless renewed",
                         current.command,
                         current.run_id,
                         current.host,
@@ -104,104 +234,232 @@ impl Lease {
                         current.expires
                     )));
                 }
-                put_lock(store, bucket, key, &info, Condition::Replace(&current_etag)).await.map_err(|e| {
-                    if e.s3_kind() == Some(S3ErrorKind::PreconditionFailed) {
-                        Error::Locked(format!(
-                            "s3://{bucket}/{key}: another run took over the stale lease first"
-                        ))
-                    } else {
-                        e
-                    }
-                })?
+            }
+            Err(e) if e.is_temporary() => {
+                // The answer was lost: find out whether our create landed.
+                match read_lock(store, bucket, key, attempt_timeout).await? {
+                    Some((current, etag)) if current.run_id == info.run_id => (etag, None),
+                    _ => return Err(e),
+                }
             }
             Err(e) => return Err(e),
         };
-        let etag = Arc::new(Mutex::new(etag));
-        let lost = CancellationToken::new();
-        let renewer = tokio::spawn(renew(
-            store.clone(),
-            bucket.to_owned(),
-            key.to_owned(),
-            info.clone(),
-            Arc::clone(&etag),
-            lost.clone(),
-        ));
-        Ok(Self {
+        let (state, _) = watch::channel(State::Held { until: sent + ttl });
+        let shared = Arc::new(Shared {
             store: store.clone(),
             bucket: bucket.to_owned(),
             key: key.to_owned(),
-            info,
-            etag,
-            renewer,
-            lost,
-        })
+            ttl,
+            clock: options.clock.clone(),
+            held: tokio::sync::Mutex::new((info, etag)),
+            state,
+            lost: CancellationToken::new(),
+        });
+        let renewer = tokio::spawn(renew_in_background(Arc::clone(&shared)));
+        Ok(Self { shared, renewer, version_id })
     }
 
-    /// Cancelled when the lease was lost (taken over after this process stalled past its expiry).
+    /// The version id the destination gave the lock when it was taken (`None`: the destination keeps no
+    /// versions, or the answer was lost and the lock read back).
+    #[must_use]
+    pub fn version_id(&self) -> Option<&str> {
+        self.version_id.as_deref()
+    }
+
+    /// Cancelled when the lease is lost.
     #[must_use]
     pub fn lost(&self) -> CancellationToken {
-        self.lost.clone()
+        self.shared.lost.clone()
     }
 
-    /// Who holds it.
-    #[must_use]
-    pub fn info(&self) -> &LockInfo {
-        &self.info
+    /// Ok while the lease is held. While it is in doubt (a renewal is overdue) this waits for a renewal to
+    /// land; it fails once the lease is lost or its TTL ran out. Called before every new transfer and every
+    /// write of data.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] when the lease is lost.
+    pub async fn check(&self) -> Result<()> {
+        let mut state = self.shared.state.subscribe();
+        loop {
+            let current = state.borrow_and_update().clone();
+            match current {
+                State::Lost(why) => return Err(Error::Locked(why)),
+                State::Held { until } => {
+                    let now = Instant::now();
+                    if now >= until {
+                        let why = lost_message(&self.shared, "its renewals did not get through in time");
+                        self.shared.mark_lost(why.clone());
+                        return Err(Error::Locked(why));
+                    }
+                    // In doubt once a renewal is overdue: the renewer renews at a third of the TTL.
+                    let doubt_from = until - self.shared.ttl / 3;
+                    if now < doubt_from {
+                        return Ok(());
+                    }
+                    tokio::select! {
+                        changed = state.changed() => { let _ = changed; }
+                        () = tokio::time::sleep_until(until) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Renews the lease now (a conditional write on the ETag we hold): afterwards the lease holds for a
+    /// whole TTL. Called right before a checkpoint or a manifest is written.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] when the lease is lost or cannot be renewed.
+    pub async fn confirm(&self) -> Result<()> {
+        for _ in 0..3 {
+            match renew_once(&self.shared).await {
+                Renewal::Renewed => return Ok(()),
+                Renewal::Lost(why) => {
+                    self.shared.mark_lost(why.clone());
+                    return Err(Error::Locked(why));
+                }
+                Renewal::Doubt(_) => tokio::time::sleep(attempt_timeout(self.shared.ttl) / 4).await,
+            }
+        }
+        self.check().await?;
+        Err(Error::Locked(lost_message(&self.shared, "it could not be confirmed before writing")))
     }
 
     /// Stops renewing and deletes the lock, if it is still ours.
     ///
     /// # Errors
     /// S3 failures while deleting.
-    pub async fn release(self) -> Result<()> {
+    pub async fn release(&self) -> Result<()> {
         self.renewer.abort();
-        let ours = self.etag.lock().await.clone();
-        match read_lock(&self.store, &self.bucket, &self.key).await? {
-            Some((_, etag)) if etag == ours => {
-                self.store
-                    .client()
-                    .delete_object()
-                    .bucket(&self.bucket)
-                    .key(&self.key)
-                    .send()
-                    .await
-                    .map_err(|e| self.store.err("DeleteObject", &self.bucket, Some(&self.key), e))?;
-                Ok(())
-            }
+        let shared = &self.shared;
+        if matches!(*shared.state.borrow(), State::Lost(_)) {
+            return Ok(());
+        }
+        let ours = shared.held.lock().await.1.clone();
+        let timeout = attempt_timeout(shared.ttl);
+        match read_lock(&shared.store, &shared.bucket, &shared.key, timeout).await? {
+            Some((_, etag)) if etag == ours => shared
+                .store
+                .send("DeleteObject", &shared.bucket, Some(&shared.key), || {
+                    shared.store.client().delete_object().bucket(&shared.bucket).key(&shared.key).send()
+                })
+                .await
+                .map(|_| ()),
             _ => Ok(()),
         }
     }
 }
 
-async fn renew(
-    store: Store,
-    bucket: String,
-    key: String,
-    mut info: LockInfo,
-    etag: Arc<Mutex<String>>,
-    lost: CancellationToken,
-) {
-    let mut failures = 0;
-    loop {
-        tokio::time::sleep(TTL / 5).await;
-        info.expires = crate::format_rfc3339(OffsetDateTime::now_utc() + TTL);
-        let current = etag.lock().await.clone();
-        match put_lock(&store, &bucket, &key, &info, Condition::Replace(&current)).await {
-            Ok(new) => {
-                *etag.lock().await = new;
-                failures = 0;
+impl Shared {
+    fn mark_lost(&self, why: String) {
+        self.state.send_if_modified(|state| {
+            if matches!(state, State::Lost(_)) {
+                false
+            } else {
+                *state = State::Lost(why);
+                true
             }
-            Err(e) if e.s3_kind() == Some(S3ErrorKind::PreconditionFailed) => {
-                lost.cancel();
+        });
+        self.lost.cancel();
+    }
+}
+
+fn lost_message(shared: &Shared, why: &str) -> String {
+    format!("the lease on s3://{}/{} was lost: {why}; this run stops writing", shared.bucket, shared.key)
+}
+
+/// Timeout of one lock request: a tenth of the TTL (within 1 s to 30 s), so a renewal can fail and be
+/// retried well before the lease runs out.
+fn attempt_timeout(ttl: Duration) -> Duration {
+    (ttl / 10).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
+enum Renewal {
+    Renewed,
+    /// The renewal did not land (or we cannot tell yet): try again soon.
+    Doubt(String),
+    Lost(String),
+}
+
+/// One conditional renewal, resolving a lost or refused answer by reading the lock back.
+async fn renew_once(shared: &Shared) -> Renewal {
+    let mut held = shared.held.lock().await;
+    let timeout = attempt_timeout(shared.ttl);
+    let mut next = held.0.clone();
+    next.renewal += 1;
+    next.expires = crate::format_rfc3339(shared.clock.now() + shared.ttl);
+    let sent = Instant::now();
+    let answer =
+        put_lock(&shared.store, &shared.bucket, &shared.key, &next, Condition::Replace(&held.1), timeout)
+            .await;
+    let landed = match answer {
+        Ok((etag, _)) => Some(etag),
+        Err(e)
+            if e.s3_kind()
+                .is_some_and(|k| k == S3ErrorKind::PermissionDenied || k == S3ErrorKind::BadCredentials) =>
+        {
+            return Renewal::Doubt(e.to_string());
+        }
+        // Refused (412, 404) or unanswered (timeout, reset, 5xx): what is there now decides.
+        Err(_) => match read_lock(&shared.store, &shared.bucket, &shared.key, timeout).await {
+            Ok(Some((current, etag))) if current.run_id == next.run_id && current.renewal == next.renewal => {
+                Some(etag)
+            }
+            Ok(Some((current, etag))) if current.run_id == next.run_id => {
+                // Still our previous renewal (or an earlier one whose answer was lost): adopt its ETag and let
+                // the next attempt write over it.
+                held.0 = current;
+                held.1 = etag;
+                return Renewal::Doubt("the renewal did not land".into());
+            }
+            Ok(Some((current, _))) => {
+                return Renewal::Lost(lost_message(
+                    shared,
+                    &format!(
+                        "run {} (host {}, pid {}) took it over",
+                        current.run_id, current.host, current.pid
+                    ),
+                ));
+            }
+            Ok(None) => return Renewal::Lost(lost_message(shared, "the lock object was deleted")),
+            Err(e) => return Renewal::Doubt(e.to_string()),
+        },
+    };
+    if let Some(etag) = landed {
+        *held = (next, etag);
+        shared.state.send_if_modified(|state| match state {
+            State::Held { until } => {
+                *until = sent + shared.ttl;
+                true
+            }
+            State::Lost(_) => false,
+        });
+    }
+    Renewal::Renewed
+}
+
+async fn renew_in_background(shared: Arc<Shared>) {
+    let every = shared.ttl / 3;
+    let mut wait = every;
+    loop {
+        tokio::time::sleep(wait).await;
+        let until = match &*shared.state.borrow() {
+            State::Held { until } => *until,
+            State::Lost(_) => return,
+        };
+        if Instant::now() >= until {
+            shared.mark_lost(lost_message(&shared, "its renewals did not get through in time"));
+            return;
+        }
+        match renew_once(&shared).await {
+            Renewal::Renewed => wait = every,
+            Renewal::Lost(why) => {
+                shared.mark_lost(why);
                 return;
             }
-            Err(_) => {
-                // Temporary trouble: the lease still has most of its TTL; try again soon.
-                failures += 1;
-                if failures >= 4 {
-                    lost.cancel();
-                    return;
-                }
+            Renewal::Doubt(why) => {
+                tracing::warn!("renewing the lease on s3://{}/{}: {why}", shared.bucket, shared.key);
+                wait = attempt_timeout(shared.ttl);
             }
         }
     }
@@ -212,13 +470,15 @@ enum Condition<'a> {
     Replace(&'a str),
 }
 
+/// One conditional write of the lock, one attempt, bounded by `timeout`: its ETag and version id.
 async fn put_lock(
     store: &Store,
     bucket: &str,
     key: &str,
     info: &LockInfo,
     condition: Condition<'_>,
-) -> Result<String> {
+    timeout: Duration,
+) -> Result<(String, Option<String>)> {
     let body = serde_json::to_vec_pretty(info).expect("lock info serializes");
     let request = store
         .client()
@@ -231,25 +491,68 @@ async fn put_lock(
         Condition::Create => request.if_none_match("*"),
         Condition::Replace(etag) => request.if_match(etag),
     };
-    let out = request.send().await.map_err(|e| store.err("PutObject", bucket, Some(key), e))?;
-    Ok(out.e_tag().unwrap_or_default().to_owned())
+    let out = match tokio::time::timeout(timeout, request.send()).await {
+        Ok(answer) => answer.map_err(|e| store.err("PutObject", bucket, Some(key), e))?,
+        Err(_) => return Err(timed_out(store, "PutObject", bucket, key)),
+    };
+    Ok((out.e_tag().unwrap_or_default().to_owned(), out.version_id().map(str::to_owned)))
 }
 
-async fn read_lock(store: &Store, bucket: &str, key: &str) -> Result<Option<(LockInfo, String)>> {
-    let out = match store.client().get_object().bucket(bucket).key(key).send().await {
-        Ok(out) => out,
-        Err(e) => {
-            return match store.err("GetObject", bucket, Some(key), e) {
-                Error::S3(e) if e.kind == S3ErrorKind::NotFound => Ok(None),
-                e => Err(e),
-            };
-        }
+/// Reads the lock (one attempt, bounded by `timeout`): its content and ETag, `None` if there is none.
+async fn read_lock(
+    store: &Store,
+    bucket: &str,
+    key: &str,
+    timeout: Duration,
+) -> Result<Option<(LockInfo, String)>> {
+    let read = async {
+        let mut out = match store.client().get_object().bucket(bucket).key(key).send().await {
+            Ok(out) => out,
+            Err(e) => {
+                return match store.err("GetObject", bucket, Some(key), e) {
+                    Error::S3(e) if e.kind == S3ErrorKind::NotFound => Ok(None),
+                    e => Err(e),
+                };
+            }
+        };
+        let etag = out.e_tag().unwrap_or_default().to_owned();
+        let body = crate::s3::read_body(std::mem::take(&mut out.body), store.side(), bucket, key, 0).await?;
+        Ok(Some((body, etag)))
     };
-    let etag = out.e_tag().unwrap_or_default().to_owned();
-    let body = crate::transfer::read_body(out.body, store.side(), bucket, key, 0).await?;
-    let info = serde_json::from_slice(&body)
+    let Some((body, etag)) = (match tokio::time::timeout(timeout, read).await {
+        Ok(answer) => answer?,
+        Err(_) => return Err(timed_out(store, "GetObject", bucket, key)),
+    }) else {
+        return Ok(None);
+    };
+    let info = parse_lock(&body)
         .map_err(|e| Error::corrupt(format!("s3://{bucket}/{key}"), format!("unreadable lock: {e}")))?;
     Ok(Some((info, etag)))
+}
+
+/// Parses a lock object (anyone who can write the destination can write it: it is checked as input).
+///
+/// # Errors
+/// A description of what is wrong.
+pub fn parse_lock(body: &[u8]) -> std::result::Result<LockInfo, String> {
+    let info: LockInfo = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    if info.run_id.is_empty() || info.run_id.len() > 64 {
+        return Err(format!("run id {:?} is not an s32s3 run id", info.run_id));
+    }
+    Ok(info)
+}
+
+fn timed_out(store: &Store, operation: &'static str, bucket: &str, key: &str) -> Error {
+    Error::S3(crate::error::S3Error {
+        side: store.side(),
+        operation,
+        bucket: Some(bucket.to_owned()),
+        key: Some(key.to_owned()),
+        kind: S3ErrorKind::Temporary,
+        status: None,
+        code: None,
+        message: "no answer in time".into(),
+    })
 }
 
 /// This host's name (for lock ownership), from the kernel; `unknown` when it cannot be read.
@@ -260,4 +563,60 @@ pub fn hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lock(host: &str, pid: u32, boot: Option<&str>, ns: Option<&str>) -> LockInfo {
+        LockInfo {
+            run_id: "r".into(),
+            command: "backup".into(),
+            host: host.into(),
+            pid,
+            boot_id: boot.map(str::to_owned),
+            pid_namespace: ns.map(str::to_owned),
+            acquired: "2026-12-01T00:00:00Z".into(),
+            expires: "2026-12-01T00:05:00Z".into(),
+            renewal: 0,
+        }
+    }
+
+    #[test]
+    fn only_a_provably_dead_holder_is_taken_over() {
+        let me = Holder::current();
+        assert!(me.boot_id.is_some() && me.pid_namespace.is_some() && me.proc_is_own, "{me:?}");
+        let (boot, ns) = (me.boot_id.as_deref(), me.pid_namespace.as_deref());
+        // A PID no process has (above the kernel's pid_max).
+        let dead = 4_194_305;
+        assert!(lock(&me.host, dead, boot, ns).holder_dead(&me));
+        // Another PID namespace (a second container, a sidecar) under the same host name.
+        assert!(!lock(&me.host, dead, boot, Some("pid:[1]")).holder_dead(&me));
+        // Another boot, another host, an older lock without the fields, a live process, ourselves.
+        assert!(!lock(&me.host, dead, Some("other-boot"), ns).holder_dead(&me));
+        assert!(!lock("elsewhere", dead, boot, ns).holder_dead(&me));
+        assert!(!lock(&me.host, dead, None, None).holder_dead(&me));
+        assert!(!lock(&me.host, 1, boot, ns).holder_dead(&me));
+        assert!(!lock(&me.host, me.pid, boot, ns).holder_dead(&me));
+        // /proc of another namespace: nothing can be proved.
+        let blind = Holder { proc_is_own: false, ..me.clone() };
+        assert!(!lock(&me.host, dead, boot, ns).holder_dead(&blind));
+    }
+
+    #[test]
+    fn expiry_and_parsing() {
+        let l = lock("h", 1, None, None);
+        assert!(!l.expired(time::macros::datetime!(2026-12-01 00:04:59 UTC)));
+        assert!(l.expired(time::macros::datetime!(2026-12-01 00:05:01 UTC)));
+        let old_format = br#"{"run_id":"ab12cd34","command":"backup","host":"h","pid":7,
+            "acquired":"2026-12-01T00:00:00Z","expires":"2026-12-01T00:05:00Z"}"#;
+        let parsed = parse_lock(old_format).unwrap();
+        assert_eq!((parsed.pid, parsed.renewal, parsed.boot_id), (7, 0, None));
+        assert!(parse_lock(b"{}").is_err());
+        assert!(
+            parse_lock(br#"{"run_id":"","command":"","host":"","pid":1,"acquired":"","expires":""}"#)
+                .is_err()
+        );
+    }
 }

@@ -29,6 +29,7 @@
 //!     expiration_days: 7,
 //!     transfer: TransferOptions::default(),
 //!     work_dir: std::env::temp_dir(),
+//!     clock: Default::default(),
 //! };
 //! let summary = Backup::new(config).run(Arc::new(NoProgress), Default::default()).await?;
 //! println!("snapshot {} ({})", summary.snapshot_id, summary.status);
@@ -38,6 +39,7 @@
 
 pub mod backup;
 pub mod bucket_config;
+pub mod clock;
 mod context;
 pub mod destination;
 pub mod error;
@@ -51,6 +53,8 @@ pub mod options;
 pub mod plan;
 pub mod progress;
 pub mod restore;
+pub mod retention;
+pub mod retry;
 pub mod s3;
 pub mod snapshots;
 pub mod spool;
@@ -60,6 +64,7 @@ mod transfer;
 pub mod verify;
 
 pub use backup::{Backup, BackupSummary, Failure};
+pub use clock::Clock;
 pub use error::{Error, Result};
 pub use options::{Provider, RunConfig, TransferOptions};
 pub use s3::{S3Endpoint, Secret};

@@ -51,7 +51,7 @@ pub fn listed_from(object: &aws_sdk_s3::types::Object) -> Listed {
 /// Lists every object of `bucket` (under `prefix`) into `sorter`.
 ///
 /// Keys are requested URL-encoded (`encoding-type=url`), so keys with characters XML 1.0 cannot carry still
-/// list, and decoded here.
+/// list, and decoded ([`crate::s3::Store::list_objects`]).
 ///
 /// # Errors
 /// S3 failures, classified; [`crate::Error::Io`] when the sorter cannot spill.
@@ -61,31 +61,30 @@ pub async fn list_into(
     prefix: Option<&str>,
     sorter: &mut SortedListing,
 ) -> Result<()> {
-    let mut pages = store
-        .client()
-        .list_objects_v2()
-        .bucket(bucket)
-        .set_prefix(prefix.map(str::to_owned))
-        .encoding_type(aws_sdk_s3::types::EncodingType::Url)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| store.err("ListObjectsV2", bucket, None, e))?;
-        let url_encoded = page.encoding_type() == Some(&aws_sdk_s3::types::EncodingType::Url);
-        for object in page.contents() {
-            let mut item = listed_from(object);
-            if url_encoded {
-                item.key = url_decode(&item.key).ok_or_else(|| {
-                    crate::Error::corrupt(
-                        format!("s3://{bucket}"),
-                        format!("listed key {:?} is not URL-encoded UTF-8", item.key),
-                    )
-                })?;
+    store
+        .list_objects(bucket, prefix, |objects| {
+            for object in &objects {
+                sorter.push(listed_from(object))?;
             }
-            sorter.push(item)?;
-        }
-    }
-    Ok(())
+            Ok(true)
+        })
+        .await
+}
+
+/// The current listing entry of one key, or `None` if it is gone: pages through every key that starts
+/// with it (servers do not all list in byte order, so the first page need not hold it).
+///
+/// # Errors
+/// S3 failures, classified.
+pub async fn relist(store: &crate::s3::Store, bucket: &str, key: &str) -> Result<Option<Listed>> {
+    let mut found = None;
+    store
+        .list_objects(bucket, Some(key), |objects| {
+            found = objects.iter().find(|o| o.key() == Some(key)).map(listed_from);
+            Ok(found.is_none())
+        })
+        .await?;
+    Ok(found)
 }
 
 /// Decodes S3's `encoding-type=url` keys: `%XX` escapes and `+` for a space (AWS and SeaweedFS write a space

@@ -154,6 +154,19 @@ pub struct Header {
     pub instance: Option<InstanceRefs>,
     /// All objects.
     pub totals: Totals,
+    /// The backup location it was written for: a manifest is valid only there (absent in manifests of
+    /// s32s3 before 0.2, which are checked by id and time only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+}
+
+/// Where a manifest belongs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    /// The backup bucket.
+    pub bucket: String,
+    /// The prefix inside it (empty, or ending in `/`).
+    pub prefix: String,
 }
 
 /// One object of a snapshot.
@@ -407,6 +420,7 @@ mod tests {
             buckets: vec![BucketRecord { name: "b".into(), objects: 2, bytes: 3, ..Default::default() }],
             instance: None,
             totals: Totals { objects: 2, bytes: 3 },
+            location: Some(Location { bucket: "backups".into(), prefix: String::new() }),
         }
     }
 

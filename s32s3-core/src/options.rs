@@ -52,7 +52,8 @@ pub struct TransferOptions {
     pub part_concurrency: usize,
     /// Bytes of object data held in memory at once, over all transfers (plaintext and ciphertext).
     pub memory_limit: u64,
-    /// Attempts per request and per object for temporary failures (5xx, 429, timeouts, resets).
+    /// Attempts per request (and per body read) for temporary failures (5xx, 429, timeouts, resets), with
+    /// exponential backoff: see [`crate::retry::RetryPolicy`].
     pub retries: u32,
     /// Upload bandwidth limit in bytes per second (`None`: unlimited).
     pub bwlimit: Option<u64>,
@@ -60,6 +61,8 @@ pub struct TransferOptions {
     pub max_delete_percent: u32,
     /// How often an unfinished run writes a checkpoint it can resume from.
     pub checkpoint_interval: Duration,
+    /// How long the lease on the backup location lasts without renewal (renewed every third of it).
+    pub lease_ttl: Duration,
 }
 
 impl Default for TransferOptions {
@@ -71,10 +74,11 @@ impl Default for TransferOptions {
             part_size: 8 << 20,
             part_concurrency: 4,
             memory_limit: 96 << 20,
-            retries: 5,
+            retries: 10,
             bwlimit: None,
             max_delete_percent: 50,
             checkpoint_interval: Duration::from_secs(20),
+            lease_ttl: crate::lease::TTL,
         }
     }
 }
@@ -117,7 +121,19 @@ impl TransferOptions {
         if self.retries == 0 {
             return bad("retries", "must be at least 1 (one attempt)".into());
         }
+        if self.lease_ttl < crate::lease::MIN_TTL {
+            return bad(
+                "lease_ttl",
+                format!("{:?} is shorter than the minimum of {:?}", self.lease_ttl, crate::lease::MIN_TTL),
+            );
+        }
         Ok(())
+    }
+
+    /// The retry policy of every request.
+    #[must_use]
+    pub fn retry_policy(&self) -> crate::retry::RetryPolicy {
+        crate::retry::RetryPolicy::new(self.retries)
     }
 }
 
@@ -144,6 +160,8 @@ pub struct RunConfig {
     pub transfer: TransferOptions,
     /// Where temporary files (listings, manifests) go.
     pub work_dir: PathBuf,
+    /// What time it is (the system clock, unless a test moves it).
+    pub clock: crate::clock::Clock,
 }
 
 impl RunConfig {
@@ -224,13 +242,14 @@ mod tests {
     #[test]
     fn each_bad_option_is_named() {
         type Breaker = fn(&mut TransferOptions);
-        let cases: [(&str, Breaker); 6] = [
+        let cases: [(&str, Breaker); 7] = [
             ("transfers", |o| o.transfers = 0),
             ("part_size", |o| o.part_size = 1 << 20),
             ("multipart_threshold", |o| o.multipart_threshold = 1),
             ("memory_limit", |o| o.memory_limit = 1 << 20),
             ("max_delete", |o| o.max_delete_percent = 101),
             ("retries", |o| o.retries = 0),
+            ("lease_ttl", |o| o.lease_ttl = Duration::from_millis(500)),
         ];
         for (field, break_it) in cases {
             let mut o = TransferOptions::default();

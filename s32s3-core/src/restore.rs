@@ -29,20 +29,28 @@ use crate::options::RunConfig;
 use crate::plan::PreviousEntries;
 use crate::progress::{Event, Outcome, Progress};
 use crate::snapshots::{self, Selector};
-use crate::transfer::{Limits, RestoreItem, Restorer, read_body};
+use crate::transfer::{Limits, RestoreItem, Restorer};
 use crate::{Error, Result, destination};
 
-/// Bucket configuration restored before the data, in this order (replication comes after the data).
-const CONFIG_ORDER: [(&str, &str, &str); 9] = [
+/// Bucket configuration restored before the data, in this order: what the data needs (versioning, object
+/// lock, default encryption) and what cannot act on it.
+const CONFIG_BEFORE_DATA: [(&str, &str, &str); 6] = [
     ("versioning", "versioning", "PutBucketVersioning"),
     ("object-lock", "object-lock", "PutObjectLockConfiguration"),
-    ("policy", "policy", "PutBucketPolicy"),
-    ("lifecycle", "lifecycle", "PutBucketLifecycleConfiguration"),
     ("tagging", "tagging", "PutBucketTagging"),
     ("cors", "cors", "PutBucketCors"),
     ("encryption", "encryption", "PutBucketEncryption"),
     ("website", "website", "PutBucketWebsite"),
+];
+
+/// Bucket configuration restored after the data: a restored `Deny` policy must not block the restore's own
+/// writes, a live webhook must not receive one event per restored object, a lifecycle rule must not act on
+/// a half-restored bucket, and replication must not copy the restore elsewhere while it runs.
+const CONFIG_AFTER_DATA: [(&str, &str, &str); 4] = [
+    ("policy", "policy", "PutBucketPolicy"),
+    ("lifecycle", "lifecycle", "PutBucketLifecycleConfiguration"),
     ("notification", "notification", "PutBucketNotificationConfiguration"),
+    ("replication", "replication", "PutBucketReplication"),
 ];
 
 /// Where a restored bucket comes from and goes to.
@@ -85,6 +93,10 @@ pub struct RestoreSummary {
     pub snapshot_id: Option<String>,
     /// When that snapshot finished (manifest mode), or the `--at` time (version listing).
     pub point_in_time: Option<String>,
+    /// The snapshot restored is partial (some objects are at the version of an earlier run).
+    pub partial: bool,
+    /// Until when that snapshot is guaranteed to restore (manifest mode).
+    pub window: Option<crate::retention::Window>,
     /// Nothing was written.
     pub dry_run: bool,
     /// Buckets restored (target names).
@@ -229,6 +241,8 @@ impl Restore {
                 },
                 snapshot_id: None,
                 point_in_time: None,
+                partial: false,
+                window: None,
                 dry_run: self.dry_run,
                 buckets: Vec::new(),
                 restored: Totals::default(),
@@ -240,7 +254,7 @@ impl Restore {
             },
         };
         if state.config.is_some() {
-            run.restore_manifest().await?;
+            run.restore_manifest(state.records_since()).await?;
         } else {
             run.restore_versions().await?;
         }
@@ -270,8 +284,15 @@ impl RestoreRun<'_> {
     }
 
     /// The buckets to restore, as (snapshot record, target name).
-    fn mapped_buckets(&self, header: &Header) -> Result<Vec<(BucketRecord, String)>> {
+    fn mapped_buckets(&mut self, header: &Header) -> Result<Vec<(BucketRecord, String)>> {
         if self.job.buckets.is_empty() {
+            for lost in header.buckets.iter().filter(|b| b.source_missing) {
+                self.note(format!(
+                    "bucket {} skipped: it had vanished from the source when snapshot {} was taken (its {} objects \
+                     are kept in the snapshot; restore them with --bucket {})",
+                    lost.name, header.snapshot_id, lost.objects, lost.name
+                ));
+            }
             return Ok(header
                 .buckets
                 .iter()
@@ -299,26 +320,43 @@ impl RestoreRun<'_> {
             .collect()
     }
 
-    async fn restore_manifest(&mut self) -> Result<()> {
+    async fn restore_manifest(&mut self, records_since: Option<OffsetDateTime>) -> Result<()> {
         let cx = self.cx;
-        let (snap, header) = snapshots::select(
+        let history = snapshots::history(&cx.dest, cx.bucket(), &cx.layout, records_since).await?;
+        let warn = |m: &str| cx.progress.event(&Event::Warning(m));
+        let selected = snapshots::select(
             &cx.dest,
             cx.bucket(),
             &cx.layout,
             &cx.cipher,
             cx.work.path(),
+            &history,
             &self.job.selector,
+            cx.now(),
+            &warn,
         )
         .await?;
+        let (snap, header) = (selected.snapshot, selected.header);
         self.summary.snapshot_id = Some(header.snapshot_id.clone());
         self.summary.point_in_time = Some(header.finished.clone());
+        self.summary.window = Some(selected.window);
+        if header.status == crate::manifest::SnapshotStatus::Partial {
+            self.summary.partial = true;
+            self.note(format!(
+                "snapshot {} is partial: its run could not copy everything, so some objects are restored at the \
+                 version an earlier run stored",
+                header.snapshot_id
+            ));
+        }
         let buckets = self.mapped_buckets(&header)?;
         cx.progress.event(&Event::Phase(&format!(
             "restoring snapshot {} of {}",
             header.snapshot_id, header.finished
         )));
 
-        let reader = snapshots::open(&cx.dest, cx.bucket(), &snap.key, &cx.cipher, cx.work.path()).await?;
+        let reader =
+            snapshots::open_snapshot(&cx.dest, cx.bucket(), &cx.layout, &snap, &cx.cipher, cx.work.path())
+                .await?;
         let dir = cx.work.path().to_owned();
         let mut entries = tokio::task::spawn_blocking(move || PreviousEntries::split(reader, &dir))
             .await
@@ -327,6 +365,7 @@ impl RestoreRun<'_> {
         if !self.job.dry_run {
             self.instance(&header).await?;
         }
+        let quotas = self.quotas(&header).await?;
         for (record, target) in &buckets {
             if self.cancel.is_cancelled() {
                 return Err(Error::Cancelled);
@@ -340,23 +379,76 @@ impl RestoreRun<'_> {
                 continue;
             }
             let items: Vec<Entry> = entries.entries(&record.name)?.collect::<Result<_>>()?;
-            self.data(target, object_lock, items).await?;
-            if !self.job.dry_run
-                && self.job.bucket_config
-                && let Some(doc) = record.config.get("replication")
-            {
-                self.put_config(
-                    target,
-                    "replication",
-                    "replication",
-                    "PutBucketReplication",
-                    doc,
-                    &record.name,
-                )
-                .await;
+            self.data(target, object_lock, items, false).await?;
+            if !self.job.dry_run {
+                self.quota(quotas.as_ref(), &record.name, target).await;
+                if self.job.bucket_config {
+                    for (name, query, operation) in CONFIG_AFTER_DATA {
+                        if let Some(doc) = record.config.get(name) {
+                            self.put_config(target, name, query, operation, doc, &record.name).await;
+                        }
+                    }
+                }
             }
         }
         Ok(())
+    }
+
+    /// Puts a bucket's MinIO quota back from the snapshot's bucket-metadata export (after its data: a
+    /// quota smaller than what is being restored would refuse the restore's own writes).
+    async fn quota(
+        &mut self,
+        quotas: Option<&(AdminClient, s32s3_minio_admin::BucketMetadataExport)>,
+        from: &str,
+        target: &str,
+    ) {
+        let Some((admin, export)) = quotas else { return };
+        let quota = match export.file(from, "quota.json") {
+            Ok(Some(quota)) => quota,
+            Ok(None) => return,
+            Err(e) => {
+                self.fail(target, "", &format!("quota not restored: {e}"));
+                return;
+            }
+        };
+        match admin.set_bucket_quota(target, &quota).await {
+            Ok(()) => self.summary.notes.push(format!("bucket {target}: MinIO quota restored")),
+            Err(e) => self.fail(target, "", &format!("quota not restored: {e}")),
+        }
+    }
+
+    /// The admin client and bucket-metadata export to restore quotas from, when the snapshot has the export
+    /// and the target is a MinIO these keys administer (otherwise a quota in the export is reported).
+    async fn quotas(
+        &mut self,
+        header: &Header,
+    ) -> Result<Option<(AdminClient, s32s3_minio_admin::BucketMetadataExport)>> {
+        let Some(key) = header.instance.as_ref().and_then(|r| r.bucket_metadata.clone()) else {
+            return Ok(None);
+        };
+        if self.job.dry_run || !self.job.bucket_config {
+            return Ok(None);
+        }
+        let export = s32s3_minio_admin::BucketMetadataExport::from_bytes(self.instance_object(&key).await?)?;
+        let with_quota: Vec<String> =
+            export.entries().iter().filter(|e| e.ends_with("/quota.json")).cloned().collect();
+        if with_quota.is_empty() {
+            return Ok(None);
+        }
+        let admin = crate::instance::admin_client(&self.cx.config.source)?;
+        if let Ok(Probe::Admin(_)) = admin.probe().await {
+            return Ok(Some((admin, export)));
+        }
+        self.fail(
+            "",
+            "quota",
+            &format!(
+                "the snapshot has MinIO bucket quotas ({}), but the target is not a MinIO these keys can administer: \
+                 quotas not restored",
+                with_quota.join(", ")
+            ),
+        );
+        Ok(None)
     }
 
     /// MinIO server configuration (when asked) and IAM, through the admin API.
@@ -487,10 +579,18 @@ impl RestoreRun<'_> {
     ) -> Result<bool> {
         let cx = self.cx;
         if !self.existing_buckets.iter().any(|b| b == target) {
-            let create =
-                cx.source.client().create_bucket().bucket(target).object_lock_enabled_for_bucket(object_lock);
-            if let Err(e) = create.send().await {
-                let e = cx.source.err("CreateBucket", target, None, e);
+            let create = cx
+                .source
+                .send("CreateBucket", target, None, || {
+                    cx.source
+                        .client()
+                        .create_bucket()
+                        .bucket(target)
+                        .object_lock_enabled_for_bucket(object_lock)
+                        .send()
+                })
+                .await;
+            if let Err(e) = create {
                 if matches!(e.s3_kind(), Some(S3ErrorKind::BadCredentials | S3ErrorKind::Unreachable)) {
                     return Err(e);
                 }
@@ -500,7 +600,7 @@ impl RestoreRun<'_> {
             self.existing_buckets.push(target.to_owned());
         }
         if self.job.bucket_config {
-            for (name, query, operation) in CONFIG_ORDER {
+            for (name, query, operation) in CONFIG_BEFORE_DATA {
                 if let Some(doc) = record.config.get(name) {
                     self.put_config(target, name, query, operation, doc, &record.name).await;
                 }
@@ -551,8 +651,15 @@ impl RestoreRun<'_> {
         }
     }
 
-    /// Restores `entries` (one bucket, sorted by key) into `target`.
-    async fn data(&mut self, target: &str, object_lock: bool, entries: Vec<Entry>) -> Result<()> {
+    /// Restores `entries` (one bucket, sorted by key) into `target`; `from_rclone`: they come from the
+    /// version listing of a backup rclone made (no SHA-256, no metadata but the stored mtime).
+    async fn data(
+        &mut self,
+        target: &str,
+        object_lock: bool,
+        entries: Vec<Entry>,
+        from_rclone: bool,
+    ) -> Result<()> {
         let cx = self.cx;
         let prefix = self.job.prefix.clone().unwrap_or_default();
         let entries: Vec<Entry> = entries.into_iter().filter(|e| e.key.starts_with(&prefix)).collect();
@@ -592,26 +699,34 @@ impl RestoreRun<'_> {
         };
         let dry_run = self.job.dry_run;
         let overwrite = self.job.overwrite;
+        let now = cx.now();
         let results: Vec<(Entry, Result<Decision>)> = futures::stream::iter(decisions)
             .map(|(entry, found)| {
                 let restorer = &restorer;
                 async move {
                     let decision = match found {
                         None => Ok(Decision::Restore),
-                        Some(listed) => same_object(restorer, target, &entry, &listed).await.map(|same| {
-                            if same {
-                                Decision::Equal
-                            } else if overwrite {
-                                Decision::Restore
-                            } else {
-                                Decision::Conflict
-                            }
-                        }),
+                        Some(listed) => {
+                            same_object(restorer, target, &entry, &listed, from_rclone).await.map(|same| {
+                                if same {
+                                    Decision::Equal
+                                } else if overwrite {
+                                    Decision::Restore
+                                } else {
+                                    Decision::Conflict
+                                }
+                            })
+                        }
                     };
                     let result = match decision {
                         Ok(Decision::Restore) if !dry_run => {
-                            let item =
-                                RestoreItem { entry: entry.clone(), bucket: target.to_owned(), object_lock };
+                            let item = RestoreItem {
+                                entry: entry.clone(),
+                                bucket: target.to_owned(),
+                                object_lock,
+                                now,
+                                mtime_from_stored: from_rclone,
+                            };
                             restorer.restore(&item).await.map(|()| Decision::Restore)
                         }
                         other => other,
@@ -726,7 +841,7 @@ impl RestoreRun<'_> {
                     continue;
                 }
             }
-            self.data(&to, false, entries).await?;
+            self.data(&to, false, entries, true).await?;
         }
         Ok(())
     }
@@ -740,27 +855,60 @@ enum Decision {
 }
 
 /// Whether the object already in the target is the one the entry describes: same size, and the same ETag
-/// or (a multipart upload's ETag differs) the same SHA-256.
-async fn same_object(restorer: &Restorer, bucket: &str, entry: &Entry, listed: &Listed) -> Result<bool> {
+/// or (a multipart upload's ETag differs) the same SHA-256. For a backup rclone made (no SHA-256 known),
+/// rclone's own rule: the same size and the same `X-Amz-Meta-Mtime` as the stored version, which the
+/// restore puts on every object it writes.
+async fn same_object(
+    restorer: &Restorer,
+    bucket: &str,
+    entry: &Entry,
+    listed: &Listed,
+    from_rclone: bool,
+) -> Result<bool> {
     if listed.size != entry.size {
         return Ok(false);
     }
     if !entry.etag.is_empty() && listed.etag == entry.etag {
         return Ok(true);
     }
+    if from_rclone {
+        let mtime = |head: &aws_sdk_s3::operation::head_object::HeadObjectOutput| {
+            head.metadata()
+                .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case("mtime")).map(|(_, v)| v.clone()))
+        };
+        let target = restorer
+            .target
+            .send("HeadObject", bucket, Some(&entry.key), || {
+                restorer.target.client().head_object().bucket(bucket).key(&entry.key).send()
+            })
+            .await?;
+        let stored = restorer
+            .backup
+            .send("HeadObject", &restorer.backup_bucket, Some(&entry.stored_key), || {
+                restorer
+                    .backup
+                    .client()
+                    .head_object()
+                    .bucket(&restorer.backup_bucket)
+                    .key(&entry.stored_key)
+                    .set_version_id(entry.version_id.clone())
+                    .send()
+            })
+            .await?;
+        return Ok(mtime(&stored).is_some() && mtime(&target) == mtime(&stored));
+    }
     if entry.sha256.is_empty() {
         return Ok(false);
     }
-    let out = restorer
+    let (_, body) = restorer
         .target
-        .client()
-        .get_object()
-        .bucket(bucket)
-        .key(&entry.key)
-        .send()
-        .await
-        .map_err(|e| restorer.target.err("GetObject", bucket, Some(&entry.key), e))?;
-    let body = read_body(out.body, crate::error::Side::Source, bucket, &entry.key, entry.size).await?;
+        .get_bytes(
+            bucket,
+            &entry.key,
+            || restorer.target.client().get_object().bucket(bucket).key(&entry.key),
+            entry.size,
+        )
+        .await?;
     Ok(hex::encode(Sha256::digest(&body)) == entry.sha256)
 }
 
@@ -780,43 +928,32 @@ fn meaningful(name: &str, doc: &str) -> bool {
     }
 }
 
-/// (version id, size) of an object version; `None` for a delete marker.
+/// Per stored key of the backup location, the newest version at or before `at` (all keys when `None`),
+/// unless that version is a delete marker: (key, version id, size). Times are compared at the precision
+/// the server lists them (milliseconds), `at` as given; of versions with the same time the one listed
+/// first (the newer, in S3's order) wins, delete markers included.
+/// (version id, size) of a version; `None` for a delete marker.
 type Version = Option<(Option<String>, u64)>;
 
-/// Per stored key of the backup location, the newest version at or before `at` (all keys when `None`),
-/// unless that version is a delete marker: (key, version id, size).
 async fn chosen_versions(
     cx: &Context,
     at: Option<OffsetDateTime>,
 ) -> Result<Vec<(String, Option<String>, u64)>> {
     let meta = cx.layout.meta("");
-    let mut chosen: BTreeMap<String, (i64, Version)> = BTreeMap::new();
-    let cutoff = at.map(OffsetDateTime::unix_timestamp);
+    let mut chosen: BTreeMap<String, (OffsetDateTime, Version)> = BTreeMap::new();
     cx.dest
-        .list_versions(cx.bucket(), Some(cx.layout.root()), |page| {
-            let mut consider = |key: &str, time: Option<&aws_smithy_types::DateTime>, version: Version| {
-                if key.starts_with(&meta) || key.ends_with('/') {
-                    return;
-                }
-                let secs = time.map_or(0, aws_smithy_types::DateTime::secs);
-                if cutoff.is_some_and(|c| secs > c) {
-                    return;
-                }
-                let slot = chosen.entry(key.to_owned()).or_insert((i64::MIN, None));
-                if secs >= slot.0 {
-                    *slot = (secs, version);
-                }
-            };
-            for v in page.versions() {
-                let size = v.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
-                consider(
-                    v.key().unwrap_or_default(),
-                    v.last_modified(),
-                    Some((v.version_id().map(str::to_owned), size)),
-                );
+        .list_versions_in_order(cx.bucket(), Some(cx.layout.root()), |v| {
+            if v.key.starts_with(&meta) || v.key.ends_with('/') || at.is_some_and(|at| v.last_modified > at) {
+                return;
             }
-            for m in page.delete_markers() {
-                consider(m.key().unwrap_or_default(), m.last_modified(), None);
+            let version = (!v.delete_marker).then_some((v.version_id, v.size));
+            match chosen.get_mut(&v.key) {
+                // Strictly newer only: of equal times the one listed first stays.
+                Some(slot) if v.last_modified > slot.0 => *slot = (v.last_modified, version),
+                Some(_) => {}
+                None => {
+                    chosen.insert(v.key, (v.last_modified, version));
+                }
             }
         })
         .await?;

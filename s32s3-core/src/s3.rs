@@ -11,6 +11,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
@@ -26,6 +27,7 @@ use md5::Digest as _;
 use zeroize::Zeroizing;
 
 use crate::error::{S3Error, S3ErrorKind, Side, classify, s3_error};
+use crate::retry::RetryPolicy;
 use crate::{Error, Result};
 
 /// A secret string (a secret key or a password): never printed, zeroized on drop.
@@ -108,7 +110,8 @@ impl S3Endpoint {
     }
 
     /// Builds an aws-sdk-s3 client for this endpoint, retrying temporary failures up to `max_attempts`
-    /// times in all (exponential backoff with jitter, the SDK's standard mode).
+    /// times in all (exponential backoff with jitter, the SDK's standard mode; `1` turns the SDK's retries
+    /// off, which is what [`Store`] does: it retries under its own [`RetryPolicy`] instead).
     ///
     /// The settings that make the SDK work against S3-compatible stores (checked against SeaweedFS and moto):
     /// - path-style addressing (`http://host/bucket/key`): virtual-hosted style needs wildcard DNS that
@@ -138,12 +141,14 @@ impl S3Endpoint {
             .force_path_style(true)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-            .retry_config(
+            .retry_config(if max_attempts <= 1 {
+                RetryConfig::disabled()
+            } else {
                 RetryConfig::standard()
-                    .with_max_attempts(max_attempts.max(1))
+                    .with_max_attempts(max_attempts)
                     .with_initial_backoff(Duration::from_millis(200))
-                    .with_max_backoff(Duration::from_secs(20)),
-            )
+                    .with_max_backoff(Duration::from_secs(20))
+            })
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(10))
@@ -204,7 +209,7 @@ impl aws_sdk_s3::config::Intercept for CountRequests {
 }
 
 /// One side of a run (source or destination): an S3 client plus where it points, so every error says
-/// where it happened.
+/// where it happened, and the run's [`RetryPolicy`], which every request of this store goes through.
 #[derive(Clone, Debug)]
 pub struct Store {
     side: Side,
@@ -214,17 +219,20 @@ pub struct Store {
     /// The keys as SigV4 signs with them, built once rather than for every raw request.
     identity: aws_smithy_runtime_api::client::identity::Identity,
     requests: Arc<RequestCounter>,
+    policy: RetryPolicy,
 }
 
 impl Store {
-    /// Connects (lazily: no request is sent) to `endpoint` as `side`.
+    /// Connects (lazily: no request is sent) to `endpoint` as `side`; temporary failures are retried up to
+    /// `max_attempts` attempts per request ([`RetryPolicy::new`]).
     ///
     /// # Errors
     /// [`Error::Config`] for an invalid endpoint URL.
     pub fn new(side: Side, endpoint: S3Endpoint, max_attempts: u32) -> Result<Self> {
         endpoint.validate(&format!("{side}.endpoint"))?;
         let requests = Arc::new(RequestCounter::default());
-        let client = endpoint.client_with_retries(max_attempts)?;
+        // The SDK does not retry: every request is retried once, here, under `policy`.
+        let client = endpoint.client_with_retries(1)?;
         let client = aws_sdk_s3::Client::from_conf(
             client.config().to_builder().interceptor(CountRequests(Arc::clone(&requests))).build(),
         );
@@ -244,10 +252,23 @@ impl Store {
             "s32s3",
         )
         .into();
-        Ok(Self { side, endpoint, client, http, identity, requests })
+        Ok(Self { side, endpoint, client, http, identity, requests, policy: RetryPolicy::new(max_attempts) })
     }
 
-    /// The aws-sdk-s3 client.
+    /// The same store under another retry policy.
+    #[must_use]
+    pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The retry policy every request of this store goes through.
+    #[must_use]
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    /// The aws-sdk-s3 client. It does not retry by itself: send through [`Store::send`].
     #[must_use]
     pub fn client(&self) -> &aws_sdk_s3::Client {
         &self.client
@@ -269,6 +290,49 @@ impl Store {
     #[must_use]
     pub fn endpoint_url(&self) -> &str {
         &self.endpoint.endpoint
+    }
+
+    /// Sends the SDK request that `request` builds (built anew for each attempt), retrying temporary
+    /// failures under this store's policy; errors name this side, `operation` and the location.
+    ///
+    /// # Errors
+    /// The request's last failure, classified.
+    pub async fn send<T, E, F, Fut>(
+        &self,
+        operation: &'static str,
+        bucket: &str,
+        key: Option<&str>,
+        request: F,
+    ) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        self.policy.run(|| async { request().await.map_err(|e| self.err(operation, bucket, key, e)) }).await
+    }
+
+    /// A GET whose body is read whole, the request and the body read retried together: a body that
+    /// breaks off is read again from the start. Returns the response (its body taken out) and the bytes.
+    ///
+    /// # Errors
+    /// The last failure, classified; a broken body is [`S3ErrorKind::Temporary`].
+    pub async fn get_bytes(
+        &self,
+        bucket: &str,
+        key: &str,
+        request: impl Fn() -> aws_sdk_s3::operation::get_object::builders::GetObjectFluentBuilder,
+        size_hint: u64,
+    ) -> Result<(aws_sdk_s3::operation::get_object::GetObjectOutput, bytes::Bytes)> {
+        self.policy
+            .run(|| async {
+                let mut out =
+                    request().send().await.map_err(|e| self.err("GetObject", bucket, Some(key), e))?;
+                let body = std::mem::take(&mut out.body);
+                let bytes = read_body(body, self.side, bucket, key, size_hint).await?;
+                Ok((out, bytes))
+            })
+            .await
     }
 
     /// Wraps an SDK error with this side, the operation and the location.
@@ -300,13 +364,81 @@ impl Store {
     /// Any S3 failure, classified.
     pub async fn list_buckets(&self) -> Result<Vec<String>> {
         let mut names = Vec::new();
-        let mut pages = self.client.list_buckets().into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.located(s3_error(self.side, "ListBuckets", None, None, &e)))?;
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .policy
+                .run(|| async {
+                    self.client
+                        .list_buckets()
+                        .set_continuation_token(token.clone())
+                        .send()
+                        .await
+                        .map_err(|e| self.located(s3_error(self.side, "ListBuckets", None, None, &e)))
+                })
+                .await?;
             names.extend(page.buckets().iter().filter_map(|b| b.name().map(str::to_owned)));
+            token = page.continuation_token().filter(|t| !t.is_empty()).map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
         }
         names.sort();
         Ok(names)
+    }
+
+    /// Every object under `prefix`, page by page (`ListObjectsV2` with `encoding-type=url`, each page
+    /// retried on its own, keys decoded). `visit` returns `false` to stop early.
+    ///
+    /// # Errors
+    /// S3 failures; [`Error::Corrupt`] for a key that is not URL-encoded UTF-8.
+    pub async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: Option<&str>,
+        mut visit: impl FnMut(Vec<aws_sdk_s3::types::Object>) -> Result<bool>,
+    ) -> Result<()> {
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .send("ListObjectsV2", bucket, prefix, || {
+                    self.client
+                        .list_objects_v2()
+                        .bucket(bucket)
+                        .set_prefix(prefix.filter(|p| !p.is_empty()).map(str::to_owned))
+                        .encoding_type(aws_sdk_s3::types::EncodingType::Url)
+                        .set_continuation_token(token.clone())
+                        .send()
+                })
+                .await?;
+            let url_encoded = page.encoding_type() == Some(&aws_sdk_s3::types::EncodingType::Url);
+            let mut objects = page.contents().to_vec();
+            if url_encoded {
+                for object in &mut objects {
+                    let raw = object.key().unwrap_or_default();
+                    let decoded = crate::listing::url_decode(raw).ok_or_else(|| {
+                        Error::corrupt(
+                            format!("s3://{bucket}"),
+                            format!("listed key {raw:?} is not URL-encoded UTF-8"),
+                        )
+                    })?;
+                    *object = aws_sdk_s3::types::Object::builder()
+                        .key(decoded)
+                        .set_size(object.size())
+                        .set_e_tag(object.e_tag().map(str::to_owned))
+                        .set_last_modified(object.last_modified().copied())
+                        .set_storage_class(object.storage_class().cloned())
+                        .build();
+                }
+            }
+            if !visit(objects)? {
+                return Ok(());
+            }
+            token = page.next_continuation_token().filter(|t| !t.is_empty()).map(str::to_owned);
+            if page.is_truncated() != Some(true) || token.is_none() {
+                return Ok(());
+            }
+        }
     }
 
     /// Whether `bucket` exists (and this key may access it).
@@ -314,24 +446,24 @@ impl Store {
     /// # Errors
     /// S3 failures other than "not found".
     pub async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
-        match self.client.head_bucket().bucket(bucket).send().await {
+        match self.send("HeadBucket", bucket, None, || self.client.head_bucket().bucket(bucket).send()).await
+        {
             Ok(_) => Ok(true),
-            Err(e) => match self.err("HeadBucket", bucket, None, e) {
-                Error::S3(e) if e.kind == S3ErrorKind::NotFound => Ok(false),
-                // A HEAD response has no body, so a 403 does not say whether the key is wrong or lacks a
-                // permission: ask again with a request whose error carries a code.
-                Error::S3(e) if e.kind == S3ErrorKind::PermissionDenied => {
-                    match self.client.list_objects_v2().bucket(bucket).max_keys(1).send().await {
-                        Ok(_) => Ok(true),
-                        Err(e) => Err(self.err("ListObjectsV2", bucket, None, e)),
-                    }
-                }
-                e => Err(e),
-            },
+            Err(Error::S3(e)) if e.kind == S3ErrorKind::NotFound => Ok(false),
+            // A HEAD response has no body, so a 403 does not say whether the key is wrong or lacks a
+            // permission: ask again with a request whose error carries a code.
+            Err(Error::S3(e)) if e.kind == S3ErrorKind::PermissionDenied => self
+                .send("ListObjectsV2", bucket, None, || {
+                    self.client.list_objects_v2().bucket(bucket).max_keys(1).send()
+                })
+                .await
+                .map(|_| true),
+            Err(e) => Err(e),
         }
     }
 
-    /// Every object version and delete marker under `prefix`, page by page (S3 has no paginator for this).
+    /// Every object version and delete marker under `prefix`, page by page (S3 has no paginator for this),
+    /// each page retried on its own.
     ///
     /// # Errors
     /// S3 failures.
@@ -341,24 +473,83 @@ impl Store {
         prefix: Option<&str>,
         mut visit: impl FnMut(&aws_sdk_s3::operation::list_object_versions::ListObjectVersionsOutput),
     ) -> Result<()> {
-        let (mut key_marker, mut version_marker) = (None, None);
+        let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
         loop {
             let page = self
-                .client
-                .list_object_versions()
-                .bucket(bucket)
-                .set_prefix(prefix.filter(|p| !p.is_empty()).map(str::to_owned))
-                .set_key_marker(key_marker.take())
-                .set_version_id_marker(version_marker.take())
-                .send()
-                .await
-                .map_err(|e| self.err("ListObjectVersions", bucket, None, e))?;
+                .send("ListObjectVersions", bucket, None, || {
+                    self.client
+                        .list_object_versions()
+                        .bucket(bucket)
+                        .set_prefix(prefix.filter(|p| !p.is_empty()).map(str::to_owned))
+                        .set_key_marker(key_marker.clone())
+                        .set_version_id_marker(version_marker.clone())
+                        .send()
+                })
+                .await?;
             visit(&page);
             if page.is_truncated() != Some(true) {
                 return Ok(());
             }
             key_marker = page.next_key_marker().map(str::to_owned);
             version_marker = page.next_version_id_marker().map(str::to_owned);
+        }
+    }
+
+    /// Every object version and delete marker under `prefix` in the order the server lists them (per key,
+    /// newest first, versions and delete markers interleaved), page by page, keys URL-decoded and
+    /// last-modified times at full precision. The SDK's typed answer keeps versions and delete markers in
+    /// two lists, which loses exactly that order; this reads the server's XML itself.
+    ///
+    /// # Errors
+    /// S3 failures; [`Error::Corrupt`] for an answer that is not a version listing.
+    pub async fn list_versions_in_order(
+        &self,
+        bucket: &str,
+        prefix: Option<&str>,
+        mut visit: impl FnMut(VersionItem),
+    ) -> Result<()> {
+        let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let mut query = vec![("encoding-type", "url".to_owned())];
+            if let Some(prefix) = prefix.filter(|p| !p.is_empty()) {
+                query.push(("prefix", prefix.to_owned()));
+            }
+            if let Some(marker) = &key_marker {
+                query.push(("key-marker", marker.clone()));
+            }
+            if let Some(marker) = &version_marker {
+                query.push(("version-id-marker", marker.clone()));
+            }
+            query.sort();
+            let query: Vec<String> = std::iter::once("versions".to_owned())
+                .chain(query.iter().map(|(k, v)| format!("{k}={}", uri_encode(v))))
+                .collect();
+            let url = format!(
+                "{}/{}?{}",
+                self.endpoint.endpoint.trim_end_matches('/'),
+                uri_encode(bucket),
+                query.join("&")
+            );
+            let place = Place { operation: "ListObjectVersions", bucket, key: None };
+            let (_, body) = self
+                .raw(&place, || {
+                    let mut headers = http::HeaderMap::new();
+                    self.sign(&reqwest::Method::GET, &url, &mut headers, SignableBody::Bytes(&[]))?;
+                    Ok(self.http.get(&url).headers(headers))
+                })
+                .await?;
+            let page = parse_version_listing(&body)
+                .map_err(|e| Error::corrupt(format!("s3://{bucket}?versions"), e))?;
+            for item in page.items {
+                visit(item);
+            }
+            if !page.truncated {
+                return Ok(());
+            }
+            (key_marker, version_marker) = (page.next_key_marker, page.next_version_marker);
+            if key_marker.is_none() {
+                return Ok(());
+            }
         }
     }
 
@@ -377,26 +568,25 @@ impl Store {
     ) -> Result<Option<Vec<u8>>> {
         let url =
             format!("{}/{}?{subresource}", self.endpoint.endpoint.trim_end_matches('/'), uri_encode(bucket));
-        let body = body.unwrap_or_default();
+        let body = bytes::Bytes::copy_from_slice(body.unwrap_or_default());
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|e| Error::Config { field: format!("{}.endpoint", self.side), reason: e.to_string() })?;
-        let mut headers = http::HeaderMap::new();
-        if !body.is_empty() {
-            // Required by S3 for PutBucketLifecycleConfiguration, PutBucketCors, … and harmless elsewhere.
-            let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body));
-            headers.insert("content-md5", header_value(&md5)?);
-        }
+        // Required by S3 for PutBucketLifecycleConfiguration, PutBucketCors, … and harmless elsewhere.
+        let md5 = (!body.is_empty())
+            .then(|| base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&body)));
         let place = Place { operation, bucket, key: None };
-        self.sign(&method, &url, &mut headers, SignableBody::Bytes(body))?;
-        let request = self.http.request(method, &url).headers(headers).body(body.to_vec());
-        match self.send(&place, request).await {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                let bytes = response.bytes().await.map_err(|e| {
-                    self.request_error(&place, S3ErrorKind::Temporary, Some(status), None, e.to_string())
-                })?;
-                Ok(Some(bytes.to_vec()))
-            }
+        let answer = self
+            .raw(&place, || {
+                let mut headers = http::HeaderMap::new();
+                if let Some(md5) = &md5 {
+                    headers.insert("content-md5", header_value(md5)?);
+                }
+                self.sign(&method, &url, &mut headers, SignableBody::Bytes(&body))?;
+                Ok(self.http.request(method.clone(), &url).headers(headers).body(body.clone()))
+            })
+            .await;
+        match answer {
+            Ok((_, bytes)) => Ok(Some(bytes.to_vec())),
             Err(Error::S3(e)) if e.kind == S3ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -406,8 +596,8 @@ impl Store {
     ///
     /// For objects of a few KiB the SDK's per-request machinery (interceptors, endpoint rules, config
     /// layers, header conversions) costs more CPU than moving and encrypting the bytes; this path signs
-    /// with SigV4 and sends one plain HTTP request. Temporary failures are retried here with backoff.
-    /// `None` when the key cannot be sent through a URL unchanged (a `.` or `..` segment, which URL
+    /// with SigV4 and sends one plain HTTP request, retried (request and body together) under the store's
+    /// policy. `None` when the key cannot be sent through a URL unchanged (a `.` or `..` segment, which URL
     /// parsing resolves): the caller uses the SDK.
     ///
     /// # Errors
@@ -420,18 +610,15 @@ impl Store {
     ) -> Result<Option<(http::HeaderMap, bytes::Bytes)>> {
         let Some(url) = self.object_url(bucket, key) else { return Ok(None) };
         let place = Place { operation: "GetObject", bucket, key: Some(key) };
-        let response = self
-            .with_retries(&place, || {
+        let answer = self
+            .raw(&place, || {
                 let mut headers = http::HeaderMap::new();
                 headers.insert(http::header::IF_MATCH, header_value(if_match)?);
                 self.sign(&reqwest::Method::GET, &url, &mut headers, SignableBody::Bytes(&[]))?;
                 Ok(self.http.get(&url).headers(headers))
             })
             .await?;
-        let headers = response.headers().clone();
-        let body =
-            response.bytes().await.map_err(|e| crate::transfer::body_error(self.side, bucket, key, &e))?;
-        Ok(Some((headers, body)))
+        Ok(Some(answer))
     }
 
     /// Writes a whole object (`PUT`, payload not signed: crypt chunks carry their own authenticators)
@@ -449,8 +636,8 @@ impl Store {
     ) -> Result<std::result::Result<Option<String>, bytes::Bytes>> {
         let Some(url) = self.object_url(bucket, key) else { return Ok(Err(body)) };
         let place = Place { operation: "PutObject", bucket, key: Some(key) };
-        let response = self
-            .with_retries(&place, || {
+        let (response_headers, _) = self
+            .raw(&place, || {
                 let mut map = http::HeaderMap::with_capacity(headers.len() + 4);
                 for (name, value) in headers {
                     map.insert(*name, header_value(value)?);
@@ -460,8 +647,7 @@ impl Store {
                 Ok(self.http.put(&url).headers(map).body(body.clone()))
             })
             .await?;
-        Ok(Ok(response
-            .headers()
+        Ok(Ok(response_headers
             .get("x-amz-version-id")
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty() && *v != "null")
@@ -484,27 +670,31 @@ impl Store {
         Some(url)
     }
 
-    /// Sends the request `build` makes (built and signed again for each attempt), retrying temporary
-    /// failures with backoff; the response when its status is 2xx.
-    async fn with_retries(
+    /// Sends the raw request `build` makes (built and signed anew for each attempt) and reads its answer
+    /// whole, both under the store's policy: the headers and body of a 2xx answer.
+    async fn raw(
         &self,
         place: &Place<'_>,
         build: impl Fn() -> Result<reqwest::RequestBuilder>,
-    ) -> Result<reqwest::Response> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.send(place, build()?).await {
-                Err(e) if e.is_temporary() && attempt < RAW_ATTEMPTS => {
-                    tokio::time::sleep(crate::transfer::backoff(attempt)).await;
-                }
-                result => return result,
-            }
-        }
+    ) -> Result<(http::HeaderMap, bytes::Bytes)> {
+        self.policy
+            .run(|| async {
+                let response = self.send_raw(place, build()?).await?;
+                let headers = response.headers().clone();
+                let body = response.bytes().await.map_err(|e| {
+                    body_error(self.side, place.operation, place.bucket, place.key.unwrap_or_default(), &e)
+                })?;
+                Ok((headers, body))
+            })
+            .await
     }
 
     /// Sends one request, counted; a non-2xx answer becomes a classified error from its XML body.
-    async fn send(&self, place: &Place<'_>, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+    async fn send_raw(
+        &self,
+        place: &Place<'_>,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
         self.requests.add(place.operation);
         let response = request.send().await.map_err(|e| {
             let kind = if e.is_connect() { S3ErrorKind::Unreachable } else { S3ErrorKind::Temporary };
@@ -587,10 +777,6 @@ impl Store {
     }
 }
 
-/// Attempts of one raw request before a temporary failure is returned (the caller may retry the whole
-/// object on top).
-const RAW_ATTEMPTS: u32 = 3;
-
 /// What a raw request is about, for its errors.
 struct Place<'a> {
     operation: &'static str,
@@ -603,6 +789,149 @@ fn header_value(value: &str) -> Result<http::HeaderValue> {
     http::HeaderValue::from_str(value).map_err(|_| Error::Config {
         field: "header".into(),
         reason: format!("{value:?} cannot be sent as an HTTP header value"),
+    })
+}
+
+/// One entry of a version listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionItem {
+    /// The key (decoded).
+    pub key: String,
+    /// The version id (`None` for the `null` version).
+    pub version_id: Option<String>,
+    /// A delete marker rather than a version.
+    pub delete_marker: bool,
+    /// Last-modified, at the precision the server gives.
+    pub last_modified: time::OffsetDateTime,
+    /// Size in bytes (0 for a delete marker).
+    pub size: u64,
+}
+
+struct VersionPage {
+    items: Vec<VersionItem>,
+    truncated: bool,
+    next_key_marker: Option<String>,
+    next_version_marker: Option<String>,
+}
+
+/// Parses a `ListVersionsResult` in document order.
+fn parse_version_listing(body: &[u8]) -> std::result::Result<VersionPage, String> {
+    use aws_smithy_xml::decode::{Document, try_data};
+    let text = std::str::from_utf8(body).map_err(|e| format!("not UTF-8: {e}"))?;
+    let mut doc = Document::new(text);
+    let mut root = doc.root_element().map_err(|e| e.to_string())?;
+    if !root.start_el().matches("ListVersionsResult") {
+        return Err(format!("a <{}> where a ListVersionsResult was expected", root.start_el().local()));
+    }
+    let mut page =
+        VersionPage { items: Vec::new(), truncated: false, next_key_marker: None, next_version_marker: None };
+    let mut url_encoded = false;
+    let mut raw_items = Vec::new();
+    while let Some(mut tag) = root.next_tag() {
+        let name = tag.start_el().local().to_owned();
+        match name.as_str() {
+            "Version" | "DeleteMarker" => {
+                let (mut key, mut version_id, mut modified, mut size) = (None, None, None, 0);
+                while let Some(mut field) = tag.next_tag() {
+                    let field_name = field.start_el().local().to_owned();
+                    if !matches!(field_name.as_str(), "Key" | "VersionId" | "LastModified" | "Size") {
+                        continue; // ETag, IsLatest, Owner, StorageClass, …
+                    }
+                    let value = try_data(&mut field).map_err(|e| e.to_string())?.into_owned();
+                    match field_name.as_str() {
+                        "Key" => key = Some(value),
+                        "VersionId" => version_id = Some(value).filter(|v| !v.is_empty() && v != "null"),
+                        "LastModified" => modified = Some(value),
+                        _ => size = value.trim().parse().map_err(|e| format!("bad Size {value:?}: {e}"))?,
+                    }
+                }
+                let key = key.ok_or("a version without a Key")?;
+                let modified = modified.ok_or_else(|| format!("version of {key:?} without LastModified"))?;
+                let last_modified =
+                    time::OffsetDateTime::parse(&modified, &time::format_description::well_known::Rfc3339)
+                        .map_err(|e| format!("bad LastModified {modified:?}: {e}"))?;
+                raw_items.push(VersionItem {
+                    key,
+                    version_id,
+                    delete_marker: name == "DeleteMarker",
+                    last_modified,
+                    size,
+                });
+            }
+            "IsTruncated" => page.truncated = try_data(&mut tag).map_err(|e| e.to_string())?.trim() == "true",
+            "NextKeyMarker" => {
+                page.next_key_marker = Some(try_data(&mut tag).map_err(|e| e.to_string())?.into_owned());
+            }
+            "NextVersionIdMarker" => {
+                page.next_version_marker = Some(try_data(&mut tag).map_err(|e| e.to_string())?.into_owned());
+            }
+            "EncodingType" => url_encoded = try_data(&mut tag).map_err(|e| e.to_string())?.trim() == "url",
+            _ => {}
+        }
+    }
+    for mut item in raw_items {
+        if url_encoded {
+            item.key = crate::listing::url_decode(&item.key)
+                .ok_or_else(|| format!("key {:?} is not URL-encoded UTF-8", item.key))?;
+        }
+        page.items.push(item);
+    }
+    if url_encoded && let Some(marker) = &page.next_key_marker {
+        page.next_key_marker =
+            Some(crate::listing::url_decode(marker).ok_or("a NextKeyMarker that is not URL-encoded")?);
+    }
+    Ok(page)
+}
+
+/// Reads a whole response body into one buffer of the expected size, classifying a broken stream as
+/// temporary (the read is retried by the caller's policy).
+pub(crate) async fn read_body(
+    body: aws_sdk_s3::primitives::ByteStream,
+    side: Side,
+    bucket: &str,
+    key: &str,
+    size_hint: u64,
+) -> Result<bytes::Bytes> {
+    // Filled chunk by chunk into one buffer of the expected size: collecting the chunks first and joining
+    // them afterwards would hold every body twice at its peak.
+    let buffer = bytes::BytesMut::with_capacity(usize::try_from(size_hint).unwrap_or(0).min(1 << 30));
+    read_body_into(body, side, bucket, key, buffer).await
+}
+
+/// [`read_body`] into a buffer the caller provides (and may have used before).
+pub(crate) async fn read_body_into(
+    mut body: aws_sdk_s3::primitives::ByteStream,
+    side: Side,
+    bucket: &str,
+    key: &str,
+    mut buffer: bytes::BytesMut,
+) -> Result<bytes::Bytes> {
+    loop {
+        match body.try_next().await {
+            Ok(Some(chunk)) => buffer.extend_from_slice(&chunk),
+            Ok(None) => return Ok(buffer.freeze()),
+            Err(e) => return Err(body_error(side, "GetObject", bucket, key, &e)),
+        }
+    }
+}
+
+/// A response body that broke off: temporary (the read is retried).
+pub(crate) fn body_error(
+    side: Side,
+    operation: &'static str,
+    bucket: &str,
+    key: &str,
+    err: &(dyn std::error::Error + 'static),
+) -> Error {
+    Error::S3(S3Error {
+        side,
+        operation,
+        bucket: Some(bucket.to_owned()),
+        key: (!key.is_empty()).then(|| key.to_owned()),
+        kind: S3ErrorKind::Temporary,
+        status: None,
+        code: None,
+        message: format!("reading the body: {}", crate::error::source_chain(err)),
     })
 }
 
@@ -682,6 +1011,32 @@ mod tests {
             assert_eq!(store.object_url("b", key), None, "{key}");
         }
         assert!(store.object_url("b", "a/.../b.").is_some());
+    }
+
+    #[test]
+    fn version_listings_keep_their_order() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListVersionsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><EncodingType>url</EncodingType>
+<IsTruncated>true</IsTruncated><NextKeyMarker>a%2Bb</NextKeyMarker><NextVersionIdMarker>v0</NextVersionIdMarker>
+<DeleteMarker><Key>a+b</Key><VersionId>v3</VersionId><IsLatest>true</IsLatest><LastModified>2026-12-01T20:04:05.456Z</LastModified></DeleteMarker>
+<Version><Key>a+b</Key><VersionId>v2</VersionId><IsLatest>false</IsLatest><LastModified>2026-12-01T20:04:05.456Z</LastModified><ETag>"x"</ETag><Size>42</Size><Owner><ID>o</ID><DisplayName>d</DisplayName></Owner></Version>
+<Version><Key>a%20%26</Key><VersionId>null</VersionId><LastModified>2026-12-01T20:04:05Z</LastModified><Size>1</Size></Version>
+</ListVersionsResult>"#;
+        let page = parse_version_listing(xml.as_bytes()).unwrap();
+        let got: Vec<(&str, Option<&str>, bool, u64)> = page
+            .items
+            .iter()
+            .map(|v| (v.key.as_str(), v.version_id.as_deref(), v.delete_marker, v.size))
+            .collect();
+        assert_eq!(
+            got,
+            [("a b", Some("v3"), true, 0), ("a b", Some("v2"), false, 42), ("a &", None, false, 1)]
+        );
+        assert_eq!(page.items[0].last_modified, time::macros::datetime!(2026-12-01 20:04:05.456 UTC));
+        assert!(page.truncated);
+        assert_eq!(page.next_key_marker.as_deref(), Some("a+b"));
+        assert_eq!(page.next_version_marker.as_deref(), Some("v0"));
+        assert!(parse_version_listing(b"<Error><Code>NoSuchBucket</Code></Error>").is_err());
     }
 
     #[test]

@@ -1,4 +1,14 @@
-//! Finding, reading and pruning snapshot manifests in the backup bucket.
+//! Finding, reading and pruning snapshot manifests in the backup bucket, and the run records their
+//! retention windows are derived from (see [`crate::retention`]).
+//!
+//! Everything lives under `.s32s3/snapshots/`, so one listing tells what exists:
+//! - `<UTC time>-<id>.snap`: the manifest of a finished run (complete or partial), named by its finish time;
+//! - `<id>.partial`: the checkpoint of a run that has not finished (resume only, never restored);
+//! - `<UTC time>-<id>.<N>d.run`: a run record (see [`crate::retention`]).
+//!
+//! A manifest is trusted only under its own name: its header's id, finish time and backup location must
+//! match the object's name and place ([`check_binding`]); one that does not, or does not decrypt, is
+//! reported by name and skipped, never chosen by a restore nor used as a backup's parent.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Cursor, Read, Seek, SeekFrom, Write};
@@ -9,12 +19,13 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 use crate::layout::Layout;
-use crate::manifest::{Header, ManifestReader};
+use crate::manifest::{Header, ManifestReader, SnapshotStatus};
+use crate::retention::{Retention, RunRecord, Window};
 use crate::s3::Store;
 use crate::{Error, Result};
 
-/// The time in a manifest's name, to the millisecond: runs finishing within the same second must still
-/// sort in the order they finished.
+/// The time in a manifest's or run record's name, to the millisecond: runs finishing within the same
+/// second must still sort in the order they finished.
 const NAME_TIME: &[time::format_description::BorrowedFormatItem<'static>] =
     format_description!("[year][month][day]T[hour][minute][second].[subsecond digits:3]Z");
 
@@ -33,11 +44,20 @@ pub struct SnapshotRef {
     pub size: u64,
 }
 
+fn name_time(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC).format(NAME_TIME).expect("the format is valid")
+}
+
+/// `t` cut to the millisecond, the precision of the names.
+#[must_use]
+pub fn to_millis(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(t.nanosecond() / 1_000_000 * 1_000_000).expect("a smaller nanosecond is valid")
+}
+
 /// The key of the manifest of snapshot `id`, finished at `finished`.
 #[must_use]
 pub fn snapshot_key(layout: &Layout, finished: OffsetDateTime, id: &str) -> String {
-    let time = finished.to_offset(time::UtcOffset::UTC).format(NAME_TIME).expect("the format is valid");
-    format!("{}{time}-{id}.snap", layout.snapshots_prefix())
+    format!("{}{}-{id}.snap", layout.snapshots_prefix(), name_time(finished))
 }
 
 /// The key of the checkpoint of run `id`.
@@ -46,76 +66,176 @@ pub fn checkpoint_key(layout: &Layout, id: &str) -> String {
     format!("{}{id}.partial", layout.snapshots_prefix())
 }
 
-/// Every snapshot and checkpoint, oldest first (objects that are not manifests are ignored).
+/// The key of the run record of run `id`, written at `time` with the expiration `days` in effect
+/// (`None`: nothing expires).
+#[must_use]
+pub fn run_record_key(layout: &Layout, time: OffsetDateTime, id: &str, days: Option<u32>) -> String {
+    let days = days.map_or_else(String::new, |d| format!(".{d}d"));
+    format!("{}{}-{id}{days}.run", layout.snapshots_prefix(), name_time(time))
+}
+
+/// Everything under `.s32s3/snapshots/`.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    /// Snapshots and checkpoints, oldest first.
+    pub manifests: Vec<SnapshotRef>,
+    /// Run records, oldest first.
+    pub runs: Vec<RunRecord>,
+}
+
+impl Catalog {
+    /// The snapshots (checkpoints left out), oldest first.
+    #[must_use]
+    pub fn snapshots(&self) -> impl DoubleEndedIterator<Item = &SnapshotRef> {
+        self.manifests.iter().filter(|s| !s.checkpoint)
+    }
+
+    /// The retention view of this catalog, given since when the location writes run records and the
+    /// expiration in effect now.
+    #[must_use]
+    pub fn retention(&self, records_since: Option<OffsetDateTime>, days_now: Option<u32>) -> Retention<'_> {
+        Retention { runs: &self.runs, manifests: &self.manifests, records_since, days_now }
+    }
+}
+
+/// Parses one name under `.s32s3/snapshots/`; `None` for objects that are not ours.
+fn parse_name(key: &str, name: &str, size: u64, last_modified: Option<OffsetDateTime>) -> Option<Entry> {
+    let parse_time =
+        |t: &str| time::PrimitiveDateTime::parse(t, NAME_TIME).ok().map(time::PrimitiveDateTime::assume_utc);
+    if let Some(rest) = name.strip_suffix(".snap") {
+        let (time, id) = rest.split_once('-')?;
+        let finished = parse_time(time)?;
+        return Some(Entry::Manifest(SnapshotRef {
+            key: key.into(),
+            id: id.into(),
+            finished,
+            checkpoint: false,
+            size,
+        }));
+    }
+    if let Some(rest) = name.strip_suffix(".run") {
+        let (time, rest) = rest.split_once('-')?;
+        let (id, days) = match rest.split_once('.') {
+            Some((id, days)) => (id, Some(days.strip_suffix('d')?.parse().ok()?)),
+            None => (rest, None),
+        };
+        return Some(Entry::Run(RunRecord { key: key.into(), id: id.into(), time: parse_time(time)?, days }));
+    }
+    let id = name.strip_suffix(".partial")?;
+    let finished = last_modified.unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    Some(Entry::Manifest(SnapshotRef { key: key.into(), id: id.into(), finished, checkpoint: true, size }))
+}
+
+enum Entry {
+    Manifest(SnapshotRef),
+    Run(RunRecord),
+}
+
+/// Lists everything under `.s32s3/snapshots/` (objects that are not ours are ignored).
+///
+/// # Errors
+/// S3 failures.
+pub async fn catalog(dest: &Store, bucket: &str, layout: &Layout) -> Result<Catalog> {
+    let prefix = layout.snapshots_prefix();
+    let mut catalog = Catalog::default();
+    dest.list_objects(bucket, Some(&prefix), |objects| {
+        for object in objects {
+            let key = object.key().unwrap_or_default();
+            let name = &key[prefix.len().min(key.len())..];
+            let size = object.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+            let last_modified =
+                object.last_modified().and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok());
+            match parse_name(key, name, size, last_modified) {
+                Some(Entry::Manifest(m)) => catalog.manifests.push(m),
+                Some(Entry::Run(r)) => catalog.runs.push(r),
+                None => {}
+            }
+        }
+        Ok(true)
+    })
+    .await?;
+    catalog.manifests.sort_by(|a, b| (a.finished, &a.id).cmp(&(b.finished, &b.id)));
+    catalog.runs.sort_by(|a, b| (a.time, &a.id).cmp(&(b.time, &b.id)));
+    Ok(catalog)
+}
+
+/// Every snapshot and checkpoint, oldest first.
 ///
 /// # Errors
 /// S3 failures.
 pub async fn list(dest: &Store, bucket: &str, layout: &Layout) -> Result<Vec<SnapshotRef>> {
-    let prefix = layout.snapshots_prefix();
-    let mut found = Vec::new();
-    let mut pages = dest.client().list_objects_v2().bucket(bucket).prefix(&prefix).into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| dest.err("ListObjectsV2", bucket, None, e))?;
-        for object in page.contents() {
-            let key = object.key().unwrap_or_default();
-            let name = &key[prefix.len().min(key.len())..];
-            let size = object.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
-            if let Some(rest) = name.strip_suffix(".snap")
-                && let Some((time, id)) = rest.split_once('-')
-                && let Ok(finished) = time::PrimitiveDateTime::parse(time, NAME_TIME)
-            {
-                found.push(SnapshotRef {
-                    key: key.to_owned(),
-                    id: id.to_owned(),
-                    finished: finished.assume_utc(),
-                    checkpoint: false,
-                    size,
-                });
-            } else if let Some(id) = name.strip_suffix(".partial") {
-                let finished = object
-                    .last_modified()
-                    .and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok())
-                    .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-                found.push(SnapshotRef {
-                    key: key.to_owned(),
-                    id: id.to_owned(),
-                    finished,
-                    checkpoint: true,
-                    size,
-                });
-            }
-        }
-    }
-    found.sort_by(|a, b| (a.finished, &a.id).cmp(&(b.finished, &b.id)));
-    Ok(found)
+    Ok(catalog(dest, bucket, layout).await?.manifests)
 }
 
-/// Downloads an object into a temporary file in `dir` (rewound), streaming.
+/// Writes the run record of run `id` (see [`crate::retention`]).
+///
+/// # Errors
+/// S3 failures.
+pub async fn put_run_record(
+    dest: &Store,
+    bucket: &str,
+    layout: &Layout,
+    id: &str,
+    time: OffsetDateTime,
+    days: Option<u32>,
+) -> Result<String> {
+    let key = run_record_key(layout, time, id, days);
+    let body = serde_json::json!({
+        "format": "s32s3-run",
+        "run_id": id,
+        "time": crate::format_rfc3339(time),
+        "expiration_days": days,
+        "tool": crate::tool_version(),
+    })
+    .to_string();
+    dest.send("PutObject", bucket, Some(&key), || {
+        dest.client()
+            .put_object()
+            .bucket(bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(aws_sdk_s3::primitives::ByteStream::from(body.clone().into_bytes()))
+            .send()
+    })
+    .await?;
+    Ok(key)
+}
+
+/// Downloads an object into a temporary file in `dir` (rewound), streaming; the request and the body read
+/// are retried together.
 ///
 /// # Errors
 /// S3 failures; [`Error::Io`].
 pub async fn download(store: &Store, bucket: &str, key: &str, dir: &Path) -> Result<File> {
-    let out = store
-        .client()
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
+    store
+        .policy()
+        .run(|| async {
+            let out = store
+                .client()
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| store.err("GetObject", bucket, Some(key), e))?;
+            let mut file = tempfile::tempfile_in(dir)
+                .map_err(|e| Error::io(format!("creating a temporary file in {}", dir.display()), e))?;
+            let mut body = out.body;
+            while let Some(chunk) = body
+                .try_next()
+                .await
+                .map_err(|e| crate::s3::body_error(store.side(), "GetObject", bucket, key, &e))?
+            {
+                file.write_all(&chunk).map_err(|e| Error::io("writing a temporary file", e))?;
+            }
+            file.seek(SeekFrom::Start(0)).map_err(|e| Error::io("writing a temporary file", e))?;
+            Ok(file)
+        })
         .await
-        .map_err(|e| store.err("GetObject", bucket, Some(key), e))?;
-    let mut file = tempfile::tempfile_in(dir)
-        .map_err(|e| Error::io(format!("creating a temporary file in {}", dir.display()), e))?;
-    let mut body = out.body;
-    while let Some(chunk) =
-        body.try_next().await.map_err(|e| crate::transfer::body_error(store.side(), bucket, key, &e))?
-    {
-        file.write_all(&chunk).map_err(|e| Error::io("writing a temporary file", e))?;
-    }
-    file.seek(SeekFrom::Start(0)).map_err(|e| Error::io("writing a temporary file", e))?;
-    Ok(file)
 }
 
-/// Downloads and opens a manifest.
+/// Downloads and opens a manifest, without checking that it belongs under its name (tests and tools;
+/// the engine uses [`open_snapshot`]).
 ///
 /// # Errors
 /// S3 failures, [`Error::Corrupt`].
@@ -134,8 +254,62 @@ pub async fn open(
         .expect("does not panic")
 }
 
+/// Downloads and opens the manifest of `snap`, checked against its name ([`check_binding`]).
+///
+/// # Errors
+/// S3 failures, [`Error::Corrupt`] (unreadable, or not the manifest its name says).
+pub async fn open_snapshot(
+    dest: &Store,
+    bucket: &str,
+    layout: &Layout,
+    snap: &SnapshotRef,
+    cipher: &Cipher,
+    dir: &Path,
+) -> Result<ManifestReader> {
+    let reader = open(dest, bucket, &snap.key, cipher, dir).await?;
+    check_binding(reader.header(), snap, bucket, layout)?;
+    Ok(reader)
+}
+
+/// Checks that a manifest's header belongs under its object name: the same snapshot id, the same finish
+/// time (to the millisecond, as names have it), the status its kind of name implies, and (when the header
+/// records one) the same backup location. A manifest copied or renamed by someone who cannot write one
+/// (without the key) is refused this way.
+///
+/// # Errors
+/// [`Error::Corrupt`] naming the object and what does not match.
+pub fn check_binding(header: &Header, snap: &SnapshotRef, bucket: &str, layout: &Layout) -> Result<()> {
+    let name = format!("s3://{bucket}/{}", snap.key);
+    let mismatch =
+        |what: String| Err(Error::corrupt(&name, format!("not the manifest its name says: {what}")));
+    if header.snapshot_id != snap.id {
+        return mismatch(format!("its header is of snapshot {:?}", header.snapshot_id));
+    }
+    if snap.checkpoint {
+        if header.status != SnapshotStatus::Running {
+            return mismatch(format!("a checkpoint whose header says {}", header.status));
+        }
+    } else {
+        if header.status == SnapshotStatus::Running {
+            return mismatch("a snapshot whose header is a checkpoint's".into());
+        }
+        let finished =
+            time::OffsetDateTime::parse(&header.finished, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| Error::corrupt(&name, format!("bad finish time {:?}: {e}", header.finished)))?;
+        if to_millis(finished) != snap.finished {
+            return mismatch(format!("its header says it finished at {}", header.finished));
+        }
+    }
+    if let Some(location) = &header.location
+        && (location.bucket != bucket || location.prefix != layout.root())
+    {
+        return mismatch(format!("it was written for s3://{}/{}", location.bucket, location.prefix));
+    }
+    Ok(())
+}
+
 /// Reads only a manifest's header line, from the first MiB of the object (the whole manifest, downloaded
-/// into `dir`, only when the header is longer).
+/// into `dir`, only when the header is longer). Not checked against the name: see [`read_snapshot_header`].
 ///
 /// # Errors
 /// S3 failures, [`Error::Corrupt`].
@@ -149,16 +323,14 @@ pub async fn read_header(
     let name = format!("s3://{bucket}/{key}");
     // Whole crypt chunks only: a prefix cut at a chunk boundary decrypts without error.
     let end = HEADER_SIZE + 16 * ENCRYPTED_CHUNK_SIZE - 1;
-    let out = dest
-        .client()
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .range(format!("bytes=0-{end}"))
-        .send()
-        .await
-        .map_err(|e| dest.err("GetObject", bucket, Some(key), e))?;
-    let bytes = crate::transfer::read_body(out.body, dest.side(), bucket, key, end as u64 + 1).await?;
+    let (_, bytes) = dest
+        .get_bytes(
+            bucket,
+            key,
+            || dest.client().get_object().bucket(bucket).key(key).range(format!("bytes=0-{end}")),
+            end as u64 + 1,
+        )
+        .await?;
     let mut plain = Vec::new();
     DecryptReader::new(cipher, Cursor::new(bytes))
         .read_to_end(&mut plain)
@@ -179,50 +351,179 @@ pub async fn read_header(
     Ok(header)
 }
 
+/// [`read_header`] of `snap`, checked against its name ([`check_binding`]).
+///
+/// # Errors
+/// S3 failures, [`Error::Corrupt`].
+pub async fn read_snapshot_header(
+    dest: &Store,
+    bucket: &str,
+    layout: &Layout,
+    snap: &SnapshotRef,
+    cipher: &Cipher,
+    dir: &Path,
+) -> Result<Header> {
+    let header = read_header(dest, bucket, &snap.key, cipher, dir).await?;
+    check_binding(&header, snap, bucket, layout)?;
+    Ok(header)
+}
+
 /// Which snapshot a restore or verify uses.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Selector {
     /// The newest complete snapshot.
     #[default]
     Newest,
-    /// The newest complete snapshot finished at or before this time.
+    /// The newest snapshot (complete or partial) finished at or before this time.
     At(OffsetDateTime),
     /// This snapshot id (complete or partial).
     Id(String),
 }
 
-/// Picks a snapshot and reads its header.
+/// Parses a point in time for `--at` (RFC 3339). A time given to the whole second covers that whole
+/// second, one given to the millisecond that millisecond (and so on): `2026-12-01T20:04:05Z` selects a
+/// snapshot that finished at `20:04:05.456Z`, so what `s32s3 snapshots` prints, pasted, selects that
+/// snapshot.
 ///
 /// # Errors
-/// [`Error::NoSnapshot`] with what exists instead; S3 failures; [`Error::Corrupt`] for an unreadable header.
+/// A one-line reason when `text` is not an RFC 3339 time.
+pub fn parse_point_in_time(text: &str) -> std::result::Result<OffsetDateTime, String> {
+    let t = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time like 2026-11-26T10:00:00Z ({e})"))?;
+    // The digits given after the seconds' '.', if any.
+    let fraction_digits = text
+        .split_once('.')
+        .map_or(0, |(_, rest)| rest.bytes().take_while(u8::is_ascii_digit).count())
+        .min(9);
+    let unit_ns = 10_i64.pow(9 - fraction_digits as u32);
+    Ok(t + time::Duration::nanoseconds(unit_ns - 1))
+}
+
+/// A snapshot chosen for a restore or verify, with its header and window.
+#[derive(Clone, Debug)]
+pub struct Selected {
+    /// The manifest object.
+    pub snapshot: SnapshotRef,
+    /// Its header (checked against the name).
+    pub header: Header,
+    /// Until when it is guaranteed to restore.
+    pub window: Window,
+}
+
+/// What the windows of a location's snapshots are judged by: its catalog, since when it writes run
+/// records, and the expiration in effect now.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    /// Snapshots, checkpoints and run records.
+    pub catalog: Catalog,
+    /// Since when the location writes run records (`.s32s3/config.json`).
+    pub records_since: Option<OffsetDateTime>,
+    /// The noncurrent-version expiration of the live lifecycle (`None`: nothing expires).
+    pub days_now: Option<u32>,
+}
+
+impl History {
+    /// The window of `snap` (checkpoints have none: they are never restored).
+    #[must_use]
+    pub fn window(&self, snap: &SnapshotRef) -> Window {
+        self.catalog.retention(self.records_since, self.days_now).window(snap.finished)
+    }
+
+    /// The newest snapshot still guaranteed to restore at `now`.
+    #[must_use]
+    pub fn newest_safe(&self, now: OffsetDateTime) -> Option<&SnapshotRef> {
+        self.catalog.snapshots().rev().find(|s| self.window(s).restorable_at(now))
+    }
+
+    fn past_window(&self, snap: &SnapshotRef, until: OffsetDateTime, now: OffsetDateTime) -> Error {
+        let safe = match self.newest_safe(now) {
+            Some(s) => format!(
+                "the newest snapshot still safe is {} (finished {})",
+                s.id,
+                crate::format_rfc3339(s.finished)
+            ),
+            None => "no snapshot is still guaranteed to restore".into(),
+        };
+        Error::NoSnapshot(format!(
+            "snapshot {} (finished {}) is past its restorable window, which ended {}: versions it names may have \
+             expired; {safe}",
+            snap.id,
+            crate::format_rfc3339(snap.finished),
+            crate::format_rfc3339(until)
+        ))
+    }
+}
+
+/// Reads the history of the backup location: its catalog and the live lifecycle's expiration.
+///
+/// # Errors
+/// S3 failures.
+pub async fn history(
+    dest: &Store,
+    bucket: &str,
+    layout: &Layout,
+    records_since: Option<OffsetDateTime>,
+) -> Result<History> {
+    let catalog = catalog(dest, bucket, layout).await?;
+    let days_now = crate::destination::live_expiration(dest, bucket, layout).await?;
+    Ok(History { catalog, records_since, days_now })
+}
+
+/// Picks a snapshot and reads its header. Manifests that are unreadable or not what their names say are
+/// reported through `warn` and skipped (an id asked for by name is an error instead). A snapshot past its
+/// window is refused, with the newest one still safe named.
+///
+/// # Errors
+/// [`Error::NoSnapshot`] with what exists instead; S3 failures; [`Error::Corrupt`] for the snapshot asked
+/// for by id.
+#[allow(clippy::too_many_arguments)] // the location, the keys, a work dir, the history, the choice, the time
 pub async fn select(
     dest: &Store,
     bucket: &str,
     layout: &Layout,
     cipher: &Cipher,
     dir: &Path,
+    history: &History,
     selector: &Selector,
-) -> Result<(SnapshotRef, Header)> {
-    let all: Vec<SnapshotRef> =
-        list(dest, bucket, layout).await?.into_iter().filter(|s| !s.checkpoint).collect();
+    now: OffsetDateTime,
+    warn: &(dyn Fn(&str) + Sync),
+) -> Result<Selected> {
+    let all: Vec<&SnapshotRef> = history.catalog.snapshots().collect();
     let location = format!("s3://{bucket}/{}", layout.root());
     let Some(oldest) = all.first() else {
         return Err(Error::NoSnapshot(format!("no snapshots in {location}")));
+    };
+    let accept = |snap: &SnapshotRef, header: Header| {
+        let window = history.window(snap);
+        match window.until() {
+            Some(until) if !window.restorable_at(now) => Err(history.past_window(snap, until, now)),
+            _ => Ok(Selected { snapshot: snap.clone(), header, window }),
+        }
     };
     if let Selector::Id(id) = selector {
         let snap = all.iter().find(|s| &s.id == id).ok_or_else(|| {
             Error::NoSnapshot(format!("no snapshot {id:?} in {location} (`s32s3 snapshots` lists them)"))
         })?;
-        let header = read_header(dest, bucket, &snap.key, cipher, dir).await?;
-        return Ok((snap.clone(), header));
+        let header = read_snapshot_header(dest, bucket, layout, snap, cipher, dir).await?;
+        return accept(snap, header);
     }
     let at = match selector {
         Selector::At(at) => Some(*at),
         _ => None,
     };
-    let candidates = all.iter().filter(|s| at.is_none_or(|at| s.finished <= at));
-    if let Some(found) = newest_complete(dest, bucket, cipher, dir, candidates).await? {
-        return Ok(found);
+    for snap in all.iter().rev().filter(|s| at.is_none_or(|at| s.finished <= at)) {
+        let header = match read_snapshot_header(dest, bucket, layout, snap, cipher, dir).await {
+            Ok(header) => header,
+            Err(e @ Error::Corrupt { .. }) => {
+                warn(&format!("skipping snapshot {}: {e}", snap.id));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        // Without a time, only a complete snapshot will do; at a time, the newest view there is.
+        if at.is_some() || header.status == SnapshotStatus::Complete {
+            return accept(snap, header);
+        }
     }
     Err(Error::NoSnapshot(match at {
         Some(at) if at < oldest.finished => format!(
@@ -231,24 +532,37 @@ pub async fn select(
             oldest.id,
             crate::format_rfc3339(oldest.finished)
         ),
-        Some(at) => format!("no complete snapshot at or before {} in {location}", crate::format_rfc3339(at)),
-        None => format!("no complete snapshot in {location}"),
+        Some(at) => format!("no readable snapshot at or before {} in {location}", crate::format_rfc3339(at)),
+        None => match history.newest_safe(now) {
+            Some(s) => format!(
+                "no complete snapshot in {location}; the newest restorable one is {} (finished {}): choose it with \
+                 --snapshot {}",
+                s.id,
+                crate::format_rfc3339(s.finished),
+                s.id
+            ),
+            None => format!("no complete snapshot in {location}"),
+        },
     }))
 }
 
-/// The newest complete snapshot among `candidates` (oldest first) with its header: headers are read from
-/// the newest backwards until one says complete, so usually only one is read.
+/// The newest complete, readable snapshot among `candidates` (oldest first) with its header: headers are
+/// read from the newest backwards until one says complete, so usually only one is read.
 async fn newest_complete<'a>(
     dest: &Store,
     bucket: &str,
+    layout: &Layout,
     cipher: &Cipher,
     dir: &Path,
     candidates: impl DoubleEndedIterator<Item = &'a SnapshotRef>,
 ) -> Result<Option<(SnapshotRef, Header)>> {
     for snap in candidates.rev() {
-        let header = read_header(dest, bucket, &snap.key, cipher, dir).await?;
-        if header.status == crate::manifest::SnapshotStatus::Complete {
-            return Ok(Some((snap.clone(), header)));
+        match read_snapshot_header(dest, bucket, layout, snap, cipher, dir).await {
+            Ok(header) if header.status == SnapshotStatus::Complete => {
+                return Ok(Some((snap.clone(), header)));
+            }
+            Ok(_) | Err(Error::Corrupt { .. }) => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(None)
@@ -259,12 +573,14 @@ async fn newest_complete<'a>(
 pub struct SnapshotInfo {
     /// Where it is and when it finished.
     pub snapshot: SnapshotRef,
-    /// Its header, or why it could not be read.
+    /// Its header, or why it could not be read (or does not belong under its name).
     pub header: std::result::Result<Header, String>,
+    /// Until when it is guaranteed to restore (`None` for a checkpoint).
+    pub window: Option<Window>,
 }
 
 /// Every snapshot of the backup location (checkpoints of unfinished runs included), oldest first, with
-/// their headers.
+/// their headers and windows.
 ///
 /// # Errors
 /// Configuration, password, credential and reachability problems; a missing backup bucket.
@@ -276,35 +592,18 @@ pub async fn describe(
     if !cx.dest.bucket_exists(cx.bucket()).await? {
         return Err(Error::NoSnapshot(format!("the backup bucket s3://{} does not exist", cx.bucket())));
     }
-    crate::destination::inspect(&cx.dest, cx.bucket(), &cx.layout, &cx.cipher).await?;
+    let state = crate::destination::inspect(&cx.dest, cx.bucket(), &cx.layout, &cx.cipher).await?;
+    let history = history(&cx.dest, cx.bucket(), &cx.layout, state.records_since()).await?;
     let mut out = Vec::new();
-    for snapshot in list(&cx.dest, cx.bucket(), &cx.layout).await? {
-        let header = read_header(&cx.dest, cx.bucket(), &snapshot.key, &cx.cipher, cx.work.path())
-            .await
-            .map_err(|e| e.to_string());
-        out.push(SnapshotInfo { snapshot, header });
+    for snapshot in &history.catalog.manifests {
+        let header =
+            read_snapshot_header(&cx.dest, cx.bucket(), &cx.layout, snapshot, &cx.cipher, cx.work.path())
+                .await
+                .map_err(|e| e.to_string());
+        let window = (!snapshot.checkpoint).then(|| history.window(snapshot));
+        out.push(SnapshotInfo { snapshot: snapshot.clone(), header, window });
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_sort_by_finish_time_to_the_millisecond() {
-        let layout = Layout::new(&Cipher::new("p", "").unwrap(), "pre").unwrap();
-        let t = time::macros::datetime!(2026-11-26 17:09:58.123456 UTC);
-        let key = snapshot_key(&layout, t, "0a1b2c3d");
-        assert_eq!(key, "pre/.s32s3/snapshots/20261126T170958.123Z-0a1b2c3d.snap");
-        let later = snapshot_key(&layout, t + time::Duration::milliseconds(1), "00000000");
-        assert!(later > key, "names sort in finishing order");
-        let name = key.rsplit('/').next().unwrap().strip_suffix(".snap").unwrap();
-        let (time, id) = name.split_once('-').unwrap();
-        assert_eq!(id, "0a1b2c3d");
-        let parsed = time::PrimitiveDateTime::parse(time, NAME_TIME).unwrap().assume_utc();
-        assert_eq!(parsed, time::macros::datetime!(2026-11-26 17:09:58.123 UTC));
-    }
 }
 
 /// What the backup location holds.
@@ -335,7 +634,9 @@ pub async fn storage_stats(
     }
     let snapshots: Vec<SnapshotRef> =
         list(&cx.dest, cx.bucket(), &cx.layout).await?.into_iter().filter(|s| !s.checkpoint).collect();
-    let newest = newest_complete(&cx.dest, cx.bucket(), &cx.cipher, cx.work.path(), snapshots.iter()).await?;
+    let newest =
+        newest_complete(&cx.dest, cx.bucket(), &cx.layout, &cx.cipher, cx.work.path(), snapshots.iter())
+            .await?;
     let mut stats = StorageStats {
         snapshots: snapshots.len() as u64,
         last_complete: newest.map(|(snapshot, _)| snapshot.finished),
@@ -350,4 +651,64 @@ pub async fn storage_stats(
         })
         .await?;
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> Layout {
+        Layout::new(&Cipher::new("p", "").unwrap(), "pre").unwrap()
+    }
+
+    #[test]
+    fn names_sort_by_finish_time_to_the_millisecond() {
+        let layout = layout();
+        let t = time::macros::datetime!(2026-11-26 17:09:58.123456 UTC);
+        let key = snapshot_key(&layout, t, "0a1b2c3d");
+        assert_eq!(key, "pre/.s32s3/snapshots/20261126T170958.123Z-0a1b2c3d.snap");
+        let later = snapshot_key(&layout, t + time::Duration::milliseconds(1), "00000000");
+        assert!(later > key, "names sort in finishing order");
+        let name = key.rsplit('/').next().unwrap();
+        let Some(Entry::Manifest(parsed)) = parse_name(&key, name, 9, None) else { panic!("{name}") };
+        assert_eq!(parsed.id, "0a1b2c3d");
+        assert_eq!(parsed.finished, time::macros::datetime!(2026-11-26 17:09:58.123 UTC));
+        assert_eq!(parsed.finished, to_millis(t));
+    }
+
+    #[test]
+    fn run_record_names_carry_time_id_and_expiration() {
+        let layout = layout();
+        let t = time::macros::datetime!(2026-12-01 20:04:05.456789 UTC);
+        for days in [Some(7), Some(30), None] {
+            let key = run_record_key(&layout, t, "0a1b2c3d", days);
+            let name = key.rsplit('/').next().unwrap();
+            let Some(Entry::Run(run)) = parse_name(&key, name, 1, None) else { panic!("{name}") };
+            assert_eq!((run.id.as_str(), run.time, run.days), ("0a1b2c3d", to_millis(t), days), "{name}");
+        }
+        assert_eq!(
+            run_record_key(&layout, t, "0a1b2c3d", Some(7)),
+            "pre/.s32s3/snapshots/20261201T200405.456Z-0a1b2c3d.7d.run"
+        );
+        for junk in ["x.run", "20261201T200405.456Z-a.xd.run", "20261201T200405Z-a.snap", "README"] {
+            assert!(parse_name(junk, junk, 1, None).is_none(), "{junk}");
+        }
+    }
+
+    #[test]
+    fn a_time_to_the_second_covers_that_second() {
+        let at = parse_point_in_time("2026-12-01T20:04:05Z").unwrap();
+        assert_eq!(at, time::macros::datetime!(2026-12-01 20:04:05.999_999_999 UTC));
+        let at = parse_point_in_time("2026-12-01T20:04:05.456Z").unwrap();
+        assert_eq!(at, time::macros::datetime!(2026-12-01 20:04:05.456_999_999 UTC));
+        let at = parse_point_in_time("2026-12-01T21:04:05.123456789+01:00").unwrap();
+        assert_eq!(at, time::macros::datetime!(2026-12-01 20:04:05.123_456_789 UTC));
+        assert!(parse_point_in_time("yesterday").unwrap_err().contains("not an RFC 3339 time"));
+        // What the snapshots listing prints (a name's time, to the millisecond) selects that snapshot.
+        let finished = time::macros::datetime!(2026-12-01 20:04:05.456 UTC);
+        let printed = crate::format_rfc3339(finished);
+        assert!(finished <= parse_point_in_time(&printed).unwrap(), "{printed}");
+        let to_second = printed.split('.').next().unwrap().to_owned() + "Z";
+        assert!(finished <= parse_point_in_time(&to_second).unwrap(), "{to_second}");
+    }
 }

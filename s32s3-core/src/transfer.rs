@@ -1,12 +1,19 @@
-//! Copying one source object into the backup: GET → SHA-256 + encrypt → PUT, or for large objects ranged
-//! GETs, encryption and part uploads of the same object in parallel (crypt chunk `i` uses nonce + `i`, so
-//! parts are independent). Every GET carries `If-Match` with the listed ETag, so an object that changes
-//! while it is read is never stored half old and half new: the copy starts again from a fresh listing.
+//! Moving one object between the stores: the backup's [`Copier`] (GET → SHA-256 + encrypt → PUT, or for
+//! large objects ranged GETs, encryption and part uploads of the same object in parallel: crypt chunk `i`
+//! uses nonce + `i`, so parts are independent) and the restore's [`Restorer`] (the same backwards, with
+//! the SHA-256 checked before anything is completed). Every source GET carries `If-Match` with the listed
+//! ETag, so an object that changes while it is read is never stored half old and half new: the copy
+//! starts again from a fresh listing.
+//!
+//! Every request goes through its store's retry policy ([`crate::retry`]) exactly once; the loops here
+//! only react to what a final answer means: a vanished or changed source object, or a write whose answer
+//! was lost (the destination is asked what is current, [`Copier`]'s `resolve`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use base64::Engine as _;
@@ -19,11 +26,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{S3Error, S3ErrorKind, Side};
 use crate::layout::Layout;
-use crate::listing::Listed;
+use crate::listing::{Listed, relist};
 use crate::manifest::Entry;
 use crate::options::TransferOptions;
 use crate::progress::{Event, Progress};
-use crate::s3::Store;
+use crate::s3::{Store, read_body_into};
 use crate::{Error, Result, mtime};
 
 /// S3's limit on parts per multipart upload.
@@ -180,8 +187,9 @@ fn source_meta_from_headers(headers: &http::HeaderMap) -> SourceMeta {
     }
 }
 
-/// Sets the restored object's content headers, user metadata, tags and object-lock fields on a `PutObject` or
-/// `CreateMultipartUpload` request (the two builders share these setters but no trait).
+/// Sets the restored object's content headers, tags and object-lock fields on a `PutObject` or
+/// `CreateMultipartUpload` request (the two builders share these setters but no trait). User metadata is
+/// set by the caller ([`RestoreItem::metadata`]).
 macro_rules! object_headers {
     ($request:expr, $item:expr) => {{
         let item: &RestoreItem = $item;
@@ -195,25 +203,59 @@ macro_rules! object_headers {
             .set_expires(e.expires.as_deref().and_then(|x| {
                 aws_smithy_types::DateTime::from_str(x, aws_smithy_types::date_time::Format::HttpDate).ok()
             }));
-        if !e.metadata.is_empty() {
-            r = r.set_metadata(Some(e.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect()));
-        }
         if !e.tags.is_empty() {
             r = r.tagging(tagging_header(&e.tags));
         }
+        if let Some((mode, until)) = item.retention() {
+            r = r.object_lock_mode(mode).object_lock_retain_until_date(until);
+        }
         if item.object_lock {
-            r = r
-                .set_object_lock_mode(e.lock_mode.as_deref().map(aws_sdk_s3::types::ObjectLockMode::from))
-                .set_object_lock_retain_until_date(e.lock_retain_until.as_deref().and_then(|x| {
-                    aws_smithy_types::DateTime::from_str(x, aws_smithy_types::date_time::Format::DateTime)
-                        .ok()
-                }))
-                .set_object_lock_legal_hold_status(
-                    e.legal_hold.as_deref().map(aws_sdk_s3::types::ObjectLockLegalHoldStatus::from),
-                );
+            r = r.set_object_lock_legal_hold_status(
+                e.legal_hold.as_deref().map(aws_sdk_s3::types::ObjectLockLegalHoldStatus::from),
+            );
         }
         r
     }};
+}
+
+/// What a run checks right before each write that may replace a stored version (a data object written or
+/// deleted): that it still holds the lease, and that its run record is written (see
+/// [`crate::retention`]). Implemented by the backup run.
+pub(crate) trait WriteGate: Send + Sync {
+    /// Ok when the write may go ahead.
+    fn before_write(&self) -> futures::future::BoxFuture<'_, Result<()>>;
+}
+
+/// What became of a copy.
+#[derive(Debug)]
+pub(crate) enum Copied {
+    /// A new version of the object is stored; its entry.
+    Stored(Box<Entry>),
+    /// The object vanished from the source before it could be read: nothing was written.
+    Vanished,
+}
+
+/// A copy that did not store the object.
+#[derive(Debug)]
+pub(crate) struct CopyFailure {
+    /// Why.
+    pub(crate) error: Error,
+    /// The version the previous snapshot names is provably still the current one (the failure came before
+    /// any write, or the write was found not to have landed): the snapshot may carry it over.
+    pub(crate) previous_current: bool,
+}
+
+/// A failed attempt, and the entry it would have recorded if its write was already sent: such a write
+/// may have landed even though its answer did not arrive.
+struct Attempt {
+    error: Error,
+    wrote: Option<Entry>,
+}
+
+impl From<Error> for Attempt {
+    fn from(error: Error) -> Self {
+        Self { error, wrote: None }
+    }
 }
 
 /// Copies source objects into the backup bucket.
@@ -227,74 +269,130 @@ pub(crate) struct Copier {
     pub(crate) limits: Arc<Limits>,
     pub(crate) progress: Arc<dyn Progress>,
     pub(crate) cancel: CancellationToken,
+    pub(crate) gate: Arc<dyn WriteGate>,
 }
 
 impl Copier {
-    /// Copies `listed` from `bucket`. `Ok(None)`: the object vanished from the source before it was read.
+    /// Copies `listed` from `bucket`; `previous` is the entry the previous snapshot has for it.
     ///
     /// # Cancel safety
-    /// Dropping the future mid-way may leave an incomplete multipart upload, which the destination's
-    /// lifecycle rule aborts after a day; cancel through the token instead, which aborts it at once.
-    pub(crate) async fn copy(&self, bucket: &str, listed: &Listed) -> Result<Option<Entry>> {
+    /// Cancel through the token, which stops before the next write and aborts a multipart upload at once.
+    /// A dropped future aborts its multipart upload in the background.
+    pub(crate) async fn copy(
+        &self,
+        bucket: &str,
+        listed: &Listed,
+        previous: Option<&Entry>,
+    ) -> std::result::Result<Copied, CopyFailure> {
         let _transfer = self.limits.transfer().await;
         let mut listed = listed.clone();
         let mut attempt = 0;
         loop {
             attempt += 1;
             if self.cancel.is_cancelled() {
-                return Err(Error::Cancelled);
+                return Err(CopyFailure { error: Error::Cancelled, previous_current: true });
             }
             let result = if listed.size <= self.options.multipart_threshold {
                 self.copy_whole(bucket, &listed).await
             } else {
                 self.copy_in_parts(bucket, &listed).await
             };
-            let err = match result {
-                Ok(entry) => return Ok(Some(entry)),
-                Err(err) => err,
+            let failed = match result {
+                Ok(entry) => return Ok(Copied::Stored(Box::new(self.moved(entry, previous).await))),
+                Err(Attempt { error, wrote: Some(candidate) }) => {
+                    return self.resolve(error, candidate, previous).await;
+                }
+                Err(Attempt { error, wrote: None }) => error,
             };
-            match err.s3_kind() {
-                Some(S3ErrorKind::NotFound) if matches!(&err, Error::S3(e) if e.side == Side::Source) => {
-                    return Ok(None);
-                }
-                Some(S3ErrorKind::PreconditionFailed) if matches!(&err, Error::S3(e) if e.side == Side::Source) =>
-                {
-                    if attempt >= self.options.retries {
-                        return Err(Error::ObjectChanged {
-                            bucket: bucket.into(),
-                            key: listed.key,
-                            attempts: attempt,
-                        });
-                    }
-                    match self.relist(bucket, &listed.key).await? {
-                        Some(fresh) => listed = fresh,
-                        None => return Ok(None),
+            let from_source = matches!(&failed, Error::S3(e) if e.side == Side::Source);
+            match failed.s3_kind() {
+                // The object (or its bucket) is gone since it was listed.
+                Some(S3ErrorKind::NotFound) if from_source => return Ok(Copied::Vanished),
+                // It changed since it was listed: copy what is there now.
+                Some(S3ErrorKind::PreconditionFailed) if from_source && attempt < self.options.retries => {
+                    match relist(&self.source, bucket, &listed.key).await {
+                        Ok(Some(fresh)) => listed = fresh,
+                        Ok(None) => return Ok(Copied::Vanished),
+                        Err(error) => return Err(CopyFailure { error, previous_current: true }),
                     }
                 }
-                _ if err.is_temporary() && attempt < self.options.retries => {
-                    tokio::time::sleep(backoff(attempt)).await;
+                Some(S3ErrorKind::PreconditionFailed) if from_source => {
+                    let error =
+                        Error::ObjectChanged { bucket: bucket.into(), key: listed.key, attempts: attempt };
+                    return Err(CopyFailure { error, previous_current: true });
                 }
-                _ => return Err(err),
+                _ => return Err(CopyFailure { error: failed, previous_current: true }),
             }
         }
     }
 
-    /// The current listing entry of one key (after it changed during a read), or `None` if it is gone.
-    async fn relist(&self, bucket: &str, key: &str) -> Result<Option<Listed>> {
-        let out = self
-            .source
-            .client()
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(key)
-            .max_keys(1000)
-            .send()
-            .await
-            .map_err(|e| self.source.err("ListObjectsV2", bucket, Some(key), e))?;
-        Ok(out.contents().iter().find(|o| o.key() == Some(key)).map(crate::listing::listed_from))
+    /// A write was sent but its answer is an error: find out from the destination what is current now.
+    /// Our write landed if the current version is new and has the size we wrote (only this run writes
+    /// the location while it holds the lease); the previous version is still current if it still is.
+    async fn resolve(
+        &self,
+        error: Error,
+        candidate: Entry,
+        previous: Option<&Entry>,
+    ) -> std::result::Result<Copied, CopyFailure> {
+        let same_key = previous.is_some_and(|p| p.stored_key == candidate.stored_key);
+        let head = self
+            .dest
+            .send("HeadObject", &self.dest_bucket, Some(&candidate.stored_key), || {
+                self.dest.client().head_object().bucket(&self.dest_bucket).key(&candidate.stored_key).send()
+            })
+            .await;
+        let previous_version = previous.and_then(|p| p.version_id.clone());
+        match head {
+            Ok(head) => {
+                let version = head.version_id().map(str::to_owned);
+                let size = head.content_length().and_then(|l| u64::try_from(l).ok());
+                if same_key && version == previous_version {
+                    return Err(CopyFailure { error, previous_current: true });
+                }
+                if version.is_some() && size == Some(encrypted_size(candidate.size)) {
+                    self.progress.event(&Event::Warning(&format!(
+                        "s3://{}/{}: the answer to its upload was lost; the version it wrote is current, and recorded",
+                        candidate.bucket, candidate.key
+                    )));
+                    let entry = Entry { version_id: version, ..candidate };
+                    return Ok(Copied::Stored(Box::new(self.moved(entry, previous).await)));
+                }
+                Err(CopyFailure { error, previous_current: !same_key })
+            }
+            Err(e) if e.s3_kind() == Some(S3ErrorKind::NotFound) => {
+                Err(CopyFailure { error, previous_current: !same_key })
+            }
+            Err(_) => Err(CopyFailure { error, previous_current: !same_key }),
+        }
     }
 
-    async fn copy_whole(&self, bucket: &str, listed: &Listed) -> Result<Entry> {
+    /// After a copy to a stored key other than the previous one's (the naming rules changed), the old
+    /// stored object gets a delete marker: it stays in history, but nothing current is left behind.
+    async fn moved(&self, entry: Entry, previous: Option<&Entry>) -> Entry {
+        if let Some(previous) = previous.filter(|p| p.stored_key != entry.stored_key) {
+            let deleted = self
+                .dest
+                .send("DeleteObject", &self.dest_bucket, Some(&previous.stored_key), || {
+                    self.dest
+                        .client()
+                        .delete_object()
+                        .bucket(&self.dest_bucket)
+                        .key(&previous.stored_key)
+                        .send()
+                })
+                .await;
+            if let Err(e) = deleted {
+                self.progress.event(&Event::Warning(&format!(
+                    "s3://{}/{}: moved to a new stored name, but its old one could not be deleted: {e}",
+                    entry.bucket, entry.key
+                )));
+            }
+        }
+        entry
+    }
+
+    async fn copy_whole(&self, bucket: &str, listed: &Listed) -> std::result::Result<Entry, Attempt> {
         let key = listed.key.as_str();
         let _memory = self.limits.memory(listed.size * 2 + 64 * 1024).await;
         let small = listed.size <= INLINE_CRYPTO_MAX;
@@ -302,20 +400,20 @@ impl Copier {
         let (meta, body) = if let Some((headers, body)) = read {
             (source_meta_from_headers(&headers), body)
         } else {
-            let out = self
+            let (out, body) = self
                 .source
-                .client()
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .if_match(&listed.etag)
-                .send()
-                .await
-                .map_err(|e| self.source.err("GetObject", bucket, Some(key), e))?;
-            let meta = source_meta!(&out);
-            (meta, read_body(out.body, Side::Source, bucket, key, listed.size).await?)
+                .get_bytes(
+                    bucket,
+                    key,
+                    || self.source.client().get_object().bucket(bucket).key(key).if_match(&listed.etag),
+                    listed.size,
+                )
+                .await?;
+            (source_meta!(&out), body)
         };
         check_len(bucket, key, body.len() as u64, listed.size)?;
+        // Everything the entry needs is read before anything is written.
+        let tags = self.tags(bucket, key, meta.tag_count).await?;
 
         let cipher = self.cipher.clone();
         let seal = move || -> Result<_> {
@@ -334,10 +432,16 @@ impl Copier {
         let len = ciphertext.len() as u64;
         self.limits.bandwidth(len, &self.cancel).await?;
         let mtime = stored_mtime(listed, &meta);
+        let candidate = entry(bucket, listed, meta, tags, sha256, stored.key, None);
+        self.gate.before_write().await?;
+        let wrote = |error| Attempt { error, wrote: Some(candidate.clone()) };
         let written = if small {
             let headers =
                 [("content-type", "application/octet-stream"), ("x-amz-meta-mtime", mtime.as_str())];
-            self.dest.put_small(&self.dest_bucket, &stored.key, ciphertext, &headers).await?
+            self.dest
+                .put_small(&self.dest_bucket, &candidate.stored_key, ciphertext, &headers)
+                .await
+                .map_err(wrote)?
         } else {
             Err(ciphertext)
         };
@@ -345,91 +449,105 @@ impl Copier {
             Ok(version_id) => version_id,
             Err(ciphertext) => self
                 .dest
-                .client()
-                .put_object()
-                .bucket(&self.dest_bucket)
-                .key(&stored.key)
-                .content_length(i64::try_from(len).unwrap_or(i64::MAX))
-                .content_type("application/octet-stream")
-                .metadata("mtime", mtime)
-                .body(ByteStream::from(ciphertext))
-                .send()
+                .send("PutObject", &self.dest_bucket, Some(&candidate.stored_key), || {
+                    self.dest
+                        .client()
+                        .put_object()
+                        .bucket(&self.dest_bucket)
+                        .key(&candidate.stored_key)
+                        .content_length(i64::try_from(len).unwrap_or(i64::MAX))
+                        .content_type("application/octet-stream")
+                        .metadata("mtime", &mtime)
+                        .body(ByteStream::from(ciphertext.clone()))
+                        .send()
+                })
                 .await
-                .map_err(|e| self.dest.err("PutObject", &self.dest_bucket, Some(&stored.key), e))?
+                .map_err(wrote)?
                 .version_id()
                 .map(str::to_owned),
         };
         self.progress.event(&Event::Bytes(listed.size));
-        let tags = self.tags(bucket, key, meta.tag_count).await?;
-        Ok(entry(bucket, listed, meta, tags, sha256, stored.key, version_id))
+        Ok(Entry { version_id, ..candidate })
     }
 
-    async fn copy_in_parts(&self, bucket: &str, listed: &Listed) -> Result<Entry> {
+    async fn copy_in_parts(&self, bucket: &str, listed: &Listed) -> std::result::Result<Entry, Attempt> {
         let key = listed.key.as_str();
         let head = self
             .source
-            .client()
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .if_match(&listed.etag)
-            .send()
-            .await
-            .map_err(|e| self.source.err("HeadObject", bucket, Some(key), e))?;
+            .send("HeadObject", bucket, Some(key), || {
+                self.source.client().head_object().bucket(bucket).key(key).if_match(&listed.etag).send()
+            })
+            .await?;
         let meta = source_meta!(&head);
+        let tags = self.tags(bucket, key, meta.tag_count).await?;
         let stored = self.layout.data_key(bucket, key)?;
+        let mtime = stored_mtime(listed, &meta);
+        self.gate.before_write().await?;
         let upload = self
             .dest
-            .client()
-            .create_multipart_upload()
-            .bucket(&self.dest_bucket)
-            .key(&stored.key)
-            .content_type("application/octet-stream")
-            .metadata("mtime", stored_mtime(listed, &meta))
-            .send()
-            .await
-            .map_err(|e| self.dest.err("CreateMultipartUpload", &self.dest_bucket, Some(&stored.key), e))?;
-        let Some(upload_id) = upload.upload_id().map(str::to_owned) else {
-            return Err(Error::S3(S3Error {
-                side: Side::Destination,
-                operation: "CreateMultipartUpload",
-                bucket: Some(self.dest_bucket.clone()),
-                key: Some(stored.key),
-                kind: S3ErrorKind::Other,
-                status: None,
-                code: None,
-                message: "the response has no upload id".into(),
-            }));
-        };
-
-        let result = self.upload_parts(bucket, listed, &stored.key, &upload_id).await;
-        let (sha256, version_id) = match result {
-            Ok(done) => done,
-            Err(err) => {
-                // S3 never cleans up by itself; the lifecycle rule is only the safety net.
-                let _ = self
-                    .dest
+            .send("CreateMultipartUpload", &self.dest_bucket, Some(&stored.key), || {
+                self.dest
                     .client()
-                    .abort_multipart_upload()
+                    .create_multipart_upload()
                     .bucket(&self.dest_bucket)
                     .key(&stored.key)
-                    .upload_id(&upload_id)
+                    .content_type("application/octet-stream")
+                    .metadata("mtime", &mtime)
                     .send()
-                    .await;
-                return Err(err);
+            })
+            .await?;
+        let Some(upload_id) = upload.upload_id().map(str::to_owned) else {
+            return Err(no_upload_id(Side::Destination, &self.dest_bucket, &stored.key).into());
+        };
+        let pending = PendingUpload::new(&self.dest, &self.dest_bucket, &stored.key, &upload_id);
+        let hashed = self.upload_parts(bucket, listed, &stored.key, &upload_id).await;
+        let (sha256, completed) = match hashed {
+            Ok(done) => done,
+            Err(error) => {
+                // S3 never cleans up by itself; the lifecycle rule is only the safety net.
+                pending.abort().await;
+                return Err(error.into());
             }
         };
-        let tags = self.tags(bucket, key, meta.tag_count).await?;
-        Ok(entry(bucket, listed, meta, tags, sha256, stored.key, version_id))
+        let candidate = entry(bucket, listed, meta, tags, sha256, stored.key, None);
+        let done = self
+            .dest
+            .send("CompleteMultipartUpload", &self.dest_bucket, Some(&candidate.stored_key), || {
+                self.dest
+                    .client()
+                    .complete_multipart_upload()
+                    .bucket(&self.dest_bucket)
+                    .key(&candidate.stored_key)
+                    .upload_id(&upload_id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder().set_parts(Some(completed.clone())).build(),
+                    )
+                    .send()
+            })
+            .await;
+        match done {
+            Ok(done) => {
+                pending.completed();
+                Ok(Entry { version_id: done.version_id().map(str::to_owned), ..candidate })
+            }
+            Err(error) => {
+                // Completed with its answer lost (a retry then finds no such upload), or not at all: the
+                // caller asks the destination which.
+                pending.abort().await;
+                Err(Attempt { error, wrote: Some(candidate) })
+            }
+        }
     }
 
+    /// Uploads every part (in parallel, at most `part_concurrency`), hashing the plaintext in order; the
+    /// SHA-256 and the parts to complete with.
     async fn upload_parts(
         &self,
         bucket: &str,
         listed: &Listed,
         stored_key: &str,
         upload_id: &str,
-    ) -> Result<(String, Option<String>)> {
+    ) -> Result<(String, Vec<CompletedPart>)> {
         let part_size = part_size_for(listed.size, self.options.part_size);
         let parts = listed.size.div_ceil(part_size);
         let nonce = Nonce::random().map_err(|source| Error::Crypt { what: "nonce".into(), source })?;
@@ -447,18 +565,7 @@ impl Copier {
             .try_collect()
             .await?;
         completed.sort_by_key(CompletedPart::part_number);
-        let done = self
-            .dest
-            .client()
-            .complete_multipart_upload()
-            .bucket(&self.dest_bucket)
-            .key(stored_key)
-            .upload_id(upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
-            .send()
-            .await
-            .map_err(|e| self.dest.err("CompleteMultipartUpload", &self.dest_bucket, Some(stored_key), e))?;
-        Ok((hex::encode(hasher.finish()), done.version_id().map(str::to_owned)))
+        Ok((hex::encode(hasher.finish()), completed))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -478,18 +585,23 @@ impl Copier {
         let key = listed.key.as_str();
         let encrypted_len = encrypted_part_len(part);
         let _memory = self.limits.memory(part.len + encrypted_len).await;
-        let out = self
+        let (_, plain) = self
             .source
-            .client()
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .if_match(&listed.etag)
-            .range(format!("bytes={}-{}", part.start, part.start + part.len - 1))
-            .send()
-            .await
-            .map_err(|e| self.source.err("GetObject", bucket, Some(key), e))?;
-        let plain = read_body(out.body, Side::Source, bucket, key, part.len).await?;
+            .get_bytes(
+                bucket,
+                key,
+                || {
+                    self.source
+                        .client()
+                        .get_object()
+                        .bucket(bucket)
+                        .key(key)
+                        .if_match(&listed.etag)
+                        .range(format!("bytes={}-{}", part.start, part.start + part.len - 1))
+                },
+                part.len,
+            )
+            .await?;
         check_len(bucket, key, plain.len() as u64, part.len)?;
 
         let cipher = self.cipher.clone();
@@ -508,24 +620,29 @@ impl Copier {
         debug_assert_eq!(ciphertext.len() as u64, encrypted_len);
 
         self.limits.bandwidth(encrypted_len, &self.cancel).await?;
+        // A part is not a version: nothing is replaced before the upload completes. The lease must still
+        // hold, or another run may be writing.
+        self.gate.before_write().await?;
         let part_number = i32::try_from(part.index + 1).expect("at most 10,000 parts");
         let out = self
             .dest
-            .client()
-            .upload_part()
-            .bucket(&self.dest_bucket)
-            .key(stored_key)
-            .upload_id(upload_id)
-            .part_number(part_number)
-            .content_length(i64::try_from(encrypted_len).unwrap_or(i64::MAX))
-            .body(ByteStream::from(ciphertext))
-            .customize()
-            // No SHA-256 pass over every part just to sign it: each 64 KiB chunk carries a Poly1305 tag that
-            // verify and restore check, so damage in transit is caught end to end (DESIGN.md §7).
-            .disable_payload_signing()
-            .send()
-            .await
-            .map_err(|e| self.dest.err("UploadPart", &self.dest_bucket, Some(stored_key), e))?;
+            .send("UploadPart", &self.dest_bucket, Some(stored_key), || {
+                self.dest
+                    .client()
+                    .upload_part()
+                    .bucket(&self.dest_bucket)
+                    .key(stored_key)
+                    .upload_id(upload_id)
+                    .part_number(part_number)
+                    .content_length(i64::try_from(encrypted_len).unwrap_or(i64::MAX))
+                    .body(ByteStream::from(ciphertext.clone()))
+                    .customize()
+                    // No SHA-256 pass over every part just to sign it: each 64 KiB chunk carries a Poly1305
+                    // tag that verify and restore check, so damage in transit is caught end to end.
+                    .disable_payload_signing()
+                    .send()
+            })
+            .await?;
         self.progress.event(&Event::Bytes(part.len));
         Ok(CompletedPart::builder()
             .part_number(part_number)
@@ -539,15 +656,87 @@ impl Copier {
         }
         let out = self
             .source
-            .client()
-            .get_object_tagging()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| self.source.err("GetObjectTagging", bucket, Some(key), e))?;
+            .send("GetObjectTagging", bucket, Some(key), || {
+                self.source.client().get_object_tagging().bucket(bucket).key(key).send()
+            })
+            .await?;
         Ok(out.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect())
     }
+}
+
+/// An incomplete multipart upload: aborted unless [`PendingUpload::completed`] is called, also when
+/// dropped (a cancelled or panicking task), in the background.
+pub(crate) struct PendingUpload {
+    store: Store,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    armed: bool,
+}
+
+impl PendingUpload {
+    pub(crate) fn new(store: &Store, bucket: &str, key: &str, upload_id: &str) -> Self {
+        Self {
+            store: store.clone(),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            upload_id: upload_id.to_owned(),
+            armed: true,
+        }
+    }
+
+    /// The upload completed: nothing to abort.
+    pub(crate) fn completed(mut self) {
+        self.armed = false;
+    }
+
+    /// Aborts the upload now (a failure to abort is logged: the lifecycle rule aborts it after a day).
+    pub(crate) async fn abort(mut self) {
+        self.armed = false;
+        abort_upload(self.store.clone(), self.bucket.clone(), self.key.clone(), self.upload_id.clone()).await;
+    }
+}
+
+impl Drop for PendingUpload {
+    fn drop(&mut self) {
+        if self.armed
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(abort_upload(
+                self.store.clone(),
+                std::mem::take(&mut self.bucket),
+                std::mem::take(&mut self.key),
+                std::mem::take(&mut self.upload_id),
+            ));
+        }
+    }
+}
+
+async fn abort_upload(store: Store, bucket: String, key: String, upload_id: String) {
+    let aborted = store
+        .send("AbortMultipartUpload", &bucket, Some(&key), || {
+            store.client().abort_multipart_upload().bucket(&bucket).key(&key).upload_id(&upload_id).send()
+        })
+        .await;
+    match aborted {
+        // Already gone: completed after all, or aborted by an earlier attempt.
+        Ok(_) => {}
+        Err(e) if e.s3_kind() == Some(S3ErrorKind::NotFound) => {}
+        Err(e) => tracing::warn!("s3://{bucket}/{key}: aborting the incomplete upload failed: {e}"),
+    }
+}
+
+fn no_upload_id(side: Side, bucket: &str, key: &str) -> Error {
+    Error::S3(S3Error {
+        side,
+        operation: "CreateMultipartUpload",
+        bucket: Some(bucket.to_owned()),
+        key: Some(key.to_owned()),
+        kind: S3ErrorKind::Other,
+        status: None,
+        code: None,
+        message: "the response has no upload id".into(),
+    })
 }
 
 /// `X-Amz-Meta-Mtime` for the stored object: the source's own rclone mtime if it has one, else its
@@ -607,57 +796,6 @@ fn entry(
     }
 }
 
-/// Reads a whole response body, classifying a broken stream as temporary (the copy is retried).
-pub(crate) async fn read_body(
-    body: ByteStream,
-    side: Side,
-    bucket: &str,
-    key: &str,
-    size_hint: u64,
-) -> Result<Bytes> {
-    // Filled chunk by chunk into one buffer of the expected size: collecting the chunks first and joining
-    // them afterwards would hold every body twice at its peak.
-    let buffer = bytes::BytesMut::with_capacity(usize::try_from(size_hint).unwrap_or(0).min(1 << 30));
-    read_body_into(body, side, bucket, key, buffer).await
-}
-
-/// [`read_body`] into a buffer the caller provides (and may have used before).
-pub(crate) async fn read_body_into(
-    body: ByteStream,
-    side: Side,
-    bucket: &str,
-    key: &str,
-    mut buffer: bytes::BytesMut,
-) -> Result<Bytes> {
-    let mut body = body;
-    loop {
-        match body.try_next().await {
-            Ok(Some(chunk)) => buffer.extend_from_slice(&chunk),
-            Ok(None) => return Ok(buffer.freeze()),
-            Err(e) => return Err(body_error(side, bucket, key, &e)),
-        }
-    }
-}
-
-/// A response body that broke off: temporary (the read is retried).
-pub(crate) fn body_error(
-    side: Side,
-    bucket: &str,
-    key: &str,
-    err: &(dyn std::error::Error + 'static),
-) -> Error {
-    Error::S3(S3Error {
-        side,
-        operation: "GetObject",
-        bucket: Some(bucket.to_owned()),
-        key: Some(key.to_owned()),
-        kind: S3ErrorKind::Temporary,
-        status: None,
-        code: None,
-        message: format!("reading the body: {}", crate::error::source_chain(err)),
-    })
-}
-
 fn check_len(bucket: &str, key: &str, got: u64, want: u64) -> Result<()> {
     if got == want {
         Ok(())
@@ -668,14 +806,6 @@ fn check_len(bucket: &str, key: &str, got: u64, want: u64) -> Result<()> {
             reason: format!("the source sent {got} bytes where {want} were expected"),
         })
     }
-}
-
-/// Exponential backoff with jitter: 0.5 s, 1 s, 2 s, … capped at 30 s, each ±50 %.
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    let base = Duration::from_millis(500)
-        .saturating_mul(1 << attempt.saturating_sub(1).min(6))
-        .min(Duration::from_secs(30));
-    base.mul_f64(0.5 + rand::random::<f64>())
 }
 
 /// SHA-256 over parts that arrive in any order, hashed in order: part `i` waits until part `i-1` was hashed.
@@ -824,6 +954,39 @@ pub(crate) struct RestoreItem {
     pub(crate) bucket: String,
     /// The target bucket has object lock: retention and legal hold are put back too.
     pub(crate) object_lock: bool,
+    /// Retention dates before this are not sent again (servers refuse dates in the past).
+    pub(crate) now: time::OffsetDateTime,
+    /// The entry comes from a version listing (a backup rclone made): the restored object carries the
+    /// stored object's `X-Amz-Meta-Mtime`, as `rclone copy` out of the crypt remote would set it.
+    pub(crate) mtime_from_stored: bool,
+}
+
+impl RestoreItem {
+    /// The retention to put back: the mode and a date still in the future, or nothing (a mode is never
+    /// sent without a date, nor a date that has passed).
+    fn retention(&self) -> Option<(aws_sdk_s3::types::ObjectLockMode, aws_smithy_types::DateTime)> {
+        if !self.object_lock {
+            return None;
+        }
+        let mode = self.entry.lock_mode.as_deref()?;
+        let until = self.entry.lock_retain_until.as_deref().and_then(|x| {
+            aws_smithy_types::DateTime::from_str(x, aws_smithy_types::date_time::Format::DateTime).ok()
+        })?;
+        let now = aws_smithy_types::DateTime::from_secs(self.now.unix_timestamp());
+        (until > now).then(|| (aws_sdk_s3::types::ObjectLockMode::from(mode), until))
+    }
+
+    /// The user metadata to write: the entry's, plus the stored object's mtime for rclone-made backups.
+    fn metadata(&self, stored_mtime: Option<&str>) -> Option<std::collections::HashMap<String, String>> {
+        let mut metadata: std::collections::HashMap<String, String> =
+            self.entry.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        if self.mtime_from_stored
+            && let Some(mtime) = stored_mtime
+        {
+            metadata.entry("mtime".into()).or_insert_with(|| mtime.to_owned());
+        }
+        (!metadata.is_empty()).then_some(metadata)
+    }
 }
 
 /// Restores objects from the backup bucket into the target store: GET the stored version → decrypt →
@@ -885,26 +1048,16 @@ impl BufferPool {
 }
 
 impl Restorer {
-    /// Restores one object, retrying temporary failures.
+    /// Restores one object (every request of it retried under the store's policy).
     pub(crate) async fn restore(&self, item: &RestoreItem) -> Result<()> {
         let _transfer = self.limits.transfer().await;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            if self.cancel.is_cancelled() {
-                return Err(Error::Cancelled);
-            }
-            let result = if item.entry.size <= self.options.multipart_threshold {
-                self.restore_whole(item).await
-            } else {
-                self.restore_in_parts(item).await
-            };
-            match result {
-                Err(err) if err.is_temporary() && attempt < self.options.retries => {
-                    tokio::time::sleep(backoff(attempt)).await;
-                }
-                other => return other,
-            }
+        if self.cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        if item.entry.size <= self.options.multipart_threshold {
+            self.restore_whole(item).await
+        } else {
+            self.restore_in_parts(item).await
         }
     }
 
@@ -916,22 +1069,37 @@ impl Restorer {
         }
     }
 
+    /// GET of the stored version (a range of it), request and body retried together.
+    async fn get_stored(
+        &self,
+        item: &RestoreItem,
+        range: Option<String>,
+        size_hint: u64,
+    ) -> Result<(GetObjectOutput, Bytes)> {
+        let entry = &item.entry;
+        self.backup
+            .get_bytes(
+                &self.backup_bucket,
+                &entry.stored_key,
+                || {
+                    self.backup
+                        .client()
+                        .get_object()
+                        .bucket(&self.backup_bucket)
+                        .key(&entry.stored_key)
+                        .set_version_id(entry.version_id.clone())
+                        .set_range(range.clone())
+                },
+                size_hint,
+            )
+            .await
+    }
+
     async fn restore_whole(&self, item: &RestoreItem) -> Result<()> {
         let entry = &item.entry;
         let expected = encrypted_size(entry.size);
         let _memory = self.limits.memory(expected + entry.size + 64 * 1024).await;
-        let out = self
-            .backup
-            .client()
-            .get_object()
-            .bucket(&self.backup_bucket)
-            .key(&entry.stored_key)
-            .set_version_id(entry.version_id.clone())
-            .send()
-            .await
-            .map_err(|e| self.backup.err("GetObject", &self.backup_bucket, Some(&entry.stored_key), e))?;
-        let stored =
-            read_body(out.body, Side::Destination, &self.backup_bucket, &entry.stored_key, expected).await?;
+        let (out, stored) = self.get_stored(item, None, expected).await?;
         if stored.len() as u64 != expected {
             return Err(
                 self.integrity(item, format!("{} bytes where {expected} were expected", stored.len()))
@@ -960,69 +1128,115 @@ impl Restorer {
         let (plain, md5) = decrypted.map_err(|reason| self.integrity(item, reason))?;
         let len = plain.len() as u64;
         self.limits.bandwidth(len, &self.cancel).await?;
-        let request = self
-            .target
-            .client()
-            .put_object()
-            .bucket(&item.bucket)
-            .key(&entry.key)
-            .content_length(i64::try_from(len).unwrap_or(i64::MAX))
-            .set_content_md5(md5)
-            .body(ByteStream::from(plain));
-        let request = object_headers!(request, item);
-        request.send().await.map_err(|e| self.target.err("PutObject", &item.bucket, Some(&entry.key), e))?;
+        let metadata = item.metadata(stored_mtime_of(out.metadata()));
+        self.target
+            .send("PutObject", &item.bucket, Some(&entry.key), || {
+                let request = self
+                    .target
+                    .client()
+                    .put_object()
+                    .bucket(&item.bucket)
+                    .key(&entry.key)
+                    .content_length(i64::try_from(len).unwrap_or(i64::MAX))
+                    .set_content_md5(md5.clone())
+                    .set_metadata(metadata.clone())
+                    .body(ByteStream::from(plain.clone()));
+                object_headers!(request, item).send()
+            })
+            .await?;
         self.progress.event(&Event::Bytes(entry.size));
         Ok(())
     }
 
     async fn restore_in_parts(&self, item: &RestoreItem) -> Result<()> {
         let entry = &item.entry;
-        let header = self
-            .backup
-            .client()
-            .get_object()
-            .bucket(&self.backup_bucket)
-            .key(&entry.stored_key)
-            .set_version_id(entry.version_id.clone())
-            .range(format!("bytes=0-{}", s32s3_crypt::HEADER_SIZE - 1))
-            .send()
-            .await
-            .map_err(|e| self.backup.err("GetObject", &self.backup_bucket, Some(&entry.stored_key), e))?;
+        let header_range = format!("bytes=0-{}", s32s3_crypt::HEADER_SIZE - 1);
+        let (out, header) = self.get_stored(item, Some(header_range), 32).await?;
         let total =
-            header.content_range().and_then(|r| r.rsplit('/').next()).and_then(|t| t.parse::<u64>().ok());
+            out.content_range().and_then(|r| r.rsplit('/').next()).and_then(|t| t.parse::<u64>().ok());
         let expected = encrypted_size(entry.size);
         if total.is_some_and(|t| t != expected) {
             return Err(
                 self.integrity(item, format!("{} bytes where {expected} were expected", total.unwrap_or(0)))
             );
         }
-        let header =
-            read_body(header.body, Side::Destination, &self.backup_bucket, &entry.stored_key, 32).await?;
         let nonce = s32s3_crypt::Nonce::from_header(&header).map_err(|e| self.integrity(item, e))?;
+        let metadata = item.metadata(stored_mtime_of(out.metadata()));
 
-        let request = self.target.client().create_multipart_upload().bucket(&item.bucket).key(&entry.key);
-        let request = object_headers!(request, item);
-        let upload = request
-            .send()
-            .await
-            .map_err(|e| self.target.err("CreateMultipartUpload", &item.bucket, Some(&entry.key), e))?;
-        let upload_id = upload.upload_id().unwrap_or_default().to_owned();
-        let result = self.restore_parts(item, &nonce, &upload_id).await;
-        if result.is_err() {
-            let _ = self
-                .target
-                .client()
-                .abort_multipart_upload()
-                .bucket(&item.bucket)
-                .key(&entry.key)
-                .upload_id(&upload_id)
-                .send()
-                .await;
+        let upload = self
+            .target
+            .send("CreateMultipartUpload", &item.bucket, Some(&entry.key), || {
+                let request = self
+                    .target
+                    .client()
+                    .create_multipart_upload()
+                    .bucket(&item.bucket)
+                    .key(&entry.key)
+                    .set_metadata(metadata.clone());
+                object_headers!(request, item).send()
+            })
+            .await?;
+        let Some(upload_id) = upload.upload_id().map(str::to_owned) else {
+            return Err(no_upload_id(Side::Source, &item.bucket, &entry.key));
+        };
+        let pending = PendingUpload::new(&self.target, &item.bucket, &entry.key, &upload_id);
+        let completed = match self.restore_parts(item, &nonce, &upload_id).await {
+            Ok(completed) => completed,
+            Err(e) => {
+                pending.abort().await;
+                return Err(e);
+            }
+        };
+        let done = self
+            .target
+            .send("CompleteMultipartUpload", &item.bucket, Some(&entry.key), || {
+                self.target
+                    .client()
+                    .complete_multipart_upload()
+                    .bucket(&item.bucket)
+                    .key(&entry.key)
+                    .upload_id(&upload_id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder().set_parts(Some(completed.clone())).build(),
+                    )
+                    .send()
+            })
+            .await;
+        match done {
+            Ok(_) => {
+                pending.completed();
+                Ok(())
+            }
+            // A retry after a lost answer finds the upload gone: completed, if the object is there now.
+            Err(e) if e.s3_kind() == Some(S3ErrorKind::NotFound) && self.completed_after_all(item).await => {
+                pending.completed();
+                Ok(())
+            }
+            Err(e) => {
+                pending.abort().await;
+                Err(e)
+            }
         }
-        result
     }
 
-    async fn restore_parts(&self, item: &RestoreItem, nonce: &Nonce, upload_id: &str) -> Result<()> {
+    /// Whether the target holds the object with the restored size (a completion whose answer was lost).
+    async fn completed_after_all(&self, item: &RestoreItem) -> bool {
+        let head = self
+            .target
+            .send("HeadObject", &item.bucket, Some(&item.entry.key), || {
+                self.target.client().head_object().bucket(&item.bucket).key(&item.entry.key).send()
+            })
+            .await;
+        head.is_ok_and(|h| h.content_length().and_then(|l| u64::try_from(l).ok()) == Some(item.entry.size))
+    }
+
+    /// Restores every part (in parallel) and checks the whole object's SHA-256 before it is completed.
+    async fn restore_parts(
+        &self,
+        item: &RestoreItem,
+        nonce: &Nonce,
+        upload_id: &str,
+    ) -> Result<Vec<CompletedPart>> {
         let entry = &item.entry;
         let part_size = part_size_for(entry.size, self.options.part_size);
         let parts = entry.size.div_ceil(part_size);
@@ -1047,17 +1261,7 @@ impl Restorer {
             ));
         }
         completed.sort_by_key(CompletedPart::part_number);
-        self.target
-            .client()
-            .complete_multipart_upload()
-            .bucket(&item.bucket)
-            .key(&entry.key)
-            .upload_id(upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
-            .send()
-            .await
-            .map_err(|e| self.target.err("CompleteMultipartUpload", &item.bucket, Some(&entry.key), e))?;
-        Ok(())
+        Ok(completed)
     }
 
     async fn restore_part(
@@ -1076,21 +1280,29 @@ impl Restorer {
         let sealed_len = encrypted_size(part.len) - s32s3_crypt::HEADER_SIZE as u64;
         let start = s32s3_crypt::HEADER_SIZE as u64 + first_chunk * s32s3_crypt::ENCRYPTED_CHUNK_SIZE as u64;
         let _memory = self.limits.memory(part.len + sealed_len).await;
-        let out = self
+        let range = format!("bytes={start}-{}", start + sealed_len - 1);
+        let sealed = self
             .backup
-            .client()
-            .get_object()
-            .bucket(&self.backup_bucket)
-            .key(&entry.stored_key)
-            .set_version_id(entry.version_id.clone())
-            .range(format!("bytes={start}-{}", start + sealed_len - 1))
-            .send()
-            .await
-            .map_err(|e| self.backup.err("GetObject", &self.backup_bucket, Some(&entry.stored_key), e))?;
-        let buffer = self.buffers.take_mut(usize::try_from(sealed_len).unwrap_or(0));
-        let sealed =
-            read_body_into(out.body, Side::Destination, &self.backup_bucket, &entry.stored_key, buffer)
-                .await?;
+            .policy()
+            .run(|| async {
+                let out = self
+                    .backup
+                    .client()
+                    .get_object()
+                    .bucket(&self.backup_bucket)
+                    .key(&entry.stored_key)
+                    .set_version_id(entry.version_id.clone())
+                    .range(&range)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        self.backup.err("GetObject", &self.backup_bucket, Some(&entry.stored_key), e)
+                    })?;
+                let buffer = self.buffers.take_mut(usize::try_from(sealed_len).unwrap_or(0));
+                read_body_into(out.body, Side::Destination, &self.backup_bucket, &entry.stored_key, buffer)
+                    .await
+            })
+            .await?;
         if sealed.len() as u64 != sealed_len {
             return Err(self.integrity(
                 item,
@@ -1112,40 +1324,43 @@ impl Restorer {
         hasher.update(part.index, plain.clone()).await;
         self.limits.bandwidth(part.len, &self.cancel).await?;
         let part_number = i32::try_from(part.index + 1).expect("at most 10,000 parts");
-        let request = self
+        // S3 requires an integrity header on writes to buckets with object lock.
+        let md5 = item
+            .object_lock
+            .then(|| base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&plain)));
+        let out = self
             .target
-            .client()
-            .upload_part()
-            .bucket(&item.bucket)
-            .key(&entry.key)
-            .upload_id(upload_id)
-            .part_number(part_number)
-            .content_length(i64::try_from(part.len).unwrap_or(i64::MAX));
-        let request = if item.object_lock {
-            // S3 requires an integrity header on writes to buckets with object lock.
-            let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&plain));
-            request.content_md5(md5)
-        } else {
-            request
-        };
-        let kept = plain.clone();
-        let out = request
-            .body(ByteStream::from(plain))
-            .customize()
-            // The part was just authenticated (Poly1305, chunk by chunk) and goes into the object's SHA-256
-            // check before the upload completes; hashing it once more only to sign it would cost a quarter
-            // of a restore's CPU.
-            .disable_payload_signing()
-            .send()
-            .await
-            .map_err(|e| self.target.err("UploadPart", &item.bucket, Some(&entry.key), e))?;
-        self.buffers.give(kept);
+            .send("UploadPart", &item.bucket, Some(&entry.key), || {
+                self.target
+                    .client()
+                    .upload_part()
+                    .bucket(&item.bucket)
+                    .key(&entry.key)
+                    .upload_id(upload_id)
+                    .part_number(part_number)
+                    .content_length(i64::try_from(part.len).unwrap_or(i64::MAX))
+                    .set_content_md5(md5.clone())
+                    .body(ByteStream::from(plain.clone()))
+                    .customize()
+                    // The part was just authenticated (Poly1305, chunk by chunk) and goes into the object's
+                    // SHA-256 check before the upload completes; hashing it once more only to sign it would
+                    // cost a quarter of a restore's CPU.
+                    .disable_payload_signing()
+                    .send()
+            })
+            .await?;
+        self.buffers.give(plain);
         self.progress.event(&Event::Bytes(part.len));
         Ok(CompletedPart::builder()
             .part_number(part_number)
             .set_e_tag(out.e_tag().map(str::to_owned))
             .build())
     }
+}
+
+/// The stored object's rclone mtime, from its response metadata.
+fn stored_mtime_of(metadata: Option<&std::collections::HashMap<String, String>>) -> Option<&str> {
+    metadata?.iter().find(|(k, _)| k.eq_ignore_ascii_case("mtime")).map(|(_, v)| v.as_str())
 }
 
 /// `k=v&k2=v2` with S3's URL encoding, for the `x-amz-tagging` header.

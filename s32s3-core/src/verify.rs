@@ -1,5 +1,9 @@
 //! `verify`: every version a snapshot names exists with the size the crypt formula predicts; with
 //! `read_data`, each is downloaded, authenticated, decrypted and its SHA-256 compared with the manifest.
+//!
+//! What it finds falls in two kinds: *bad* objects (missing, the wrong size, failing authentication or the
+//! SHA-256: the backup is damaged) and *unreadable* ones (a read that kept failing after every retry: the
+//! network or the store, not the backup). A snapshot past its restorable window is refused.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +19,7 @@ use crate::manifest::{Entry, Totals};
 use crate::options::RunConfig;
 use crate::progress::{Event, Outcome, Progress};
 use crate::snapshots::{self, Selector};
-use crate::transfer::{Limits, read_body};
+use crate::transfer::Limits;
 use crate::{Error, Result};
 
 /// How much data `verify` reads.
@@ -39,8 +43,12 @@ pub struct VerifySummary {
     pub checked: Totals,
     /// Objects whose data was read and compared.
     pub read: Totals,
-    /// Bad objects, by bucket and key.
+    /// Bad objects (missing, wrong size, failing authentication or the SHA-256), by bucket and key.
     pub bad: Vec<Failure>,
+    /// Objects that could not be read even after the retries (not shown damaged), by bucket and key.
+    pub unreadable: Vec<Failure>,
+    /// Until when the snapshot is guaranteed to restore.
+    pub window: crate::retention::Window,
     /// Wall time.
     pub duration: Duration,
 }
@@ -92,19 +100,41 @@ impl Verify {
                 cx.location()
             )));
         }
-        let (snap, header) =
-            snapshots::select(&cx.dest, cx.bucket(), &cx.layout, &cx.cipher, cx.work.path(), &self.selector)
-                .await?;
+        let history = snapshots::history(&cx.dest, cx.bucket(), &cx.layout, state.records_since()).await?;
+        let warn = |m: &str| cx.progress.event(&Event::Warning(m));
+        let selected = snapshots::select(
+            &cx.dest,
+            cx.bucket(),
+            &cx.layout,
+            &cx.cipher,
+            cx.work.path(),
+            &history,
+            &self.selector,
+            cx.now(),
+            &warn,
+        )
+        .await?;
+        let header = selected.header;
         cx.progress.event(&Event::Phase(&format!(
             "verifying snapshot {} of {}",
             header.snapshot_id, header.finished
         )));
-        let reader = snapshots::open(&cx.dest, cx.bucket(), &snap.key, &cx.cipher, cx.work.path()).await?;
+        let reader = snapshots::open_snapshot(
+            &cx.dest,
+            cx.bucket(),
+            &cx.layout,
+            &selected.snapshot,
+            &cx.cipher,
+            cx.work.path(),
+        )
+        .await?;
         let mut summary = VerifySummary {
             snapshot_id: header.snapshot_id.clone(),
             checked: Totals::default(),
             read: Totals::default(),
             bad: Vec::new(),
+            unreadable: Vec::new(),
+            window: selected.window,
             duration: Duration::ZERO,
         };
         // Instance exports must be there too.
@@ -112,12 +142,23 @@ impl Verify {
             for key in
                 [&refs.server_info, &refs.config, &refs.iam, &refs.bucket_metadata].into_iter().flatten()
             {
-                if let Err(e) = check_exists(&cx, key).await {
-                    summary.bad.push(Failure {
-                        bucket: String::new(),
-                        key: key.clone(),
-                        error: e.to_string(),
-                    });
+                match check_exists(&cx, key).await {
+                    Ok(()) => {}
+                    Err(e) if e.s3_kind() == Some(S3ErrorKind::NotFound) => {
+                        summary.bad.push(Failure {
+                            bucket: String::new(),
+                            key: key.clone(),
+                            error: e.to_string(),
+                        });
+                    }
+                    Err(e) if fatal(&e) => return Err(e),
+                    Err(e) => {
+                        summary.unreadable.push(Failure {
+                            bucket: String::new(),
+                            key: key.clone(),
+                            error: e.to_string(),
+                        });
+                    }
                 }
             }
         }
@@ -158,18 +199,22 @@ impl Verify {
                     outcome: Outcome::Restored,
                     size: entry.size,
                 }),
+                Err(e) if fatal(&e) => return Err(e),
                 Err(e) => {
-                    let error = e.to_string();
+                    let damaged = matches!(e, Error::Integrity { .. });
+                    let error = if damaged { e.to_string() } else { format!("unreadable: {e}") };
                     cx.progress.event(&Event::Failed {
                         bucket: &entry.bucket,
                         key: &entry.key,
                         error: &error,
                     });
-                    summary.bad.push(Failure { bucket: entry.bucket.clone(), key: entry.key.clone(), error });
+                    let failure = Failure { bucket: entry.bucket.clone(), key: entry.key.clone(), error };
+                    if damaged { summary.bad.push(failure) } else { summary.unreadable.push(failure) }
                 }
             }
         }
         summary.bad.sort_by(|a, b| (&a.bucket, &a.key).cmp(&(&b.bucket, &b.key)));
+        summary.unreadable.sort_by(|a, b| (&a.bucket, &a.key).cmp(&(&b.bucket, &b.key)));
         summary.duration = started.elapsed();
         Ok(summary)
     }
@@ -182,16 +227,19 @@ fn sampled(entry: &Entry, percent: f64) -> bool {
     f64::from(value) < percent / 100.0 * 65536.0
 }
 
+/// Failures that end the verification: nothing more could be read.
+fn fatal(e: &Error) -> bool {
+    matches!(e, Error::Cancelled)
+        || matches!(e.s3_kind(), Some(S3ErrorKind::BadCredentials | S3ErrorKind::Unreachable))
+}
+
 async fn check_exists(cx: &Context, key: &str) -> Result<()> {
     cx.dest
-        .client()
-        .head_object()
-        .bucket(cx.bucket())
-        .key(key)
-        .send()
+        .send("HeadObject", cx.bucket(), Some(key), || {
+            cx.dest.client().head_object().bucket(cx.bucket()).key(key).send()
+        })
         .await
         .map(|_| ())
-        .map_err(|e| cx.dest.err("HeadObject", cx.bucket(), Some(key), e))
 }
 
 fn stored(cx: &Context, entry: &Entry) -> String {
@@ -219,16 +267,17 @@ fn missing_is_bad(cx: &Context, entry: &Entry, err: Error) -> Error {
 async fn head_one(cx: &Context, entry: &Entry) -> Result<()> {
     let head = cx
         .dest
-        .client()
-        .head_object()
-        .bucket(cx.bucket())
-        .key(&entry.stored_key)
-        .set_version_id(entry.version_id.clone())
-        .send()
+        .send("HeadObject", cx.bucket(), Some(&entry.stored_key), || {
+            cx.dest
+                .client()
+                .head_object()
+                .bucket(cx.bucket())
+                .key(&entry.stored_key)
+                .set_version_id(entry.version_id.clone())
+                .send()
+        })
         .await;
-    let head = head.map_err(|e| {
-        missing_is_bad(cx, entry, cx.dest.err("HeadObject", cx.bucket(), Some(&entry.stored_key), e))
-    })?;
+    let head = head.map_err(|e| missing_is_bad(cx, entry, e))?;
     let size = head.content_length().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
     let expected = s32s3_crypt::encrypted_size(entry.size);
     if size == expected {
@@ -245,20 +294,24 @@ async fn head_one(cx: &Context, entry: &Entry) -> Result<()> {
 async fn read_one(cx: &Context, limits: &Limits, entry: &Entry) -> Result<()> {
     let expected = s32s3_crypt::encrypted_size(entry.size);
     let _memory = limits.memory(expected + entry.size).await;
-    let out = cx
+    // A read that breaks off is read again (under the policy); only one that keeps failing is reported.
+    let (_, body) = cx
         .dest
-        .client()
-        .get_object()
-        .bucket(cx.bucket())
-        .key(&entry.stored_key)
-        .set_version_id(entry.version_id.clone())
-        .send()
-        .await;
-    let out = out.map_err(|e| {
-        missing_is_bad(cx, entry, cx.dest.err("GetObject", cx.bucket(), Some(&entry.stored_key), e))
-    })?;
-    let body = read_body(out.body, crate::error::Side::Destination, cx.bucket(), &entry.stored_key, expected)
-        .await?;
+        .get_bytes(
+            cx.bucket(),
+            &entry.stored_key,
+            || {
+                cx.dest
+                    .client()
+                    .get_object()
+                    .bucket(cx.bucket())
+                    .key(&entry.stored_key)
+                    .set_version_id(entry.version_id.clone())
+            },
+            expected,
+        )
+        .await
+        .map_err(|e| missing_is_bad(cx, entry, e))?;
     let cipher = cx.cipher.clone();
     let want = entry.sha256.clone();
     let size = entry.size;

@@ -85,6 +85,7 @@ fn print_summary(s: &BackupSummary, json: bool) {
             "unchanged": {"objects": c.unchanged.objects, "bytes": c.unchanged.bytes},
             "deleted": {"objects": c.deleted.objects, "bytes": c.deleted.bytes},
             "failed": s.failed.iter().map(|f| serde_json::json!({"bucket": f.bucket, "key": f.key, "error": f.error})).collect::<Vec<_>>(),
+            "vanished": s.vanished.iter().map(|f| serde_json::json!({"bucket": f.bucket, "key": f.key, "error": f.error})).collect::<Vec<_>>(),
             "pruned": s.pruned,
             "duration_seconds": s.duration.as_secs_f64(),
             "requests": {"source": s.source_requests, "destination": s.destination_requests},
@@ -125,8 +126,11 @@ fn print_summary(s: &BackupSummary, json: bool) {
             println!("  FAILED s3://{}/{}: {}", f.bucket, f.key, f.error);
         }
     }
+    for f in &s.vanished {
+        println!("  VANISHED s3://{}/{}: {}", f.bucket, f.key, f.error);
+    }
     if !s.pruned.is_empty() {
-        println!("  pruned {} expired snapshots", s.pruned.len());
+        println!("  pruned {} snapshots past their restorable window", s.pruned.len());
     }
     println!("  duration {:.1}s", s.duration.as_secs_f64());
 }

@@ -8,7 +8,6 @@ use s32s3_core::restore::{BucketMapping, Restore, RestoreMode};
 use s32s3_core::snapshots::Selector;
 use s32s3_core::verify::{ReadData, Verify};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::config::Effective;
 use crate::exit;
@@ -82,13 +81,8 @@ pub struct SnapshotsArgs {
 }
 
 fn parse_time(text: &str) -> Result<OffsetDateTime> {
-    OffsetDateTime::parse(text, &Rfc3339).map_err(|e| {
-        crate::config::ConfigError {
-            field: "--at".into(),
-            reason: format!("{text:?} is not an RFC 3339 time like 2026-11-26T10:00:00Z ({e})"),
-        }
-        .into()
-    })
+    s32s3_core::snapshots::parse_point_in_time(text)
+        .map_err(|reason| crate::config::ConfigError { field: "--at".into(), reason }.into())
 }
 
 fn selector(at: Option<&str>, snapshot: Option<&String>) -> Result<Selector> {
@@ -133,6 +127,8 @@ pub async fn restore(args: &RestoreArgs, config: &Effective) -> Result<u8> {
                 "mode": match s.mode { RestoreMode::Manifest => "manifest", RestoreMode::VersionListing => "version-listing" },
                 "snapshot_id": s.snapshot_id,
                 "point_in_time": s.point_in_time,
+                "partial": s.partial,
+                "restorable_until": s.window.and_then(|w| w.until()).map(s32s3_core::format_rfc3339),
                 "dry_run": s.dry_run,
                 "buckets": s.buckets,
                 "restored": {"objects": s.restored.objects, "bytes": s.restored.bytes},
@@ -145,6 +141,7 @@ pub async fn restore(args: &RestoreArgs, config: &Effective) -> Result<u8> {
         );
     } else {
         let from = match (&s.snapshot_id, &s.point_in_time) {
+            (Some(id), Some(t)) if s.partial => format!("partial snapshot {id} ({t})"),
             (Some(id), Some(t)) => format!("snapshot {id} ({t})"),
             (None, Some(t)) => format!("rclone backup as of {t}"),
             _ => "backup".into(),
@@ -205,23 +202,30 @@ pub async fn verify(args: &VerifyArgs, config: &Effective) -> Result<u8> {
                 "checked": {"objects": s.checked.objects, "bytes": s.checked.bytes},
                 "read": {"objects": s.read.objects, "bytes": s.read.bytes},
                 "bad": s.bad.iter().map(|f| serde_json::json!({"bucket": f.bucket, "key": f.key, "error": f.error})).collect::<Vec<_>>(),
+                "unreadable": s.unreadable.iter().map(|f| serde_json::json!({"bucket": f.bucket, "key": f.key, "error": f.error})).collect::<Vec<_>>(),
+                "restorable_until": s.window.until().map(s32s3_core::format_rfc3339),
                 "duration_seconds": s.duration.as_secs_f64(),
             })
         );
     } else {
         println!(
-            "snapshot {}: {} objects checked, {} read ({}), {} bad",
+            "snapshot {}: {} objects checked, {} read ({}), {} bad, {} unreadable; restorable until {}",
             s.snapshot_id,
             s.checked.objects,
             s.read.objects,
             human_bytes(s.read.bytes),
-            s.bad.len()
+            s.bad.len(),
+            s.unreadable.len(),
+            s.window.describe()
         );
         for f in &s.bad {
             println!("  BAD {}: {}", location(f), f.error);
         }
+        for f in &s.unreadable {
+            println!("  UNREADABLE {}: {}", location(f), f.error);
+        }
     }
-    Ok(if s.bad.is_empty() { exit::OK } else { exit::PARTIAL })
+    Ok(if s.bad.is_empty() && s.unreadable.is_empty() { exit::OK } else { exit::PARTIAL })
 }
 
 /// Lists the snapshots.
@@ -233,46 +237,67 @@ pub async fn snapshots(args: &SnapshotsArgs, config: &Effective) -> Result<u8> {
     if args.json {
         let rows: Vec<_> = list
             .iter()
-            .map(|info| match &info.header {
-                Ok(h) => serde_json::json!({
-                    "id": info.snapshot.id,
-                    "finished": h.finished,
-                    "started": h.started,
-                    "status": h.status.to_string(),
-                    "buckets": h.buckets.iter().map(|b| b.name.clone()).collect::<Vec<_>>(),
-                    "objects": h.totals.objects,
-                    "bytes": h.totals.bytes,
-                    "source": h.source.endpoint,
-                    "source_kind": h.source.kind,
-                    "minio_version": h.source.minio_version,
-                    "parent": h.parent,
-                    "key": info.snapshot.key,
-                }),
-                Err(e) => serde_json::json!({"id": info.snapshot.id, "key": info.snapshot.key, "error": e}),
+            .map(|info| {
+                let until = info.window.and_then(|w| w.until()).map(s32s3_core::format_rfc3339);
+                let restorable = info.window.map(|w| w.describe());
+                match &info.header {
+                    Ok(h) => serde_json::json!({
+                        "id": info.snapshot.id,
+                        "finished": s32s3_core::format_rfc3339(info.snapshot.finished),
+                        "started": h.started,
+                        "status": h.status.to_string(),
+                        "restorable_until": until,
+                        "restorable": restorable,
+                        "buckets": h.buckets.iter().map(|b| b.name.clone()).collect::<Vec<_>>(),
+                        "objects": h.totals.objects,
+                        "bytes": h.totals.bytes,
+                        "source": h.source.endpoint,
+                        "source_kind": h.source.kind,
+                        "minio_version": h.source.minio_version,
+                        "parent": h.parent,
+                        "key": info.snapshot.key,
+                    }),
+                    Err(e) => serde_json::json!({
+                        "id": info.snapshot.id,
+                        "key": info.snapshot.key,
+                        "restorable_until": until,
+                        "error": e,
+                    }),
+                }
             })
             .collect();
         println!("{}", serde_json::Value::Array(rows));
         return Ok(exit::OK);
     }
     println!(
-        "{:<10} {:<22} {:<9} {:>8} {:>10} {:>10}  source",
-        "ID", "FINISHED", "STATUS", "BUCKETS", "OBJECTS", "SIZE"
+        "{:<10} {:<25} {:<9} {:<25} {:>8} {:>10} {:>10}  source",
+        "ID", "FINISHED", "STATUS", "RESTORABLE UNTIL", "BUCKETS", "OBJECTS", "SIZE"
     );
     for info in &list {
+        // The name's time, to the millisecond: pasted into --at, it selects this snapshot.
+        let finished = s32s3_core::format_rfc3339(info.snapshot.finished);
+        let until = match info.window {
+            Some(w) => w.until().map_or_else(|| "open".to_owned(), s32s3_core::format_rfc3339),
+            None => "-".into(),
+        };
         match &info.header {
             Ok(h) => println!(
-                "{:<10} {:<22} {:<9} {:>8} {:>10} {:>10}  {}{}",
+                "{:<10} {:<25} {:<9} {:<25} {:>8} {:>10} {:>10}  {}{}",
                 info.snapshot.id,
-                h.finished.split('.').next().unwrap_or(&h.finished),
+                finished,
                 h.status.to_string(),
+                until,
                 h.buckets.len(),
                 h.totals.objects,
                 human_bytes(h.totals.bytes),
                 h.source.endpoint,
                 h.source.minio_version.as_ref().map(|v| format!(" (MinIO {v})")).unwrap_or_default()
             ),
-            Err(e) => println!("{:<10} unreadable: {e}", info.snapshot.id),
+            Err(e) => println!("{:<10} {:<25} unreadable: {e}", info.snapshot.id, finished),
         }
+    }
+    if list.iter().any(|i| i.window.is_some_and(|w| w.until().is_none())) {
+        println!("  open: restorable until expiration_days after the next backup that replaces something");
     }
     Ok(exit::OK)
 }
