@@ -26,6 +26,11 @@ use std::time::Duration;
 
 use crate::s3::{S3Endpoint, Secret};
 
+/// Audits listed snapshots against the version history of the backup bucket.
+pub mod audit;
+/// A fault-injecting HTTP proxy to put between s32s3 and a test server (503 SlowDown, lost responses, resets).
+pub mod proxy;
+
 /// The kinds of server the harness can start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ServerKind {
