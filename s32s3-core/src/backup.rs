@@ -1025,6 +1025,23 @@ pub(crate) async fn put_file(
             let request = if create_only { request.if_none_match("*") } else { request };
             request.send().await.map_err(|e| store.err("PutObject", bucket, Some(key), e))
         })
-        .await?;
-    Ok(out.version_id().map(str::to_owned))
+        .await;
+    match out {
+        Ok(out) => Ok(out.version_id().map(str::to_owned)),
+        // An earlier attempt landed and only its answer was lost: the retry finds the object there. Names
+        // written create-only carry the run's id, so one of the right size is ours.
+        Err(Error::S3(e)) if create_only && e.kind == S3ErrorKind::PreconditionFailed => {
+            let head = store
+                .send("HeadObject", bucket, Some(key), || {
+                    store.client().head_object().bucket(bucket).key(key).send()
+                })
+                .await?;
+            if head.content_length().and_then(|l| u64::try_from(l).ok()) == Some(len) {
+                Ok(head.version_id().map(str::to_owned))
+            } else {
+                Err(Error::S3(e))
+            }
+        }
+        Err(e) => Err(e),
+    }
 }
