@@ -31,9 +31,12 @@ impl Env {
         Self { source, dest, backup_bucket: dest.unique_bucket(&format!("bk-{name}")) }
     }
 
-    /// The `s32s3` binary with this environment's configuration in `S32S3_*` variables.
+    /// The `s32s3` binary with this environment's configuration in `S32S3_*` variables. `S32S3_TEST_BINARY`
+    /// runs the tests against another build (e.g. an older release, to show a test fails there).
     pub fn s32s3(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_s32s3"));
+        let binary =
+            std::env::var("S32S3_TEST_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_s32s3").to_owned());
+        let mut cmd = Command::new(binary);
         let (s, d) = (self.source.endpoint(), self.dest.endpoint());
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
