@@ -930,8 +930,8 @@ fn meaningful(name: &str, doc: &str) -> bool {
 
 /// Per stored key of the backup location, the newest version at or before `at` (all keys when `None`),
 /// unless that version is a delete marker: (key, version id, size). Times are compared at the precision
-/// the server lists them (milliseconds), `at` as given; of versions with the same time the one listed
-/// first (the newer, in S3's order) wins, delete markers included.
+/// the server lists them, `at` as given; of versions (and delete markers) with the same time the key's
+/// latest wins, then the one listed first (the newer, in S3's order).
 /// (version id, size) of a version; `None` for a delete marker.
 type Version = Option<(Option<String>, u64)>;
 
@@ -940,7 +940,7 @@ async fn chosen_versions(
     at: Option<OffsetDateTime>,
 ) -> Result<Vec<(String, Option<String>, u64)>> {
     let meta = cx.layout.meta("");
-    let mut chosen: BTreeMap<String, (OffsetDateTime, Version)> = BTreeMap::new();
+    let mut chosen: BTreeMap<String, (OffsetDateTime, bool, Version)> = BTreeMap::new();
     cx.dest
         .list_versions_in_order(cx.bucket(), Some(cx.layout.root()), |v| {
             if v.key.starts_with(&meta) || v.key.ends_with('/') || at.is_some_and(|at| v.last_modified > at) {
@@ -948,16 +948,20 @@ async fn chosen_versions(
             }
             let version = (!v.delete_marker).then_some((v.version_id, v.size));
             match chosen.get_mut(&v.key) {
-                // Strictly newer only: of equal times the one listed first stays.
-                Some(slot) if v.last_modified > slot.0 => *slot = (v.last_modified, version),
+                // Newer, or as new and the latest: of equal times otherwise the one listed first stays.
+                Some(slot)
+                    if v.last_modified > slot.0 || (v.last_modified == slot.0 && v.is_latest && !slot.1) =>
+                {
+                    *slot = (v.last_modified, v.is_latest, version);
+                }
                 Some(_) => {}
                 None => {
-                    chosen.insert(v.key, (v.last_modified, version));
+                    chosen.insert(v.key, (v.last_modified, v.is_latest, version));
                 }
             }
         })
         .await?;
-    Ok(chosen.into_iter().filter_map(|(key, (_, v))| v.map(|(id, size)| (key, id, size))).collect())
+    Ok(chosen.into_iter().filter_map(|(key, (_, _, v))| v.map(|(id, size)| (key, id, size))).collect())
 }
 
 #[cfg(test)]

@@ -495,10 +495,11 @@ impl Store {
         }
     }
 
-    /// Every object version and delete marker under `prefix` in the order the server lists them (per key,
-    /// newest first, versions and delete markers interleaved), page by page, keys URL-decoded and
-    /// last-modified times at full precision. The SDK's typed answer keeps versions and delete markers in
-    /// two lists, which loses exactly that order; this reads the server's XML itself.
+    /// Every object version and delete marker under `prefix` in the order the server lists them (S3: per
+    /// key, newest first, versions and delete markers interleaved), page by page, keys URL-decoded and
+    /// last-modified times at full precision, with `IsLatest`. The SDK's typed answer keeps versions and
+    /// delete markers in two lists, which loses that order; this reads the server's XML itself. (moto
+    /// lists all versions before all delete markers: `IsLatest` still tells the newest of a key.)
     ///
     /// # Errors
     /// S3 failures; [`Error::Corrupt`] for an answer that is not a version listing.
@@ -805,6 +806,8 @@ pub struct VersionItem {
     pub last_modified: time::OffsetDateTime,
     /// Size in bytes (0 for a delete marker).
     pub size: u64,
+    /// The current version (or delete marker) of its key.
+    pub is_latest: bool,
 }
 
 struct VersionPage {
@@ -831,10 +834,14 @@ fn parse_version_listing(body: &[u8]) -> std::result::Result<VersionPage, String
         let name = tag.start_el().local().to_owned();
         match name.as_str() {
             "Version" | "DeleteMarker" => {
-                let (mut key, mut version_id, mut modified, mut size) = (None, None, None, 0);
+                let (mut key, mut version_id, mut modified, mut size, mut is_latest) =
+                    (None, None, None, 0, false);
                 while let Some(mut field) = tag.next_tag() {
                     let field_name = field.start_el().local().to_owned();
-                    if !matches!(field_name.as_str(), "Key" | "VersionId" | "LastModified" | "Size") {
+                    if !matches!(
+                        field_name.as_str(),
+                        "Key" | "VersionId" | "LastModified" | "Size" | "IsLatest"
+                    ) {
                         continue; // ETag, IsLatest, Owner, StorageClass, …
                     }
                     let value = try_data(&mut field).map_err(|e| e.to_string())?.into_owned();
@@ -842,6 +849,7 @@ fn parse_version_listing(body: &[u8]) -> std::result::Result<VersionPage, String
                         "Key" => key = Some(value),
                         "VersionId" => version_id = Some(value).filter(|v| !v.is_empty() && v != "null"),
                         "LastModified" => modified = Some(value),
+                        "IsLatest" => is_latest = value.trim() == "true",
                         _ => size = value.trim().parse().map_err(|e| format!("bad Size {value:?}: {e}"))?,
                     }
                 }
@@ -856,6 +864,7 @@ fn parse_version_listing(body: &[u8]) -> std::result::Result<VersionPage, String
                     delete_marker: name == "DeleteMarker",
                     last_modified,
                     size,
+                    is_latest,
                 });
             }
             "IsTruncated" => page.truncated = try_data(&mut tag).map_err(|e| e.to_string())?.trim() == "true",
@@ -1023,14 +1032,18 @@ mod tests {
 <Version><Key>a%20%26</Key><VersionId>null</VersionId><LastModified>2026-12-01T20:04:05Z</LastModified><Size>1</Size></Version>
 </ListVersionsResult>"#;
         let page = parse_version_listing(xml.as_bytes()).unwrap();
-        let got: Vec<(&str, Option<&str>, bool, u64)> = page
+        let got: Vec<(&str, Option<&str>, bool, u64, bool)> = page
             .items
             .iter()
-            .map(|v| (v.key.as_str(), v.version_id.as_deref(), v.delete_marker, v.size))
+            .map(|v| (v.key.as_str(), v.version_id.as_deref(), v.delete_marker, v.size, v.is_latest))
             .collect();
         assert_eq!(
             got,
-            [("a b", Some("v3"), true, 0), ("a b", Some("v2"), false, 42), ("a &", None, false, 1)]
+            [
+                ("a b", Some("v3"), true, 0, true),
+                ("a b", Some("v2"), false, 42, false),
+                ("a &", None, false, 1, false)
+            ]
         );
         assert_eq!(page.items[0].last_modified, time::macros::datetime!(2026-12-01 20:04:05.456 UTC));
         assert!(page.truncated);
