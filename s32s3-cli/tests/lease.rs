@@ -69,7 +69,7 @@ fn manifests(server: &TestServer, bucket: &str) -> Vec<String> {
         out.contents()
             .iter()
             .map(|o| o.key().unwrap().to_owned())
-            .filter(|k| k.ends_with(".snap") || k.ends_with(".partial"))
+            .filter(|k| std::path::Path::new(k).extension().is_some_and(|e| e == "snap" || e == "partial"))
             .collect()
     })
 }
@@ -85,9 +85,9 @@ fn another_pid_namespace_never_takes_over_a_live_lease() {
     let mut first = env.s32s3();
     first.args(["backup", "--json", "--bucket", &bucket]).env("S32S3_BWLIMIT", "1M");
     let first = spawn(first);
-    wait_for("the first run's lease", Duration::from_secs(60), || lock_exists(env.dest, &env.backup_bucket));
+    wait_for("the first run's lease", Duration::from_mins(1), || lock_exists(env.dest, &env.backup_bucket));
 
-    let mut other = env.s32s3();
+    let other = env.s32s3();
     let program = other.get_program().to_owned();
     let args: Vec<_> =
         ["backup", "--json", "--bucket", &bucket].into_iter().map(std::ffi::OsString::from).collect();
@@ -171,11 +171,11 @@ fn a_run_stopped_past_its_ttl_writes_nothing_more() {
         .env("S32S3_CHECKPOINT_INTERVAL", "1s")
         .env("S32S3_BWLIMIT", "1M");
     let stopped = spawn(stopped);
-    wait_for("the first run's lease", Duration::from_secs(60), || lock_exists(env.dest, &env.backup_bucket));
+    wait_for("the first run's lease", Duration::from_mins(1), || lock_exists(env.dest, &env.backup_bucket));
     std::thread::sleep(Duration::from_secs(2));
     let before = manifests(env.dest, &env.backup_bucket);
     let signal = |sig: &str| {
-        assert!(Command::new("kill").args([sig, &stopped.id().to_string()]).status().unwrap().success())
+        assert!(Command::new("kill").args([sig, &stopped.id().to_string()]).status().unwrap().success());
     };
     signal("-STOP");
     std::thread::sleep(Duration::from_secs(5));
@@ -195,7 +195,8 @@ fn a_run_stopped_past_its_ttl_writes_nothing_more() {
     assert_eq!(stderr.trim().lines().filter(|l| l.contains("error")).count(), 1, "one error line: {stderr}");
     let at_end = manifests(env.dest, &env.backup_bucket);
     assert_eq!(at_end, after_takeover, "nothing written after the takeover (before it: {before:?})");
-    let snaps: Vec<&String> = at_end.iter().filter(|k| k.ends_with(".snap")).collect();
+    let snaps: Vec<&String> =
+        at_end.iter().filter(|k| std::path::Path::new(k).extension().is_some_and(|e| e == "snap")).collect();
     assert_eq!(snaps.len(), 1, "{at_end:?}");
     assert!(snaps[0].contains(taken["snapshot_id"].as_str().unwrap()), "{at_end:?}");
 

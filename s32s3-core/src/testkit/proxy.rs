@@ -84,6 +84,9 @@ pub enum Fault {
     /// Read a random part (never all, unless it is empty) of the request body, then reset; the upstream never
     /// sees the request.
     ResetMidRequestBody,
+    /// Forward, and relay the response without this header (e.g. `x-amz-version-id`: a store that takes
+    /// versioning but never says which version it wrote).
+    StripResponseHeader(&'static str),
     /// Answer with this S3 error (status and code, e.g. `403` `AccessDenied` or `InvalidAccessKeyId`)
     /// without forwarding, like [`Fault::SlowDown`].
     Error {
@@ -220,6 +223,8 @@ pub struct Stats {
     pub reset_mid_request_body: u64,
     /// [`Fault::Error`] applications.
     pub errors: u64,
+    /// [`Fault::StripResponseHeader`] applications.
+    pub stripped: u64,
 }
 
 impl Stats {
@@ -233,6 +238,7 @@ impl Stats {
             Fault::ResetMidResponseBody => self.reset_mid_response_body,
             Fault::ResetMidRequestBody => self.reset_mid_request_body,
             Fault::Error { .. } => self.errors,
+            Fault::StripResponseHeader(_) => self.stripped,
         }
     }
 
@@ -250,6 +256,7 @@ impl Stats {
             Fault::ResetMidResponseBody => &mut self.reset_mid_response_body,
             Fault::ResetMidRequestBody => &mut self.reset_mid_request_body,
             Fault::Error { .. } => &mut self.errors,
+            Fault::StripResponseHeader(_) => &mut self.stripped,
         } += 1;
     }
 }
@@ -967,10 +974,20 @@ async fn exchange(client: &mut TcpStream, target: SocketAddr, shared: &Shared) -
     };
     let is_head = request.is_head();
     match fault {
-        Fault::Pass => {
+        Fault::Pass | Fault::StripResponseHeader(_) => {
+            let strip = match fault {
+                Fault::StripResponseHeader(name) => Some(name),
+                _ => None,
+            };
             let relay = async {
-                let (head, response_framing) =
+                let (mut head, response_framing) =
                     read_final_head(&mut upstream_read, Some(&mut client_write), is_head).await?;
+                if let Some(name) = strip {
+                    head.headers.retain(|line| {
+                        let colon = line.iter().position(|&b| b == b':').unwrap_or(line.len());
+                        !line[..colon].trim_ascii().eq_ignore_ascii_case(name.as_bytes())
+                    });
+                }
                 client_write.write_all(&client_head(&head)).await?;
                 copy_body(&mut upstream_read, &mut client_write, response_framing, u64::MAX).await
             };
