@@ -322,7 +322,17 @@ impl ManifestReader {
     /// # Errors
     /// [`Error::Corrupt`] for anything that is not a valid manifest under this key.
     pub fn open(name: &str, file: File, cipher: &Cipher) -> Result<Self> {
-        let decrypted = DecryptReader::new(cipher, BufReader::with_capacity(256 << 10, file));
+        Self::from_reader(name, BufReader::with_capacity(256 << 10, file), cipher)
+    }
+
+    /// Opens the encrypted manifest `input` yields (a downloaded file, or bytes in memory); `name` is used
+    /// in error messages. The content is an attacker's input (anyone who can write the destination can
+    /// replace it): everything is checked, nothing trusted.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for anything that is not a valid manifest under this key.
+    pub fn from_reader(name: &str, input: impl Read + Send + 'static, cipher: &Cipher) -> Result<Self> {
+        let decrypted = DecryptReader::new(cipher, input);
         let decoder = zstd::stream::read::Decoder::new(decrypted).map_err(|e| read_error(name, &e))?;
         let mut lines: Box<dyn BufRead + Send> = Box::new(BufReader::with_capacity(256 << 10, decoder));
         let mut line = String::new();
