@@ -877,6 +877,51 @@ mod tests {
     }
 
     #[test]
+    fn retention_is_put_back_only_with_a_date_still_ahead() {
+        let now = time::macros::datetime!(2026-12-01 12:00 UTC);
+        let item = |mode: Option<&str>, until: Option<&str>, object_lock: bool| RestoreItem {
+            entry: Entry {
+                lock_mode: mode.map(str::to_owned),
+                lock_retain_until: until.map(str::to_owned),
+                ..Entry::default()
+            },
+            bucket: "b".into(),
+            object_lock,
+            now,
+            mtime_from_stored: false,
+        };
+        let ahead = "2026-12-02T00:00:00Z";
+        let (mode, until) = item(Some("COMPLIANCE"), Some(ahead), true).retention().unwrap();
+        assert_eq!(mode, aws_sdk_s3::types::ObjectLockMode::Compliance);
+        assert_eq!(until.secs(), time::macros::datetime!(2026-12-02 00:00 UTC).unix_timestamp());
+        for (mode, until, lock) in [
+            (Some("GOVERNANCE"), Some("2026-12-01T11:59:59Z"), true), // passed: servers refuse it
+            (Some("GOVERNANCE"), None, true),                         // a mode is never sent alone
+            (None, Some(ahead), true),                                // nor a date
+            (Some("GOVERNANCE"), Some(ahead), false),                 // the target has no object lock
+            (Some("GOVERNANCE"), Some("not a date"), true),
+        ] {
+            assert_eq!(item(mode, until, lock).retention(), None, "{mode:?} {until:?} {lock}");
+        }
+    }
+
+    #[test]
+    fn rclone_made_objects_carry_the_stored_mtime() {
+        let mut item = RestoreItem {
+            entry: Entry::default(),
+            bucket: "b".into(),
+            object_lock: false,
+            now: time::OffsetDateTime::UNIX_EPOCH,
+            mtime_from_stored: true,
+        };
+        let stored = std::collections::HashMap::from([("Mtime".to_owned(), "1700000000.5".to_owned())]);
+        let metadata = item.metadata(stored_mtime_of(Some(&stored))).unwrap();
+        assert_eq!(metadata.get("mtime").map(String::as_str), Some("1700000000.5"));
+        item.mtime_from_stored = false;
+        assert_eq!(item.metadata(stored_mtime_of(Some(&stored))), None, "manifest entries keep their own");
+    }
+
+    #[test]
     fn buffer_pool_reuses_unshared_buffers_only() {
         let pool = BufferPool::default();
         let mut first = pool.take_mut(1 << 20);

@@ -342,6 +342,24 @@ async fn restore_fix_ups_group_and_service_account_status() {
 }
 
 #[tokio::test]
+async fn bucket_quota_from_an_export_is_set_back() {
+    let server = MockMinio::start(Flavor::Current).await;
+    let client = root(&server);
+    let export = client.export_bucket_metadata(Some("photos")).await.unwrap();
+    let quota = export.file("photos", "quota.json").unwrap().expect("the export has the quota");
+    assert!(export.file("photos", "nothing.json").unwrap().is_none());
+    client.set_bucket_quota("photos", &quota).await.unwrap();
+    let seen = server.last();
+    assert_eq!((seen.method.as_str(), seen.path.as_str()), ("PUT", "/minio/admin/v3/set-bucket-quota"));
+    assert_eq!(seen.query.get("bucket").map(String::as_str), Some("photos"));
+    assert_eq!(seen.body.as_ref(), quota.as_slice(), "plain JSON, as exported");
+    assert_eq!(client.get_bucket_quota("photos").await.unwrap().as_ref(), quota.as_slice());
+    let err = client.set_bucket_quota("nope", &quota).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    assert_all_verified(&server);
+}
+
+#[tokio::test]
 async fn service_restart_posts_the_v2_action() {
     let server = MockMinio::start(Flavor::Current).await;
     let result = root(&server).service_restart().await.unwrap();

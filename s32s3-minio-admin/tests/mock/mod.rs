@@ -86,6 +86,7 @@ struct State {
     flavor: Flavor,
     seen: Mutex<Vec<Seen>>,
     config: Mutex<String>,
+    quota: Mutex<Option<Vec<u8>>>,
 }
 
 pub struct MockMinio {
@@ -116,6 +117,7 @@ impl MockMinio {
             flavor,
             seen: Mutex::new(Vec::new()),
             config: Mutex::new(CONFIG_TEXT.to_owned()),
+            quota: Mutex::new(None),
         });
         let server_state = state.clone();
         tokio::spawn(async move {
@@ -380,6 +382,19 @@ fn route(
             None => admin_error(400, "InvalidArgument", "bucket is required", path),
         },
         ("PUT", "import-bucket-metadata") if is_zip(body) => Reply::ok(IMPORT_BUCKET_RESULT),
+        // madmin.BucketQuota, plain JSON both ways (spec: "GET get-bucket-quota / PUT set-bucket-quota").
+        ("PUT", "set-bucket-quota") => match q("bucket") {
+            Some("photos") if serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.is_object()) => {
+                *state.quota.lock().unwrap() = Some(body.to_vec());
+                Reply::ok(Vec::new())
+            }
+            Some("photos") => admin_error(400, "XMinioAdminInvalidArgument", "Invalid quota config", path),
+            Some(bucket) => s3_error(404, "NoSuchBucket", "The specified bucket does not exist", bucket),
+            None => admin_error(400, "InvalidArgument", "bucket is required", path),
+        },
+        ("GET", "get-bucket-quota") if q("bucket") == Some("photos") => {
+            Reply::ok(state.quota.lock().unwrap().clone().unwrap_or_else(|| b"{}".to_vec()))
+        }
         ("GET", "list-users") => enc(
             br#"{"alice":{"policyName":"readwrite,diagnostics","status":"enabled","memberOf":["devs"],"updatedAt":"2025-01-02T03:04:05Z"},"bob":{"status":"disabled"}}"#,
         ),
