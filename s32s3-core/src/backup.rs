@@ -450,61 +450,22 @@ impl Context {
     /// The newest readable snapshot and, if the run after it was interrupted, its checkpoint. Manifests
     /// that do not decrypt or are not what their names say are reported and skipped.
     async fn load_previous(&self, catalog: &Catalog) -> Result<Previous> {
-        let warn_skip = |snap: &SnapshotRef, e: &Error| {
-            self.progress.event(&Event::Warning(&format!("skipping {}: {e}", snap.key)));
-        };
-        let mut parent = None;
-        let mut parent_reader = None;
-        for candidate in catalog.snapshots().rev() {
-            match snapshots::open_snapshot(
-                &self.dest,
-                self.bucket(),
-                &self.layout,
-                candidate,
-                &self.cipher,
-                self.work.path(),
-            )
-            .await
-            {
-                Ok(reader) => {
-                    parent = Some(candidate.clone());
-                    parent_reader = Some(reader);
-                    break;
-                }
-                Err(e @ Error::Corrupt { .. }) => warn_skip(candidate, &e),
-                Err(e) => return Err(e),
-            }
-        }
+        let parent_found = self.first_readable(catalog.snapshots().rev(), |_| true).await?;
+        let (parent, parent_reader) = parent_found.map_or((None, None), |(s, r)| (Some(s), Some(r)));
         // The newest checkpoint based on that same parent; older or foreign ones are stale.
-        let mut checkpoint_reader = None;
-        for candidate in catalog.manifests.iter().rev().filter(|s| s.checkpoint) {
-            let reader = match snapshots::open_snapshot(
-                &self.dest,
-                self.bucket(),
-                &self.layout,
-                candidate,
-                &self.cipher,
-                self.work.path(),
-            )
-            .await
-            {
-                Ok(reader) => reader,
-                Err(e @ Error::Corrupt { .. }) => {
-                    warn_skip(candidate, &e);
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            if reader.header().parent == parent.as_ref().map(|p: &SnapshotRef| p.id.clone()) {
+        let parent_id = parent.as_ref().map(|p: &SnapshotRef| p.id.clone());
+        let checkpoints = catalog.manifests.iter().rev().filter(|s| s.checkpoint);
+        let checkpoint_reader = self
+            .first_readable(checkpoints, |r| r.header().parent == parent_id)
+            .await?
+            .map(|(candidate, reader)| {
                 self.progress.event(&Event::Warning(&format!(
                     "resuming the interrupted run {} ({} objects already recorded)",
                     candidate.id,
                     reader.header().totals.objects
                 )));
-                checkpoint_reader = Some(reader);
-                break;
-            }
-        }
+                reader
+            });
         let checkpoint_used = checkpoint_reader.is_some();
         let parent_header = parent_reader.as_ref().map(|r| r.header().clone());
         let dir = self.work.path().to_owned();
@@ -522,6 +483,35 @@ impl Context {
         .await
         .expect("does not panic")?;
         Ok(Previous { parent, resumed: checkpoint_used, parent_header, entries })
+    }
+
+    /// The first of `candidates` that opens as what its name says and is `wanted`; those that do not open
+    /// are reported and skipped.
+    async fn first_readable<'a>(
+        &self,
+        candidates: impl Iterator<Item = &'a SnapshotRef>,
+        wanted: impl Fn(&crate::manifest::ManifestReader) -> bool,
+    ) -> Result<Option<(SnapshotRef, crate::manifest::ManifestReader)>> {
+        for candidate in candidates {
+            let opened = snapshots::open_snapshot(
+                &self.dest,
+                self.bucket(),
+                &self.layout,
+                candidate,
+                &self.cipher,
+                self.work.path(),
+            )
+            .await;
+            match opened {
+                Ok(reader) if wanted(&reader) => return Ok(Some((candidate.clone(), reader))),
+                Ok(_) => {}
+                Err(e @ Error::Corrupt { .. }) => {
+                    self.progress.event(&Event::Warning(&format!("skipping {}: {e}", candidate.key)));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
     }
 
     async fn dry_run(
@@ -619,14 +609,10 @@ impl Run<'_> {
         }
     }
 
-    /// Stops the run: no new transfer starts; what is not done is carried over.
+    /// Stops the run: no new transfer starts; what is not done is carried over. The first reason is the
+    /// run's error (the caller reports it once).
     fn stop(&mut self, e: Error) {
-        if self.stopped.is_none() {
-            if !matches!(e, Error::Cancelled) {
-                self.cx.progress.event(&Event::Warning(&format!("the run stops: {e}")));
-            }
-            self.stopped = Some(e);
-        }
+        self.stopped.get_or_insert(e);
         self.cancel.cancel();
     }
 

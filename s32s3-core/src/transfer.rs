@@ -510,32 +510,11 @@ impl Copier {
             }
         };
         let candidate = entry(bucket, listed, meta, tags, sha256, stored.key, None);
-        let done = self
-            .dest
-            .send("CompleteMultipartUpload", &self.dest_bucket, Some(&candidate.stored_key), || {
-                self.dest
-                    .client()
-                    .complete_multipart_upload()
-                    .bucket(&self.dest_bucket)
-                    .key(&candidate.stored_key)
-                    .upload_id(&upload_id)
-                    .multipart_upload(
-                        CompletedMultipartUpload::builder().set_parts(Some(completed.clone())).build(),
-                    )
-                    .send()
-            })
-            .await;
-        match done {
-            Ok(done) => {
-                pending.completed();
-                Ok(Entry { version_id: done.version_id().map(str::to_owned), ..candidate })
-            }
-            Err(error) => {
-                // Completed with its answer lost (a retry then finds no such upload), or not at all: the
-                // caller asks the destination which.
-                pending.abort().await;
-                Err(Attempt { error, wrote: Some(candidate) })
-            }
+        match pending.complete(completed).await {
+            Ok(done) => Ok(Entry { version_id: done.version_id().map(str::to_owned), ..candidate }),
+            // Completed with its answer lost (a retry then finds no such upload), or not at all: the caller
+            // asks the destination which.
+            Err(error) => Err(Attempt { error, wrote: Some(candidate) }),
         }
     }
 
@@ -685,9 +664,37 @@ impl PendingUpload {
         }
     }
 
-    /// The upload completed: nothing to abort.
-    pub(crate) fn completed(mut self) {
-        self.armed = false;
+    /// Completes the upload with `parts` (in part order); if that fails, aborts it (after a completion
+    /// whose answer was lost there is nothing left to abort, which the abort takes in its stride).
+    pub(crate) async fn complete(
+        mut self,
+        parts: Vec<CompletedPart>,
+    ) -> Result<aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadOutput> {
+        let store = &self.store;
+        let done = store
+            .send("CompleteMultipartUpload", &self.bucket, Some(&self.key), || {
+                store
+                    .client()
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .upload_id(&self.upload_id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder().set_parts(Some(parts.clone())).build(),
+                    )
+                    .send()
+            })
+            .await;
+        match done {
+            Ok(done) => {
+                self.armed = false;
+                Ok(done)
+            }
+            Err(e) => {
+                self.abort().await;
+                Err(e)
+            }
+        }
     }
 
     /// Aborts the upload now (a failure to abort is logged: the lifecycle rule aborts it after a day).
@@ -1232,35 +1239,13 @@ impl Restorer {
                 return Err(e);
             }
         };
-        let done = self
-            .target
-            .send("CompleteMultipartUpload", &item.bucket, Some(&entry.key), || {
-                self.target
-                    .client()
-                    .complete_multipart_upload()
-                    .bucket(&item.bucket)
-                    .key(&entry.key)
-                    .upload_id(&upload_id)
-                    .multipart_upload(
-                        CompletedMultipartUpload::builder().set_parts(Some(completed.clone())).build(),
-                    )
-                    .send()
-            })
-            .await;
-        match done {
-            Ok(_) => {
-                pending.completed();
-                Ok(())
-            }
+        match pending.complete(completed).await {
+            Ok(_) => Ok(()),
             // A retry after a lost answer finds the upload gone: completed, if the object is there now.
             Err(e) if e.s3_kind() == Some(S3ErrorKind::NotFound) && self.completed_after_all(item).await => {
-                pending.completed();
                 Ok(())
             }
-            Err(e) => {
-                pending.abort().await;
-                Err(e)
-            }
+            Err(e) => Err(e),
         }
     }
 
