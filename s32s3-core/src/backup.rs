@@ -41,6 +41,7 @@ use crate::progress::{Event, Outcome, Progress};
 use crate::retention::prune_plan;
 use crate::s3::Store;
 use crate::snapshots::{self, Catalog, SnapshotRef};
+use crate::spool::ExternalSort;
 use crate::transfer::{Copied, Copier, CopyFailure, Limits, WriteGate};
 use crate::{Error, Result, bucket_config, destination};
 
@@ -165,7 +166,8 @@ impl Backup {
         let lease =
             Lease::acquire(&cx.dest, bucket, &cx.layout.meta("lock"), &snapshot_id, "backup", &lease_options)
                 .await?;
-        let prepared = prepare_under_lease(&cx, &state, &catalog, &snapshot_id, lease).await;
+        let prepared =
+            prepare_under_lease(&cx, &state, &catalog, &snapshot_id, lease, previous.interrupted).await;
         let (gate, records_since, pruned_at_start) = match prepared {
             Ok(prepared) => prepared,
             Err((lease, e)) => {
@@ -201,6 +203,7 @@ impl Backup {
             limits: Arc::new(Limits::new(&self.config.transfer)),
             gate: Arc::clone(&gate),
             stopped: None,
+            unreconciled: previous.interrupted,
         };
         if let Some(minio) = &minio
             && let Err(e) = run.export_instance(minio).await
@@ -208,6 +211,12 @@ impl Backup {
             run.stop(e);
         }
         if let Err(e) = run.all_buckets(&selected, &source_buckets, previous).await {
+            run.stop(e);
+        }
+        if run.unreconciled
+            && run.stopped.is_none()
+            && let Err(e) = run.reconcile().await
+        {
             run.stop(e);
         }
         watcher.abort();
@@ -270,6 +279,7 @@ async fn prepare_under_lease(
     catalog: &Catalog,
     run_id: &str,
     lease: Lease,
+    interrupted: bool,
 ) -> std::result::Result<(Arc<RunGate>, OffsetDateTime, Vec<String>), (Lease, Error)> {
     let bucket = cx.bucket();
     if lease.version_id().is_none() {
@@ -313,6 +323,9 @@ async fn prepare_under_lease(
         }
         let warn = |m: &str| cx.progress.event(&Event::Warning(m));
         destination::apply_lifecycle(&cx.dest, bucket, &lifecycle, &warn).await?;
+        if interrupted {
+            abort_uploads_left_behind(cx).await?;
+        }
         Ok::<_, Error>(pruned)
     };
     match steps.await {
@@ -444,6 +457,9 @@ struct Previous {
     resumed: bool,
     parent_header: Option<Header>,
     entries: PreviousEntries,
+    /// A run since the parent stopped without a snapshot (a run record or a checkpoint after it): what it
+    /// wrote is recorded nowhere, so this run reconciles the location before it writes its own.
+    interrupted: bool,
 }
 
 impl Context {
@@ -467,6 +483,9 @@ impl Context {
                 reader
             });
         let checkpoint_used = checkpoint_reader.is_some();
+        let since = parent.as_ref().map(|p| p.finished);
+        let interrupted = catalog.runs.iter().any(|r| since.is_none_or(|s| r.time > s))
+            || catalog.manifests.iter().any(|m| m.checkpoint && since.is_none_or(|s| m.finished > s));
         let parent_header = parent_reader.as_ref().map(|r| r.header().clone());
         let dir = self.work.path().to_owned();
         let entries = tokio::task::spawn_blocking(move || {
@@ -482,7 +501,7 @@ impl Context {
         })
         .await
         .expect("does not panic")?;
-        Ok(Previous { parent, resumed: checkpoint_used, parent_header, entries })
+        Ok(Previous { parent, resumed: checkpoint_used, parent_header, entries, interrupted })
     }
 
     /// The first of `candidates` that opens as what its name says and is `wanted`; those that do not open
@@ -576,6 +595,8 @@ struct Run<'a> {
     gate: Arc<RunGate>,
     /// Why the run stopped early, if it did: everything not done yet is carried over.
     stopped: Option<Error>,
+    /// An earlier run stopped without a snapshot and the location is not reconciled yet ([`Run::reconcile`]).
+    unreconciled: bool,
 }
 
 /// The result of one action, in order.
@@ -723,18 +744,7 @@ impl Run<'_> {
             );
         }
 
-        let copier = Arc::new(Copier {
-            source: cx.source.clone(),
-            dest: cx.dest.clone(),
-            dest_bucket: cx.bucket().to_owned(),
-            cipher: cx.cipher.clone(),
-            layout: cx.layout.clone(),
-            options: cx.config.transfer.clone(),
-            limits: Arc::clone(&self.limits),
-            progress: Arc::clone(&cx.progress),
-            cancel: self.cancel.clone(),
-            gate: Arc::clone(&self.gate) as Arc<dyn WriteGate>,
-        });
+        let copier = self.copier();
         let before = self.writer.totals();
         let window = (cx.config.transfer.transfers * 32).max(256);
         let cancel = self.cancel.clone();
@@ -788,6 +798,156 @@ impl Run<'_> {
         record.objects = after.objects - before.objects;
         record.bytes = after.bytes - before.bytes;
         self.records.push(record);
+        Ok(())
+    }
+
+    fn copier(&self) -> Arc<Copier> {
+        let cx = self.cx;
+        Arc::new(Copier {
+            source: cx.source.clone(),
+            dest: cx.dest.clone(),
+            dest_bucket: cx.bucket().to_owned(),
+            cipher: cx.cipher.clone(),
+            layout: cx.layout.clone(),
+            options: cx.config.transfer.clone(),
+            limits: Arc::clone(&self.limits),
+            progress: Arc::clone(&cx.progress),
+            cancel: self.cancel.clone(),
+            gate: Arc::clone(&self.gate) as Arc<dyn WriteGate>,
+        })
+    }
+
+    /// After a run that stopped without a snapshot (killed, or lost): what it wrote is recorded nowhere.
+    /// The entries this run carried over from the parent may name versions it replaced (an object it
+    /// copied and that the source then took back, as a versioned source does when its newest version is
+    /// deleted), and objects it copied that left the source since are current but named by nobody. So
+    /// the snapshot's entries are merge-joined, by stored key, with the latest version of every stored
+    /// object: an entry whose version is not the latest is copied again (or left out and reported); a
+    /// stored object no entry names gets a delete marker.
+    async fn reconcile(&mut self) -> Result<()> {
+        let cx = self.cx;
+        cx.progress.event(&Event::Phase("reconciling the backup location after an interrupted run"));
+        let dir = cx.work.path();
+        let (meta, overflow) = (cx.layout.meta(""), cx.layout.meta("overflow/"));
+        let mut latest = ExternalSort::new(dir, crate::listing::RUN_LEN, |c: &Stored| c.key.as_str());
+        let mut spilled = Ok(());
+        cx.dest
+            .list_versions_in_order(cx.bucket(), Some(cx.layout.root()), |v| {
+                let ours = !v.key.starts_with(&meta) || v.key.starts_with(&overflow);
+                if v.is_latest && ours && spilled.is_ok() {
+                    spilled = latest.push(Stored {
+                        key: v.key,
+                        version_id: v.version_id,
+                        delete_marker: v.delete_marker,
+                    });
+                }
+            })
+            .await?;
+        spilled?;
+        let mut named = ExternalSort::new(dir, crate::listing::RUN_LEN, |e: &Entry| e.stored_key.as_str());
+        for entry in self.writer.entries()? {
+            named.push(entry?)?;
+        }
+        let (mut latest, mut named) = (latest.finish()?, named.finish()?);
+        let mut stale = Vec::new();
+        let mut orphans = Vec::new();
+        {
+            let mut latest = latest.iter()?.peekable();
+            let mut named = named.iter()?.peekable();
+            loop {
+                let order = match (latest.peek(), named.peek()) {
+                    (None, None) => break,
+                    (Some(Err(_)), _) => return Err(latest.next().expect("peeked").expect_err("an error")),
+                    (_, Some(Err(_))) => return Err(named.next().expect("peeked").expect_err("an error")),
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    (None, Some(_)) => std::cmp::Ordering::Greater,
+                    (Some(Ok(l)), Some(Ok(n))) => l.key.as_str().cmp(n.stored_key.as_str()),
+                };
+                match order {
+                    std::cmp::Ordering::Less => {
+                        let current = latest.next().expect("peeked")?;
+                        if !current.delete_marker {
+                            orphans.push(current.key);
+                        }
+                    }
+                    std::cmp::Ordering::Greater => stale.push(named.next().expect("peeked")?),
+                    std::cmp::Ordering::Equal => {
+                        let (current, entry) =
+                            (latest.next().expect("peeked")?, named.next().expect("peeked")?);
+                        if current.delete_marker || current.version_id != entry.version_id {
+                            stale.push(entry);
+                        }
+                    }
+                }
+            }
+        }
+        if !orphans.is_empty() {
+            cx.progress.event(&Event::Warning(&format!(
+                "{} stored objects that an interrupted run left and no snapshot names get delete markers",
+                orphans.len()
+            )));
+        }
+        let gate = Arc::clone(&self.gate);
+        let deleted: Vec<(String, Result<()>)> = futures::stream::iter(orphans)
+            .map(|key| {
+                let gate = Arc::clone(&gate);
+                async move {
+                    gate.before_write().await?;
+                    cx.dest
+                        .send("DeleteObject", cx.bucket(), Some(&key), || {
+                            cx.dest.client().delete_object().bucket(cx.bucket()).key(&key).send()
+                        })
+                        .await
+                        .map(|_| ())
+                        .map_or_else(|e| Ok((key.clone(), Err(e))), |()| Ok((key.clone(), Ok(()))))
+                }
+            })
+            .buffer_unordered(cx.config.transfer.transfers)
+            .collect::<Vec<Result<(String, Result<()>)>>>()
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
+        for (key, result) in deleted {
+            if let Err(e) = result {
+                cx.progress.event(&Event::Warning(&format!("could not delete {key}: {e}")));
+            }
+        }
+
+        // Copied again: the version the entry names is not the current one any more.
+        let copier = self.copier();
+        let mut changes = BTreeMap::new();
+        for entry in stale {
+            let listed = crate::listing::Listed {
+                key: entry.key.clone(),
+                size: entry.size,
+                etag: entry.etag.clone(),
+                last_modified: entry.last_modified.clone(),
+                storage_class: entry.storage_class.clone(),
+            };
+            let change = match copier.copy(&entry.bucket, &listed, Some(&entry)).await {
+                Ok(Copied::Stored(copied)) => {
+                    self.counts.changed.add(copied.size);
+                    Some(*copied)
+                }
+                Ok(Copied::Vanished) => None,
+                Err(CopyFailure { error, .. }) if stops_the_run(&error) => return Err(error),
+                Err(CopyFailure { error, .. }) => {
+                    let why =
+                        format!("{error} (not in this snapshot: an interrupted run replaced its backup)");
+                    self.fail(&entry.bucket, &entry.key, &why);
+                    None
+                }
+            };
+            changes.insert((entry.bucket.clone(), entry.key.clone()), change);
+        }
+        if !changes.is_empty() {
+            let per_bucket = self.writer.rewrite(dir, &changes)?;
+            for record in &mut self.records {
+                let totals = per_bucket.get(&record.name).copied().unwrap_or_default();
+                (record.objects, record.bytes) = (totals.objects, totals.bytes);
+            }
+        }
+        self.unreconciled = false;
         Ok(())
     }
 
@@ -929,8 +1089,9 @@ impl Run<'_> {
                 ),
             });
         }
-        if self.stopped.is_some() && !self.gate.may_have_replaced() {
-            // Nothing was replaced: the previous snapshot still says it all.
+        if self.stopped.is_some() && (!self.gate.may_have_replaced() || self.unreconciled) {
+            // Nothing was replaced: the previous snapshot still says it all. Or an interrupted run's writes
+            // are not reconciled yet: a snapshot could name a version it replaced; the next run does it.
             return Err(self.stopped.take().expect("checked"));
         }
         let stopped = self.stopped.take();
@@ -966,6 +1127,49 @@ impl Run<'_> {
             return Err(stopped);
         }
         Ok((key, pruned))
+    }
+}
+
+/// The latest version of a stored object, as the version listing says.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Stored {
+    key: String,
+    version_id: Option<String>,
+    delete_marker: bool,
+}
+
+/// Aborts every incomplete multipart upload under the location: taken under the lease, none can be ours
+/// or another live run's; a killed run leaves its uploads behind (the lifecycle rule would abort them
+/// only after a day).
+async fn abort_uploads_left_behind(cx: &Context) -> Result<()> {
+    let (mut key_marker, mut upload_marker): (Option<String>, Option<String>) = (None, None);
+    loop {
+        let page = cx
+            .dest
+            .send("ListMultipartUploads", cx.bucket(), None, || {
+                cx.dest
+                    .client()
+                    .list_multipart_uploads()
+                    .bucket(cx.bucket())
+                    .set_prefix((!cx.layout.root().is_empty()).then(|| cx.layout.root().to_owned()))
+                    .set_key_marker(key_marker.clone())
+                    .set_upload_id_marker(upload_marker.clone())
+                    .send()
+            })
+            .await?;
+        for upload in page.uploads() {
+            if let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) {
+                crate::transfer::PendingUpload::new(&cx.dest, cx.bucket(), key, id).abort().await;
+            }
+        }
+        if page.is_truncated() != Some(true) {
+            return Ok(());
+        }
+        key_marker = page.next_key_marker().map(str::to_owned);
+        upload_marker = page.next_upload_id_marker().map(str::to_owned);
+        if key_marker.is_none() {
+            return Ok(());
+        }
     }
 }
 

@@ -5,14 +5,12 @@
 //! sort before it in bytes, and lists non-ASCII keys first. So every listing goes through [`SortedListing`]:
 //! in memory up to [`RUN_LEN`] objects; beyond that, sorted runs spill to temporary files and are merged.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
-use crate::spool::{Spool, SpoolReader};
+use crate::spool::{ExternalSort, SortedItems, SortedItemsIter};
 
 /// Objects kept in memory before a sorted run is spilled to disk (≈ 200 bytes each).
 pub const RUN_LEN: usize = 20_000;
@@ -114,14 +112,13 @@ pub fn url_decode(encoded: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Collects a listing in any order; [`SortedListing::finish`] makes it readable in key byte order.
+/// Collects a listing in any order; [`SortedListing::finish`] makes it readable in key byte order (an
+/// [`ExternalSort`] by key).
 #[derive(Debug)]
-pub struct SortedListing {
-    dir: PathBuf,
-    buffer: Vec<Listed>,
-    runs: Vec<Spool<Listed>>,
-    run_len: usize,
-    total: u64,
+pub struct SortedListing(ExternalSort<Listed>);
+
+fn listed_key(item: &Listed) -> &str {
+    &item.key
 }
 
 impl SortedListing {
@@ -134,19 +131,19 @@ impl SortedListing {
     /// As [`SortedListing::new`] with a custom in-memory run length (tests use tiny runs).
     #[must_use]
     pub fn with_run_len(dir: &Path, run_len: usize) -> Self {
-        Self { dir: dir.to_owned(), buffer: Vec::new(), runs: Vec::new(), run_len: run_len.max(1), total: 0 }
+        Self(ExternalSort::new(dir, run_len, listed_key))
     }
 
     /// Objects pushed so far.
     #[must_use]
     pub fn len(&self) -> u64 {
-        self.total
+        self.0.len()
     }
 
     /// Whether nothing was pushed.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.total == 0
+        self.0.is_empty()
     }
 
     /// Adds one object.
@@ -154,56 +151,33 @@ impl SortedListing {
     /// # Errors
     /// [`crate::Error::Io`] when a run cannot be spilled.
     pub fn push(&mut self, item: Listed) -> Result<()> {
-        self.buffer.push(item);
-        self.total += 1;
-        if self.buffer.len() >= self.run_len {
-            self.spill()?;
-        }
-        Ok(())
-    }
-
-    fn spill(&mut self) -> Result<()> {
-        self.buffer.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        let mut run = Spool::new(&self.dir)?;
-        for item in self.buffer.drain(..) {
-            run.push(&item)?;
-        }
-        self.runs.push(run);
-        Ok(())
+        self.0.push(item)
     }
 
     /// Ends collection: the listing can now be read, sorted, as often as needed.
     ///
     /// # Errors
     /// [`crate::Error::Io`] when the last run cannot be spilled.
-    pub fn finish(mut self) -> Result<Sorted> {
-        if !self.runs.is_empty() && !self.buffer.is_empty() {
-            self.spill()?;
-        }
-        self.buffer.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        Ok(Sorted { memory: self.buffer, runs: self.runs, total: self.total })
+    pub fn finish(self) -> Result<Sorted> {
+        Ok(Sorted(self.0.finish()?))
     }
 }
 
 /// A finished listing.
 #[derive(Debug)]
-pub struct Sorted {
-    memory: Vec<Listed>,
-    runs: Vec<Spool<Listed>>,
-    total: u64,
-}
+pub struct Sorted(SortedItems<Listed>);
 
 impl Sorted {
     /// Objects listed (duplicates included).
     #[must_use]
     pub fn len(&self) -> u64 {
-        self.total
+        self.0.len()
     }
 
     /// Whether the listing is empty.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.total == 0
+        self.0.is_empty()
     }
 
     /// The objects in key byte order; a key listed twice (a server repeating it across pages) is yielded
@@ -213,86 +187,12 @@ impl Sorted {
     /// [`crate::Error::Io`] when a spilled run cannot be read.
     #[allow(clippy::iter_not_returning_iterator)] // re-reading spilled runs can fail before iteration starts
     pub fn iter(&mut self) -> Result<SortedIter<'_>> {
-        let source = if self.runs.is_empty() {
-            Source::Memory(self.memory.iter())
-        } else {
-            let mut readers = Vec::with_capacity(self.runs.len());
-            let mut heap = BinaryHeap::new();
-            for (i, run) in self.runs.iter_mut().enumerate() {
-                let mut reader = run.reader()?;
-                if let Some(item) = reader.next().transpose()? {
-                    heap.push(Reverse(HeapItem(item, i)));
-                }
-                readers.push(reader);
-            }
-            Source::Merge { readers, heap }
-        };
-        Ok(SortedIter { source, last: None })
+        self.0.iter()
     }
-}
-
-#[derive(Debug, PartialEq, Eq)]
-struct HeapItem(Listed, usize);
-
-impl Ord for HeapItem {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.key.cmp(&other.0.key).then(self.1.cmp(&other.1))
-    }
-}
-
-impl PartialOrd for HeapItem {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-#[derive(Debug)]
-enum Source<'a> {
-    Memory(std::slice::Iter<'a, Listed>),
-    Merge { readers: Vec<SpoolReader<'a, Listed>>, heap: BinaryHeap<Reverse<HeapItem>> },
 }
 
 /// A sorted listing, yielded in key byte order.
-#[derive(Debug)]
-pub struct SortedIter<'a> {
-    source: Source<'a>,
-    last: Option<String>,
-}
-
-impl SortedIter<'_> {
-    fn next_raw(&mut self) -> Result<Option<Listed>> {
-        match &mut self.source {
-            Source::Memory(items) => Ok(items.next().cloned()),
-            Source::Merge { readers, heap } => {
-                let Some(Reverse(HeapItem(item, i))) = heap.pop() else { return Ok(None) };
-                if let Some(next) = readers[i].next().transpose()? {
-                    heap.push(Reverse(HeapItem(next, i)));
-                }
-                Ok(Some(item))
-            }
-        }
-    }
-}
-
-impl Iterator for SortedIter<'_> {
-    type Item = Result<Listed>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            match self.next_raw() {
-                Err(e) => return Some(Err(e)),
-                Ok(None) => return None,
-                Ok(Some(item)) => {
-                    if self.last.as_deref() == Some(item.key.as_str()) {
-                        continue;
-                    }
-                    self.last = Some(item.key.clone());
-                    return Some(Ok(item));
-                }
-            }
-        }
-    }
-}
+pub type SortedIter<'a> = SortedItemsIter<'a, Listed>;
 
 #[cfg(test)]
 mod tests {

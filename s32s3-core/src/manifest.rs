@@ -279,6 +279,44 @@ impl ManifestWriter {
         self.totals
     }
 
+    /// The entries pushed so far, from the start.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the spool cannot be read.
+    pub fn entries(&mut self) -> Result<crate::spool::SpoolReader<'_, Entry>> {
+        self.spool.reader()
+    }
+
+    /// Rewrites the entries pushed so far: one whose (bucket, key) is in `changes` is replaced by the
+    /// change's entry (of the same bucket and key, so the order holds) or dropped (`None`). Returns the new
+    /// totals per bucket.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the spool files cannot be read or written.
+    pub fn rewrite(
+        &mut self,
+        dir: &Path,
+        changes: &BTreeMap<(String, String), Option<Entry>>,
+    ) -> Result<BTreeMap<String, Totals>> {
+        let mut spool = Spool::new(dir)?;
+        let mut totals = Totals::default();
+        let mut per_bucket: BTreeMap<String, Totals> = BTreeMap::new();
+        for entry in self.spool.reader()? {
+            let entry = entry?;
+            let entry = match changes.get(&(entry.bucket.clone(), entry.key.clone())) {
+                Some(Some(changed)) => changed.clone(),
+                Some(None) => continue,
+                None => entry,
+            };
+            spool.push(&entry)?;
+            totals.add(entry.size);
+            per_bucket.entry(entry.bucket.clone()).or_default().add(entry.size);
+        }
+        self.spool = spool;
+        self.totals = totals;
+        Ok(per_bucket)
+    }
+
     /// Encodes `header` + the entries pushed so far into a new temporary file (zstd, then rclone crypt)
     /// and returns it rewound, with its length. The writer stays usable (checkpoints call this repeatedly).
     ///

@@ -1,5 +1,6 @@
 //! JSON Lines spool files: bounded memory for sequences of any length (listings, manifest entries,
-//! deletions), readable again as often as needed.
+//! deletions), readable again as often as needed; and [`ExternalSort`], which sorts sequences of any
+//! length on top of them.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
@@ -122,6 +123,191 @@ impl<T: DeserializeOwned> Iterator for SpoolReader<'_, T> {
                 serde_json::from_str(&self.line).map_err(|e| Error::io("reading a spool file", e.into())),
             ),
             Err(e) => Some(Err(Error::io("reading a spool file", e))),
+        }
+    }
+}
+
+/// Items in any order in; out in the byte order of a string key, as often as needed, with memory bounded
+/// however many there are: up to `run_len` items are sorted in memory, beyond that sorted runs spill to
+/// spool files and are merged. Of items with equal keys the first pushed is kept.
+#[derive(Debug)]
+pub struct ExternalSort<T> {
+    dir: std::path::PathBuf,
+    buffer: Vec<T>,
+    runs: Vec<Spool<T>>,
+    run_len: usize,
+    total: u64,
+    key: fn(&T) -> &str,
+}
+
+impl<T: Serialize + DeserializeOwned> ExternalSort<T> {
+    /// A sorter by `key`, spilling into `dir` after `run_len` items.
+    #[must_use]
+    pub fn new(dir: &Path, run_len: usize, key: fn(&T) -> &str) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            buffer: Vec::new(),
+            runs: Vec::new(),
+            run_len: run_len.max(1),
+            total: 0,
+            key,
+        }
+    }
+
+    /// Items pushed so far.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.total
+    }
+
+    /// Whether nothing was pushed.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// Adds one item.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a run cannot be spilled.
+    pub fn push(&mut self, item: T) -> Result<()> {
+        self.buffer.push(item);
+        self.total += 1;
+        if self.buffer.len() >= self.run_len {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    fn spill(&mut self) -> Result<()> {
+        let key = self.key;
+        // Stable: of equal keys the first pushed stays first.
+        self.buffer.sort_by(|a, b| key(a).cmp(key(b)));
+        let mut run = Spool::new(&self.dir)?;
+        for item in self.buffer.drain(..) {
+            run.push(&item)?;
+        }
+        self.runs.push(run);
+        Ok(())
+    }
+
+    /// Ends collection: the items can now be read in order.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the last run cannot be spilled.
+    pub fn finish(mut self) -> Result<SortedItems<T>> {
+        if !self.runs.is_empty() && !self.buffer.is_empty() {
+            self.spill()?;
+        }
+        let key = self.key;
+        self.buffer.sort_by(|a, b| key(a).cmp(key(b)));
+        Ok(SortedItems { memory: self.buffer, runs: self.runs, total: self.total, key })
+    }
+}
+
+/// A finished [`ExternalSort`].
+#[derive(Debug)]
+pub struct SortedItems<T> {
+    memory: Vec<T>,
+    runs: Vec<Spool<T>>,
+    total: u64,
+    key: fn(&T) -> &str,
+}
+
+impl<T: Serialize + DeserializeOwned + Clone> SortedItems<T> {
+    /// Items pushed (duplicates included).
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.total
+    }
+
+    /// Whether there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The items in key order, each key once (the first pushed).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a spilled run cannot be read.
+    #[allow(clippy::iter_not_returning_iterator)] // re-reading spilled runs can fail before iteration starts
+    pub fn iter(&mut self) -> Result<SortedItemsIter<'_, T>> {
+        let key = self.key;
+        let source = if self.runs.is_empty() {
+            Source::Memory(self.memory.iter())
+        } else {
+            let mut readers = Vec::with_capacity(self.runs.len());
+            let mut heads = Vec::with_capacity(self.runs.len());
+            let mut heap = std::collections::BinaryHeap::new();
+            for (i, run) in self.runs.iter_mut().enumerate() {
+                let mut reader = run.reader()?;
+                let head = reader.next().transpose()?;
+                if let Some(head) = &head {
+                    heap.push(std::cmp::Reverse((key(head).to_owned(), i)));
+                }
+                heads.push(head);
+                readers.push(reader);
+            }
+            Source::Merge { readers, heads, heap }
+        };
+        Ok(SortedItemsIter { source, last: None, key })
+    }
+}
+
+#[derive(Debug)]
+enum Source<'a, T> {
+    Memory(std::slice::Iter<'a, T>),
+    /// Each run's reader and its next item; the heap orders the heads by key (the earliest run on ties).
+    Merge {
+        readers: Vec<SpoolReader<'a, T>>,
+        heads: Vec<Option<T>>,
+        heap: std::collections::BinaryHeap<std::cmp::Reverse<(String, usize)>>,
+    },
+}
+
+/// Items of a [`SortedItems`] in key order.
+#[derive(Debug)]
+pub struct SortedItemsIter<'a, T> {
+    source: Source<'a, T>,
+    last: Option<String>,
+    key: fn(&T) -> &str,
+}
+
+impl<T: DeserializeOwned + Clone> SortedItemsIter<'_, T> {
+    fn next_raw(&mut self) -> Result<Option<T>> {
+        let key = self.key;
+        match &mut self.source {
+            Source::Memory(items) => Ok(items.next().cloned()),
+            Source::Merge { readers, heads, heap } => {
+                let Some(std::cmp::Reverse((_, i))) = heap.pop() else { return Ok(None) };
+                let next = readers[i].next().transpose()?;
+                if let Some(next) = &next {
+                    heap.push(std::cmp::Reverse((key(next).to_owned(), i)));
+                }
+                Ok(std::mem::replace(&mut heads[i], next))
+            }
+        }
+    }
+}
+
+impl<T: DeserializeOwned + Clone> Iterator for SortedItemsIter<'_, T> {
+    type Item = Result<T>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.next_raw() {
+                Err(e) => return Some(Err(e)),
+                Ok(None) => return None,
+                Ok(Some(item)) => {
+                    let key = (self.key)(&item);
+                    if self.last.as_deref() == Some(key) {
+                        continue;
+                    }
+                    self.last = Some(key.to_owned());
+                    return Some(Ok(item));
+                }
+            }
         }
     }
 }
