@@ -224,7 +224,7 @@ impl Backup {
             run.stop(Error::Cancelled);
         }
 
-        let finished = run.finish(&catalog, records_since).await;
+        let finished = run.finish(&catalog, &pruned_at_start, records_since).await;
         let released = gate.lease.release().await;
         let (manifest_key, mut pruned) = finished?;
         pruned.splice(0..0, pruned_at_start);
@@ -317,7 +317,7 @@ async fn prepare_under_lease(
     });
     let steps = async {
         // Pruned under the shorter of the old and new expiration, before the new one can apply.
-        let pruned = prune(cx, &gate, catalog, records_since, days, run_id).await?;
+        let pruned = prune(cx, &gate, catalog, records_since, days, run_id, false).await?;
         if lifecycle.changes_expiration() {
             gate.record().await?;
         }
@@ -355,7 +355,7 @@ struct RunGate {
     /// The expiration in effect around this run (the smaller of before and after its lifecycle change).
     days: Option<u32>,
     clock: crate::clock::Clock,
-    record: tokio::sync::OnceCell<()>,
+    record: tokio::sync::OnceCell<crate::retention::RunRecord>,
 }
 
 impl RunGate {
@@ -364,19 +364,25 @@ impl RunGate {
         self.record
             .get_or_try_init(|| async {
                 self.lease.check().await?;
-                snapshots::put_run_record(
+                let time = self.clock.now();
+                let key = snapshots::put_run_record(
                     &self.dest,
                     &self.bucket,
                     &self.layout,
                     &self.run_id,
-                    self.clock.now(),
+                    time,
                     self.days,
                 )
-                .await
-                .map(|_| ())
+                .await?;
+                Ok::<_, Error>(crate::retention::RunRecord {
+                    key,
+                    id: self.run_id.clone(),
+                    time: snapshots::to_millis(time),
+                    days: self.days,
+                })
             })
             .await
-            .map(|&()| ())
+            .map(|_| ())
     }
 
     /// Whether the run may have replaced stored versions (it wrote its run record).
@@ -394,8 +400,9 @@ impl WriteGate for RunGate {
     }
 }
 
-/// Prunes the snapshots past their window (with their MinIO exports), the run records no window needs
-/// and the exports of runs that left no manifest. Returns the keys of the manifests pruned.
+/// Prunes the snapshots past their window (with their MinIO exports) and the run records no window needs;
+/// with `scan_exports`, also the exports of runs that left no manifest (one listing of all exports).
+/// Returns the keys of the manifests pruned.
 async fn prune(
     cx: &Context,
     gate: &RunGate,
@@ -403,6 +410,7 @@ async fn prune(
     records_since: OffsetDateTime,
     days: Option<u32>,
     run_id: &str,
+    scan_exports: bool,
 ) -> Result<Vec<String>> {
     gate.lease.check().await?;
     let retention = catalog.retention(Some(records_since), days);
@@ -418,18 +426,25 @@ async fn prune(
     // Exports belong to their snapshot: those of pruned snapshots go, and those of runs that left none.
     let mut exports = Vec::new();
     let prefix = cx.layout.meta("instance/");
-    cx.dest
-        .list_objects(cx.bucket(), Some(&prefix), |objects| {
-            for object in objects {
-                let key = object.key().unwrap_or_default().to_owned();
-                let id = key[prefix.len().min(key.len())..].split('/').next().unwrap_or_default();
-                if !live.contains(id) {
-                    exports.push(key);
+    let scans: Vec<String> = if scan_exports {
+        vec![prefix.clone()]
+    } else {
+        expired.iter().map(|id| format!("{prefix}{id}/")).collect()
+    };
+    for scan in scans {
+        cx.dest
+            .list_objects(cx.bucket(), Some(&scan), |objects| {
+                for object in objects {
+                    let key = object.key().unwrap_or_default().to_owned();
+                    let id = key[prefix.len().min(key.len())..].split('/').next().unwrap_or_default();
+                    if !live.contains(id) {
+                        exports.push(key);
+                    }
                 }
-            }
-            Ok(true)
-        })
-        .await?;
+                Ok(true)
+            })
+            .await?;
+    }
     let keys = plan.snapshots.iter().map(|s| s.key.clone()).chain(plan.runs.iter().map(|r| r.key.clone()));
     for key in keys.chain(exports) {
         delete_quietly(cx, &key).await;
@@ -1078,6 +1093,7 @@ impl Run<'_> {
     async fn finish(
         &mut self,
         before: &Catalog,
+        pruned_before: &[String],
         records_since: OffsetDateTime,
     ) -> Result<(String, Vec<String>)> {
         let cx = self.cx;
@@ -1116,8 +1132,20 @@ impl Run<'_> {
         for key in &stale {
             delete_quietly(cx, key).await;
         }
-        let now = snapshots::catalog(&cx.dest, cx.bucket(), &cx.layout).await?;
-        let pruned = prune(cx, &self.gate, &now, records_since, self.gate.days, &self.snapshot_id).await?;
+        // What the location holds now: the catalog read at the start, less what went since, plus this run's
+        // snapshot and run record (under the lease nobody else wrote).
+        let mut now = before.clone();
+        now.manifests.retain(|m| !m.checkpoint && !pruned_before.contains(&m.key));
+        now.manifests.push(SnapshotRef {
+            key: key.clone(),
+            id: self.snapshot_id.clone(),
+            finished: snapshots::to_millis(finished),
+            checkpoint: false,
+            size: len,
+        });
+        now.runs.extend(self.gate.record.get().cloned());
+        let pruned =
+            prune(cx, &self.gate, &now, records_since, self.gate.days, &self.snapshot_id, true).await?;
         if let Some(stopped) = stopped {
             cx.progress.event(&Event::Warning(&format!(
                 "partial snapshot {} written: what was done is kept, the rest carried over; the next backup continues \
