@@ -225,10 +225,14 @@ impl Backup {
         }
 
         let finished = run.finish(&catalog, &pruned_at_start, records_since).await;
-        let released = gate.lease.release().await;
+        if let Err(e) = gate.lease.release().await {
+            // The run's work is written; the lock expires by itself.
+            cx.progress.event(&Event::Warning(&format!(
+                "the lease could not be released (it expires by itself): {e}"
+            )));
+        }
         let (manifest_key, mut pruned) = finished?;
         pruned.splice(0..0, pruned_at_start);
-        released?;
         Ok(BackupSummary {
             snapshot_id,
             manifest_key: Some(manifest_key),

@@ -209,8 +209,7 @@ async fn check_foreign_names(dest: &Store, bucket: &str, layout: &Layout) -> Res
 /// S3 failures.
 pub async fn ensure_bucket(dest: &Store, bucket: &str, state: &DestinationState) -> Result<()> {
     if !state.bucket_exists {
-        dest.send("CreateBucket", bucket, None, || dest.client().create_bucket().bucket(bucket).send())
-            .await?;
+        dest.create_bucket(bucket, false).await?;
     }
     let versioning = dest
         .send("GetBucketVersioning", bucket, None, || {

@@ -282,16 +282,24 @@ where
         SdkError::TimeoutError(_) => (S3ErrorKind::Temporary, None, None, "request timed out".to_owned()),
         SdkError::DispatchFailure(failure) => {
             let message = source_chain(err);
-            let kind = if failure.is_timeout() || failure.is_io() && !looks_unreachable(&message) {
-                S3ErrorKind::Temporary
-            } else {
+            // Refused, unresolvable, TLS: the endpoint is wrong or down. Anything else (a reset, a connection
+            // closed before the answer, a timeout) is worth another try.
+            let kind = if !failure.is_timeout() && looks_unreachable(&message) {
                 S3ErrorKind::Unreachable
+            } else {
+                S3ErrorKind::Temporary
             };
             (kind, None, None, message)
         }
         SdkError::ResponseError(response) => {
             let status = response.raw().status().as_u16();
-            (classify(Some(status), None), Some(status), None, source_chain(err))
+            // A 2xx whose body broke off (or could not be read): the request may simply be sent again.
+            let kind = if (200..300).contains(&status) {
+                S3ErrorKind::Temporary
+            } else {
+                classify(Some(status), None)
+            };
+            (kind, Some(status), None, source_chain(err))
         }
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();

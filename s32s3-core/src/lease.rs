@@ -198,51 +198,57 @@ impl Lease {
         let location = format!("s3://{bucket}/{key}");
         let sent = Instant::now();
         let attempt_timeout = attempt_timeout(ttl);
-        let (etag, version_id) = match put_lock(store, bucket, key, &info, Condition::Create, attempt_timeout)
-            .await
-        {
-            Ok(written) => written,
-            Err(e) if e.s3_kind() == Some(S3ErrorKind::PreconditionFailed) => {
-                let (current, current_etag) =
-                    read_lock(store, bucket, key, attempt_timeout).await?.ok_or_else(|| {
-                        Error::Locked(format!("{location} changed while taking the lease; try again"))
-                    })?;
-                if current.run_id == info.run_id {
-                    // Our own create landed and only its answer was lost.
-                    (current_etag, None)
-                } else if current.expired(now) || current.holder_dead(&me) {
-                    put_lock(store, bucket, key, &info, Condition::Replace(&current_etag), attempt_timeout)
-                        .await
-                        .map_err(|e| {
-                            if e.s3_kind() == Some(S3ErrorKind::PreconditionFailed) {
-                                Error::Locked(format!(
-                                    "{location}: another run took over the stale lease first"
-                                ))
-                            } else {
-                                e
-                            }
-                        })?
-                } else {
-                    return Err(Error::Locked(format!(
-                        "{location}: another {} (run {}, host {}, pid {}) holds the backup location since {}; it \
-                             expires at {} unless renewed",
-                        current.command,
-                        current.run_id,
-                        current.host,
-                        current.pid,
-                        current.acquired,
-                        current.expires
-                    )));
+        let policy = *store.policy();
+        let holder = |current: &LockInfo| {
+            format!(
+                "{location}: another {} (run {}, host {}, pid {}) holds the backup location since {}; it expires \
+                 at {} unless renewed",
+                current.command, current.run_id, current.host, current.pid, current.acquired, current.expires
+            )
+        };
+        let mut attempt = 0;
+        // No blind retry: every answer that is not a plain success is resolved by reading the lock back.
+        let (etag, version_id) = loop {
+            attempt += 1;
+            let last_try = attempt >= policy.attempts;
+            let refused = match put_lock(store, bucket, key, &info, Condition::Create, attempt_timeout).await
+            {
+                Ok(written) => break written,
+                Err(e) if e.s3_kind() == Some(S3ErrorKind::PreconditionFailed) || e.is_temporary() => e,
+                Err(e) => return Err(e),
+            };
+            match policy.run(|| read_lock(store, bucket, key, attempt_timeout)).await? {
+                // Our create (or takeover) landed; only its answer was lost.
+                Some((current, etag, version)) if current.run_id == info.run_id => break (etag, version),
+                Some((current, current_etag, _))
+                    if current.expired(options.clock.now()) || current.holder_dead(&me) =>
+                {
+                    match put_lock(
+                        store,
+                        bucket,
+                        key,
+                        &info,
+                        Condition::Replace(&current_etag),
+                        attempt_timeout,
+                    )
+                    .await
+                    {
+                        Ok(written) => break written,
+                        Err(e) if e.s3_kind() == Some(S3ErrorKind::PreconditionFailed) => {
+                            return Err(Error::Locked(format!(
+                                "{location}: another run took over the stale lease first"
+                            )));
+                        }
+                        Err(e) if e.is_temporary() && !last_try => {}
+                        Err(e) => return Err(e),
+                    }
                 }
+                Some((current, ..)) => return Err(Error::Locked(holder(&current))),
+                // Refused, but gone when read back: released in between; try again.
+                None if !last_try => {}
+                None => return Err(refused),
             }
-            Err(e) if e.is_temporary() => {
-                // The answer was lost: find out whether our create landed.
-                match read_lock(store, bucket, key, attempt_timeout).await? {
-                    Some((current, etag)) if current.run_id == info.run_id => (etag, None),
-                    _ => return Err(e),
-                }
-            }
-            Err(e) => return Err(e),
+            tokio::time::sleep(policy.backoff(attempt)).await;
         };
         let (state, _) = watch::channel(State::Held { until: sent + ttl });
         let shared = Arc::new(Shared {
@@ -311,18 +317,35 @@ impl Lease {
     /// # Errors
     /// [`Error::Locked`] when the lease is lost or cannot be renewed.
     pub async fn confirm(&self) -> Result<()> {
-        for _ in 0..3 {
+        let policy = *self.shared.store.policy();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             match renew_once(&self.shared).await {
                 Renewal::Renewed => return Ok(()),
                 Renewal::Lost(why) => {
                     self.shared.mark_lost(why.clone());
                     return Err(Error::Locked(why));
                 }
-                Renewal::Doubt(_) => tokio::time::sleep(attempt_timeout(self.shared.ttl) / 4).await,
+                // Tried again with backoff for as long as the lease is known to hold.
+                Renewal::Doubt(why) => {
+                    let until = match &*self.shared.state.borrow() {
+                        State::Held { until } => *until,
+                        State::Lost(why) => return Err(Error::Locked(why.clone())),
+                    };
+                    let wait = policy.backoff(attempt);
+                    if Instant::now() + wait >= until {
+                        let why = lost_message(
+                            &self.shared,
+                            &format!("it could not be confirmed before writing: {why}"),
+                        );
+                        self.shared.mark_lost(why.clone());
+                        return Err(Error::Locked(why));
+                    }
+                    tokio::time::sleep(wait).await;
+                }
             }
         }
-        self.check().await?;
-        Err(Error::Locked(lost_message(&self.shared, "it could not be confirmed before writing")))
     }
 
     /// Stops renewing and deletes the lock, if it is still ours.
@@ -337,8 +360,13 @@ impl Lease {
         }
         let ours = shared.held.lock().await.1.clone();
         let timeout = attempt_timeout(shared.ttl);
-        match read_lock(&shared.store, &shared.bucket, &shared.key, timeout).await? {
-            Some((_, etag)) if etag == ours => shared
+        let current = shared
+            .store
+            .policy()
+            .run(|| read_lock(&shared.store, &shared.bucket, &shared.key, timeout))
+            .await?;
+        match current {
+            Some((_, etag, _)) if etag == ours => shared
                 .store
                 .send("DeleteObject", &shared.bucket, Some(&shared.key), || {
                     shared.store.client().delete_object().bucket(&shared.bucket).key(&shared.key).send()
@@ -402,17 +430,19 @@ async fn renew_once(shared: &Shared) -> Renewal {
         }
         // Refused (412, 404) or unanswered (timeout, reset, 5xx): what is there now decides.
         Err(_) => match read_lock(&shared.store, &shared.bucket, &shared.key, timeout).await {
-            Ok(Some((current, etag))) if current.run_id == next.run_id && current.renewal == next.renewal => {
+            Ok(Some((current, etag, _)))
+                if current.run_id == next.run_id && current.renewal == next.renewal =>
+            {
                 Some(etag)
             }
-            Ok(Some((current, etag))) if current.run_id == next.run_id => {
+            Ok(Some((current, etag, _))) if current.run_id == next.run_id => {
                 // Still our previous renewal (or an earlier one whose answer was lost): adopt its ETag and let
                 // the next attempt write over it.
                 held.0 = current;
                 held.1 = etag;
                 return Renewal::Doubt("the renewal did not land".into());
             }
-            Ok(Some((current, _))) => {
+            Ok(Some((current, ..))) => {
                 return Renewal::Lost(lost_message(
                     shared,
                     &format!(
@@ -504,7 +534,7 @@ async fn read_lock(
     bucket: &str,
     key: &str,
     timeout: Duration,
-) -> Result<Option<(LockInfo, String)>> {
+) -> Result<Option<(LockInfo, String, Option<String>)>> {
     let read = async {
         let mut out = match store.client().get_object().bucket(bucket).key(key).send().await {
             Ok(out) => out,
@@ -516,10 +546,11 @@ async fn read_lock(
             }
         };
         let etag = out.e_tag().unwrap_or_default().to_owned();
+        let version = out.version_id().map(str::to_owned);
         let body = crate::s3::read_body(std::mem::take(&mut out.body), store.side(), bucket, key, 0).await?;
-        Ok(Some((body, etag)))
+        Ok(Some((body, etag, version)))
     };
-    let Some((body, etag)) = (match tokio::time::timeout(timeout, read).await {
+    let Some((body, etag, version)) = (match tokio::time::timeout(timeout, read).await {
         Ok(answer) => answer?,
         Err(_) => return Err(timed_out(store, "GetObject", bucket, key)),
     }) else {
@@ -527,7 +558,7 @@ async fn read_lock(
     };
     let info = parse_lock(&body)
         .map_err(|e| Error::corrupt(format!("s3://{bucket}/{key}"), format!("unreadable lock: {e}")))?;
-    Ok(Some((info, etag)))
+    Ok(Some((info, etag, version)))
 }
 
 /// Parses a lock object (anyone who can write the destination can write it: it is checked as input).

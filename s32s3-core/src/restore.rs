@@ -579,17 +579,7 @@ impl RestoreRun<'_> {
     ) -> Result<bool> {
         let cx = self.cx;
         if !self.existing_buckets.iter().any(|b| b == target) {
-            let create = cx
-                .source
-                .send("CreateBucket", target, None, || {
-                    cx.source
-                        .client()
-                        .create_bucket()
-                        .bucket(target)
-                        .object_lock_enabled_for_bucket(object_lock)
-                        .send()
-                })
-                .await;
+            let create = cx.source.create_bucket(target, object_lock).await;
             if let Err(e) = create {
                 if matches!(e.s3_kind(), Some(S3ErrorKind::BadCredentials | S3ErrorKind::Unreachable)) {
                     return Err(e);

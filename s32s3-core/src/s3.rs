@@ -441,6 +441,23 @@ impl Store {
         }
     }
 
+    /// Creates `bucket` (with object lock when asked). A bucket already ours counts as created: the answer
+    /// to an earlier attempt may have been lost, and its retry then hears `BucketAlreadyOwnedByYou`.
+    ///
+    /// # Errors
+    /// S3 failures.
+    pub async fn create_bucket(&self, bucket: &str, object_lock: bool) -> Result<()> {
+        let created = self
+            .send("CreateBucket", bucket, None, || {
+                self.client.create_bucket().bucket(bucket).object_lock_enabled_for_bucket(object_lock).send()
+            })
+            .await;
+        match created {
+            Err(Error::S3(e)) if e.code.as_deref() == Some("BucketAlreadyOwnedByYou") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
     /// Whether `bucket` exists (and this key may access it).
     ///
     /// # Errors

@@ -483,23 +483,18 @@ impl Copier {
         let stored = self.layout.data_key(bucket, key)?;
         let mtime = stored_mtime(listed, &meta);
         self.gate.before_write().await?;
-        let upload = self
-            .dest
-            .send("CreateMultipartUpload", &self.dest_bucket, Some(&stored.key), || {
-                self.dest
-                    .client()
-                    .create_multipart_upload()
-                    .bucket(&self.dest_bucket)
-                    .key(&stored.key)
-                    .content_type("application/octet-stream")
-                    .metadata("mtime", &mtime)
-                    .send()
-            })
-            .await?;
-        let Some(upload_id) = upload.upload_id().map(str::to_owned) else {
-            return Err(no_upload_id(Side::Destination, &self.dest_bucket, &stored.key).into());
-        };
-        let pending = PendingUpload::new(&self.dest, &self.dest_bucket, &stored.key, &upload_id);
+        let pending = PendingUpload::create(&self.dest, &self.dest_bucket, &stored.key, || {
+            self.dest
+                .client()
+                .create_multipart_upload()
+                .bucket(&self.dest_bucket)
+                .key(&stored.key)
+                .content_type("application/octet-stream")
+                .metadata("mtime", &mtime)
+                .send()
+        })
+        .await?;
+        let upload_id = pending.upload_id.clone();
         let hashed = self.upload_parts(bucket, listed, &stored.key, &upload_id).await;
         let (sha256, completed) = match hashed {
             Ok(done) => done,
@@ -654,6 +649,39 @@ pub(crate) struct PendingUpload {
 }
 
 impl PendingUpload {
+    /// Starts a multipart upload of `key` with the request `create` builds. When an attempt's answer was
+    /// lost, the upload it started is unknown: once ours is known, the other uploads of `key` are aborted
+    /// (nothing else writes this key meanwhile: a backup holds the lease, a restore owns its target).
+    ///
+    /// # Errors
+    /// S3 failures, classified.
+    pub(crate) async fn create<F, Fut>(store: &Store, bucket: &str, key: &str, create: F) -> Result<Self>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<
+                Output = std::result::Result<
+                    aws_sdk_s3::operation::create_multipart_upload::CreateMultipartUploadOutput,
+                    aws_sdk_s3::error::SdkError<
+                        aws_sdk_s3::operation::create_multipart_upload::CreateMultipartUploadError,
+                        aws_sdk_s3::config::http::HttpResponse,
+                    >,
+                >,
+            >,
+    {
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let upload = store
+            .send("CreateMultipartUpload", bucket, Some(key), || {
+                attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                create()
+            })
+            .await?;
+        let Some(upload_id) = upload.upload_id() else { return Err(no_upload_id(store.side(), bucket, key)) };
+        if attempts.into_inner() > 1 {
+            abort_others(store, bucket, key, upload_id).await;
+        }
+        Ok(Self::new(store, bucket, key, upload_id))
+    }
+
     pub(crate) fn new(store: &Store, bucket: &str, key: &str, upload_id: &str) -> Self {
         Self {
             store: store.clone(),
@@ -730,6 +758,32 @@ async fn abort_upload(store: Store, bucket: String, key: String, upload_id: Stri
         Ok(_) => {}
         Err(e) if e.s3_kind() == Some(S3ErrorKind::NotFound) => {}
         Err(e) => tracing::warn!("s3://{bucket}/{key}: aborting the incomplete upload failed: {e}"),
+    }
+}
+
+/// Aborts the incomplete uploads of `key` other than `ours` (best effort).
+async fn abort_others(store: &Store, bucket: &str, key: &str, ours: &str) {
+    let listed = store
+        .send("ListMultipartUploads", bucket, Some(key), || {
+            store.client().list_multipart_uploads().bucket(bucket).prefix(key).send()
+        })
+        .await;
+    match listed {
+        Ok(listed) => {
+            for upload in listed.uploads() {
+                if let (Some(k), Some(id)) = (upload.key(), upload.upload_id())
+                    && k == key
+                    && id != ours
+                {
+                    abort_upload(store.clone(), bucket.to_owned(), key.to_owned(), id.to_owned()).await;
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(
+                "s3://{bucket}/{key}: listing the uploads a lost answer may have left failed: {e}"
+            );
+        }
     }
 }
 
@@ -1215,23 +1269,18 @@ impl Restorer {
         let nonce = s32s3_crypt::Nonce::from_header(&header).map_err(|e| self.integrity(item, e))?;
         let metadata = item.metadata(stored_mtime_of(out.metadata()));
 
-        let upload = self
-            .target
-            .send("CreateMultipartUpload", &item.bucket, Some(&entry.key), || {
-                let request = self
-                    .target
-                    .client()
-                    .create_multipart_upload()
-                    .bucket(&item.bucket)
-                    .key(&entry.key)
-                    .set_metadata(metadata.clone());
-                object_headers!(request, item).send()
-            })
-            .await?;
-        let Some(upload_id) = upload.upload_id().map(str::to_owned) else {
-            return Err(no_upload_id(Side::Source, &item.bucket, &entry.key));
-        };
-        let pending = PendingUpload::new(&self.target, &item.bucket, &entry.key, &upload_id);
+        let pending = PendingUpload::create(&self.target, &item.bucket, &entry.key, || {
+            let request = self
+                .target
+                .client()
+                .create_multipart_upload()
+                .bucket(&item.bucket)
+                .key(&entry.key)
+                .set_metadata(metadata.clone());
+            object_headers!(request, item).send()
+        })
+        .await?;
+        let upload_id = pending.upload_id.clone();
         let completed = match self.restore_parts(item, &nonce, &upload_id).await {
             Ok(completed) => completed,
             Err(e) => {
