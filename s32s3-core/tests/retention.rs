@@ -288,6 +288,34 @@ async fn days_of_partial_runs() {
         assert!(summary.failed[0].error.contains("carried over"), "{:?}", summary.failed);
         let listed = loc.audited(day, 7).await;
         assert_eq!(listed.iter().any(|s| s.id == first.snapshot_id), day < 8, "day {day}: {listed:#?}");
+        if day == 7 {
+            // Still listed (only a run prunes), but two days later its window has passed: restore and
+            // verify refuse it by id, in one line naming the newest snapshot still safe.
+            let mut config = loc.config(9, 7);
+            config.source = loc.source.endpoint();
+            let id = Selector::Id(first.snapshot_id.clone());
+            let refused = Restore::new(config.clone())
+                .with_selector(id.clone())
+                .with_buckets(vec![BucketMapping {
+                    from: loc.bucket.clone(),
+                    to: loc.source.unique_bucket("r"),
+                }])
+                .run(Arc::new(NoProgress), CancellationToken::new())
+                .await
+                .unwrap_err()
+                .to_string();
+            let newest = &listed.last().unwrap().id;
+            assert!(refused.contains("past its restorable window"), "{refused}");
+            assert!(refused.contains(&format!("the newest snapshot still safe is {newest}")), "{refused}");
+            assert!(!refused.contains('\n'), "{refused}");
+            let refused = s32s3_core::verify::Verify::new(config)
+                .with_selector(id)
+                .run(Arc::new(NoProgress), CancellationToken::new())
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(refused.contains("past its restorable window"), "{refused}");
+        }
         if day == 5 {
             // Within its window the complete snapshot is still what a plain restore takes.
             let (summary, restored) = loc.restore(day, Selector::Newest).await;
