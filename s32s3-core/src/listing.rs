@@ -85,32 +85,7 @@ pub async fn relist(store: &crate::s3::Store, bucket: &str, key: &str) -> Result
     Ok(found)
 }
 
-/// Decodes S3's `encoding-type=url` keys: `%XX` escapes and `+` for a space (AWS and SeaweedFS write a space
-/// as `+`, moto as `%20`; a literal `+` always comes as `%2B`).
-#[must_use]
-pub fn url_decode(encoded: &str) -> Option<String> {
-    let bytes = encoded.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
+pub use crate::s3::url_decode;
 
 /// Collects a listing in any order; [`SortedListing::finish`] makes it readable in key byte order (an
 /// [`ExternalSort`] by key).

@@ -27,7 +27,21 @@
 
 use time::OffsetDateTime;
 
-use crate::snapshots::SnapshotRef;
+/// A manifest object in the backup bucket, as its name describes it (the catalog of
+/// [`crate::snapshots`] lists them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotRef {
+    /// Its key in the backup bucket.
+    pub key: String,
+    /// The snapshot id.
+    pub id: String,
+    /// When the run finished (from the name; for a checkpoint, when it was last written).
+    pub finished: OffsetDateTime,
+    /// A checkpoint of an unfinished run (`<id>.partial`), not a snapshot.
+    pub checkpoint: bool,
+    /// Size of the encrypted manifest.
+    pub size: u64,
+}
 
 /// A run record: a backup run that may have replaced stored versions from `time` on.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -416,7 +416,7 @@ impl Store {
             if url_encoded {
                 for object in &mut objects {
                     let raw = object.key().unwrap_or_default();
-                    let decoded = crate::listing::url_decode(raw).ok_or_else(|| {
+                    let decoded = url_decode(raw).ok_or_else(|| {
                         Error::corrupt(
                             format!("s3://{bucket}"),
                             format!("listed key {raw:?} is not URL-encoded UTF-8"),
@@ -897,16 +897,42 @@ fn parse_version_listing(body: &[u8]) -> std::result::Result<VersionPage, String
     }
     for mut item in raw_items {
         if url_encoded {
-            item.key = crate::listing::url_decode(&item.key)
+            item.key = url_decode(&item.key)
                 .ok_or_else(|| format!("key {:?} is not URL-encoded UTF-8", item.key))?;
         }
         page.items.push(item);
     }
     if url_encoded && let Some(marker) = &page.next_key_marker {
-        page.next_key_marker =
-            Some(crate::listing::url_decode(marker).ok_or("a NextKeyMarker that is not URL-encoded")?);
+        page.next_key_marker = Some(url_decode(marker).ok_or("a NextKeyMarker that is not URL-encoded")?);
     }
     Ok(page)
+}
+
+/// Decodes S3's `encoding-type=url` keys: `%XX` escapes and `+` for a space (AWS and SeaweedFS write a space
+/// as `+`, moto as `%20`; a literal `+` always comes as `%2B`).
+#[must_use]
+pub fn url_decode(encoded: &str) -> Option<String> {
+    let bytes = encoded.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Reads a whole response body into one buffer of the expected size, classifying a broken stream as

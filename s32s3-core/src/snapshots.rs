@@ -29,20 +29,7 @@ use crate::{Error, Result};
 const NAME_TIME: &[time::format_description::BorrowedFormatItem<'static>] =
     format_description!("[year][month][day]T[hour][minute][second].[subsecond digits:3]Z");
 
-/// A manifest object in the backup bucket.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SnapshotRef {
-    /// Its key in the backup bucket.
-    pub key: String,
-    /// The snapshot id.
-    pub id: String,
-    /// When the run finished (from the name; for a checkpoint, when it was last written).
-    pub finished: OffsetDateTime,
-    /// A checkpoint of an unfinished run (`<id>.partial`), not a snapshot.
-    pub checkpoint: bool,
-    /// Size of the encrypted manifest.
-    pub size: u64,
-}
+pub use crate::retention::SnapshotRef;
 
 fn name_time(t: OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC).format(NAME_TIME).expect("the format is valid")
