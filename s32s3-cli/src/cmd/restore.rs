@@ -18,8 +18,8 @@ use crate::output::{CliProgress, human_bytes};
 pub struct RestoreArgs {
     #[command(flatten)]
     pub config: crate::config::ConfigArgs,
-    /// Restore the newest complete snapshot finished at or before this time (RFC 3339, e.g.
-    /// 2026-11-26T10:00:00Z) [default: the newest].
+    /// Restore the newest snapshot (complete or partial) finished at or before this time (RFC 3339, e.g.
+    /// 2026-11-26T10:00:00Z; a time to the second covers that second) [default: the newest complete one].
     #[arg(long, value_name = "TIME", conflicts_with = "snapshot")]
     pub at: Option<String>,
     /// Restore this snapshot (an id from `s32s3 snapshots`).
