@@ -322,20 +322,7 @@ impl RestoreRun<'_> {
 
     async fn restore_manifest(&mut self, records_since: Option<OffsetDateTime>) -> Result<()> {
         let cx = self.cx;
-        let history = snapshots::history(&cx.dest, cx.bucket(), &cx.layout, records_since).await?;
-        let warn = |m: &str| cx.progress.event(&Event::Warning(m));
-        let selected = snapshots::select(
-            &cx.dest,
-            cx.bucket(),
-            &cx.layout,
-            &cx.cipher,
-            cx.work.path(),
-            &history,
-            &self.job.selector,
-            cx.now(),
-            &warn,
-        )
-        .await?;
+        let selected = snapshots::select_for(cx, records_since, &self.job.selector).await?;
         let (snap, header) = (selected.snapshot, selected.header);
         self.summary.snapshot_id = Some(header.snapshot_id.clone());
         self.summary.point_in_time = Some(header.finished.clone());

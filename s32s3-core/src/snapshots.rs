@@ -533,6 +533,18 @@ pub async fn select(
     }))
 }
 
+/// [`select`] for a command's context: the location's history read, warnings as progress events.
+pub(crate) async fn select_for(
+    cx: &crate::context::Context,
+    records_since: Option<OffsetDateTime>,
+    selector: &Selector,
+) -> Result<Selected> {
+    let history = history(&cx.dest, cx.bucket(), &cx.layout, records_since).await?;
+    let warn = |m: &str| cx.progress.event(&crate::progress::Event::Warning(m));
+    select(&cx.dest, cx.bucket(), &cx.layout, &cx.cipher, cx.work.path(), &history, selector, cx.now(), &warn)
+        .await
+}
+
 /// The newest complete, readable snapshot among `candidates` (oldest first) with its header: headers are
 /// read from the newest backwards until one says complete, so usually only one is read.
 async fn newest_complete<'a>(

@@ -100,20 +100,7 @@ impl Verify {
                 cx.location()
             )));
         }
-        let history = snapshots::history(&cx.dest, cx.bucket(), &cx.layout, state.records_since()).await?;
-        let warn = |m: &str| cx.progress.event(&Event::Warning(m));
-        let selected = snapshots::select(
-            &cx.dest,
-            cx.bucket(),
-            &cx.layout,
-            &cx.cipher,
-            cx.work.path(),
-            &history,
-            &self.selector,
-            cx.now(),
-            &warn,
-        )
-        .await?;
+        let selected = snapshots::select_for(&cx, state.records_since(), &self.selector).await?;
         let header = selected.header;
         cx.progress.event(&Event::Phase(&format!(
             "verifying snapshot {} of {}",
