@@ -38,7 +38,7 @@ use crate::manifest::{
 use crate::options::RunConfig;
 use crate::plan::{Action, MergeJoin, MergeNewest, PlanCounts, PreviousEntries};
 use crate::progress::{Event, Outcome, Progress};
-use crate::retention::prune_plan;
+use crate::retention::{min_days, prune_plan};
 use crate::s3::Store;
 use crate::snapshots::{self, Catalog, SnapshotRef};
 use crate::spool::ExternalSort;
@@ -338,14 +338,6 @@ async fn prepare_under_lease(
             Ok(gate) => Err((gate.lease, e)),
             Err(_) => unreachable!("the gate is not shared yet"),
         },
-    }
-}
-
-fn min_days(a: Option<u32>, b: Option<u32>) -> Option<u32> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
     }
 }
 
@@ -906,31 +898,18 @@ impl Run<'_> {
                 orphans.len()
             )));
         }
-        let gate = Arc::clone(&self.gate);
-        let deleted: Vec<(String, Result<()>)> = futures::stream::iter(orphans)
-            .map(|key| {
-                let gate = Arc::clone(&gate);
-                async move {
-                    gate.before_write().await?;
-                    cx.dest
-                        .send("DeleteObject", cx.bucket(), Some(&key), || {
-                            cx.dest.client().delete_object().bucket(cx.bucket()).key(&key).send()
-                        })
-                        .await
-                        .map(|_| ())
-                        .map_or_else(|e| Ok((key.clone(), Err(e))), |()| Ok((key.clone(), Ok(()))))
-                }
+        let gate = &self.gate;
+        futures::stream::iter(orphans)
+            .map(|key| async move {
+                gate.before_write().await?;
+                delete_quietly(cx, &key).await;
+                Ok::<_, Error>(())
             })
             .buffer_unordered(cx.config.transfer.transfers)
-            .collect::<Vec<Result<(String, Result<()>)>>>()
+            .collect::<Vec<Result<()>>>()
             .await
             .into_iter()
-            .collect::<Result<_>>()?;
-        for (key, result) in deleted {
-            if let Err(e) = result {
-                cx.progress.event(&Event::Warning(&format!("could not delete {key}: {e}")));
-            }
-        }
+            .collect::<Result<()>>()?;
 
         // Copied again: the version the entry names is not the current one any more.
         let copier = self.copier();

@@ -420,8 +420,8 @@ async fn renew_once(shared: &Shared) -> Renewal {
     let answer =
         put_lock(&shared.store, &shared.bucket, &shared.key, &next, Condition::Replace(&held.1), timeout)
             .await;
-    let landed = match answer {
-        Ok((etag, _)) => Some(etag),
+    let etag = match answer {
+        Ok((etag, _)) => etag,
         Err(e)
             if e.s3_kind()
                 .is_some_and(|k| k == S3ErrorKind::PermissionDenied || k == S3ErrorKind::BadCredentials) =>
@@ -433,7 +433,7 @@ async fn renew_once(shared: &Shared) -> Renewal {
             Ok(Some((current, etag, _)))
                 if current.run_id == next.run_id && current.renewal == next.renewal =>
             {
-                Some(etag)
+                etag
             }
             Ok(Some((current, etag, _))) if current.run_id == next.run_id => {
                 // Still our previous renewal (or an earlier one whose answer was lost): adopt its ETag and let
@@ -455,16 +455,14 @@ async fn renew_once(shared: &Shared) -> Renewal {
             Err(e) => return Renewal::Doubt(e.to_string()),
         },
     };
-    if let Some(etag) = landed {
-        *held = (next, etag);
-        shared.state.send_if_modified(|state| match state {
-            State::Held { until } => {
-                *until = sent + shared.ttl;
-                true
-            }
-            State::Lost(_) => false,
-        });
-    }
+    *held = (next, etag);
+    shared.state.send_if_modified(|state| match state {
+        State::Held { until } => {
+            *until = sent + shared.ttl;
+            true
+        }
+        State::Lost(_) => false,
+    });
     Renewal::Renewed
 }
 

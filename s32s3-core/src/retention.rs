@@ -100,7 +100,7 @@ impl Window {
 }
 
 /// Smallest of two expirations, `None` meaning "never expires".
-fn min_days(a: Option<u32>, b: Option<u32>) -> Option<u32> {
+pub(crate) fn min_days(a: Option<u32>, b: Option<u32>) -> Option<u32> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, None) => a,

@@ -479,39 +479,6 @@ impl Store {
         }
     }
 
-    /// Every object version and delete marker under `prefix`, page by page (S3 has no paginator for this),
-    /// each page retried on its own.
-    ///
-    /// # Errors
-    /// S3 failures.
-    pub async fn list_versions(
-        &self,
-        bucket: &str,
-        prefix: Option<&str>,
-        mut visit: impl FnMut(&aws_sdk_s3::operation::list_object_versions::ListObjectVersionsOutput),
-    ) -> Result<()> {
-        let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
-        loop {
-            let page = self
-                .send("ListObjectVersions", bucket, None, || {
-                    self.client
-                        .list_object_versions()
-                        .bucket(bucket)
-                        .set_prefix(prefix.filter(|p| !p.is_empty()).map(str::to_owned))
-                        .set_key_marker(key_marker.clone())
-                        .set_version_id_marker(version_marker.clone())
-                        .send()
-                })
-                .await?;
-            visit(&page);
-            if page.is_truncated() != Some(true) {
-                return Ok(());
-            }
-            key_marker = page.next_key_marker().map(str::to_owned);
-            version_marker = page.next_version_id_marker().map(str::to_owned);
-        }
-    }
-
     /// Every object version and delete marker under `prefix` in the order the server lists them (S3: per
     /// key, newest first, versions and delete markers interleaved), page by page, keys URL-decoded and
     /// last-modified times at full precision, with `IsLatest`. The SDK's typed answer keeps versions and

@@ -642,10 +642,10 @@ pub async fn storage_stats(
         ..Default::default()
     };
     cx.dest
-        .list_versions(cx.bucket(), Some(cx.layout.root()), |page| {
-            for v in page.versions() {
+        .list_versions_in_order(cx.bucket(), Some(cx.layout.root()), |v| {
+            if !v.delete_marker {
                 stats.versions += 1;
-                stats.bytes += v.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+                stats.bytes += v.size;
             }
         })
         .await?;

@@ -360,9 +360,7 @@ impl Copier {
                 }
                 Err(CopyFailure { error, previous_current: !same_key })
             }
-            Err(e) if e.s3_kind() == Some(S3ErrorKind::NotFound) => {
-                Err(CopyFailure { error, previous_current: !same_key })
-            }
+            // Nothing there, or no answer: only a previous version under another key is known current.
             Err(_) => Err(CopyFailure { error, previous_current: !same_key }),
         }
     }
