@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use s32s3_core::Result;
-use s32s3_core::manifest::{Entry, ManifestReader};
-use s32s3_core::plan::{MergeNewest, PreviousEntries};
+use s32s3_core::format::manifest::{Entry, ManifestReader};
+use s32s3_core::engine::plan::{MergeNewest, PreviousEntries};
 use s32s3_crypt::{Cipher, Key, Nonce};
 
 fn cipher() -> Cipher {

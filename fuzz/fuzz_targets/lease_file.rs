@@ -5,7 +5,7 @@
 //! fields, is never taken for dead.
 
 use libfuzzer_sys::fuzz_target;
-use s32s3_core::lease::{Holder, parse_lock};
+use s32s3_core::format::lease::{Holder, parse_lock};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(info) = parse_lock(data) else { return };

@@ -8,9 +8,9 @@
 use std::io::Cursor;
 
 use libfuzzer_sys::fuzz_target;
-use s32s3_core::layout::Layout;
-use s32s3_core::manifest::ManifestReader;
-use s32s3_core::snapshots::{SnapshotRef, check_binding, to_millis};
+use s32s3_core::format::layout::Layout;
+use s32s3_core::format::manifest::ManifestReader;
+use s32s3_core::format::snapshots::{SnapshotRef, check_binding, to_millis};
 use s32s3_crypt::{Cipher, Key, Nonce};
 
 fn cipher() -> Cipher {
@@ -50,7 +50,7 @@ fuzz_target!(|input: &[u8]| {
             key: "k".into(),
             id: header.snapshot_id.clone(),
             finished: to_millis(finished),
-            checkpoint: header.status == s32s3_core::manifest::SnapshotStatus::Running,
+            checkpoint: header.status == s32s3_core::format::manifest::SnapshotStatus::Running,
             size: 1,
         };
         let bound = check_binding(&header, &own, "backups", &layout);

@@ -136,7 +136,7 @@ fn tricky_keys_sizes_metadata_and_tags_are_recorded() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 
     let (_, entries) = env.manifest();
-    let by_key: BTreeMap<&str, &s32s3_core::manifest::Entry> =
+    let by_key: BTreeMap<&str, &s32s3_core::format::manifest::Entry> =
         entries.iter().map(|e| (e.key.as_str(), e)).collect();
     assert_eq!(by_key.len(), keys_and_sizes.len() + 1);
     for (i, (key, size)) in keys_and_sizes.iter().enumerate() {
@@ -268,17 +268,18 @@ fn kill_9_then_resume() {
         .unwrap();
     let checkpointed = rt().block_on(async {
         let store =
-            s32s3_core::s3::Store::new(s32s3_core::error::Side::Destination, env.dest.endpoint(), 3).unwrap();
+            s32s3_core::store::s3::Store::new(s32s3_core::error::Side::Destination, env.dest.endpoint(), 3)
+                .unwrap();
         let cipher =
             s32s3_core::derive_cipher(&common::PASSWORD.into(), &common::PASSWORD2.into()).await.unwrap();
-        let layout = s32s3_core::layout::Layout::new(&cipher, "").unwrap();
+        let layout = s32s3_core::format::layout::Layout::new(&cipher, "").unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
         loop {
             assert!(std::time::Instant::now() < deadline, "no checkpoint with objects appeared");
             assert!(child.try_wait().unwrap().is_none(), "the backup finished before it could be killed");
-            if let Ok(snaps) = s32s3_core::snapshots::list(&store, &env.backup_bucket, &layout).await
+            if let Ok(snaps) = s32s3_core::format::snapshots::list(&store, &env.backup_bucket, &layout).await
                 && let Some(partial) = snaps.iter().find(|s| s.checkpoint)
-                && let Ok(header) = s32s3_core::snapshots::read_header(
+                && let Ok(header) = s32s3_core::format::snapshots::read_header(
                     &store,
                     &env.backup_bucket,
                     &partial.key,
@@ -291,9 +292,10 @@ fn kill_9_then_resume() {
                 child.kill().unwrap(); // SIGKILL
                 child.wait().unwrap();
                 // The last checkpoint before the kill may be newer than the one just read.
-                let snaps = s32s3_core::snapshots::list(&store, &env.backup_bucket, &layout).await.unwrap();
+                let snaps =
+                    s32s3_core::format::snapshots::list(&store, &env.backup_bucket, &layout).await.unwrap();
                 let partial = snaps.iter().find(|s| s.checkpoint).unwrap();
-                let header = s32s3_core::snapshots::read_header(
+                let header = s32s3_core::format::snapshots::read_header(
                     &store,
                     &env.backup_bucket,
                     &partial.key,
@@ -405,13 +407,13 @@ fn expired_snapshots_are_pruned() {
         let s3 = env.dest.client();
         let cipher =
             s32s3_core::derive_cipher(&common::PASSWORD.into(), &common::PASSWORD2.into()).await.unwrap();
-        let layout = s32s3_core::layout::Layout::new(&cipher, "").unwrap();
+        let layout = s32s3_core::format::layout::Layout::new(&cipher, "").unwrap();
         let old = time::OffsetDateTime::now_utc() - time::Duration::days(30);
-        let old_key = s32s3_core::snapshots::snapshot_key(&layout, old, "0ld0ld00");
+        let old_key = s32s3_core::format::snapshots::snapshot_key(&layout, old, "0ld0ld00");
         let source = format!("{}/{}", env.backup_bucket, first["manifest"].as_str().unwrap());
         s3.copy_object().bucket(&env.backup_bucket).key(&old_key).copy_source(source).send().await.unwrap();
         // A run that replaced things an hour after it: the old snapshot's window closed 23 days ago.
-        let record = s32s3_core::snapshots::run_record_key(
+        let record = s32s3_core::format::snapshots::run_record_key(
             &layout,
             old + time::Duration::hours(1),
             "0ld0ld01",

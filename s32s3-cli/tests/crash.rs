@@ -476,7 +476,7 @@ fn current_data_keys(env: &Env) -> BTreeSet<String> {
 fn explain_stored(env: &Env, stored: &str, attempts: &[Attempt]) -> String {
     rt().block_on(async {
         let cipher = s32s3_core::derive_cipher(&PASSWORD.into(), &PASSWORD2.into()).await.unwrap();
-        let layout = s32s3_core::layout::Layout::new(&cipher, "").unwrap();
+        let layout = s32s3_core::format::layout::Layout::new(&cipher, "").unwrap();
         let name = layout
             .decrypt_data_key(stored)
             .map_or_else(|e| format!("({e})"), |(b, k)| format!("s3://{b}/{k}"));

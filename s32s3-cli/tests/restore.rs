@@ -461,19 +461,20 @@ fn restore_what_rclone_wrote() {
 fn point_entry_at(env: &Env, key: &str, version_id: Option<&str>) {
     rt().block_on(async {
         let store =
-            s32s3_core::s3::Store::new(s32s3_core::error::Side::Destination, env.dest.endpoint(), 3).unwrap();
+            s32s3_core::store::s3::Store::new(s32s3_core::error::Side::Destination, env.dest.endpoint(), 3)
+                .unwrap();
         let cipher =
             s32s3_core::derive_cipher(&common::PASSWORD.into(), &common::PASSWORD2.into()).await.unwrap();
-        let layout = s32s3_core::layout::Layout::new(&cipher, "").unwrap();
+        let layout = s32s3_core::format::layout::Layout::new(&cipher, "").unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let snaps = s32s3_core::snapshots::list(&store, &env.backup_bucket, &layout).await.unwrap();
+        let snaps = s32s3_core::format::snapshots::list(&store, &env.backup_bucket, &layout).await.unwrap();
         let newest = snaps.iter().rev().find(|s| !s.checkpoint).unwrap();
         let reader =
-            s32s3_core::snapshots::open(&store, &env.backup_bucket, &newest.key, &cipher, dir.path())
+            s32s3_core::format::snapshots::open(&store, &env.backup_bucket, &newest.key, &cipher, dir.path())
                 .await
                 .unwrap();
         let mut header = reader.header().clone();
-        let mut writer = s32s3_core::manifest::ManifestWriter::new(dir.path()).unwrap();
+        let mut writer = s32s3_core::format::manifest::ManifestWriter::new(dir.path()).unwrap();
         for entry in reader {
             let mut entry = entry.unwrap();
             if entry.key == key {
@@ -485,7 +486,7 @@ fn point_entry_at(env: &Env, key: &str, version_id: Option<&str>) {
         header.snapshot_id = format!("{}t", &header.snapshot_id[..7]);
         header.finished = s32s3_core::format_rfc3339(finished);
         let (file, len) = writer.encode(&header, &cipher, dir.path()).unwrap();
-        let key = s32s3_core::snapshots::snapshot_key(&layout, finished, &header.snapshot_id);
+        let key = s32s3_core::format::snapshots::snapshot_key(&layout, finished, &header.snapshot_id);
         let body = ByteStream::read_from().file(tokio::fs::File::from_std(file)).build().await.unwrap();
         env.dest
             .client()

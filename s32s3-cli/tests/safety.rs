@@ -86,7 +86,7 @@ fn objects_that_vanish_mid_run_are_carried_over_not_deleted() {
     rt().block_on(create_bucket(env.source, &bucket));
     fill(1);
     env.backup(&[&bucket], 0);
-    let stored_keys = |entries: &[s32s3_core::manifest::Entry]| -> Vec<String> {
+    let stored_keys = |entries: &[s32s3_core::format::manifest::Entry]| -> Vec<String> {
         entries.iter().map(|e| e.stored_key.clone()).collect()
     };
     let (_, first) = env.manifest();
@@ -159,12 +159,13 @@ fn manifests_count_only_under_their_own_names() {
     rt().block_on(async {
         let cipher =
             s32s3_core::derive_cipher(&common::PASSWORD.into(), &common::PASSWORD2.into()).await.unwrap();
-        let layout = s32s3_core::layout::Layout::new(&cipher, "").unwrap();
+        let layout = s32s3_core::format::layout::Layout::new(&cipher, "").unwrap();
         let s3 = env.dest.client();
-        let replay = s32s3_core::snapshots::snapshot_key(&layout, later, replay_id);
+        let replay = s32s3_core::format::snapshots::snapshot_key(&layout, later, replay_id);
         let source = format!("{}/{}", env.backup_bucket, first["manifest"].as_str().unwrap());
         s3.copy_object().bucket(&env.backup_bucket).key(&replay).copy_source(source).send().await.unwrap();
-        let junk = s32s3_core::snapshots::snapshot_key(&layout, later + time::Duration::seconds(1), junk_id);
+        let junk =
+            s32s3_core::format::snapshots::snapshot_key(&layout, later + time::Duration::seconds(1), junk_id);
         let bytes = pattern(5000, 9);
         s3.put_object()
             .bucket(&env.backup_bucket)
@@ -333,7 +334,7 @@ fn buckets_lost_from_the_source_are_reported_by_a_restore() {
 }
 
 /// Writes `plain` as rclone crypt writes `bucket/key` into the (versioned, manifest-less) backup bucket.
-async fn put_like_rclone(env: &Env, layout: &s32s3_core::layout::Layout, key: &str, plain: &[u8]) {
+async fn put_like_rclone(env: &Env, layout: &s32s3_core::format::layout::Layout, key: &str, plain: &[u8]) {
     let cipher = s32s3_crypt::Cipher::new(common::PASSWORD, common::PASSWORD2).unwrap();
     let sealed = cipher.encrypt(&s32s3_crypt::Nonce::random().unwrap(), plain);
     let stored = layout.data_key("src", key).unwrap();
@@ -361,7 +362,7 @@ fn rclone_made_backups_restore_in_listing_order_and_run_again_without_conflicts(
     let layout = rt().block_on(async {
         let cipher =
             s32s3_core::derive_cipher(&common::PASSWORD.into(), &common::PASSWORD2.into()).await.unwrap();
-        s32s3_core::layout::Layout::new(&cipher, "").unwrap()
+        s32s3_core::format::layout::Layout::new(&cipher, "").unwrap()
     });
     // Two versions of one key, and a version and a delete marker of another, within one listed second.
     let second = loop {

@@ -8,7 +8,7 @@
 //!    previous snapshot (plus the checkpoint of an interrupted run), then execute it in order: unchanged
 //!    objects are carried over without a request, new and changed ones copied, deleted ones deleted.
 //!    Before the first write that may replace a stored version the run writes its run record
-//!    ([`crate::retention`]); before every write it checks the lease.
+//!    ([`crate::format::retention`]); before every write it checks the lease.
 //! 4. Checkpoint every `checkpoint_interval`; at the end write the manifest, prune, release the lease.
 //!
 //! A run that must stop (cancelled, the source or destination unreachable, bad credentials) stops
@@ -18,79 +18,34 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::{Seek, SeekFrom};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use aws_sdk_s3::primitives::ByteStream;
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::context::Context;
+use crate::engine::listing::{SortedListing, list_into};
+use crate::engine::parts::PendingUpload;
+use crate::engine::plan::{Action, MergeJoin, MergeNewest, PlanCounts, PreviousEntries};
+use crate::engine::transfer::{Copied, Copier, CopyFailure, WriteGate};
 use crate::error::S3ErrorKind;
-use crate::lease::{Lease, LeaseOptions};
-use crate::listing::{SortedListing, list_into};
-use crate::manifest::{
+use crate::format::lease::Lease;
+use crate::format::manifest::{
     BucketRecord, Entry, Header, InstanceRefs, Location, ManifestWriter, SnapshotStatus, SourceInfo, Totals,
 };
+use crate::format::retention::{min_days, prune_plan};
+use crate::format::snapshots::{self, Catalog, SnapshotRef};
+use crate::format::spool::ExternalSort;
 use crate::options::RunConfig;
-use crate::plan::{Action, MergeJoin, MergeNewest, PlanCounts, PreviousEntries};
 use crate::progress::{Event, Outcome, Progress};
-use crate::retention::{min_days, prune_plan};
-use crate::s3::Store;
-use crate::snapshots::{self, Catalog, SnapshotRef};
-use crate::spool::ExternalSort;
-use crate::transfer::{Copied, Copier, CopyFailure, Limits, WriteGate};
-use crate::{Error, Result, bucket_config, destination};
-
-/// An object or bucket that could not be backed up.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    /// The bucket.
-    pub bucket: String,
-    /// The key (empty for a bucket-level failure).
-    pub key: String,
-    /// Why, on one line.
-    pub error: String,
-}
-
-/// What a backup run did.
-#[derive(Clone, Debug)]
-pub struct BackupSummary {
-    /// The snapshot id of this run.
-    pub snapshot_id: String,
-    /// The manifest written (`None` for a dry run).
-    pub manifest_key: Option<String>,
-    /// How the snapshot ended.
-    pub status: SnapshotStatus,
-    /// Nothing was written.
-    pub dry_run: bool,
-    /// New, changed, unchanged and deleted objects (for a dry run: what would happen).
-    pub counts: PlanCounts,
-    /// Objects and buckets that failed.
-    pub failed: Vec<Failure>,
-    /// Objects that vanished from the source between the listing and their copy: carried over at their
-    /// previous version; a later run's complete listing deletes them.
-    pub vanished: Vec<Failure>,
-    /// Objects recorded in the snapshot.
-    pub totals: Totals,
-    /// Buckets in the snapshot.
-    pub buckets: usize,
-    /// The snapshot this one is incremental to.
-    pub parent: Option<String>,
-    /// The run resumed from the checkpoint of an interrupted run.
-    pub resumed: bool,
-    /// Snapshots pruned (past their restorable window).
-    pub pruned: Vec<String>,
-    /// Wall time.
-    pub duration: Duration,
-    /// Requests sent to the source, by S3 operation.
-    pub source_requests: BTreeMap<String, u64>,
-    /// Requests sent to the destination, by S3 operation.
-    pub destination_requests: BTreeMap<String, u64>,
-}
+use crate::repo::Repository;
+use crate::store::limit::Limits;
+use crate::store::s3::Store;
+use crate::store::{ObjectAttrs, ReadOptions, WriteCondition};
+pub use crate::summary::{BackupSummary, Failure};
+use crate::{Error, Result, engine::bucket_config, format::destination};
 
 /// A backup of a source store into the backup location. See the module docs for the steps.
 #[derive(Clone, Debug)]
@@ -135,7 +90,7 @@ impl Backup {
     /// abort, writes the partial snapshot and releases the lease.
     pub async fn run(&self, progress: Arc<dyn Progress>, cancel: CancellationToken) -> Result<BackupSummary> {
         let started_at = Instant::now();
-        let cx = Context::new(&self.config, progress, true).await?;
+        let cx = Repository::open(&self.config, progress, true).await?;
         let started = cx.now();
         let snapshot_id = crate::new_id();
 
@@ -143,10 +98,10 @@ impl Backup {
         cx.progress.event(&Event::Phase("checking the source"));
         let source_buckets = cx.source.list_buckets().await?;
         let selected = self.selected_buckets(&source_buckets)?;
-        let minio = crate::instance::detect(&cx).await?;
+        let minio = crate::engine::instance::detect(&cx).await?;
         cx.progress.event(&Event::Phase("checking the backup location"));
         let bucket = self.config.backup_bucket.as_str();
-        let state = destination::inspect(&cx.dest, bucket, &cx.layout, &cx.cipher).await?;
+        let state = cx.inspect().await?;
         let catalog = if state.bucket_exists {
             snapshots::catalog(&cx.dest, bucket, &cx.layout).await?
         } else {
@@ -161,11 +116,7 @@ impl Backup {
         // 2. The bucket, the lease, then under the lease: config.json, prune, lifecycle.
         cx.progress.event(&Event::Phase("preparing the backup location"));
         destination::ensure_bucket(&cx.dest, bucket, &state).await?;
-        let lease_options =
-            LeaseOptions { ttl: self.config.transfer.lease_ttl, clock: self.config.clock.clone() };
-        let lease =
-            Lease::acquire(&cx.dest, bucket, &cx.layout.meta("lock"), &snapshot_id, "backup", &lease_options)
-                .await?;
+        let lease = cx.lease(&snapshot_id, "backup").await?;
         let prepared =
             prepare_under_lease(&cx, &state, &catalog, &snapshot_id, lease, previous.interrupted).await;
         let (gate, records_since, pruned_at_start) = match prepared {
@@ -186,7 +137,7 @@ impl Backup {
         };
         let resumed = previous.resumed;
         let mut run = Run {
-            source: crate::instance::source_info(&cx, minio.as_ref()),
+            source: crate::engine::instance::source_info(&cx, minio.as_ref()),
             instance: None,
             cx: &cx,
             snapshot_id: snapshot_id.clone(),
@@ -278,7 +229,7 @@ impl Backup {
 /// returned a version id), config.json, a prune under the expiration about to apply, then the lifecycle
 /// (the run record first when its expiration changes). On failure the lease is handed back to be released.
 async fn prepare_under_lease(
-    cx: &Context,
+    cx: &Repository,
     state: &destination::DestinationState,
     catalog: &Catalog,
     run_id: &str,
@@ -346,12 +297,12 @@ struct RunGate {
     lease: Lease,
     dest: Store,
     bucket: String,
-    layout: crate::layout::Layout,
+    layout: crate::format::layout::Layout,
     run_id: String,
     /// The expiration in effect around this run (the smaller of before and after its lifecycle change).
     days: Option<u32>,
     clock: crate::clock::Clock,
-    record: tokio::sync::OnceCell<crate::retention::RunRecord>,
+    record: tokio::sync::OnceCell<crate::format::retention::RunRecord>,
 }
 
 impl RunGate {
@@ -370,7 +321,7 @@ impl RunGate {
                     self.days,
                 )
                 .await?;
-                Ok::<_, Error>(crate::retention::RunRecord {
+                Ok::<_, Error>(crate::format::retention::RunRecord {
                     key,
                     id: self.run_id.clone(),
                     time: snapshots::to_millis(time),
@@ -400,7 +351,7 @@ impl WriteGate for RunGate {
 /// with `scan_exports`, also the exports of runs that left no manifest (one listing of all exports).
 /// Returns the keys of the manifests pruned.
 async fn prune(
-    cx: &Context,
+    cx: &Repository,
     gate: &RunGate,
     catalog: &Catalog,
     records_since: OffsetDateTime,
@@ -431,7 +382,7 @@ async fn prune(
         cx.dest
             .list_objects(cx.bucket(), Some(&scan), |objects| {
                 for object in objects {
-                    let key = object.key().unwrap_or_default().to_owned();
+                    let key = object.key;
                     let id = key[prefix.len().min(key.len())..].split('/').next().unwrap_or_default();
                     if !live.contains(id) {
                         exports.push(key);
@@ -450,14 +401,8 @@ async fn prune(
 
 /// Deletes one of s32s3's own objects (a delete marker; its versions expire with the lifecycle); a failure
 /// is a warning, the next prune tries again.
-async fn delete_quietly(cx: &Context, key: &str) {
-    let deleted = cx
-        .dest
-        .send("DeleteObject", cx.bucket(), Some(key), || {
-            cx.dest.client().delete_object().bucket(cx.bucket()).key(key).send()
-        })
-        .await;
-    if let Err(e) = deleted {
+async fn delete_quietly(cx: &Repository, key: &str) {
+    if let Err(e) = cx.dest.delete(cx.bucket(), key).await {
         cx.progress.event(&Event::Warning(&format!("could not delete {key}: {e}")));
     }
 }
@@ -473,7 +418,7 @@ struct Previous {
     interrupted: bool,
 }
 
-impl Context {
+impl Repository {
     /// The newest readable snapshot and, if the run after it was interrupted, its checkpoint. Manifests
     /// that do not decrypt or are not what their names say are reported and skipped.
     async fn load_previous(&self, catalog: &Catalog) -> Result<Previous> {
@@ -520,8 +465,8 @@ impl Context {
     async fn first_readable<'a>(
         &self,
         candidates: impl Iterator<Item = &'a SnapshotRef>,
-        wanted: impl Fn(&crate::manifest::ManifestReader) -> bool,
-    ) -> Result<Option<(SnapshotRef, crate::manifest::ManifestReader)>> {
+        wanted: impl Fn(&crate::format::manifest::ManifestReader) -> bool,
+    ) -> Result<Option<(SnapshotRef, crate::format::manifest::ManifestReader)>> {
         for candidate in candidates {
             let opened = snapshots::open_snapshot(
                 &self.dest,
@@ -588,7 +533,7 @@ impl Context {
 
 /// One executing run's state.
 struct Run<'a> {
-    cx: &'a Context,
+    cx: &'a Repository,
     source: SourceInfo,
     instance: Option<InstanceRefs>,
     snapshot_id: String,
@@ -840,7 +785,7 @@ impl Run<'_> {
         cx.progress.event(&Event::Phase("reconciling the backup location after an interrupted run"));
         let dir = cx.work.path();
         let (meta, overflow) = (cx.layout.meta(""), cx.layout.meta("overflow/"));
-        let mut latest = ExternalSort::new(dir, crate::listing::RUN_LEN, |c: &Stored| c.key.as_str());
+        let mut latest = ExternalSort::new(dir, crate::engine::listing::RUN_LEN, |c: &Stored| c.key.as_str());
         let mut spilled = Ok(());
         cx.dest
             .list_versions_in_order(cx.bucket(), Some(cx.layout.root()), |v| {
@@ -855,7 +800,8 @@ impl Run<'_> {
             })
             .await?;
         spilled?;
-        let mut named = ExternalSort::new(dir, crate::listing::RUN_LEN, |e: &Entry| e.stored_key.as_str());
+        let mut named =
+            ExternalSort::new(dir, crate::engine::listing::RUN_LEN, |e: &Entry| e.stored_key.as_str());
         for entry in self.writer.entries()? {
             named.push(entry?)?;
         }
@@ -915,7 +861,7 @@ impl Run<'_> {
         let copier = self.copier();
         let mut changes = BTreeMap::new();
         for entry in stale {
-            let listed = crate::listing::Listed {
+            let listed = crate::engine::listing::Listed {
                 key: entry.key.clone(),
                 size: entry.size,
                 etag: entry.etag.clone(),
@@ -1021,8 +967,8 @@ impl Run<'_> {
     }
 
     /// Stores the MinIO exports; a failed export makes the snapshot partial.
-    async fn export_instance(&mut self, minio: &crate::instance::Minio) -> Result<()> {
-        let refs = crate::instance::export(self.cx, minio, &self.snapshot_id).await?;
+    async fn export_instance(&mut self, minio: &crate::engine::instance::Minio) -> Result<()> {
+        let refs = crate::engine::instance::export(self.cx, minio, &self.snapshot_id).await?;
         for (what, error) in refs.errors.clone() {
             self.fail("", &format!("minio {what}"), &format!("export failed: {error}"));
         }
@@ -1037,8 +983,8 @@ impl Run<'_> {
 
     fn header(&self, status: SnapshotStatus, finished: OffsetDateTime) -> Header {
         Header {
-            format: crate::manifest::FORMAT.into(),
-            version: crate::manifest::VERSION,
+            format: crate::format::manifest::FORMAT.into(),
+            version: crate::format::manifest::VERSION,
             snapshot_id: self.snapshot_id.clone(),
             status,
             started: crate::format_rfc3339(self.started),
@@ -1152,46 +1098,19 @@ struct Stored {
 /// Aborts every incomplete multipart upload under the location: taken under the lease, none can be ours
 /// or another live run's; a killed run leaves its uploads behind (the lifecycle rule would abort them
 /// only after a day).
-async fn abort_uploads_left_behind(cx: &Context) -> Result<()> {
-    let (mut key_marker, mut upload_marker): (Option<String>, Option<String>) = (None, None);
-    loop {
-        let page = cx
-            .dest
-            .send("ListMultipartUploads", cx.bucket(), None, || {
-                cx.dest
-                    .client()
-                    .list_multipart_uploads()
-                    .bucket(cx.bucket())
-                    .set_prefix((!cx.layout.root().is_empty()).then(|| cx.layout.root().to_owned()))
-                    .set_key_marker(key_marker.clone())
-                    .set_upload_id_marker(upload_marker.clone())
-                    .send()
-            })
-            .await?;
-        for upload in page.uploads() {
-            if let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) {
-                crate::transfer::PendingUpload::new(&cx.dest, cx.bucket(), key, id).abort().await;
-            }
-        }
-        if page.is_truncated() != Some(true) {
-            return Ok(());
-        }
-        key_marker = page.next_key_marker().map(str::to_owned);
-        upload_marker = page.next_upload_id_marker().map(str::to_owned);
-        if key_marker.is_none() {
-            return Ok(());
-        }
+async fn abort_uploads_left_behind(cx: &Repository) -> Result<()> {
+    let mut left = Vec::new();
+    cx.dest.list_uploads(cx.bucket(), Some(cx.layout.root()), |uploads| left.extend(uploads)).await?;
+    for upload in left {
+        PendingUpload::new(&cx.dest, cx.bucket(), &upload.key, &upload.upload_id).abort().await;
     }
+    Ok(())
 }
 
 /// Deletes a stored object gone from the source (a delete marker: its versions stay until they expire).
 async fn delete_stored(dest: &Store, bucket: &str, gate: &RunGate, entry: &Entry) -> Result<()> {
     gate.before_write().await?;
-    dest.send("DeleteObject", bucket, Some(&entry.stored_key), || {
-        dest.client().delete_object().bucket(bucket).key(&entry.stored_key).send()
-    })
-    .await
-    .map(|_| ())
+    dest.delete(bucket, &entry.stored_key).await
 }
 
 /// Uploads a local file as one object (each attempt reads it from the start); returns its version id.
@@ -1204,44 +1123,16 @@ pub(crate) async fn put_file(
     len: u64,
     create_only: bool,
 ) -> Result<Option<String>> {
-    let out = store
-        .policy()
-        .run(|| async {
-            let mut file = file.try_clone().map_err(|e| Error::io("reading a temporary file", e))?;
-            file.seek(SeekFrom::Start(0)).map_err(|e| Error::io("reading a temporary file", e))?;
-            let body = ByteStream::read_from()
-                .file(tokio::fs::File::from_std(file))
-                .length(aws_sdk_s3::primitives::Length::Exact(len))
-                .build()
-                .await
-                .map_err(|e| Error::io("reading a temporary file", std::io::Error::other(e)))?;
-            let request = store
-                .client()
-                .put_object()
-                .bucket(bucket)
-                .key(key)
-                .content_length(i64::try_from(len).unwrap_or(i64::MAX))
-                .content_type("application/octet-stream")
-                .body(body);
-            let request = if create_only { request.if_none_match("*") } else { request };
-            request.send().await.map_err(|e| store.err("PutObject", bucket, Some(key), e))
-        })
-        .await;
+    let condition = if create_only { WriteCondition::Create } else { WriteCondition::None };
+    let attrs = ObjectAttrs::typed("application/octet-stream");
+    let out = store.put_file(bucket, key, &file, len, &attrs, condition).await;
     match out {
-        Ok(out) => Ok(out.version_id().map(str::to_owned)),
+        Ok(written) => Ok(written.version_id),
         // An earlier attempt landed and only its answer was lost: the retry finds the object there. Names
         // written create-only carry the run's id, so one of the right size is ours.
         Err(Error::S3(e)) if create_only && e.kind == S3ErrorKind::PreconditionFailed => {
-            let head = store
-                .send("HeadObject", bucket, Some(key), || {
-                    store.client().head_object().bucket(bucket).key(key).send()
-                })
-                .await?;
-            if head.content_length().and_then(|l| u64::try_from(l).ok()) == Some(len) {
-                Ok(head.version_id().map(str::to_owned))
-            } else {
-                Err(Error::S3(e))
-            }
+            let head = store.head(bucket, key, ReadOptions::current()).await?;
+            if head.content_length == Some(len) { Ok(head.version_id) } else { Err(Error::S3(e)) }
         }
         Err(e) => Err(e),
     }

@@ -2,9 +2,6 @@
 
 use std::fmt;
 
-use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-
 /// Which store an error happened on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
@@ -265,68 +262,6 @@ pub fn classify(status: Option<u16>, code: Option<&str>) -> S3ErrorKind {
         Some(s) if s >= 500 => S3ErrorKind::Temporary,
         _ => S3ErrorKind::Other,
     }
-}
-
-/// Turns an aws-sdk-s3 error into an [`S3Error`] naming where it happened.
-pub fn s3_error<E>(
-    side: Side,
-    operation: &'static str,
-    bucket: Option<&str>,
-    key: Option<&str>,
-    err: &SdkError<E, HttpResponse>,
-) -> S3Error
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    let (kind, status, code, message) = match err {
-        SdkError::TimeoutError(_) => (S3ErrorKind::Temporary, None, None, "request timed out".to_owned()),
-        SdkError::DispatchFailure(failure) => {
-            let message = source_chain(err);
-            // Refused, unresolvable, TLS: the endpoint is wrong or down. Anything else (a reset, a connection
-            // closed before the answer, a timeout) is worth another try.
-            let kind = if !failure.is_timeout() && looks_unreachable(&message) {
-                S3ErrorKind::Unreachable
-            } else {
-                S3ErrorKind::Temporary
-            };
-            (kind, None, None, message)
-        }
-        SdkError::ResponseError(response) => {
-            let status = response.raw().status().as_u16();
-            // A 2xx whose body broke off (or could not be read): the request may simply be sent again.
-            let kind = if (200..300).contains(&status) {
-                S3ErrorKind::Temporary
-            } else {
-                classify(Some(status), None)
-            };
-            (kind, Some(status), None, source_chain(err))
-        }
-        SdkError::ServiceError(service) => {
-            let status = service.raw().status().as_u16();
-            let e = service.err();
-            let code = e.code().map(str::to_owned);
-            let kind = classify(Some(status), code.as_deref());
-            (kind, Some(status), code, e.message().unwrap_or_default().to_owned())
-        }
-        _ => (S3ErrorKind::Other, None, None, source_chain(err)),
-    };
-    S3Error {
-        side,
-        operation,
-        bucket: bucket.map(str::to_owned),
-        key: key.map(str::to_owned),
-        kind,
-        status,
-        code,
-        message,
-    }
-}
-
-fn looks_unreachable(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    ["connection refused", "dns", "failed to lookup", "no route", "certificate", "tls", "unreachable"]
-        .iter()
-        .any(|needle| m.contains(needle))
 }
 
 /// The error and its sources on one line (`a: b: c`), without repeating identical messages.

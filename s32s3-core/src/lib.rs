@@ -37,38 +37,42 @@
 //! # }
 //! ```
 
-pub mod backup;
-pub mod bucket_config;
+// Leaves: what every layer may use.
 pub mod clock;
-mod context;
-pub mod destination;
 pub mod error;
-mod instance;
-pub mod layout;
-pub mod lease;
-pub mod listing;
-pub mod manifest;
-pub mod mtime;
 pub mod options;
-pub mod plan;
 pub mod progress;
+pub mod secret;
+pub mod summary;
+// The storage layer: the only code that speaks S3.
+pub mod store;
+// The backup format: layout, config file, manifests, snapshots, lease, retention.
+pub mod format;
+// The transfer engine: listings, plans, moving objects both ways. Internal; the test kit (tests, fuzz
+// targets) reaches into it.
+#[cfg(feature = "testkit")]
+pub mod engine;
+#[cfg(not(feature = "testkit"))]
+pub(crate) mod engine;
+// What every command starts from.
+pub mod repo;
+// The operations.
+pub mod backup;
+pub mod inspect;
 pub mod restore;
-pub mod retention;
-pub mod retry;
-pub mod s3;
-pub mod snapshots;
-pub mod spool;
 #[cfg(feature = "testkit")]
 pub mod testkit;
-mod transfer;
 pub mod verify;
 
-pub use backup::{Backup, BackupSummary, Failure};
+pub use backup::Backup;
 pub use clock::Clock;
+pub use engine::parts::part_size_for;
 pub use error::{Error, Result};
-pub use options::{Provider, RunConfig, TransferOptions};
-pub use s3::{S3Endpoint, Secret};
-pub use transfer::part_size_for;
+pub use options::{Provider, RunConfig, S3Endpoint, TransferOptions};
+pub use restore::Restore;
+pub use secret::Secret;
+pub use summary::{BackupSummary, Failure, RestoreSummary, VerifySummary};
+pub use verify::Verify;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

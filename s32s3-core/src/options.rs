@@ -6,8 +6,51 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::s3::{S3Endpoint, Secret};
+use crate::secret::Secret;
 use crate::{Error, Result};
+
+/// Where an S3-compatible store is and how to sign requests to it.
+#[derive(Clone, Debug)]
+pub struct S3Endpoint {
+    /// Base URL, e.g. `http://127.0.0.1:9000` or `https://s3.eu-west-1.amazonaws.com`.
+    pub endpoint: String,
+    /// Region used for signing; S3-compatible stores usually accept `us-east-1`.
+    pub region: String,
+    /// Access key id (not secret: it appears in every request and in server logs).
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: Secret,
+}
+
+impl S3Endpoint {
+    /// The region to sign with (`us-east-1` when none is configured).
+    #[must_use]
+    pub fn signing_region(&self) -> &str {
+        if self.region.is_empty() { "us-east-1" } else { &self.region }
+    }
+
+    /// Checks the endpoint URL.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the endpoint is not an `http(s)://` URL.
+    pub fn validate(&self, field: &str) -> Result<()> {
+        let ok = (self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://"))
+            && reqwest::Url::parse(&self.endpoint).is_ok_and(|u| u.host().is_some());
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Config {
+                field: field.to_owned(),
+                reason: format!("{:?} is not an http:// or https:// URL", self.endpoint),
+            })
+        }
+    }
+}
+
+/// How long a lease lasts by default without renewal (renewed every third of it).
+pub const LEASE_TTL: Duration = Duration::from_mins(5);
+/// The shortest lease allowed: renewals every third of it must fit a request's round trip.
+pub const MIN_LEASE_TTL: Duration = Duration::from_secs(2);
 
 /// What kind of store the source is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,7 +96,7 @@ pub struct TransferOptions {
     /// Bytes of object data held in memory at once, over all transfers (plaintext and ciphertext).
     pub memory_limit: u64,
     /// Attempts per request (and per body read) for temporary failures (5xx, 429, timeouts, resets), with
-    /// exponential backoff: see [`crate::retry::RetryPolicy`].
+    /// exponential backoff: see [`crate::store::retry::RetryPolicy`].
     pub retries: u32,
     /// Upload bandwidth limit in bytes per second (`None`: unlimited).
     pub bwlimit: Option<u64>,
@@ -78,7 +121,7 @@ impl Default for TransferOptions {
             bwlimit: None,
             max_delete_percent: 50,
             checkpoint_interval: Duration::from_secs(20),
-            lease_ttl: crate::lease::TTL,
+            lease_ttl: LEASE_TTL,
         }
     }
 }
@@ -121,19 +164,13 @@ impl TransferOptions {
         if self.retries == 0 {
             return bad("retries", "must be at least 1 (one attempt)".into());
         }
-        if self.lease_ttl < crate::lease::MIN_TTL {
+        if self.lease_ttl < MIN_LEASE_TTL {
             return bad(
                 "lease_ttl",
-                format!("{:?} is shorter than the minimum of {:?}", self.lease_ttl, crate::lease::MIN_TTL),
+                format!("{:?} is shorter than the minimum of {:?}", self.lease_ttl, MIN_LEASE_TTL),
             );
         }
         Ok(())
-    }
-
-    /// The retry policy of every request.
-    #[must_use]
-    pub fn retry_policy(&self) -> crate::retry::RetryPolicy {
-        crate::retry::RetryPolicy::new(self.retries)
     }
 }
 

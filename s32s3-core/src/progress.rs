@@ -1,7 +1,7 @@
 //! Progress reporting: the engine emits [`Event`]s; the caller renders them (progress bars, logs,
 //! metrics). The engine itself never prints.
 
-use crate::plan::PlanCounts;
+use crate::engine::plan::PlanCounts;
 
 /// What happened to one object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -20,17 +20,19 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::backup::Failure;
-use crate::context::Context;
+use crate::engine::listing::{Listed, SortedListing, list_into};
+use crate::engine::plan::PreviousEntries;
+use crate::engine::transfer::{RestoreItem, Restorer};
 use crate::error::S3ErrorKind;
-use crate::listing::{Listed, SortedListing, list_into};
-use crate::manifest::{BucketRecord, Entry, Header, Totals};
+use crate::format::manifest::{BucketRecord, Entry, Header, Totals};
+use crate::format::snapshots::{self, Selector};
 use crate::options::RunConfig;
-use crate::plan::PreviousEntries;
 use crate::progress::{Event, Outcome, Progress};
-use crate::snapshots::{self, Selector};
-use crate::transfer::{Limits, RestoreItem, Restorer};
-use crate::{Error, Result, destination};
+use crate::repo::Repository;
+use crate::store::ReadOptions;
+use crate::store::limit::Limits;
+pub use crate::summary::{Failure, RestoreMode, RestoreSummary};
+use crate::{Error, Result, format::destination};
 
 /// Bucket configuration restored before the data, in this order: what the data needs (versioning, object
 /// lock, default encryption) and what cannot act on it.
@@ -73,46 +75,6 @@ impl std::str::FromStr for BucketMapping {
         }
         Ok(Self { from: from.to_owned(), to: to.to_owned() })
     }
-}
-
-/// How the backup being restored was written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RestoreMode {
-    /// From an s32s3 snapshot manifest.
-    Manifest,
-    /// From the version listing of a backup written by rclone (no manifests).
-    VersionListing,
-}
-
-/// What a restore did (or, for a dry run, would do).
-#[derive(Clone, Debug)]
-pub struct RestoreSummary {
-    /// Manifest or version listing.
-    pub mode: RestoreMode,
-    /// The snapshot restored (manifest mode).
-    pub snapshot_id: Option<String>,
-    /// When that snapshot finished (manifest mode), or the `--at` time (version listing).
-    pub point_in_time: Option<String>,
-    /// The snapshot restored is partial (some objects are at the version of an earlier run).
-    pub partial: bool,
-    /// Until when that snapshot is guaranteed to restore (manifest mode).
-    pub window: Option<crate::retention::Window>,
-    /// Nothing was written.
-    pub dry_run: bool,
-    /// Buckets restored (target names).
-    pub buckets: Vec<String>,
-    /// Objects written.
-    pub restored: Totals,
-    /// Objects already present and equal.
-    pub skipped: Totals,
-    /// Objects present and different, left alone (no `overwrite`).
-    pub conflicts: Vec<Failure>,
-    /// Objects, buckets or settings that failed.
-    pub failed: Vec<Failure>,
-    /// Things done besides data: IAM import, configuration applied.
-    pub notes: Vec<String>,
-    /// Wall time.
-    pub duration: Duration,
 }
 
 /// A restore of a snapshot (or of an rclone-made backup) into the source endpoint.
@@ -218,12 +180,9 @@ impl Restore {
         cancel: CancellationToken,
     ) -> Result<RestoreSummary> {
         let started = Instant::now();
-        let cx = Context::new(&self.config, progress, true).await?;
+        let cx = Repository::open(&self.config, progress, true).await?;
         cx.progress.event(&Event::Phase("checking the backup location"));
-        if !cx.dest.bucket_exists(cx.bucket()).await? {
-            return Err(Error::NoSnapshot(format!("the backup bucket s3://{} does not exist", cx.bucket())));
-        }
-        let state = destination::inspect(&cx.dest, cx.bucket(), &cx.layout, &cx.cipher).await?;
+        let state = cx.inspect_existing().await?;
         cx.progress.event(&Event::Phase("checking the restore target"));
         let existing_buckets = cx.source.list_buckets().await?;
 
@@ -264,7 +223,7 @@ impl Restore {
 }
 
 struct RestoreRun<'a> {
-    cx: &'a Context,
+    cx: &'a Repository,
     job: &'a Restore,
     existing_buckets: Vec<String>,
     limits: Arc<Limits>,
@@ -322,12 +281,12 @@ impl RestoreRun<'_> {
 
     async fn restore_manifest(&mut self, records_since: Option<OffsetDateTime>) -> Result<()> {
         let cx = self.cx;
-        let selected = snapshots::select_for(cx, records_since, &self.job.selector).await?;
+        let selected = cx.select(records_since, &self.job.selector).await?;
         let (snap, header) = (selected.snapshot, selected.header);
         self.summary.snapshot_id = Some(header.snapshot_id.clone());
         self.summary.point_in_time = Some(header.finished.clone());
         self.summary.window = Some(selected.window);
-        if header.status == crate::manifest::SnapshotStatus::Partial {
+        if header.status == crate::format::manifest::SnapshotStatus::Partial {
             self.summary.partial = true;
             self.note(format!(
                 "snapshot {} is partial: its run could not copy everything, so some objects are restored at the \
@@ -422,7 +381,7 @@ impl RestoreRun<'_> {
         if with_quota.is_empty() {
             return Ok(None);
         }
-        let admin = crate::instance::admin_client(&self.cx.config.source)?;
+        let admin = crate::engine::instance::admin_client(&self.cx.config.source)?;
         if let Ok(Probe::Admin(_)) = admin.probe().await {
             return Ok(Some((admin, export)));
         }
@@ -447,7 +406,7 @@ impl RestoreRun<'_> {
             return Ok(());
         }
         let cx = self.cx;
-        let admin = crate::instance::admin_client(&cx.config.source)?;
+        let admin = crate::engine::instance::admin_client(&cx.config.source)?;
         match admin.probe().await {
             Ok(Probe::Admin(_)) => {}
             Ok(other) => {
@@ -609,7 +568,7 @@ impl RestoreRun<'_> {
         };
         // Already so (a restore run again): nothing to do. Some servers refuse to re-apply settings, e.g.
         // object lock on a bucket that is no longer empty.
-        let get = crate::bucket_config::SUBRESOURCES
+        let get = crate::engine::bucket_config::SUBRESOURCES
             .iter()
             .find(|(n, _, _)| *n == name)
             .map_or("GetBucketConfiguration", |s| s.2);
@@ -849,43 +808,22 @@ async fn same_object(
         return Ok(true);
     }
     if from_rclone {
-        let mtime = |head: &aws_sdk_s3::operation::head_object::HeadObjectOutput| {
-            head.metadata()
-                .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case("mtime")).map(|(_, v)| v.clone()))
-        };
-        let target = restorer
-            .target
-            .send("HeadObject", bucket, Some(&entry.key), || {
-                restorer.target.client().head_object().bucket(bucket).key(&entry.key).send()
-            })
-            .await?;
+        let target = restorer.target.head(bucket, &entry.key, ReadOptions::current()).await?;
         let stored = restorer
             .backup
-            .send("HeadObject", &restorer.backup_bucket, Some(&entry.stored_key), || {
-                restorer
-                    .backup
-                    .client()
-                    .head_object()
-                    .bucket(&restorer.backup_bucket)
-                    .key(&entry.stored_key)
-                    .set_version_id(entry.version_id.clone())
-                    .send()
-            })
+            .head(
+                &restorer.backup_bucket,
+                &entry.stored_key,
+                ReadOptions::version(entry.version_id.as_deref()),
+            )
             .await?;
+        let mtime = |head: &crate::store::ObjectHead| head.metadata.get("mtime").cloned();
         return Ok(mtime(&stored).is_some() && mtime(&target) == mtime(&stored));
     }
     if entry.sha256.is_empty() {
         return Ok(false);
     }
-    let (_, body) = restorer
-        .target
-        .get_bytes(
-            bucket,
-            &entry.key,
-            || restorer.target.client().get_object().bucket(bucket).key(&entry.key),
-            entry.size,
-        )
-        .await?;
+    let (_, body) = restorer.target.get(bucket, &entry.key, ReadOptions::current(), None, entry.size).await?;
     Ok(hex::encode(Sha256::digest(&body)) == entry.sha256)
 }
 
@@ -913,7 +851,7 @@ fn meaningful(name: &str, doc: &str) -> bool {
 type Version = Option<(Option<String>, u64)>;
 
 async fn chosen_versions(
-    cx: &Context,
+    cx: &Repository,
     at: Option<OffsetDateTime>,
 ) -> Result<Vec<(String, Option<String>, u64)>> {
     let meta = cx.layout.meta("");

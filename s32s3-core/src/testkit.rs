@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::Duration;
 
-use crate::s3::{S3Endpoint, Secret};
+use crate::{S3Endpoint, Secret};
 
 /// Audits listed snapshots against the version history of the backup bucket.
 pub mod audit;
@@ -210,8 +210,8 @@ impl TestServer {
     /// # Panics
     /// Never for a started server (its endpoint is a valid URL).
     #[must_use]
-    pub fn client(&self) -> aws_sdk_s3::Client {
-        self.endpoint.client().expect("test server endpoints are valid URLs")
+    pub fn client(&self) -> crate::store::s3::SdkClient {
+        crate::store::s3::sdk_client(&self.endpoint).expect("test server endpoints are valid URLs")
     }
 
     /// A bucket name no other test in this or any concurrent test binary uses.

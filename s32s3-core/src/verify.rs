@@ -12,14 +12,15 @@ use futures::StreamExt as _;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::backup::Failure;
-use crate::context::Context;
 use crate::error::S3ErrorKind;
-use crate::manifest::{Entry, Totals};
+use crate::format::manifest::{Entry, Totals};
+use crate::format::snapshots::{self, Selector};
 use crate::options::RunConfig;
 use crate::progress::{Event, Outcome, Progress};
-use crate::snapshots::{self, Selector};
-use crate::transfer::Limits;
+use crate::repo::Repository;
+use crate::store::ReadOptions;
+use crate::store::limit::Limits;
+pub use crate::summary::{Failure, VerifySummary};
 use crate::{Error, Result};
 
 /// How much data `verify` reads.
@@ -32,25 +33,6 @@ pub enum ReadData {
     All,
     /// About this percentage of the objects, chosen by a hash of their keys (the same ones each time).
     Subset(f64),
-}
-
-/// What `verify` found.
-#[derive(Clone, Debug)]
-pub struct VerifySummary {
-    /// The snapshot checked.
-    pub snapshot_id: String,
-    /// Objects checked.
-    pub checked: Totals,
-    /// Objects whose data was read and compared.
-    pub read: Totals,
-    /// Bad objects (missing, wrong size, failing authentication or the SHA-256), by bucket and key.
-    pub bad: Vec<Failure>,
-    /// Objects that could not be read even after the retries (not shown damaged), by bucket and key.
-    pub unreadable: Vec<Failure>,
-    /// Until when the snapshot is guaranteed to restore.
-    pub window: crate::retention::Window,
-    /// Wall time.
-    pub duration: Duration,
 }
 
 /// A verification of one snapshot.
@@ -89,18 +71,15 @@ impl Verify {
     /// not errors: they are in [`VerifySummary::bad`].
     pub async fn run(&self, progress: Arc<dyn Progress>, cancel: CancellationToken) -> Result<VerifySummary> {
         let started = Instant::now();
-        let cx = Context::new(&self.config, progress, false).await?;
-        if !cx.dest.bucket_exists(cx.bucket()).await? {
-            return Err(Error::NoSnapshot(format!("the backup bucket s3://{} does not exist", cx.bucket())));
-        }
-        let state = crate::destination::inspect(&cx.dest, cx.bucket(), &cx.layout, &cx.cipher).await?;
+        let cx = Repository::open(&self.config, progress, false).await?;
+        let state = cx.inspect_existing().await?;
         if state.config.is_none() {
             return Err(Error::NoSnapshot(format!(
                 "{} has no s32s3 snapshots to verify (no .s32s3/config.json)",
                 cx.location()
             )));
         }
-        let selected = snapshots::select_for(&cx, state.records_since(), &self.selector).await?;
+        let selected = cx.select(state.records_since(), &self.selector).await?;
         let header = selected.header;
         cx.progress.event(&Event::Phase(&format!(
             "verifying snapshot {} of {}",
@@ -220,16 +199,11 @@ fn fatal(e: &Error) -> bool {
         || matches!(e.s3_kind(), Some(S3ErrorKind::BadCredentials | S3ErrorKind::Unreachable))
 }
 
-async fn check_exists(cx: &Context, key: &str) -> Result<()> {
-    cx.dest
-        .send("HeadObject", cx.bucket(), Some(key), || {
-            cx.dest.client().head_object().bucket(cx.bucket()).key(key).send()
-        })
-        .await
-        .map(|_| ())
+async fn check_exists(cx: &Repository, key: &str) -> Result<()> {
+    cx.dest.head(cx.bucket(), key, ReadOptions::current()).await.map(|_| ())
 }
 
-fn stored(cx: &Context, entry: &Entry) -> String {
+fn stored(cx: &Repository, entry: &Entry) -> String {
     format!(
         "s3://{}/{} (version {})",
         cx.bucket(),
@@ -239,7 +213,7 @@ fn stored(cx: &Context, entry: &Entry) -> String {
 }
 
 /// A stored version that is not found is a bad object of the snapshot, not a failure of the run.
-fn missing_is_bad(cx: &Context, entry: &Entry, err: Error) -> Error {
+fn missing_is_bad(cx: &Repository, entry: &Entry, err: Error) -> Error {
     if err.s3_kind() == Some(S3ErrorKind::NotFound) {
         Error::Integrity {
             bucket: entry.bucket.clone(),
@@ -251,21 +225,11 @@ fn missing_is_bad(cx: &Context, entry: &Entry, err: Error) -> Error {
     }
 }
 
-async fn head_one(cx: &Context, entry: &Entry) -> Result<()> {
-    let head = cx
-        .dest
-        .send("HeadObject", cx.bucket(), Some(&entry.stored_key), || {
-            cx.dest
-                .client()
-                .head_object()
-                .bucket(cx.bucket())
-                .key(&entry.stored_key)
-                .set_version_id(entry.version_id.clone())
-                .send()
-        })
-        .await;
+async fn head_one(cx: &Repository, entry: &Entry) -> Result<()> {
+    let head =
+        cx.dest.head(cx.bucket(), &entry.stored_key, ReadOptions::version(entry.version_id.as_deref())).await;
     let head = head.map_err(|e| missing_is_bad(cx, entry, e))?;
-    let size = head.content_length().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+    let size = head.content_length.unwrap_or(0);
     let expected = s32s3_crypt::encrypted_size(entry.size);
     if size == expected {
         Ok(())
@@ -278,23 +242,17 @@ async fn head_one(cx: &Context, entry: &Entry) -> Result<()> {
     }
 }
 
-async fn read_one(cx: &Context, limits: &Limits, entry: &Entry) -> Result<()> {
+async fn read_one(cx: &Repository, limits: &Limits, entry: &Entry) -> Result<()> {
     let expected = s32s3_crypt::encrypted_size(entry.size);
     let _memory = limits.memory(expected + entry.size).await;
     // A read that breaks off is read again (under the policy); only one that keeps failing is reported.
     let (_, body) = cx
         .dest
-        .get_bytes(
+        .get(
             cx.bucket(),
             &entry.stored_key,
-            || {
-                cx.dest
-                    .client()
-                    .get_object()
-                    .bucket(cx.bucket())
-                    .key(&entry.stored_key)
-                    .set_version_id(entry.version_id.clone())
-            },
+            ReadOptions::version(entry.version_id.as_deref()),
+            None,
             expected,
         )
         .await

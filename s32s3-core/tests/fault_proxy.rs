@@ -16,7 +16,8 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 /// A proxy in front of `server`, a client through it that never retries, and a fresh bucket.
 async fn setup(server: &TestServer, name: &str) -> (FaultProxy, Client, String) {
     let proxy = FaultProxy::start(&server.endpoint());
-    let client = proxy.endpoint().client_with_retries(1).expect("proxy endpoint is a URL");
+    let client = s32s3_core::store::s3::sdk_client_with_retries(&proxy.endpoint(), 1)
+        .expect("proxy endpoint is a URL");
     let bucket = server.unique_bucket(name);
     server.client().create_bucket().bucket(&bucket).send().await.expect("create bucket");
     (proxy, client, bucket)
@@ -239,7 +240,7 @@ async fn the_sdks_standard_retry_resends_after_a_lost_response() {
     let server = testkit::seaweedfs();
     let (proxy, _, bucket) = setup(server, "proxy-retry").await;
     proxy.set_rules(vec![Rule::new(Match::method("PUT"), Fault::ResetBeforeResponse).with_limit(1)]);
-    let s3 = proxy.endpoint().client().expect("proxy endpoint is a URL");
+    let s3 = s32s3_core::store::s3::sdk_client(&proxy.endpoint()).expect("proxy endpoint is a URL");
     put(&s3, &bucket, "retried", b"twice").await.expect("the second attempt succeeds");
     let stats = proxy.stats();
     assert_eq!((stats.requests, stats.reset_before_response, stats.passed), (2, 1, 1), "{stats:?}");
@@ -386,7 +387,8 @@ async fn matchers_select_by_method_path_query_and_header() {
 async fn seeded_run(seed: u64) -> (Vec<bool>, Stats) {
     let server = testkit::seaweedfs();
     let proxy = FaultProxy::start_with_seed(&server.endpoint(), seed);
-    let s3 = proxy.endpoint().client_with_retries(1).expect("proxy endpoint is a URL");
+    let s3 = s32s3_core::store::s3::sdk_client_with_retries(&proxy.endpoint(), 1)
+        .expect("proxy endpoint is a URL");
     let bucket = server.unique_bucket("proxy-seeded");
     server.client().create_bucket().bucket(&bucket).send().await.expect("create bucket");
     proxy.set_rules(vec![Rule::random(Fault::SlowDown, 0.5)]);

@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::primitives::ByteStream;
+use s32s3_core::format::retention::Window;
+use s32s3_core::format::snapshots::Selector;
 use s32s3_core::progress::NoProgress;
 use s32s3_core::restore::{BucketMapping, Restore};
-use s32s3_core::retention::Window;
-use s32s3_core::snapshots::Selector;
 use s32s3_core::testkit::audit::{Lifecycle, audit};
 use s32s3_core::testkit::proxy::{Fault, FaultProxy, Match, Rule};
 use s32s3_core::testkit::{self, TestServer};

@@ -109,8 +109,8 @@ pub async fn run(args: &DaemonArgs, config: &Effective) -> Result<u8> {
 async fn storage_stats(
     config: &Effective,
     progress: &Arc<CliProgress>,
-) -> Option<s32s3_core::snapshots::StorageStats> {
-    s32s3_core::snapshots::storage_stats(&config.run, progress.clone())
+) -> Option<s32s3_core::inspect::StorageStats> {
+    s32s3_core::inspect::storage_stats(&config.run, progress.clone())
         .await
         .inspect_err(|e| tracing::warn!("could not read the backup location's size: {e}"))
         .ok()

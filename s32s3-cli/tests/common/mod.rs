@@ -74,20 +74,31 @@ impl Env {
     }
 
     /// The newest snapshot's manifest entries, through the library.
-    pub fn manifest(&self) -> (s32s3_core::manifest::Header, Vec<s32s3_core::manifest::Entry>) {
+    pub fn manifest(
+        &self,
+    ) -> (s32s3_core::format::manifest::Header, Vec<s32s3_core::format::manifest::Entry>) {
         rt().block_on(async {
-            let store =
-                s32s3_core::s3::Store::new(s32s3_core::error::Side::Destination, self.dest.endpoint(), 3)
-                    .unwrap();
+            let store = s32s3_core::store::s3::Store::new(
+                s32s3_core::error::Side::Destination,
+                self.dest.endpoint(),
+                3,
+            )
+            .unwrap();
             let cipher = s32s3_core::derive_cipher(&PASSWORD.into(), &PASSWORD2.into()).await.unwrap();
-            let layout = s32s3_core::layout::Layout::new(&cipher, "").unwrap();
-            let snaps = s32s3_core::snapshots::list(&store, &self.backup_bucket, &layout).await.unwrap();
+            let layout = s32s3_core::format::layout::Layout::new(&cipher, "").unwrap();
+            let snaps =
+                s32s3_core::format::snapshots::list(&store, &self.backup_bucket, &layout).await.unwrap();
             let newest = snaps.iter().rev().find(|s| !s.checkpoint).expect("a snapshot exists");
             let dir = tempfile::tempdir().unwrap();
-            let reader =
-                s32s3_core::snapshots::open(&store, &self.backup_bucket, &newest.key, &cipher, dir.path())
-                    .await
-                    .unwrap();
+            let reader = s32s3_core::format::snapshots::open(
+                &store,
+                &self.backup_bucket,
+                &newest.key,
+                &cipher,
+                dir.path(),
+            )
+            .await
+            .unwrap();
             let header = reader.header().clone();
             let entries = reader.map(Result::unwrap).collect();
             (header, entries)

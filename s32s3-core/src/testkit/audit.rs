@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::manifest::Entry;
+use crate::format::manifest::Entry;
+use crate::format::retention::Window;
 use crate::options::RunConfig;
 use crate::progress::NoProgress;
-use crate::retention::Window;
-use crate::s3::Store;
+use crate::store::s3::Store;
 
 /// The lifecycle's noncurrent-version expiration over time: `(from, days)` changes, oldest first.
 #[derive(Clone, Debug)]
@@ -96,10 +96,10 @@ pub async fn audit(
     };
 
     let listed =
-        crate::snapshots::describe(config, Arc::new(NoProgress)).await.expect("describe the snapshots");
+        crate::inspect::describe(config, Arc::new(NoProgress)).await.expect("describe the snapshots");
     let dir = tempfile::tempdir().expect("a temporary directory");
     let cipher = crate::derive_cipher(&config.password, &config.password2).await.expect("keys");
-    let layout = crate::layout::Layout::new(&cipher, &config.backup_prefix).expect("layout");
+    let layout = crate::format::layout::Layout::new(&cipher, &config.backup_prefix).expect("layout");
     let mut audited = Vec::new();
     let mut problems = Vec::new();
     for info in listed.iter().filter(|i| !i.snapshot.checkpoint) {
@@ -108,10 +108,16 @@ pub async fn audit(
             continue;
         };
         let window = info.window.expect("snapshots have windows");
-        let reader =
-            crate::snapshots::open_snapshot(&store, bucket, &layout, &info.snapshot, &cipher, dir.path())
-                .await
-                .expect("open a listed snapshot");
+        let reader = crate::format::snapshots::open_snapshot(
+            &store,
+            bucket,
+            &layout,
+            &info.snapshot,
+            &cipher,
+            dir.path(),
+        )
+        .await
+        .expect("open a listed snapshot");
         let entries: Vec<Entry> = reader.map(|e| e.expect("a readable entry")).collect();
         if window.restorable_at(now) {
             for entry in &entries {

@@ -27,7 +27,7 @@
 //!     // And one request in ten is refused with 503 SlowDown.
 //!     Rule::random(Fault::SlowDown, 0.1),
 //! ]);
-//! let client = proxy.endpoint().client().unwrap();
+//! let client = s32s3_core::store::s3::sdk_client(&proxy.endpoint()).unwrap();
 //! // ... run the code under test with `client` or `proxy.endpoint()` ...
 //! println!("{:?}", proxy.stats());
 //! ```
@@ -52,7 +52,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
-use crate::s3::S3Endpoint;
+use crate::S3Endpoint;
 
 /// The largest request or response head (request line or status line plus headers) the proxy accepts.
 const MAX_HEAD: usize = 64 * 1024;

@@ -1,13 +1,13 @@
 //! MinIO instance metadata (DESIGN.md §4 step 3): server info, server configuration, IAM export and
 //! bucket-metadata export, read through the admin API and stored encrypted under `.s32s3/instance/<id>/`.
 
-use aws_sdk_s3::primitives::ByteStream;
 use s32s3_minio_admin::{AdminClient, AdminOptions, Probe, ServerInfo};
 
-use crate::context::Context;
-use crate::manifest::{InstanceRefs, SourceInfo};
+use crate::format::manifest::{InstanceRefs, SourceInfo};
 use crate::options::Provider;
 use crate::progress::Event;
+use crate::repo::Repository;
+use crate::store::{ObjectAttrs, WriteCondition};
 use crate::{Error, Result};
 
 /// The source's admin client, when the source is a MinIO these keys can administer.
@@ -18,7 +18,7 @@ pub(crate) struct Minio {
 
 /// Finds out whether the source is an administrable MinIO (`provider` auto), or checks that it is
 /// (`provider = minio`). Read-only: one `GET /minio/admin/v3/info`.
-pub(crate) async fn detect(cx: &Context) -> Result<Option<Minio>> {
+pub(crate) async fn detect(cx: &Repository) -> Result<Option<Minio>> {
     let provider = cx.config.source_provider;
     if matches!(provider, Provider::Aws | Provider::Other) {
         return Ok(None);
@@ -56,7 +56,7 @@ pub(crate) async fn detect(cx: &Context) -> Result<Option<Minio>> {
 }
 
 /// An admin client for the MinIO at `endpoint`, signing with its keys.
-pub(crate) fn admin_client(endpoint: &crate::s3::S3Endpoint) -> Result<AdminClient> {
+pub(crate) fn admin_client(endpoint: &crate::S3Endpoint) -> Result<AdminClient> {
     Ok(AdminClient::new(
         &endpoint.endpoint,
         endpoint.access_key_id.clone(),
@@ -66,7 +66,7 @@ pub(crate) fn admin_client(endpoint: &crate::s3::S3Endpoint) -> Result<AdminClie
 }
 
 /// What the manifest says about the source.
-pub(crate) fn source_info(cx: &Context, minio: Option<&Minio>) -> SourceInfo {
+pub(crate) fn source_info(cx: &Repository, minio: Option<&Minio>) -> SourceInfo {
     SourceInfo {
         endpoint: cx.config.source.endpoint.clone(),
         kind: if minio.is_some() { "minio".into() } else { "s3".into() },
@@ -77,7 +77,7 @@ pub(crate) fn source_info(cx: &Context, minio: Option<&Minio>) -> SourceInfo {
 
 /// Exports server info, configuration, IAM and bucket metadata and stores each encrypted. A failed export
 /// is recorded in [`InstanceRefs::errors`] (the run ends partial); the others are still stored.
-pub(crate) async fn export(cx: &Context, minio: &Minio, snapshot_id: &str) -> Result<InstanceRefs> {
+pub(crate) async fn export(cx: &Repository, minio: &Minio, snapshot_id: &str) -> Result<InstanceRefs> {
     cx.progress.event(&Event::Phase("exporting MinIO IAM, bucket metadata and configuration"));
     let mut refs = InstanceRefs::default();
     let info = serde_json::json!({
@@ -117,20 +117,19 @@ pub(crate) async fn export(cx: &Context, minio: &Minio, snapshot_id: &str) -> Re
 }
 
 /// Encrypts `plain` and stores it as `.s32s3/instance/<id>/<name>`; returns the key.
-async fn store(cx: &Context, snapshot_id: &str, name: &str, plain: &[u8]) -> Result<String> {
+async fn store(cx: &Repository, snapshot_id: &str, name: &str, plain: &[u8]) -> Result<String> {
     let key = cx.layout.meta(&format!("instance/{snapshot_id}/{name}"));
     let nonce =
         s32s3_crypt::Nonce::random().map_err(|source| Error::Crypt { what: "nonce".into(), source })?;
     let sealed = cx.cipher.encrypt(&nonce, plain);
     cx.dest
-        .client()
-        .put_object()
-        .bucket(cx.bucket())
-        .key(&key)
-        .content_type("application/octet-stream")
-        .body(ByteStream::from(sealed))
-        .send()
-        .await
-        .map_err(|e| cx.dest.err("PutObject", cx.bucket(), Some(&key), e))?;
+        .put(
+            cx.bucket(),
+            &key,
+            bytes::Bytes::from(sealed),
+            &ObjectAttrs::typed("application/octet-stream"),
+            WriteCondition::None,
+        )
+        .await?;
     Ok(key)
 }

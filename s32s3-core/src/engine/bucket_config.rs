@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use futures::StreamExt as _;
 
 use crate::error::S3ErrorKind;
-use crate::s3::Store;
+use crate::store::s3::Store;
 use crate::{Error, Result};
 
 /// The bucket sub-resources backed up: (name in the manifest, query string, S3 operation).

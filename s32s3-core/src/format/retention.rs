@@ -28,7 +28,7 @@
 use time::OffsetDateTime;
 
 /// A manifest object in the backup bucket, as its name describes it (the catalog of
-/// [`crate::snapshots`] lists them).
+/// [`crate::format::snapshots`] lists them).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotRef {
     /// Its key in the backup bucket.
@@ -57,7 +57,8 @@ pub struct RunRecord {
 }
 
 /// How long a snapshot is guaranteed to restore.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Window {
     /// No later run has replaced anything it names yet: it restores until `days` after the next run
     /// that does (`None`: versions never expire here).
@@ -66,7 +67,7 @@ pub enum Window {
         days: Option<u32>,
     },
     /// Guaranteed until this time; afterwards its versions may have expired.
-    Until(OffsetDateTime),
+    Until(#[serde(with = "time::serde::rfc3339")] OffsetDateTime),
 }
 
 impl Window {

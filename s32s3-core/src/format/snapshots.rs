@@ -1,27 +1,27 @@
 //! Finding, reading and pruning snapshot manifests in the backup bucket, and the run records their
-//! retention windows are derived from (see [`crate::retention`]).
+//! retention windows are derived from (see [`crate::format::retention`]).
 //!
 //! Everything lives under `.s32s3/snapshots/`, so one listing tells what exists:
 //! - `<UTC time>-<id>.snap`: the manifest of a finished run (complete or partial), named by its finish time;
 //! - `<id>.partial`: the checkpoint of a run that has not finished (resume only, never restored);
-//! - `<UTC time>-<id>.<N>d.run`: a run record (see [`crate::retention`]).
+//! - `<UTC time>-<id>.<N>d.run`: a run record (see [`crate::format::retention`]).
 //!
 //! A manifest is trusted only under its own name: its header's id, finish time and backup location must
 //! match the object's name and place ([`check_binding`]); one that does not, or does not decrypt, is
 //! reported by name and skipped, never chosen by a restore nor used as a backup's parent.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Cursor, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Cursor, Read};
 use std::path::Path;
 
 use s32s3_crypt::{Cipher, DecryptReader, ENCRYPTED_CHUNK_SIZE, HEADER_SIZE};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use crate::layout::Layout;
-use crate::manifest::{Header, ManifestReader, SnapshotStatus};
-use crate::retention::{Retention, RunRecord, Window};
-use crate::s3::Store;
+use crate::format::layout::Layout;
+use crate::format::manifest::{Header, ManifestReader, SnapshotStatus};
+use crate::format::retention::{Retention, RunRecord, Window};
+use crate::store::{ObjectAttrs, ReadOptions, Store, WriteCondition};
 use crate::{Error, Result};
 
 /// The time in a manifest's or run record's name, to the millisecond: runs finishing within the same
@@ -29,7 +29,7 @@ use crate::{Error, Result};
 const NAME_TIME: &[time::format_description::BorrowedFormatItem<'static>] =
     format_description!("[year][month][day]T[hour][minute][second].[subsecond digits:3]Z");
 
-pub use crate::retention::SnapshotRef;
+pub use crate::format::retention::SnapshotRef;
 
 fn name_time(t: OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC).format(NAME_TIME).expect("the format is valid")
@@ -127,12 +127,14 @@ pub async fn catalog(dest: &Store, bucket: &str, layout: &Layout) -> Result<Cata
     let mut catalog = Catalog::default();
     dest.list_objects(bucket, Some(&prefix), |objects| {
         for object in objects {
-            let key = object.key().unwrap_or_default();
+            let key = object.key.as_str();
             let name = &key[prefix.len().min(key.len())..];
-            let size = object.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
+            // Whole seconds, as every server lists them.
             let last_modified =
-                object.last_modified().and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok());
-            match parse_name(key, name, size, last_modified) {
+                OffsetDateTime::parse(&object.last_modified, &time::format_description::well_known::Rfc3339)
+                    .ok()
+                    .and_then(|t| t.replace_nanosecond(0).ok());
+            match parse_name(key, name, object.size, last_modified) {
                 Some(Entry::Manifest(m)) => catalog.manifests.push(m),
                 Some(Entry::Run(r)) => catalog.runs.push(r),
                 None => {}
@@ -154,7 +156,7 @@ pub async fn list(dest: &Store, bucket: &str, layout: &Layout) -> Result<Vec<Sna
     Ok(catalog(dest, bucket, layout).await?.manifests)
 }
 
-/// Writes the run record of run `id` (see [`crate::retention`]).
+/// Writes the run record of run `id` (see [`crate::format::retention`]).
 ///
 /// # Errors
 /// S3 failures.
@@ -175,15 +177,13 @@ pub async fn put_run_record(
         "tool": crate::tool_version(),
     })
     .to_string();
-    dest.send("PutObject", bucket, Some(&key), || {
-        dest.client()
-            .put_object()
-            .bucket(bucket)
-            .key(&key)
-            .content_type("application/json")
-            .body(aws_sdk_s3::primitives::ByteStream::from(body.clone().into_bytes()))
-            .send()
-    })
+    dest.put(
+        bucket,
+        &key,
+        bytes::Bytes::from(body.into_bytes()),
+        &ObjectAttrs::typed("application/json"),
+        WriteCondition::None,
+    )
     .await?;
     Ok(key)
 }
@@ -194,31 +194,7 @@ pub async fn put_run_record(
 /// # Errors
 /// S3 failures; [`Error::Io`].
 pub async fn download(store: &Store, bucket: &str, key: &str, dir: &Path) -> Result<File> {
-    store
-        .policy()
-        .run(|| async {
-            let out = store
-                .client()
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .map_err(|e| store.err("GetObject", bucket, Some(key), e))?;
-            let mut file = tempfile::tempfile_in(dir)
-                .map_err(|e| Error::io(format!("creating a temporary file in {}", dir.display()), e))?;
-            let mut body = out.body;
-            while let Some(chunk) = body
-                .try_next()
-                .await
-                .map_err(|e| crate::s3::body_error(store.side(), "GetObject", bucket, key, &e))?
-            {
-                file.write_all(&chunk).map_err(|e| Error::io("writing a temporary file", e))?;
-            }
-            file.seek(SeekFrom::Start(0)).map_err(|e| Error::io("writing a temporary file", e))?;
-            Ok(file)
-        })
-        .await
+    store.get_to_file(bucket, key, dir).await
 }
 
 /// Downloads and opens a manifest, without checking that it belongs under its name (tests and tools;
@@ -310,14 +286,8 @@ pub async fn read_header(
     let name = format!("s3://{bucket}/{key}");
     // Whole crypt chunks only: a prefix cut at a chunk boundary decrypts without error.
     let end = HEADER_SIZE + 16 * ENCRYPTED_CHUNK_SIZE - 1;
-    let (_, bytes) = dest
-        .get_bytes(
-            bucket,
-            key,
-            || dest.client().get_object().bucket(bucket).key(key).range(format!("bytes=0-{end}")),
-            end as u64 + 1,
-        )
-        .await?;
+    let (_, bytes) =
+        dest.get(bucket, key, ReadOptions::current(), Some((0, end as u64)), end as u64 + 1).await?;
     let mut plain = Vec::new();
     DecryptReader::new(cipher, Cursor::new(bytes))
         .read_to_end(&mut plain)
@@ -332,7 +302,7 @@ pub async fn read_header(
     }
     let header: Header =
         serde_json::from_str(&line).map_err(|e| Error::corrupt(&name, format!("bad header: {e}")))?;
-    if header.format != crate::manifest::FORMAT {
+    if header.format != crate::format::manifest::FORMAT {
         return Err(Error::corrupt(&name, "not an s32s3 manifest"));
     }
     Ok(header)
@@ -452,7 +422,7 @@ pub async fn history(
     records_since: Option<OffsetDateTime>,
 ) -> Result<History> {
     let catalog = catalog(dest, bucket, layout).await?;
-    let days_now = crate::destination::live_expiration(dest, bucket, layout).await?;
+    let days_now = crate::format::destination::live_expiration(dest, bucket, layout).await?;
     Ok(History { catalog, records_since, days_now })
 }
 
@@ -533,21 +503,9 @@ pub async fn select(
     }))
 }
 
-/// [`select`] for a command's context: the location's history read, warnings as progress events.
-pub(crate) async fn select_for(
-    cx: &crate::context::Context,
-    records_since: Option<OffsetDateTime>,
-    selector: &Selector,
-) -> Result<Selected> {
-    let history = history(&cx.dest, cx.bucket(), &cx.layout, records_since).await?;
-    let warn = |m: &str| cx.progress.event(&crate::progress::Event::Warning(m));
-    select(&cx.dest, cx.bucket(), &cx.layout, &cx.cipher, cx.work.path(), &history, selector, cx.now(), &warn)
-        .await
-}
-
 /// The newest complete, readable snapshot among `candidates` (oldest first) with its header: headers are
 /// read from the newest backwards until one says complete, so usually only one is read.
-async fn newest_complete<'a>(
+pub(crate) async fn newest_complete<'a>(
     dest: &Store,
     bucket: &str,
     layout: &Layout,
@@ -565,91 +523,6 @@ async fn newest_complete<'a>(
         }
     }
     Ok(None)
-}
-
-/// One snapshot as `s32s3 snapshots` shows it.
-#[derive(Clone, Debug)]
-pub struct SnapshotInfo {
-    /// Where it is and when it finished.
-    pub snapshot: SnapshotRef,
-    /// Its header, or why it could not be read (or does not belong under its name).
-    pub header: std::result::Result<Header, String>,
-    /// Until when it is guaranteed to restore (`None` for a checkpoint).
-    pub window: Option<Window>,
-}
-
-/// Every snapshot of the backup location (checkpoints of unfinished runs included), oldest first, with
-/// their headers and windows.
-///
-/// # Errors
-/// Configuration, password, credential and reachability problems; a missing backup bucket.
-pub async fn describe(
-    config: &crate::options::RunConfig,
-    progress: std::sync::Arc<dyn crate::progress::Progress>,
-) -> Result<Vec<SnapshotInfo>> {
-    let cx = crate::context::Context::new(config, progress, false).await?;
-    if !cx.dest.bucket_exists(cx.bucket()).await? {
-        return Err(Error::NoSnapshot(format!("the backup bucket s3://{} does not exist", cx.bucket())));
-    }
-    let state = crate::destination::inspect(&cx.dest, cx.bucket(), &cx.layout, &cx.cipher).await?;
-    let history = history(&cx.dest, cx.bucket(), &cx.layout, state.records_since()).await?;
-    let mut out = Vec::new();
-    for snapshot in &history.catalog.manifests {
-        let header =
-            read_snapshot_header(&cx.dest, cx.bucket(), &cx.layout, snapshot, &cx.cipher, cx.work.path())
-                .await
-                .map_err(|e| e.to_string());
-        let window = (!snapshot.checkpoint).then(|| history.window(snapshot));
-        out.push(SnapshotInfo { snapshot: snapshot.clone(), header, window });
-    }
-    Ok(out)
-}
-
-/// What the backup location holds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StorageStats {
-    /// Snapshots (manifests, checkpoints excluded).
-    pub snapshots: u64,
-    /// When the newest complete snapshot finished: a restarted daemon reports its last success from it.
-    pub last_complete: Option<OffsetDateTime>,
-    /// Object versions, all of them (current and noncurrent).
-    pub versions: u64,
-    /// Bytes of all those versions: what the destination stores.
-    pub bytes: u64,
-}
-
-/// Counts snapshots, finds the newest complete one and sums every stored version under the backup
-/// location (for metrics).
-///
-/// # Errors
-/// Configuration, password, credential and reachability problems.
-pub async fn storage_stats(
-    config: &crate::options::RunConfig,
-    progress: std::sync::Arc<dyn crate::progress::Progress>,
-) -> Result<StorageStats> {
-    let cx = crate::context::Context::new(config, progress, false).await?;
-    if !cx.dest.bucket_exists(cx.bucket()).await? {
-        return Ok(StorageStats::default());
-    }
-    let snapshots: Vec<SnapshotRef> =
-        list(&cx.dest, cx.bucket(), &cx.layout).await?.into_iter().filter(|s| !s.checkpoint).collect();
-    let newest =
-        newest_complete(&cx.dest, cx.bucket(), &cx.layout, &cx.cipher, cx.work.path(), snapshots.iter())
-            .await?;
-    let mut stats = StorageStats {
-        snapshots: snapshots.len() as u64,
-        last_complete: newest.map(|(snapshot, _)| snapshot.finished),
-        ..Default::default()
-    };
-    cx.dest
-        .list_versions_in_order(cx.bucket(), Some(cx.layout.root()), |v| {
-            if !v.delete_marker {
-                stats.versions += 1;
-                stats.bytes += v.size;
-            }
-        })
-        .await?;
-    Ok(stats)
 }
 
 #[cfg(test)]

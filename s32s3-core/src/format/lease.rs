@@ -21,7 +21,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_s3::primitives::ByteStream;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -31,14 +30,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::error::S3ErrorKind;
-use crate::s3::Store;
+use crate::store::{ObjectAttrs, Store, WriteCondition};
 use crate::{Error, Result};
 
 /// How long a lease lasts without renewal, unless configured otherwise.
-pub const TTL: Duration = Duration::from_mins(5);
+pub const TTL: Duration = crate::options::LEASE_TTL;
 
 /// The shortest TTL accepted: renewals go out every third of it, each with a timeout of a tenth.
-pub const MIN_TTL: Duration = Duration::from_secs(2);
+pub const MIN_TTL: Duration = crate::options::MIN_LEASE_TTL;
 
 /// What the lock object says (JSON).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,12 +210,12 @@ impl Lease {
         let (etag, version_id) = loop {
             attempt += 1;
             let last_try = attempt >= policy.attempts;
-            let refused = match put_lock(store, bucket, key, &info, Condition::Create, attempt_timeout).await
-            {
-                Ok(written) => break written,
-                Err(e) if e.s3_kind() == Some(S3ErrorKind::PreconditionFailed) || e.is_temporary() => e,
-                Err(e) => return Err(e),
-            };
+            let refused =
+                match put_lock(store, bucket, key, &info, WriteCondition::Create, attempt_timeout).await {
+                    Ok(written) => break written,
+                    Err(e) if e.s3_kind() == Some(S3ErrorKind::PreconditionFailed) || e.is_temporary() => e,
+                    Err(e) => return Err(e),
+                };
             match policy.run(|| read_lock(store, bucket, key, attempt_timeout)).await? {
                 // Our create (or takeover) landed; only its answer was lost.
                 Some((current, etag, version)) if current.run_id == info.run_id => break (etag, version),
@@ -228,7 +227,7 @@ impl Lease {
                         bucket,
                         key,
                         &info,
-                        Condition::Replace(&current_etag),
+                        WriteCondition::Replace(&current_etag),
                         attempt_timeout,
                     )
                     .await
@@ -366,13 +365,7 @@ impl Lease {
             .run(|| read_lock(&shared.store, &shared.bucket, &shared.key, timeout))
             .await?;
         match current {
-            Some((_, etag, _)) if etag == ours => shared
-                .store
-                .send("DeleteObject", &shared.bucket, Some(&shared.key), || {
-                    shared.store.client().delete_object().bucket(&shared.bucket).key(&shared.key).send()
-                })
-                .await
-                .map(|_| ()),
+            Some((_, etag, _)) if etag == ours => shared.store.delete(&shared.bucket, &shared.key).await,
             _ => Ok(()),
         }
     }
@@ -417,9 +410,15 @@ async fn renew_once(shared: &Shared) -> Renewal {
     next.renewal += 1;
     next.expires = crate::format_rfc3339(shared.clock.now() + shared.ttl);
     let sent = Instant::now();
-    let answer =
-        put_lock(&shared.store, &shared.bucket, &shared.key, &next, Condition::Replace(&held.1), timeout)
-            .await;
+    let answer = put_lock(
+        &shared.store,
+        &shared.bucket,
+        &shared.key,
+        &next,
+        WriteCondition::Replace(&held.1),
+        timeout,
+    )
+    .await;
     let etag = match answer {
         Ok((etag, _)) => etag,
         Err(e)
@@ -493,37 +492,24 @@ async fn renew_in_background(shared: Arc<Shared>) {
     }
 }
 
-enum Condition<'a> {
-    Create,
-    Replace(&'a str),
-}
-
 /// One conditional write of the lock, one attempt, bounded by `timeout`: its ETag and version id.
 async fn put_lock(
     store: &Store,
     bucket: &str,
     key: &str,
     info: &LockInfo,
-    condition: Condition<'_>,
+    condition: WriteCondition<'_>,
     timeout: Duration,
 ) -> Result<(String, Option<String>)> {
     let body = serde_json::to_vec_pretty(info).expect("lock info serializes");
-    let request = store
-        .client()
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .content_type("application/json")
-        .body(ByteStream::from(body));
-    let request = match condition {
-        Condition::Create => request.if_none_match("*"),
-        Condition::Replace(etag) => request.if_match(etag),
-    };
-    let out = match tokio::time::timeout(timeout, request.send()).await {
-        Ok(answer) => answer.map_err(|e| store.err("PutObject", bucket, Some(key), e))?,
+    let once = store.single_attempt();
+    let attrs = ObjectAttrs::typed("application/json");
+    let put = once.put(bucket, key, bytes::Bytes::from(body), &attrs, condition);
+    let written = match tokio::time::timeout(timeout, put).await {
+        Ok(answer) => answer?,
         Err(_) => return Err(timed_out(store, "PutObject", bucket, key)),
     };
-    Ok((out.e_tag().unwrap_or_default().to_owned(), out.version_id().map(str::to_owned)))
+    Ok((written.etag.unwrap_or_default(), written.version_id))
 }
 
 /// Reads the lock (one attempt, bounded by `timeout`): its content and ETag, `None` if there is none.
@@ -533,20 +519,10 @@ async fn read_lock(
     key: &str,
     timeout: Duration,
 ) -> Result<Option<(LockInfo, String, Option<String>)>> {
+    let once = store.single_attempt();
     let read = async {
-        let mut out = match store.client().get_object().bucket(bucket).key(key).send().await {
-            Ok(out) => out,
-            Err(e) => {
-                return match store.err("GetObject", bucket, Some(key), e) {
-                    Error::S3(e) if e.kind == S3ErrorKind::NotFound => Ok(None),
-                    e => Err(e),
-                };
-            }
-        };
-        let etag = out.e_tag().unwrap_or_default().to_owned();
-        let version = out.version_id().map(str::to_owned);
-        let body = crate::s3::read_body(std::mem::take(&mut out.body), store.side(), bucket, key, 0).await?;
-        Ok(Some((body, etag, version)))
+        let found = once.get_if_exists(bucket, key).await?;
+        Ok::<_, Error>(found.map(|(head, body)| (body, head.etag.unwrap_or_default(), head.version_id)))
     };
     let Some((body, etag, version)) = (match tokio::time::timeout(timeout, read).await {
         Ok(answer) => answer?,

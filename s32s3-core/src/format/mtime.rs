@@ -49,7 +49,7 @@ mod tests {
 
     #[test]
     fn rclone_vectors() {
-        let vectors = include_str!("../tests/data/s3_mtime.jsonl");
+        let vectors = include_str!("../../tests/data/s3_mtime.jsonl");
         let mut checked = 0;
         for line in vectors.lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();

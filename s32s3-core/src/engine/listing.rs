@@ -7,62 +7,32 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
 use crate::Result;
-use crate::spool::{ExternalSort, SortedItems, SortedItemsIter};
+use crate::format::spool::{ExternalSort, SortedItems, SortedItemsIter};
 
 /// Objects kept in memory before a sorted run is spilled to disk (≈ 200 bytes each).
 pub const RUN_LEN: usize = 20_000;
 
 /// One object of a source listing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Listed {
-    /// Key.
-    pub key: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// ETag, as listed.
-    pub etag: String,
-    /// Last-modified, RFC 3339 as listed.
-    pub last_modified: String,
-    /// Storage class, if listed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage_class: Option<String>,
-}
-
-/// A listing entry from an S3 `Object` (keys already decoded).
-#[must_use]
-pub fn listed_from(object: &aws_sdk_s3::types::Object) -> Listed {
-    Listed {
-        key: object.key().unwrap_or_default().to_owned(),
-        size: object.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
-        etag: object.e_tag().unwrap_or_default().to_owned(),
-        last_modified: object
-            .last_modified()
-            .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
-            .unwrap_or_default(),
-        storage_class: object.storage_class().map(|s| s.as_str().to_owned()),
-    }
-}
+pub use crate::store::ObjectInfo as Listed;
 
 /// Lists every object of `bucket` (under `prefix`) into `sorter`.
 ///
 /// Keys are requested URL-encoded (`encoding-type=url`), so keys with characters XML 1.0 cannot carry still
-/// list, and decoded ([`crate::s3::Store::list_objects`]).
+/// list, and decoded ([`crate::store::s3::Store::list_objects`]).
 ///
 /// # Errors
 /// S3 failures, classified; [`crate::Error::Io`] when the sorter cannot spill.
 pub async fn list_into(
-    store: &crate::s3::Store,
+    store: &crate::store::s3::Store,
     bucket: &str,
     prefix: Option<&str>,
     sorter: &mut SortedListing,
 ) -> Result<()> {
     store
         .list_objects(bucket, prefix, |objects| {
-            for object in &objects {
-                sorter.push(listed_from(object))?;
+            for object in objects {
+                sorter.push(object)?;
             }
             Ok(true)
         })
@@ -74,18 +44,16 @@ pub async fn list_into(
 ///
 /// # Errors
 /// S3 failures, classified.
-pub async fn relist(store: &crate::s3::Store, bucket: &str, key: &str) -> Result<Option<Listed>> {
+pub async fn relist(store: &crate::store::s3::Store, bucket: &str, key: &str) -> Result<Option<Listed>> {
     let mut found = None;
     store
         .list_objects(bucket, Some(key), |objects| {
-            found = objects.iter().find(|o| o.key() == Some(key)).map(listed_from);
+            found = objects.into_iter().find(|o| o.key == key);
             Ok(found.is_none())
         })
         .await?;
     Ok(found)
 }
-
-pub use crate::s3::url_decode;
 
 /// Collects a listing in any order; [`SortedListing::finish`] makes it readable in key byte order (an
 /// [`ExternalSort`] by key).
@@ -195,18 +163,6 @@ mod tests {
         let again: Vec<String> = sorted.iter().unwrap().map(|r| r.unwrap().key).collect();
         assert_eq!(first, again, "a finished listing reads the same every time");
         first
-    }
-
-    #[test]
-    fn url_decoding() {
-        assert_eq!(url_decode("a+b").as_deref(), Some("a b"));
-        assert_eq!(url_decode("a%20b").as_deref(), Some("a b"));
-        assert_eq!(url_decode("a%2Bb").as_deref(), Some("a+b"));
-        assert_eq!(url_decode("%E6%97%A5%E6%9C%AC").as_deref(), Some("日本"));
-        assert_eq!(url_decode("%01x").as_deref(), Some("\u{1}x"));
-        assert_eq!(url_decode("%zz"), None);
-        assert_eq!(url_decode("%C3"), None);
-        assert_eq!(url_decode("bad%"), None);
     }
 
     #[test]

@@ -10,9 +10,9 @@ use std::iter::Peekable;
 use std::path::Path;
 
 use crate::Result;
-use crate::listing::Listed;
-use crate::manifest::{Entry, Totals};
-use crate::spool::Spool;
+use crate::engine::listing::Listed;
+use crate::format::manifest::{Entry, Totals};
+use crate::format::spool::Spool;
 
 /// What to do with one object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,7 +93,7 @@ where
 }
 
 /// What a bucket's merge-join will do, counted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PlanCounts {
     /// Objects not in the previous snapshot.
     pub new: Totals,

@@ -1,12 +1,6 @@
 //! The backup bucket: checking it before anything is written (password, format), preparing it (bucket,
 //! versioning, lifecycle rules merged with the user's) and the `.s32s3/config.json` it carries.
 
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketVersioningStatus, ExpirationStatus,
-    LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, NoncurrentVersionExpiration,
-    VersioningConfiguration,
-};
 use base64::Engine as _;
 use s32s3_crypt::Cipher;
 use serde::{Deserialize, Serialize};
@@ -14,8 +8,9 @@ use sha2::Digest as _;
 use time::OffsetDateTime;
 
 use crate::error::S3ErrorKind;
-use crate::layout::Layout;
-use crate::s3::Store;
+use crate::format::layout::Layout;
+use crate::store::s3::RuleAction;
+use crate::store::{LifecycleRule, ObjectAttrs, Store, WriteCondition};
 use crate::{Error, Result};
 
 /// The `format` of `.s32s3/config.json`.
@@ -174,19 +169,10 @@ pub async fn inspect(
 /// With no config.json, any data objects present were written by rclone (or are foreign): their names
 /// must decrypt with this password, or writing more would mix keys in one bucket.
 async fn check_foreign_names(dest: &Store, bucket: &str, layout: &Layout) -> Result<()> {
-    let out = dest
-        .send("ListObjectsV2", bucket, None, || {
-            dest.client()
-                .list_objects_v2()
-                .bucket(bucket)
-                .set_prefix((!layout.root().is_empty()).then(|| layout.root().to_owned()))
-                .max_keys(20)
-                .send()
-        })
-        .await?;
+    let listed = dest.list_first(bucket, Some(layout.root()), 20).await?;
     let meta_prefix = layout.meta("");
-    for object in out.contents() {
-        let key = object.key().unwrap_or_default();
+    for object in &listed {
+        let key = object.key.as_str();
         if key.starts_with(&meta_prefix) || key.ends_with('/') {
             continue;
         }
@@ -211,22 +197,8 @@ pub async fn ensure_bucket(dest: &Store, bucket: &str, state: &DestinationState)
     if !state.bucket_exists {
         dest.create_bucket(bucket, false).await?;
     }
-    let versioning = dest
-        .send("GetBucketVersioning", bucket, None, || {
-            dest.client().get_bucket_versioning().bucket(bucket).send()
-        })
-        .await?;
-    if versioning.status() != Some(&BucketVersioningStatus::Enabled) {
-        dest.send("PutBucketVersioning", bucket, None, || {
-            dest.client()
-                .put_bucket_versioning()
-                .bucket(bucket)
-                .versioning_configuration(
-                    VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
-                )
-                .send()
-        })
-        .await?;
+    if !dest.versioning_enabled(bucket).await? {
+        dest.enable_versioning(bucket).await?;
     }
     Ok(())
 }
@@ -260,22 +232,13 @@ pub async fn ensure_config(
     };
     let body = serde_json::to_vec_pretty(&config).expect("config serializes");
     let key = layout.meta("config.json");
+    // Replace exactly what was read, or create only if there is none.
+    let condition = match &state.config_etag {
+        Some(etag) => WriteCondition::Replace(etag),
+        None => WriteCondition::Create,
+    };
     let put = dest
-        .send("PutObject", bucket, Some(&key), || {
-            let request = dest
-                .client()
-                .put_object()
-                .bucket(bucket)
-                .key(&key)
-                .content_type("application/json")
-                .body(ByteStream::from(body.clone()));
-            // Replace exactly what was read, or create only if there is none.
-            match &state.config_etag {
-                Some(etag) => request.if_match(etag),
-                None => request.if_none_match("*"),
-            }
-            .send()
-        })
+        .put(bucket, &key, bytes::Bytes::from(body), &ObjectAttrs::typed("application/json"), condition)
         .await;
     match put {
         Ok(_) => Ok(now),
@@ -300,42 +263,23 @@ fn rule_ids(root: &str) -> [String; 3] {
     [RULE_NONCURRENT, RULE_DELETE_MARKERS, RULE_MULTIPART].map(|id| format!("{id}{suffix}"))
 }
 
-/// The prefix a rule applies to (`""`: the whole bucket).
-#[allow(deprecated)] // a rule's top-level `Prefix` is deprecated in S3, but servers still return it
-fn rule_prefix(rule: &LifecycleRule) -> &str {
-    rule.filter()
-        .and_then(|f| f.prefix().or_else(|| f.and().and_then(|a| a.prefix())))
-        .or_else(|| rule.prefix())
-        .unwrap_or_default()
-}
-
 /// Whether `rule` applies to at least some of the objects under `root`.
 fn covers(rule: &LifecycleRule, root: &str) -> bool {
-    let prefix = rule_prefix(rule);
-    rule.status() == &ExpirationStatus::Enabled && (root.starts_with(prefix) || prefix.starts_with(root))
+    let prefix = rule.prefix();
+    rule.enabled() && (root.starts_with(prefix) || prefix.starts_with(root))
 }
 
 /// The smallest noncurrent-version expiration (days) of the enabled rules that apply under `root`: what
 /// really expires the versions of this location (`None`: nothing does).
 #[must_use]
 pub fn effective_expiration(rules: &[LifecycleRule], root: &str) -> Option<u32> {
-    rules
-        .iter()
-        .filter(|r| covers(r, root))
-        .filter_map(|r| r.noncurrent_version_expiration()?.noncurrent_days())
-        .filter_map(|d| u32::try_from(d).ok())
-        .min()
+    rules.iter().filter(|r| covers(r, root)).filter_map(LifecycleRule::noncurrent_days).min()
 }
 
 /// The bucket's lifecycle rules (`None`: the destination does not implement lifecycle configuration).
 async fn lifecycle_rules(dest: &Store, bucket: &str) -> Result<Option<Vec<LifecycleRule>>> {
-    let read = dest
-        .send("GetBucketLifecycleConfiguration", bucket, None, || {
-            dest.client().get_bucket_lifecycle_configuration().bucket(bucket).send()
-        })
-        .await;
-    match read {
-        Ok(out) => Ok(Some(out.rules().to_vec())),
+    match dest.lifecycle(bucket).await {
+        Ok(rules) => Ok(Some(rules)),
         Err(Error::S3(e)) if e.kind == S3ErrorKind::NotFound => Ok(Some(Vec::new())),
         Err(Error::S3(e)) if e.kind == S3ErrorKind::NotImplemented => Ok(None),
         Err(e) => Err(e),
@@ -393,13 +337,11 @@ pub async fn plan_lifecycle(
         rule.id().is_some_and(|id| {
             ids.iter().any(|ours| ours == id)
                 // Rules of earlier versions had the plain ids whatever the prefix.
-                || ([RULE_NONCURRENT, RULE_DELETE_MARKERS, RULE_MULTIPART].contains(&id) && rule_prefix(rule) == root)
+                || ([RULE_NONCURRENT, RULE_DELETE_MARKERS, RULE_MULTIPART].contains(&id) && rule.prefix() == root)
         })
     };
     for rule in existing.iter().filter(|r| !ours(r) && covers(r, root)) {
-        let expires_current =
-            rule.expiration().is_some_and(|e| e.days().is_some_and(|d| d > 0) || e.date().is_some());
-        if expires_current {
+        if rule.expires_current() {
             return Err(Error::Config {
                 field: "backup_bucket".into(),
                 reason: format!(
@@ -439,21 +381,9 @@ pub async fn apply_lifecycle(
         return Ok(());
     }
     let Some(rules) = &plan.write else { return Ok(()) };
-    let config = BucketLifecycleConfiguration::builder()
-        .set_rules(Some(rules.clone()))
-        .build()
-        .expect("rules are set");
-    let put = dest
-        .send("PutBucketLifecycleConfiguration", bucket, None, || {
-            dest.client()
-                .put_bucket_lifecycle_configuration()
-                .bucket(bucket)
-                .lifecycle_configuration(config.clone())
-                .send()
-        })
-        .await;
+    let put = dest.put_lifecycle(bucket, rules).await;
     match put {
-        Ok(_) => Ok(()),
+        Ok(()) => Ok(()),
         Err(Error::S3(e)) if e.kind == S3ErrorKind::NotImplemented => {
             warn(&format!(
                 "the destination does not support lifecycle rules ({e}); old versions will not expire by themselves"
@@ -465,34 +395,10 @@ pub async fn apply_lifecycle(
 }
 
 fn our_rules(prefix: &str, ids: &[String; 3], expiration_days: u32) -> Vec<LifecycleRule> {
-    let days = i32::try_from(expiration_days).unwrap_or(i32::MAX);
-    let filter = || LifecycleRuleFilter::builder().prefix(prefix).build();
     vec![
-        LifecycleRule::builder()
-            .id(&ids[0])
-            .status(ExpirationStatus::Enabled)
-            .filter(filter())
-            .noncurrent_version_expiration(
-                NoncurrentVersionExpiration::builder().noncurrent_days(days).build(),
-            )
-            .build()
-            .expect("status is set"),
-        LifecycleRule::builder()
-            .id(&ids[1])
-            .status(ExpirationStatus::Enabled)
-            .filter(filter())
-            .expiration(LifecycleExpiration::builder().expired_object_delete_marker(true).build())
-            .build()
-            .expect("status is set"),
-        LifecycleRule::builder()
-            .id(&ids[2])
-            .status(ExpirationStatus::Enabled)
-            .filter(filter())
-            .abort_incomplete_multipart_upload(
-                AbortIncompleteMultipartUpload::builder().days_after_initiation(1).build(),
-            )
-            .build()
-            .expect("status is set"),
+        LifecycleRule::new(&ids[0], prefix, RuleAction::ExpireNoncurrent(expiration_days)),
+        LifecycleRule::new(&ids[1], prefix, RuleAction::RemoveExpiredDeleteMarkers),
+        LifecycleRule::new(&ids[2], prefix, RuleAction::AbortIncompleteUploads),
     ]
 }
 
@@ -506,23 +412,15 @@ pub async fn get_small(store: &Store, bucket: &str, key: &str) -> Result<Option<
 
 /// [`get_small`] with the object's ETag.
 async fn get_small_with_etag(store: &Store, bucket: &str, key: &str) -> Result<Option<(Vec<u8>, String)>> {
-    match store.get_bytes(bucket, key, || store.client().get_object().bucket(bucket).key(key), 0).await {
-        Ok((out, body)) => Ok(Some((body.to_vec(), out.e_tag().unwrap_or_default().to_owned()))),
-        Err(Error::S3(e)) if e.kind == S3ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
+    Ok(store
+        .get_if_exists(bucket, key)
+        .await?
+        .map(|(head, body)| (body.to_vec(), head.etag.unwrap_or_default())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rule(id: &str, prefix: &str) -> aws_sdk_s3::types::builders::LifecycleRuleBuilder {
-        LifecycleRule::builder()
-            .id(id)
-            .status(ExpirationStatus::Enabled)
-            .filter(LifecycleRuleFilter::builder().prefix(prefix).build())
-    }
 
     #[test]
     fn each_prefix_has_its_own_rule_ids() {
@@ -536,21 +434,15 @@ mod tests {
 
     #[test]
     fn the_smallest_expiration_covering_the_location_counts() {
-        let expire = |id: &str, prefix: &str, days: i32| {
-            rule(id, prefix)
-                .noncurrent_version_expiration(
-                    NoncurrentVersionExpiration::builder().noncurrent_days(days).build(),
-                )
-                .build()
-                .unwrap()
-        };
+        let expire =
+            |id: &str, prefix: &str, days| LifecycleRule::new(id, prefix, RuleAction::ExpireNoncurrent(days));
         let rules =
             vec![expire("ours", "backups/", 7), expire("users-all", "", 30), expire("other", "logs/", 1)];
         assert_eq!(effective_expiration(&rules, "backups/"), Some(7));
         assert_eq!(effective_expiration(&rules, "elsewhere/"), Some(30));
         // A rule for a part of the location expires part of it: it counts.
         assert_eq!(effective_expiration(&rules, ""), Some(1));
-        let disabled = vec![rule("off", "").status(ExpirationStatus::Disabled).build().unwrap()];
+        let disabled = vec![expire("off", "", 1).with_enabled(false)];
         assert_eq!(effective_expiration(&disabled, ""), None);
     }
 }

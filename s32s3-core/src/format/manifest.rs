@@ -15,7 +15,7 @@ use std::path::Path;
 use s32s3_crypt::{Cipher, DecryptReader, EncryptReader};
 use serde::{Deserialize, Serialize};
 
-use crate::spool::Spool;
+use crate::format::spool::Spool;
 use crate::{Error, Result};
 
 /// The `format` field of every manifest header.
@@ -283,7 +283,7 @@ impl ManifestWriter {
     ///
     /// # Errors
     /// [`Error::Io`] when the spool cannot be read.
-    pub fn entries(&mut self) -> Result<crate::spool::SpoolReader<'_, Entry>> {
+    pub fn entries(&mut self) -> Result<crate::format::spool::SpoolReader<'_, Entry>> {
         self.spool.reader()
     }
 

@@ -1,0 +1,10 @@
+//! The transfer engine: source listings ([`listing`]), the merge-join of a listing against the previous
+//! snapshot ([`plan`]), moving one object either way ([`transfer`]) and the configuration documents and
+//! MinIO exports that travel beside the data ([`bucket_config`], [`instance`]).
+
+pub mod bucket_config;
+pub mod instance;
+pub mod listing;
+pub mod parts;
+pub mod plan;
+pub mod transfer;
