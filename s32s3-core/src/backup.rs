@@ -102,11 +102,7 @@ impl Backup {
         cx.progress.event(&Event::Phase("checking the backup location"));
         let bucket = self.config.backup_bucket.as_str();
         let state = cx.inspect().await?;
-        let catalog = if state.bucket_exists {
-            snapshots::catalog(&cx.dest, bucket, &cx.layout).await?
-        } else {
-            Catalog::default()
-        };
+        let catalog = if state.bucket_exists { cx.snapshots().catalog().await? } else { Catalog::default() };
         let previous = cx.load_previous(&catalog).await?;
 
         if self.dry_run {
@@ -468,15 +464,7 @@ impl Repository {
         wanted: impl Fn(&crate::format::manifest::ManifestReader) -> bool,
     ) -> Result<Option<(SnapshotRef, crate::format::manifest::ManifestReader)>> {
         for candidate in candidates {
-            let opened = snapshots::open_snapshot(
-                &self.dest,
-                self.bucket(),
-                &self.layout,
-                candidate,
-                &self.cipher,
-                self.work.path(),
-            )
-            .await;
+            let opened = self.snapshots().open(candidate).await;
             match opened {
                 Ok(reader) if wanted(&reader) => return Ok(Some((candidate.clone(), reader))),
                 Ok(_) => {}

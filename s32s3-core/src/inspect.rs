@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use crate::Result;
 use crate::format::manifest::Header;
 use crate::format::retention::Window;
-use crate::format::snapshots::{self, SnapshotRef};
+use crate::format::snapshots::SnapshotRef;
 use crate::options::RunConfig;
 use crate::progress::Progress;
 use crate::repo::Repository;
@@ -32,19 +32,11 @@ pub struct SnapshotInfo {
 pub async fn describe(config: &RunConfig, progress: Arc<dyn Progress>) -> Result<Vec<SnapshotInfo>> {
     let cx = Repository::open(config, progress, false).await?;
     let state = cx.inspect_existing().await?;
-    let history = snapshots::history(&cx.dest, cx.bucket(), &cx.layout, state.records_since()).await?;
+    let location = cx.snapshots();
+    let history = location.history(state.records_since()).await?;
     let mut out = Vec::new();
     for snapshot in &history.catalog.manifests {
-        let header = snapshots::read_snapshot_header(
-            &cx.dest,
-            cx.bucket(),
-            &cx.layout,
-            snapshot,
-            &cx.cipher,
-            cx.work.path(),
-        )
-        .await
-        .map_err(|e| e.to_string());
+        let header = location.header(snapshot).await.map_err(|e| e.to_string());
         let window = (!snapshot.checkpoint).then(|| history.window(snapshot));
         out.push(SnapshotInfo { snapshot: snapshot.clone(), header, window });
     }
@@ -74,20 +66,10 @@ pub async fn storage_stats(config: &RunConfig, progress: Arc<dyn Progress>) -> R
     if !cx.dest.bucket_exists(cx.bucket()).await? {
         return Ok(StorageStats::default());
     }
-    let snapshots: Vec<SnapshotRef> = snapshots::list(&cx.dest, cx.bucket(), &cx.layout)
-        .await?
-        .into_iter()
-        .filter(|s| !s.checkpoint)
-        .collect();
-    let newest = snapshots::newest_complete(
-        &cx.dest,
-        cx.bucket(),
-        &cx.layout,
-        &cx.cipher,
-        cx.work.path(),
-        snapshots.iter(),
-    )
-    .await?;
+    let location = cx.snapshots();
+    let snapshots: Vec<SnapshotRef> =
+        location.catalog().await?.manifests.into_iter().filter(|s| !s.checkpoint).collect();
+    let newest = location.newest_complete(snapshots.iter()).await?;
     let mut stats = StorageStats {
         snapshots: snapshots.len() as u64,
         last_complete: newest.map(|(snapshot, _)| snapshot.finished),

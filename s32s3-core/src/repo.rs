@@ -10,7 +10,7 @@ use crate::error::Side;
 use crate::format::destination::{self, DestinationState};
 use crate::format::layout::Layout;
 use crate::format::lease::{Lease, LeaseOptions};
-use crate::format::snapshots::{self, Selected, Selector};
+use crate::format::snapshots::{self, Selected, Selector, Snapshots};
 use crate::options::RunConfig;
 use crate::progress::{Event, Progress};
 use crate::store::s3::Store;
@@ -89,28 +89,27 @@ impl Repository {
         Lease::acquire(&self.dest, self.bucket(), &self.layout.meta("lock"), run_id, purpose, &options).await
     }
 
-    /// Picks the snapshot `selector` names ([`snapshots::select`]): the location's history read, warnings
-    /// as progress events.
+    /// The location's snapshots, read with this repository's keys and work directory.
+    pub(crate) fn snapshots(&self) -> Snapshots<'_> {
+        Snapshots {
+            dest: &self.dest,
+            bucket: self.bucket(),
+            layout: &self.layout,
+            cipher: &self.cipher,
+            dir: self.work.path(),
+        }
+    }
+
+    /// Picks the snapshot `selector` names ([`snapshots::select_in`]): the location's history read,
+    /// warnings as progress events.
     pub(crate) async fn select(
         &self,
         records_since: Option<time::OffsetDateTime>,
         selector: &Selector,
     ) -> Result<Selected> {
-        let history = snapshots::history(&self.dest, self.bucket(), &self.layout, records_since).await?;
+        let history = self.snapshots().history(records_since).await?;
         let warn = |m: &str| self.progress.event(&Event::Warning(m));
-        let (dir, now) = (self.work.path(), self.now());
-        snapshots::select(
-            &self.dest,
-            self.bucket(),
-            &self.layout,
-            &self.cipher,
-            dir,
-            &history,
-            selector,
-            now,
-            &warn,
-        )
-        .await
+        snapshots::select_in(&self.snapshots(), &history, selector, self.now(), &warn).await
     }
 }
 

@@ -25,7 +25,7 @@ use crate::engine::plan::PreviousEntries;
 use crate::engine::transfer::{RestoreItem, Restorer};
 use crate::error::S3ErrorKind;
 use crate::format::manifest::{BucketRecord, Entry, Header, Totals};
-use crate::format::snapshots::{self, Selector};
+use crate::format::snapshots::Selector;
 use crate::options::RunConfig;
 use crate::progress::{Event, Outcome, Progress};
 use crate::repo::Repository;
@@ -300,9 +300,7 @@ impl RestoreRun<'_> {
             header.snapshot_id, header.finished
         )));
 
-        let reader =
-            snapshots::open_snapshot(&cx.dest, cx.bucket(), &cx.layout, &snap, &cx.cipher, cx.work.path())
-                .await?;
+        let reader = cx.snapshots().open(&snap).await?;
         let dir = cx.work.path().to_owned();
         let mut entries = tokio::task::spawn_blocking(move || PreviousEntries::split(reader, &dir))
             .await

@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::S3ErrorKind;
-use crate::format::manifest::{Entry, Totals};
-use crate::format::snapshots::{self, Selector};
+use crate::format::manifest::{Entry, InstanceRefs, ManifestReader, Totals};
+use crate::format::snapshots::Selector;
 use crate::options::RunConfig;
 use crate::progress::{Event, Outcome, Progress};
 use crate::repo::Repository;
@@ -85,15 +85,7 @@ impl Verify {
             "verifying snapshot {} of {}",
             header.snapshot_id, header.finished
         )));
-        let reader = snapshots::open_snapshot(
-            &cx.dest,
-            cx.bucket(),
-            &cx.layout,
-            &selected.snapshot,
-            &cx.cipher,
-            cx.work.path(),
-        )
-        .await?;
+        let reader = cx.snapshots().open(&selected.snapshot).await?;
         let mut summary = VerifySummary {
             snapshot_id: header.snapshot_id.clone(),
             checked: Totals::default(),
@@ -105,32 +97,25 @@ impl Verify {
         };
         // Instance exports must be there too.
         if let Some(refs) = &header.instance {
-            for key in
-                [&refs.server_info, &refs.config, &refs.iam, &refs.bucket_metadata].into_iter().flatten()
-            {
-                match check_exists(&cx, key).await {
-                    Ok(()) => {}
-                    Err(e) if e.s3_kind() == Some(S3ErrorKind::NotFound) => {
-                        summary.bad.push(Failure {
-                            bucket: String::new(),
-                            key: key.clone(),
-                            error: e.to_string(),
-                        });
-                    }
-                    Err(e) if fatal(&e) => return Err(e),
-                    Err(e) => {
-                        summary.unreadable.push(Failure {
-                            bucket: String::new(),
-                            key: key.clone(),
-                            error: e.to_string(),
-                        });
-                    }
-                }
-            }
+            check_exports(&cx, refs, &mut summary).await?;
         }
+        self.check_entries(&cx, reader, &cancel, &mut summary).await?;
+        summary.bad.sort_by(|a, b| (&a.bucket, &a.key).cmp(&(&b.bucket, &b.key)));
+        summary.unreadable.sort_by(|a, b| (&a.bucket, &a.key).cmp(&(&b.bucket, &b.key)));
+        summary.duration = started.elapsed();
+        Ok(summary)
+    }
+
+    /// Checks every entry of the manifest (a HEAD each, or a read for the sampled ones), in parallel.
+    async fn check_entries(
+        &self,
+        cx: &Repository,
+        reader: ManifestReader,
+        cancel: &CancellationToken,
+        summary: &mut VerifySummary,
+    ) -> Result<()> {
         let limits = Arc::new(Limits::new(&self.config.transfer));
         let read_data = self.read_data;
-        let cx = &cx;
         let mut results = futures::stream::iter(reader)
             .map(|entry| {
                 let limits = Arc::clone(&limits);
@@ -179,11 +164,22 @@ impl Verify {
                 }
             }
         }
-        summary.bad.sort_by(|a, b| (&a.bucket, &a.key).cmp(&(&b.bucket, &b.key)));
-        summary.unreadable.sort_by(|a, b| (&a.bucket, &a.key).cmp(&(&b.bucket, &b.key)));
-        summary.duration = started.elapsed();
-        Ok(summary)
+        Ok(())
     }
+}
+
+/// Checks that the snapshot's MinIO exports are stored.
+async fn check_exports(cx: &Repository, refs: &InstanceRefs, summary: &mut VerifySummary) -> Result<()> {
+    for key in [&refs.server_info, &refs.config, &refs.iam, &refs.bucket_metadata].into_iter().flatten() {
+        let failure = |e: &Error| Failure { bucket: String::new(), key: key.clone(), error: e.to_string() };
+        match check_exists(cx, key).await {
+            Ok(()) => {}
+            Err(e) if e.s3_kind() == Some(S3ErrorKind::NotFound) => summary.bad.push(failure(&e)),
+            Err(e) if fatal(&e) => return Err(e),
+            Err(e) => summary.unreadable.push(failure(&e)),
+        }
+    }
+    Ok(())
 }
 
 /// Deterministic sampling: the same keys are read each time for the same percentage.

@@ -77,18 +77,6 @@ impl SortedListing {
         Self(ExternalSort::new(dir, run_len, listed_key))
     }
 
-    /// Objects pushed so far.
-    #[must_use]
-    pub fn len(&self) -> u64 {
-        self.0.len()
-    }
-
-    /// Whether nothing was pushed.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// Adds one object.
     ///
     /// # Errors
@@ -111,18 +99,6 @@ impl SortedListing {
 pub struct Sorted(SortedItems<Listed>);
 
 impl Sorted {
-    /// Objects listed (duplicates included).
-    #[must_use]
-    pub fn len(&self) -> u64 {
-        self.0.len()
-    }
-
-    /// Whether the listing is empty.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// The objects in key byte order; a key listed twice (a server repeating it across pages) is yielded
     /// once.
     ///

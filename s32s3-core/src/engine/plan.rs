@@ -211,12 +211,6 @@ impl PreviousEntries {
         self.buckets.keys().map(String::as_str)
     }
 
-    /// Number of entries of `bucket`.
-    #[must_use]
-    pub fn len(&self, bucket: &str) -> u64 {
-        self.buckets.get(bucket).map_or(0, Spool::len)
-    }
-
     /// The entries of `bucket`, sorted by key (none for an unknown bucket).
     ///
     /// # Errors
@@ -335,7 +329,6 @@ mod tests {
         let entries = vec![entry("a", "1", "e"), entry("a", "2", "e"), entry("b", "1", "e")];
         let mut previous = PreviousEntries::split(entries.into_iter().map(Ok), dir.path()).unwrap();
         assert_eq!(previous.bucket_names().collect::<Vec<_>>(), ["a", "b"]);
-        assert_eq!(previous.len("a"), 2);
         for _ in 0..2 {
             let keys: Vec<String> = previous.entries("a").unwrap().map(|e| e.unwrap().key).collect();
             assert_eq!(keys, ["1", "2"]);

@@ -217,23 +217,6 @@ pub async fn open(
         .expect("does not panic")
 }
 
-/// Downloads and opens the manifest of `snap`, checked against its name ([`check_binding`]).
-///
-/// # Errors
-/// S3 failures, [`Error::Corrupt`] (unreadable, or not the manifest its name says).
-pub async fn open_snapshot(
-    dest: &Store,
-    bucket: &str,
-    layout: &Layout,
-    snap: &SnapshotRef,
-    cipher: &Cipher,
-    dir: &Path,
-) -> Result<ManifestReader> {
-    let reader = open(dest, bucket, &snap.key, cipher, dir).await?;
-    check_binding(reader.header(), snap, bucket, layout)?;
-    Ok(reader)
-}
-
 /// Checks that a manifest's header belongs under its object name: the same snapshot id, the same finish
 /// time (to the millisecond, as names have it), the status its kind of name implies, and (when the header
 /// records one) the same backup location. A manifest copied or renamed by someone who cannot write one
@@ -305,23 +288,6 @@ pub async fn read_header(
     if header.format != crate::format::manifest::FORMAT {
         return Err(Error::corrupt(&name, "not an s32s3 manifest"));
     }
-    Ok(header)
-}
-
-/// [`read_header`] of `snap`, checked against its name ([`check_binding`]).
-///
-/// # Errors
-/// S3 failures, [`Error::Corrupt`].
-pub async fn read_snapshot_header(
-    dest: &Store,
-    bucket: &str,
-    layout: &Layout,
-    snap: &SnapshotRef,
-    cipher: &Cipher,
-    dir: &Path,
-) -> Result<Header> {
-    let header = read_header(dest, bucket, &snap.key, cipher, dir).await?;
-    check_binding(&header, snap, bucket, layout)?;
     Ok(header)
 }
 
@@ -433,20 +399,16 @@ pub async fn history(
 /// # Errors
 /// [`Error::NoSnapshot`] with what exists instead; S3 failures; [`Error::Corrupt`] for the snapshot asked
 /// for by id.
-#[allow(clippy::too_many_arguments)] // the location, the keys, a work dir, the history, the choice, the time
-pub async fn select(
-    dest: &Store,
-    bucket: &str,
-    layout: &Layout,
-    cipher: &Cipher,
-    dir: &Path,
+pub async fn select_in(
+    location: &Snapshots<'_>,
     history: &History,
     selector: &Selector,
     now: OffsetDateTime,
     warn: &(dyn Fn(&str) + Sync),
 ) -> Result<Selected> {
+    let snapshots = location;
     let all: Vec<&SnapshotRef> = history.catalog.snapshots().collect();
-    let location = format!("s3://{bucket}/{}", layout.root());
+    let location = format!("s3://{}/{}", snapshots.bucket, snapshots.layout.root());
     let Some(oldest) = all.first() else {
         return Err(Error::NoSnapshot(format!("no snapshots in {location}")));
     };
@@ -461,7 +423,7 @@ pub async fn select(
         let snap = all.iter().find(|s| &s.id == id).ok_or_else(|| {
             Error::NoSnapshot(format!("no snapshot {id:?} in {location} (`s32s3 snapshots` lists them)"))
         })?;
-        let header = read_snapshot_header(dest, bucket, layout, snap, cipher, dir).await?;
+        let header = snapshots.header(snap).await?;
         return accept(snap, header);
     }
     let at = match selector {
@@ -469,7 +431,7 @@ pub async fn select(
         _ => None,
     };
     for snap in all.iter().rev().filter(|s| at.is_none_or(|at| s.finished <= at)) {
-        let header = match read_snapshot_header(dest, bucket, layout, snap, cipher, dir).await {
+        let header = match snapshots.header(snap).await {
             Ok(header) => header,
             Err(e @ Error::Corrupt { .. }) => {
                 warn(&format!("skipping snapshot {}: {e}", snap.id));
@@ -503,26 +465,80 @@ pub async fn select(
     }))
 }
 
-/// The newest complete, readable snapshot among `candidates` (oldest first) with its header: headers are
-/// read from the newest backwards until one says complete, so usually only one is read.
-pub(crate) async fn newest_complete<'a>(
-    dest: &Store,
-    bucket: &str,
-    layout: &Layout,
-    cipher: &Cipher,
-    dir: &Path,
-    candidates: impl DoubleEndedIterator<Item = &'a SnapshotRef>,
-) -> Result<Option<(SnapshotRef, Header)>> {
-    for snap in candidates.rev() {
-        match read_snapshot_header(dest, bucket, layout, snap, cipher, dir).await {
-            Ok(header) if header.status == SnapshotStatus::Complete => {
-                return Ok(Some((snap.clone(), header)));
-            }
-            Ok(_) | Err(Error::Corrupt { .. }) => {}
-            Err(e) => return Err(e),
-        }
+/// One backup location's snapshots, with what reading them takes: the destination, the layout, the keys
+/// and a work directory for downloaded manifests.
+#[derive(Clone, Copy)]
+pub struct Snapshots<'a> {
+    /// The destination store.
+    pub dest: &'a Store,
+    /// The backup bucket.
+    pub bucket: &'a str,
+    /// The location's layout.
+    pub layout: &'a Layout,
+    /// The keys.
+    pub cipher: &'a Cipher,
+    /// Where downloaded manifests go.
+    pub dir: &'a Path,
+}
+
+impl Snapshots<'_> {
+    /// Everything under `.s32s3/snapshots/` ([`catalog`]).
+    ///
+    /// # Errors
+    /// S3 failures.
+    pub async fn catalog(&self) -> Result<Catalog> {
+        catalog(self.dest, self.bucket, self.layout).await
     }
-    Ok(None)
+
+    /// The location's history ([`history`]).
+    ///
+    /// # Errors
+    /// S3 failures.
+    pub async fn history(&self, records_since: Option<OffsetDateTime>) -> Result<History> {
+        history(self.dest, self.bucket, self.layout, records_since).await
+    }
+
+    /// Downloads and opens a snapshot's manifest, checking that it belongs under its name
+    /// ([`check_binding`]).
+    ///
+    /// # Errors
+    /// S3 failures, [`Error::Corrupt`] (unreadable, or not the manifest its name says).
+    pub async fn open(&self, snap: &SnapshotRef) -> Result<ManifestReader> {
+        let reader = open(self.dest, self.bucket, &snap.key, self.cipher, self.dir).await?;
+        check_binding(reader.header(), snap, self.bucket, self.layout)?;
+        Ok(reader)
+    }
+
+    /// Reads a snapshot's header (only the start of the manifest), checking that it belongs under its name.
+    ///
+    /// # Errors
+    /// S3 failures, [`Error::Corrupt`].
+    pub async fn header(&self, snap: &SnapshotRef) -> Result<Header> {
+        let header = read_header(self.dest, self.bucket, &snap.key, self.cipher, self.dir).await?;
+        check_binding(&header, snap, self.bucket, self.layout)?;
+        Ok(header)
+    }
+
+    /// The newest complete, readable snapshot among `candidates` (oldest first) with its header: headers
+    /// are read from the newest backwards until one says complete, so usually only one is read.
+    ///
+    /// # Errors
+    /// S3 failures other than an unreadable manifest.
+    pub async fn newest_complete<'s>(
+        &self,
+        candidates: impl DoubleEndedIterator<Item = &'s SnapshotRef>,
+    ) -> Result<Option<(SnapshotRef, Header)>> {
+        for snap in candidates.rev() {
+            match self.header(snap).await {
+                Ok(header) if header.status == SnapshotStatus::Complete => {
+                    return Ok(Some((snap.clone(), header)));
+                }
+                Ok(_) | Err(Error::Corrupt { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
 }
 
 #[cfg(test)]

@@ -108,16 +108,14 @@ pub async fn audit(
             continue;
         };
         let window = info.window.expect("snapshots have windows");
-        let reader = crate::format::snapshots::open_snapshot(
-            &store,
+        let location = crate::format::snapshots::Snapshots {
+            dest: &store,
             bucket,
-            &layout,
-            &info.snapshot,
-            &cipher,
-            dir.path(),
-        )
-        .await
-        .expect("open a listed snapshot");
+            layout: &layout,
+            cipher: &cipher,
+            dir: dir.path(),
+        };
+        let reader = location.open(&info.snapshot).await.expect("open a listed snapshot");
         let entries: Vec<Entry> = reader.map(|e| e.expect("a readable entry")).collect();
         if window.restorable_at(now) {
             for entry in &entries {
