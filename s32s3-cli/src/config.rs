@@ -3,90 +3,237 @@
 //! The names mirror the Helm chart's values (`source.endpoint` ↔ `S32S3_SOURCE_ENDPOINT` ↔
 //! `--source-endpoint`).
 //!
-//! Every invalid field is reported with its name; secrets are never printed (see [`Effective::masked`]).
+//! One type, [`ConfigLayer`], is both the TOML file (serde) and the flags with their environment variables
+//! (clap): each setting is declared once, with its flag, variable and key, and every field is an `Option`
+//! (unset). The layers — flags and environment (clap applies those two), the file, an imported rclone.conf —
+//! are stacked by [`Merge`], and only the merged layer is defaulted and checked.
+//!
+//! Every invalid field is reported with its name; secrets are never printed (see [`Effective::masked`]; in
+//! the layers they are [`Secret`]s, whose `Debug` is redacted).
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use s32s3_core::{Provider, RunConfig, S3Endpoint, Secret, TransferOptions};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
-/// The TOML file, every field optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    source: Option<EndpointFile>,
-    destination: Option<EndpointFile>,
-    crypt: Option<CryptFile>,
-    backup_bucket: Option<String>,
-    backup_prefix: Option<String>,
-    expiration_days: Option<u32>,
-    transfers: Option<usize>,
-    checkers: Option<usize>,
-    bwlimit: Option<SizeValue>,
-    multipart_threshold: Option<SizeValue>,
-    part_size: Option<SizeValue>,
-    part_concurrency: Option<usize>,
-    memory_limit: Option<SizeValue>,
-    retries: Option<u32>,
-    max_delete: Option<u32>,
-    checkpoint_interval: Option<String>,
-    lease_ttl: Option<String>,
-    work_dir: Option<PathBuf>,
-    log_level: Option<String>,
-    log_format: Option<String>,
-    schedule: Option<String>,
+pub use crate::error::ConfigError;
+use crate::rclone_conf::{RcloneConf, RemoteEndpoint};
+
+/// A configuration layer over a lower one: what `self` sets wins, what it leaves unset comes from `lower`.
+trait Merge {
+    /// `self` over `lower`.
+    #[must_use]
+    fn merge(self, lower: Self) -> Self;
 }
 
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EndpointFile {
-    endpoint: Option<String>,
-    access_key_id: Option<String>,
-    secret_access_key: Option<String>,
-    region: Option<String>,
-    provider: Option<String>,
-}
-
-impl fmt::Debug for EndpointFile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EndpointFile")
-            .field("endpoint", &self.endpoint)
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
-            .field("region", &self.region)
-            .field("provider", &self.provider)
-            .finish()
+impl<T> Merge for Option<T> {
+    fn merge(self, lower: Self) -> Self {
+        self.or(lower)
     }
 }
 
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CryptFile {
-    password: Option<String>,
-    password2: Option<String>,
-    obscured: Option<bool>,
+/// Declares a layer struct and implements [`Merge`] for it field by field, so that a field is named only
+/// where it is declared. A field is an `Option` (a setting) or another layer (a section).
+macro_rules! layer {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $($(#[$field_meta:meta])* $field:ident: $type:ty,)*
+        }
+    ) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $($(#[$field_meta])* $field: $type,)*
+        }
+
+        impl Merge for $name {
+            fn merge(self, lower: Self) -> Self {
+                Self { $($field: Merge::merge(self.$field, lower.$field),)* }
+            }
+        }
+    };
 }
 
-impl fmt::Debug for CryptFile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CryptFile")
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("password2", &self.password2.as_ref().map(|_| "<redacted>"))
-            .field("obscured", &self.obscured)
-            .finish()
+layer! {
+    /// `[source]`, `--source-*`, `S32S3_SOURCE_*`: the store backed up and restored into.
+    #[derive(Args, Clone, Debug, Default, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    #[allow(clippy::struct_field_names)] // prefixed like the flags (`--source-endpoint`); the keys drop it
+    struct SourceLayer {
+        /// Source endpoint URL (the store backed up and restored into).
+        #[arg(long, env = "S32S3_SOURCE_ENDPOINT", help_heading = "Source")]
+        #[serde(rename = "endpoint")]
+        source_endpoint: Option<String>,
+        /// Source access key id.
+        #[arg(long, env = "S32S3_SOURCE_ACCESS_KEY_ID", help_heading = "Source")]
+        #[serde(rename = "access_key_id")]
+        source_access_key_id: Option<String>,
+        /// Source secret access key (prefer the environment variable or the file).
+        #[arg(long, env = "S32S3_SOURCE_SECRET_ACCESS_KEY", hide_env_values = true, help_heading = "Source")]
+        #[serde(rename = "secret_access_key", deserialize_with = "secret")]
+        source_secret_access_key: Option<Secret>,
+        /// Source region (default us-east-1).
+        #[arg(long, env = "S32S3_SOURCE_REGION", help_heading = "Source")]
+        #[serde(rename = "region")]
+        source_region: Option<String>,
+        /// Source provider: minio, aws or other (empty: detect MinIO).
+        #[arg(long, env = "S32S3_SOURCE_PROVIDER", help_heading = "Source")]
+        #[serde(rename = "provider")]
+        source_provider: Option<String>,
     }
 }
 
-/// A size in TOML: a number of bytes or a string with a suffix (`64M`, `64MiB`, `1G`, `off`).
+layer! {
+    /// `[destination]`, `--destination-*`, `S32S3_DESTINATION_*`: the store holding the backups.
+    #[derive(Args, Clone, Debug, Default, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    #[allow(clippy::struct_field_names)] // prefixed like the flags (`--source-endpoint`); the keys drop it
+    struct DestinationLayer {
+        /// Destination endpoint URL (the store holding the backups).
+        #[arg(long, env = "S32S3_DESTINATION_ENDPOINT", help_heading = "Destination")]
+        #[serde(rename = "endpoint")]
+        destination_endpoint: Option<String>,
+        /// Destination access key id.
+        #[arg(long, env = "S32S3_DESTINATION_ACCESS_KEY_ID", help_heading = "Destination")]
+        #[serde(rename = "access_key_id")]
+        destination_access_key_id: Option<String>,
+        /// Destination secret access key (prefer the environment variable or the file).
+        #[arg(
+            long,
+            env = "S32S3_DESTINATION_SECRET_ACCESS_KEY",
+            hide_env_values = true,
+            help_heading = "Destination"
+        )]
+        #[serde(rename = "secret_access_key", deserialize_with = "secret")]
+        destination_secret_access_key: Option<Secret>,
+        /// Destination region (default us-east-1).
+        #[arg(long, env = "S32S3_DESTINATION_REGION", help_heading = "Destination")]
+        #[serde(rename = "region")]
+        destination_region: Option<String>,
+        /// Destination provider (informational: minio, aws or other).
+        #[arg(long, env = "S32S3_DESTINATION_PROVIDER", help_heading = "Destination")]
+        #[serde(rename = "provider")]
+        destination_provider: Option<String>,
+    }
+}
+
+layer! {
+    /// `[crypt]`, `--crypt-*`, `S32S3_CRYPT_*`: the rclone crypt passwords.
+    #[derive(Args, Clone, Debug, Default, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    #[allow(clippy::struct_field_names)] // prefixed like the flags (`--source-endpoint`); the keys drop it
+    struct CryptLayer {
+        /// The crypt password (rclone's `password`), plain unless --crypt-obscured.
+        #[arg(long, env = "S32S3_CRYPT_PASSWORD", hide_env_values = true, help_heading = "Encryption")]
+        #[serde(rename = "password", deserialize_with = "secret")]
+        crypt_password: Option<Secret>,
+        /// The crypt salt password (rclone's `password2`); empty: rclone's default salt.
+        #[arg(long, env = "S32S3_CRYPT_PASSWORD2", hide_env_values = true, help_heading = "Encryption")]
+        #[serde(rename = "password2", deserialize_with = "secret")]
+        crypt_password2: Option<Secret>,
+        /// The crypt passwords are rclone-obscured (as in rclone.conf).
+        #[arg(long, env = "S32S3_CRYPT_OBSCURED", help_heading = "Encryption")]
+        #[serde(rename = "obscured")]
+        crypt_obscured: Option<bool>,
+    }
+}
+
+layer! {
+    /// One layer of the whole configuration: the TOML file, or the flags with their `S32S3_*` environment
+    /// variables. The sections are TOML tables (`[source]`) and flag prefixes (`--source-`); the other
+    /// settings are top-level keys.
+    #[derive(Args, Clone, Debug, Default, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct ConfigLayer {
+        #[command(flatten)]
+        source: SourceLayer,
+        #[command(flatten)]
+        destination: DestinationLayer,
+        #[command(flatten)]
+        crypt: CryptLayer,
+
+        /// Bucket on the destination that holds the backups [default: backups].
+        #[arg(long, env = "S32S3_BACKUP_BUCKET", help_heading = "Backup location")]
+        backup_bucket: Option<String>,
+        /// Prefix inside the backup bucket.
+        #[arg(long, env = "S32S3_BACKUP_PREFIX", help_heading = "Backup location")]
+        backup_prefix: Option<String>,
+        /// Days old versions and snapshots are kept [default: 7].
+        #[arg(long, env = "S32S3_EXPIRATION_DAYS", help_heading = "Backup location")]
+        expiration_days: Option<u32>,
+
+        /// Objects copied at once [default: 16].
+        #[arg(long, env = "S32S3_TRANSFERS", help_heading = "Tuning")]
+        transfers: Option<usize>,
+        /// Buckets listed and configurations read at once [default: 8].
+        #[arg(long, env = "S32S3_CHECKERS", help_heading = "Tuning")]
+        checkers: Option<usize>,
+        /// Upload bandwidth limit per second (`10M`, `off`) [default: off].
+        #[arg(long, env = "S32S3_BWLIMIT", help_heading = "Tuning")]
+        bwlimit: Option<SizeValue>,
+        /// Objects above this size are copied in parallel parts [default: 32M].
+        #[arg(long, env = "S32S3_MULTIPART_THRESHOLD", help_heading = "Tuning")]
+        multipart_threshold: Option<SizeValue>,
+        /// Part size for multipart copies [default: 8M].
+        #[arg(long, env = "S32S3_PART_SIZE", help_heading = "Tuning")]
+        part_size: Option<SizeValue>,
+        /// Parts of one object in flight at once [default: 4].
+        #[arg(long, env = "S32S3_PART_CONCURRENCY", help_heading = "Tuning")]
+        part_concurrency: Option<usize>,
+        /// Object data held in memory at once [default: 96M].
+        #[arg(long, env = "S32S3_MEMORY_LIMIT", help_heading = "Tuning")]
+        memory_limit: Option<SizeValue>,
+        /// Attempts per request for temporary failures, with exponential backoff [default: 10].
+        #[arg(long, env = "S32S3_RETRIES", help_heading = "Tuning")]
+        retries: Option<u32>,
+        /// Stop before deleting more than this percentage of a bucket's objects [default: 50].
+        #[arg(long, env = "S32S3_MAX_DELETE", help_heading = "Tuning")]
+        max_delete: Option<u32>,
+        /// How often an unfinished backup writes a checkpoint (`20s`, `5m`) [default: 20s].
+        #[arg(long, env = "S32S3_CHECKPOINT_INTERVAL", help_heading = "Tuning")]
+        checkpoint_interval: Option<String>,
+        /// How long the lease on the backup location lasts without renewal (`5m`, `30s`) [default: 5m].
+        #[arg(long, env = "S32S3_LEASE_TTL", help_heading = "Tuning")]
+        lease_ttl: Option<String>,
+        /// Directory for temporary files [default: the system's].
+        #[arg(long, env = "S32S3_WORK_DIR", help_heading = "Tuning")]
+        work_dir: Option<PathBuf>,
+
+        /// Log level: error, warn, info, debug, trace (rclone's ERROR, NOTICE, INFO, DEBUG too) [default: info].
+        #[arg(long, env = "S32S3_LOG_LEVEL", help_heading = "Output")]
+        log_level: Option<String>,
+        /// Log format: text or json [default: text].
+        #[arg(long, env = "S32S3_LOG_FORMAT", help_heading = "Output")]
+        log_format: Option<String>,
+
+        /// Daemon schedule, standard 5-field cron in UTC.
+        #[arg(long, env = "S32S3_SCHEDULE", help_heading = "Daemon")]
+        schedule: Option<String>,
+    }
+}
+
+/// A secret in the file: a string, wrapped at once so that no `Debug` of a layer prints it.
+fn secret<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Secret>, D::Error> {
+    String::deserialize(deserializer).map(|text| Some(Secret::new(text)))
+}
+
+/// A size: in TOML a number of bytes or a string with a suffix (`64M`, `64MiB`, `1G`, `off`), on the
+/// command line a string. Parsed (by [`parse_size`]) only once merged, so that a bad value is reported by
+/// its field's name wherever it came from.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 enum SizeValue {
     Bytes(u64),
     Text(String),
+}
+
+impl From<String> for SizeValue {
+    fn from(text: String) -> Self {
+        Self::Text(text)
+    }
 }
 
 impl SizeValue {
@@ -98,114 +245,70 @@ impl SizeValue {
     }
 }
 
-/// Flags (each also read from its `S32S3_*` environment variable) that override the file.
-#[derive(Args, Clone, Default)]
+impl From<RemoteEndpoint> for SourceLayer {
+    fn from(remote: RemoteEndpoint) -> Self {
+        Self {
+            source_endpoint: remote.endpoint,
+            source_access_key_id: remote.access_key_id,
+            source_secret_access_key: remote.secret_access_key.map(Secret::new),
+            source_region: remote.region,
+            source_provider: remote.provider,
+        }
+    }
+}
+
+impl From<RemoteEndpoint> for DestinationLayer {
+    fn from(remote: RemoteEndpoint) -> Self {
+        Self {
+            destination_endpoint: remote.endpoint,
+            destination_access_key_id: remote.access_key_id,
+            destination_secret_access_key: remote.secret_access_key.map(Secret::new),
+            destination_region: remote.region,
+            destination_provider: remote.provider,
+        }
+    }
+}
+
+impl SourceLayer {
+    /// The endpoint, unset parts empty.
+    fn s3(&self) -> S3Endpoint {
+        S3Endpoint {
+            endpoint: self.source_endpoint.clone().unwrap_or_default(),
+            region: self.source_region.clone().unwrap_or_default(),
+            access_key_id: self.source_access_key_id.clone().unwrap_or_default(),
+            secret_access_key: self.source_secret_access_key.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl DestinationLayer {
+    /// The endpoint, unset parts empty.
+    fn s3(&self) -> S3Endpoint {
+        S3Endpoint {
+            endpoint: self.destination_endpoint.clone().unwrap_or_default(),
+            region: self.destination_region.clone().unwrap_or_default(),
+            access_key_id: self.destination_access_key_id.clone().unwrap_or_default(),
+            secret_access_key: self.destination_secret_access_key.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// The configuration flags of every command that talks to S3: the file to read, the flags (each also read
+/// from its `S32S3_*` environment variable) that override it, and an rclone.conf to import under both.
+#[derive(Args, Clone, Debug, Default)]
 pub struct ConfigArgs {
     /// The TOML configuration file.
     #[arg(long, short = 'c', env = "S32S3_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    layer: ConfigLayer,
+    #[command(flatten)]
+    rclone: RcloneImportArgs,
+}
 
-    /// Source endpoint URL (the store backed up and restored into).
-    #[arg(long, env = "S32S3_SOURCE_ENDPOINT", help_heading = "Source")]
-    source_endpoint: Option<String>,
-    /// Source access key id.
-    #[arg(long, env = "S32S3_SOURCE_ACCESS_KEY_ID", help_heading = "Source")]
-    source_access_key_id: Option<String>,
-    /// Source secret access key (prefer the environment variable or the file).
-    #[arg(long, env = "S32S3_SOURCE_SECRET_ACCESS_KEY", hide_env_values = true, help_heading = "Source")]
-    source_secret_access_key: Option<String>,
-    /// Source region (default us-east-1).
-    #[arg(long, env = "S32S3_SOURCE_REGION", help_heading = "Source")]
-    source_region: Option<String>,
-    /// Source provider: minio, aws or other (empty: detect MinIO).
-    #[arg(long, env = "S32S3_SOURCE_PROVIDER", help_heading = "Source")]
-    source_provider: Option<String>,
-
-    /// Destination endpoint URL (the store holding the backups).
-    #[arg(long, env = "S32S3_DESTINATION_ENDPOINT", help_heading = "Destination")]
-    destination_endpoint: Option<String>,
-    /// Destination access key id.
-    #[arg(long, env = "S32S3_DESTINATION_ACCESS_KEY_ID", help_heading = "Destination")]
-    destination_access_key_id: Option<String>,
-    /// Destination secret access key (prefer the environment variable or the file).
-    #[arg(
-        long,
-        env = "S32S3_DESTINATION_SECRET_ACCESS_KEY",
-        hide_env_values = true,
-        help_heading = "Destination"
-    )]
-    destination_secret_access_key: Option<String>,
-    /// Destination region (default us-east-1).
-    #[arg(long, env = "S32S3_DESTINATION_REGION", help_heading = "Destination")]
-    destination_region: Option<String>,
-    /// Destination provider (informational: minio, aws or other).
-    #[arg(long, env = "S32S3_DESTINATION_PROVIDER", help_heading = "Destination")]
-    destination_provider: Option<String>,
-
-    /// The crypt password (rclone's `password`), plain unless --crypt-obscured.
-    #[arg(long, env = "S32S3_CRYPT_PASSWORD", hide_env_values = true, help_heading = "Encryption")]
-    crypt_password: Option<String>,
-    /// The crypt salt password (rclone's `password2`); empty: rclone's default salt.
-    #[arg(long, env = "S32S3_CRYPT_PASSWORD2", hide_env_values = true, help_heading = "Encryption")]
-    crypt_password2: Option<String>,
-    /// The crypt passwords are rclone-obscured (as in rclone.conf).
-    #[arg(long, env = "S32S3_CRYPT_OBSCURED", help_heading = "Encryption")]
-    crypt_obscured: Option<bool>,
-
-    /// Bucket on the destination that holds the backups [default: backups].
-    #[arg(long, env = "S32S3_BACKUP_BUCKET", help_heading = "Backup location")]
-    backup_bucket: Option<String>,
-    /// Prefix inside the backup bucket.
-    #[arg(long, env = "S32S3_BACKUP_PREFIX", help_heading = "Backup location")]
-    backup_prefix: Option<String>,
-    /// Days old versions and snapshots are kept [default: 7].
-    #[arg(long, env = "S32S3_EXPIRATION_DAYS", help_heading = "Backup location")]
-    expiration_days: Option<u32>,
-
-    /// Objects copied at once [default: 16].
-    #[arg(long, env = "S32S3_TRANSFERS", help_heading = "Tuning")]
-    transfers: Option<usize>,
-    /// Buckets listed and configurations read at once [default: 8].
-    #[arg(long, env = "S32S3_CHECKERS", help_heading = "Tuning")]
-    checkers: Option<usize>,
-    /// Upload bandwidth limit per second (`10M`, `off`) [default: off].
-    #[arg(long, env = "S32S3_BWLIMIT", help_heading = "Tuning")]
-    bwlimit: Option<String>,
-    /// Objects above this size are copied in parallel parts [default: 32M].
-    #[arg(long, env = "S32S3_MULTIPART_THRESHOLD", help_heading = "Tuning")]
-    multipart_threshold: Option<String>,
-    /// Part size for multipart copies [default: 8M].
-    #[arg(long, env = "S32S3_PART_SIZE", help_heading = "Tuning")]
-    part_size: Option<String>,
-    /// Parts of one object in flight at once [default: 4].
-    #[arg(long, env = "S32S3_PART_CONCURRENCY", help_heading = "Tuning")]
-    part_concurrency: Option<usize>,
-    /// Object data held in memory at once [default: 96M].
-    #[arg(long, env = "S32S3_MEMORY_LIMIT", help_heading = "Tuning")]
-    memory_limit: Option<String>,
-    /// Attempts per request for temporary failures, with exponential backoff [default: 10].
-    #[arg(long, env = "S32S3_RETRIES", help_heading = "Tuning")]
-    retries: Option<u32>,
-    /// Stop before deleting more than this percentage of a bucket's objects [default: 50].
-    #[arg(long, env = "S32S3_MAX_DELETE", help_heading = "Tuning")]
-    max_delete: Option<u32>,
-    /// How often an unfinished backup writes a checkpoint (`20s`, `5m`) [default: 20s].
-    #[arg(long, env = "S32S3_CHECKPOINT_INTERVAL", help_heading = "Tuning")]
-    checkpoint_interval: Option<String>,
-    /// How long the lease on the backup location lasts without renewal (`5m`, `30s`) [default: 5m].
-    #[arg(long, env = "S32S3_LEASE_TTL", help_heading = "Tuning")]
-    lease_ttl: Option<String>,
-    /// Directory for temporary files [default: the system's].
-    #[arg(long, env = "S32S3_WORK_DIR", help_heading = "Tuning")]
-    work_dir: Option<PathBuf>,
-
-    /// Log level: error, warn, info, debug, trace (rclone's ERROR, NOTICE, INFO, DEBUG too) [default: info].
-    #[arg(long, env = "S32S3_LOG_LEVEL", help_heading = "Output")]
-    pub log_level: Option<String>,
-    /// Log format: text or json [default: text].
-    #[arg(long, env = "S32S3_LOG_FORMAT", help_heading = "Output")]
-    pub log_format: Option<String>,
-
+/// `--rclone-config FILE --source-remote NAME: --destination-remote NAME:`: the lowest layer.
+#[derive(Args, Clone, Debug, Default)]
+struct RcloneImportArgs {
     /// An rclone.conf to take remotes from (with --source-remote / --destination-remote).
     #[arg(long, env = "S32S3_RCLONE_CONFIG", value_name = "FILE", help_heading = "rclone.conf import")]
     rclone_config: Option<PathBuf>,
@@ -216,17 +319,15 @@ pub struct ConfigArgs {
     /// (`NAME:bucket[/prefix]`).
     #[arg(long, env = "S32S3_DESTINATION_REMOTE", value_name = "NAME:", help_heading = "rclone.conf import")]
     destination_remote: Option<String>,
-
-    /// Daemon schedule, standard 5-field cron in UTC.
-    #[arg(long, env = "S32S3_SCHEDULE", help_heading = "Daemon")]
-    schedule: Option<String>,
 }
 
-impl fmt::Debug for ConfigArgs {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Only the non-secret fields; the secrets are deliberately left out.
-        f.debug_struct("ConfigArgs").field("config", &self.config).finish_non_exhaustive()
-    }
+/// What an rclone.conf gives: a layer (the endpoints, the backup bucket and prefix) and a crypt remote's
+/// passwords, already revealed. The passwords are not in the layer because they are taken as a pair, and
+/// only where no other layer sets either one (see [`CryptLayer::passwords`]).
+#[derive(Debug, Default)]
+struct Imported {
+    layer: ConfigLayer,
+    passwords: (Option<String>, Option<String>),
 }
 
 /// Output settings, resolved before the rest so errors can be logged in the right format.
@@ -254,8 +355,8 @@ pub struct Effective {
 }
 
 /// Loads the TOML file named by `--config`/`S32S3_CONFIG`, if any.
-pub fn load_file(path: Option<&Path>) -> Result<FileConfig> {
-    let Some(path) = path else { return Ok(FileConfig::default()) };
+fn load_file(path: Option<&Path>) -> Result<ConfigLayer> {
+    let Some(path) = path else { return Ok(ConfigLayer::default()) };
     let text = std::fs::read_to_string(path).with_context(|| format!("config file {}", path.display()))?;
     toml::from_str(&text).map_err(|e| {
         let message = e.message().to_owned();
@@ -270,34 +371,62 @@ pub fn load_file(path: Option<&Path>) -> Result<FileConfig> {
     })
 }
 
-/// An invalid configuration value: the CLI exits with the usage code (2).
-#[derive(Debug)]
-pub struct ConfigError {
-    /// Where (a field name or the file).
-    pub field: String,
-    /// What is wrong.
-    pub reason: String,
-}
-
-impl ConfigError {
-    fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { field: field.into(), reason: reason.into() }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid configuration: {}: {}", self.field, self.reason)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
 impl ConfigArgs {
-    /// Output settings from flags, env and file (needed before anything else can be reported).
-    pub fn output(&self, file: &FileConfig) -> Result<OutputSettings> {
-        let level =
-            self.log_level.clone().or_else(|| file.log_level.clone()).unwrap_or_else(|| "info".into());
+    /// The flags (and their environment variables) over the file: everything the user gave, except an
+    /// rclone.conf import.
+    pub fn load(&self) -> Result<ConfigLayer> {
+        Ok(self.layer.clone().merge(load_file(self.config.as_deref())?))
+    }
+
+    /// [`Self::effective`], with every field checked. `need_source`: the command talks to the source
+    /// (backup, restore).
+    pub fn resolve(&self, given: ConfigLayer, need_source: bool) -> Result<Effective> {
+        let effective = self.effective(given)?;
+        effective.validate(need_source)?;
+        Ok(effective)
+    }
+
+    /// `given` (from [`Self::load`]) over the rclone.conf import over the defaults. Values that cannot be
+    /// parsed are errors; missing or out-of-range ones are left for [`Effective::problems`].
+    pub fn effective(&self, given: ConfigLayer) -> Result<Effective> {
+        let output = given.output()?;
+        let imported = self.rclone.import()?;
+        given.merge(imported.layer).effective(output, imported.passwords)
+    }
+}
+
+impl RcloneImportArgs {
+    /// The remotes named by --source-remote / --destination-remote in --rclone-config (nothing without it).
+    fn import(&self) -> Result<Imported> {
+        let Some(path) = &self.rclone_config else {
+            if self.source_remote.is_some() || self.destination_remote.is_some() {
+                bail!(ConfigError::invalid(
+                    "rclone_config",
+                    "--source-remote/--destination-remote need --rclone-config FILE"
+                ));
+            }
+            return Ok(Imported::default());
+        };
+        let conf = RcloneConf::load(path)?;
+        let mut imported = Imported::default();
+        if let Some(remote) = &self.source_remote {
+            imported.layer.source = conf.source(remote)?.into();
+        }
+        if let Some(remote) = &self.destination_remote {
+            let destination = conf.destination(remote)?;
+            imported.layer.destination = destination.endpoint.into();
+            imported.layer.backup_bucket = destination.bucket;
+            imported.layer.backup_prefix = destination.prefix;
+            imported.passwords = (destination.password, destination.password2);
+        }
+        Ok(imported)
+    }
+}
+
+impl ConfigLayer {
+    /// Output settings (needed before anything else can be reported).
+    pub fn output(&self) -> Result<OutputSettings> {
+        let level = self.log_level.as_deref().unwrap_or("info");
         let level = match level.to_ascii_lowercase().as_str() {
             "error" => "error",
             "warn" | "warning" | "notice" => "warn",
@@ -312,8 +441,7 @@ impl ConfigArgs {
                 .into());
             }
         };
-        let format =
-            self.log_format.clone().or_else(|| file.log_format.clone()).unwrap_or_else(|| "text".into());
+        let format = self.log_format.as_deref().unwrap_or("text");
         let json = match format.to_ascii_lowercase().as_str() {
             "text" => false,
             "json" => true,
@@ -326,176 +454,117 @@ impl ConfigArgs {
         Ok(OutputSettings { level: level.into(), json })
     }
 
-    /// Merges flags (and their environment variables) over the file over the defaults, and checks every
-    /// field. `need_source`: the command talks to the source (backup, restore).
-    pub fn resolve(&self, file: FileConfig, need_source: bool) -> Result<Effective> {
-        let effective = self.merge(file)?;
-        effective.validate(need_source)?;
-        Ok(effective)
-    }
-
-    /// Merges flags (and their environment variables) over the file over the defaults. Values that cannot
-    /// be parsed are errors; missing or out-of-range ones are left for [`Effective::problems`].
-    pub fn merge(&self, file: FileConfig) -> Result<Effective> {
-        let output = self.output(&file)?;
-        let defaults = TransferOptions::default();
-        let mut src = file.source.unwrap_or_default();
-        let mut dst = file.destination.unwrap_or_default();
-        let crypt = file.crypt.unwrap_or_default();
-        let mut file_bucket = file.backup_bucket;
-        let mut file_prefix = file.backup_prefix;
-        let mut imported_passwords = (None, None);
-        if let Some(import) = self.rclone_import()? {
-            // rclone.conf is the lowest layer: whatever the file sets wins.
-            let fill = |mine: &mut EndpointFile, theirs: crate::rclone_conf::RemoteEndpoint| {
-                mine.endpoint = mine.endpoint.take().or(theirs.endpoint);
-                mine.access_key_id = mine.access_key_id.take().or(theirs.access_key_id);
-                mine.secret_access_key = mine.secret_access_key.take().or(theirs.secret_access_key);
-                mine.region = mine.region.take().or(theirs.region);
-                mine.provider = mine.provider.take().or(theirs.provider);
-            };
-            if let Some(source) = import.0 {
-                fill(&mut src, source);
-            }
-            if let Some(d) = import.1 {
-                fill(&mut dst, d.endpoint);
-                file_bucket = file_bucket.or(d.bucket);
-                file_prefix = file_prefix.or(d.prefix);
-                imported_passwords = (d.password, d.password2);
-            }
-        }
-
-        let pick = |flag: &Option<String>, file: Option<String>| flag.clone().or(file).unwrap_or_default();
-        let source = S3Endpoint {
-            endpoint: pick(&self.source_endpoint, src.endpoint),
-            region: pick(&self.source_region, src.region),
-            access_key_id: pick(&self.source_access_key_id, src.access_key_id),
-            secret_access_key: Secret::new(pick(&self.source_secret_access_key, src.secret_access_key)),
-        };
-        let destination = S3Endpoint {
-            endpoint: pick(&self.destination_endpoint, dst.endpoint),
-            region: pick(&self.destination_region, dst.region),
-            access_key_id: pick(&self.destination_access_key_id, dst.access_key_id),
-            secret_access_key: Secret::new(pick(&self.destination_secret_access_key, dst.secret_access_key)),
-        };
-        let provider_text = pick(&self.source_provider, src.provider);
-        let source_provider: Provider = provider_text
+    /// The merged layer with the defaults filled in: what a run uses.
+    fn effective(
+        self,
+        output: OutputSettings,
+        imported: (Option<String>, Option<String>),
+    ) -> Result<Effective> {
+        let source_provider: Provider = self
+            .source
+            .source_provider
+            .as_deref()
+            .unwrap_or_default()
             .parse()
             .map_err(|reason: String| ConfigError::invalid("source.provider", reason))?;
-        let destination_provider = pick(&self.destination_provider, dst.provider);
-
-        let obscured = self.crypt_obscured.or(crypt.obscured).unwrap_or(false);
-        let mut password = pick(&self.crypt_password, crypt.password);
-        let mut password2 = pick(&self.crypt_password2, crypt.password2);
-        if obscured {
-            for (field, value) in [("crypt.password", &mut password), ("crypt.password2", &mut password2)] {
-                if !value.is_empty() {
-                    *value =
-                        s32s3_crypt::reveal(value).map_err(|e| ConfigError::invalid(field, e.to_string()))?;
-                }
-            }
-        }
-        // From a crypt remote, already revealed; only where nothing else set them.
-        if password.is_empty() && password2.is_empty() {
-            password = imported_passwords.0.unwrap_or_default();
-            password2 = imported_passwords.1.unwrap_or_default();
-        }
-
-        let size =
-            |field: &str, flag: &Option<String>, file: Option<SizeValue>, default: u64| -> Result<u64> {
-                match flag.clone().or_else(|| file.map(|v| v.text())) {
-                    None => Ok(default),
-                    Some(text) => parse_size(&text)
-                        .map(|v| v.unwrap_or(0))
-                        .map_err(|reason| ConfigError::invalid(field, reason).into()),
-                }
-            };
-        let bwlimit = match self.bwlimit.clone().or_else(|| file.bwlimit.map(|v| v.text())) {
-            None => None,
-            Some(text) => parse_size(&text)
-                .map_err(|reason| ConfigError::invalid("bwlimit", reason))?
-                .filter(|v| *v > 0),
-        };
-        let checkpoint_interval = match self.checkpoint_interval.clone().or(file.checkpoint_interval) {
-            None => defaults.checkpoint_interval,
-            Some(text) => {
-                parse_duration(&text).map_err(|reason| ConfigError::invalid("checkpoint_interval", reason))?
-            }
-        };
-        let lease_ttl = match self.lease_ttl.clone().or(file.lease_ttl) {
-            None => defaults.lease_ttl,
-            Some(text) => {
-                parse_duration(&text).map_err(|reason| ConfigError::invalid("lease_ttl", reason))?
-            }
-        };
-        let transfer = TransferOptions {
-            transfers: self.transfers.or(file.transfers).unwrap_or(defaults.transfers),
-            checkers: self.checkers.or(file.checkers).unwrap_or(defaults.checkers),
-            multipart_threshold: size(
-                "multipart_threshold",
-                &self.multipart_threshold,
-                file.multipart_threshold,
-                defaults.multipart_threshold,
-            )?,
-            part_size: size("part_size", &self.part_size, file.part_size, defaults.part_size)?,
-            part_concurrency: self
-                .part_concurrency
-                .or(file.part_concurrency)
-                .unwrap_or(defaults.part_concurrency),
-            memory_limit: size("memory_limit", &self.memory_limit, file.memory_limit, defaults.memory_limit)?,
-            retries: self.retries.or(file.retries).unwrap_or(defaults.retries),
-            bwlimit,
-            max_delete_percent: self.max_delete.or(file.max_delete).unwrap_or(defaults.max_delete_percent),
-            checkpoint_interval,
-            lease_ttl,
+        let (password, password2) = self.crypt.passwords(imported)?;
+        let transfer = self.transfer()?;
+        let backup_bucket = match self.backup_bucket.as_deref().map(str::trim) {
+            None | Some("") => "backups".to_owned(),
+            Some(bucket) => bucket.to_owned(),
         };
         let run = RunConfig {
-            source,
+            source: self.source.s3(),
             source_provider,
-            destination,
-            password: Secret::new(password),
-            password2: Secret::new(password2),
-            backup_bucket: pick(&self.backup_bucket, file_bucket).trim().to_owned(),
-            backup_prefix: pick(&self.backup_prefix, file_prefix),
-            expiration_days: self.expiration_days.or(file.expiration_days).unwrap_or(7),
+            destination: self.destination.s3(),
+            password,
+            password2,
+            backup_bucket,
+            backup_prefix: self.backup_prefix.unwrap_or_default(),
+            expiration_days: self.expiration_days.unwrap_or(7),
             transfer,
-            work_dir: self.work_dir.clone().or(file.work_dir).unwrap_or_else(std::env::temp_dir),
+            work_dir: self.work_dir.unwrap_or_else(std::env::temp_dir),
             clock: s32s3_core::Clock::system(),
         };
-        let mut run = run;
-        if run.backup_bucket.is_empty() {
-            run.backup_bucket = "backups".into();
-        }
         Ok(Effective {
             run,
-            destination_provider,
-            obscured,
-            schedule: self.schedule.clone().or(file.schedule),
+            destination_provider: self.destination.destination_provider.unwrap_or_default(),
+            obscured: self.crypt.crypt_obscured.unwrap_or(false),
+            schedule: self.schedule,
             output,
+        })
+    }
+
+    /// The tuning settings over [`TransferOptions::default`].
+    fn transfer(&self) -> Result<TransferOptions> {
+        let defaults = TransferOptions::default();
+        // `None`: unset; `Some(None)`: `off`.
+        let size = |field: &str, value: &Option<SizeValue>| -> Result<Option<Option<u64>>> {
+            value
+                .as_ref()
+                .map(|value| {
+                    parse_size(&value.text()).map_err(|reason| ConfigError::invalid(field, reason).into())
+                })
+                .transpose()
+        };
+        let duration = |field: &str, value: &Option<String>, default: Duration| -> Result<Duration> {
+            value.as_deref().map_or(Ok(default), |text| {
+                parse_duration(text).map_err(|reason| ConfigError::invalid(field, reason).into())
+            })
+        };
+        // In this order, so that the first bad field reported stays the same.
+        let bwlimit = size("bwlimit", &self.bwlimit)?.flatten().filter(|v| *v > 0);
+        let checkpoint_interval =
+            duration("checkpoint_interval", &self.checkpoint_interval, defaults.checkpoint_interval)?;
+        let lease_ttl = duration("lease_ttl", &self.lease_ttl, defaults.lease_ttl)?;
+        // `off` is 0 here: out of range, reported by `TransferOptions::validate`.
+        let size_or = |field, value, default| -> Result<u64> {
+            Ok(size(field, value)?.map_or(default, |v| v.unwrap_or(0)))
+        };
+        Ok(TransferOptions {
+            transfers: self.transfers.unwrap_or(defaults.transfers),
+            checkers: self.checkers.unwrap_or(defaults.checkers),
+            multipart_threshold: size_or(
+                "multipart_threshold",
+                &self.multipart_threshold,
+                defaults.multipart_threshold,
+            )?,
+            part_size: size_or("part_size", &self.part_size, defaults.part_size)?,
+            part_concurrency: self.part_concurrency.unwrap_or(defaults.part_concurrency),
+            memory_limit: size_or("memory_limit", &self.memory_limit, defaults.memory_limit)?,
+            retries: self.retries.unwrap_or(defaults.retries),
+            bwlimit,
+            max_delete_percent: self.max_delete.unwrap_or(defaults.max_delete_percent),
+            checkpoint_interval,
+            lease_ttl,
         })
     }
 }
 
-impl ConfigArgs {
-    /// The remotes named by --source-remote / --destination-remote in --rclone-config.
-    #[allow(clippy::type_complexity)]
-    fn rclone_import(
-        &self,
-    ) -> Result<Option<(Option<crate::rclone_conf::RemoteEndpoint>, Option<crate::rclone_conf::Destination>)>>
-    {
-        let Some(path) = &self.rclone_config else {
-            if self.source_remote.is_some() || self.destination_remote.is_some() {
-                bail!(ConfigError::invalid(
-                    "rclone_config",
-                    "--source-remote/--destination-remote need --rclone-config FILE"
-                ));
+impl CryptLayer {
+    /// The passwords, revealed if they are obscured; where neither is set (or both are empty), a crypt
+    /// remote's from rclone.conf (already revealed).
+    fn passwords(&self, imported: (Option<String>, Option<String>)) -> Result<(Secret, Secret)> {
+        let obscured = self.crypt_obscured.unwrap_or(false);
+        let reveal = |field: &str, value: &Option<Secret>| -> Result<Secret> {
+            let value = value.clone().unwrap_or_default();
+            if !obscured || value.is_empty() {
+                return Ok(value);
             }
-            return Ok(None);
+            s32s3_crypt::reveal(value.expose())
+                .map(Secret::new)
+                .map_err(|e| ConfigError::invalid(field, e.to_string()).into())
         };
-        let conf = crate::rclone_conf::RcloneConf::load(path)?;
-        let source = self.source_remote.as_deref().map(|r| conf.source(r)).transpose()?;
-        let destination = self.destination_remote.as_deref().map(|r| conf.destination(r)).transpose()?;
-        Ok(Some((source, destination)))
+        let password = reveal("crypt.password", &self.crypt_password)?;
+        let password2 = reveal("crypt.password2", &self.crypt_password2)?;
+        if password.is_empty() && password2.is_empty() {
+            let (password, password2) = imported;
+            return Ok((
+                Secret::new(password.unwrap_or_default()),
+                Secret::new(password2.unwrap_or_default()),
+            ));
+        }
+        Ok((password, password2))
     }
 }
 
@@ -668,5 +737,215 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_mins(5)));
         assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("5 years").is_err());
+    }
+
+    /// A layer as the TOML file gives it.
+    fn file(text: &str) -> ConfigLayer {
+        toml::from_str(text).unwrap()
+    }
+
+    fn exposed(secret: Option<&Secret>) -> Option<&str> {
+        secret.map(Secret::expose)
+    }
+
+    #[test]
+    fn the_higher_layer_wins_field_by_field() {
+        let high = file(
+            r#"
+            transfers = 3
+            log_level = "debug"
+            [source]
+            endpoint = "http://high:9000"
+            [destination]
+            secret_access_key = "high-secret"
+            [crypt]
+            password2 = "high-salt"
+            "#,
+        );
+        let low = file(
+            r#"
+            transfers = 5
+            checkers = 6
+            log_level = "warn"
+            schedule = "0 3 * * *"
+            [source]
+            endpoint = "http://low:9000"
+            access_key_id = "LOW"
+            [destination]
+            secret_access_key = "low-secret"
+            region = "eu-west-1"
+            [crypt]
+            password = "low-password"
+            password2 = "low-salt"
+            "#,
+        );
+        let merged = high.merge(low);
+        // Set in both: the higher layer's.
+        assert_eq!(merged.transfers, Some(3));
+        assert_eq!(merged.log_level.as_deref(), Some("debug"));
+        assert_eq!(merged.source.source_endpoint.as_deref(), Some("http://high:9000"));
+        assert_eq!(exposed(merged.destination.destination_secret_access_key.as_ref()), Some("high-secret"));
+        assert_eq!(exposed(merged.crypt.crypt_password2.as_ref()), Some("high-salt"));
+        // Unset in the higher layer: the lower one's.
+        assert_eq!(merged.checkers, Some(6));
+        assert_eq!(merged.schedule.as_deref(), Some("0 3 * * *"));
+        assert_eq!(merged.source.source_access_key_id.as_deref(), Some("LOW"));
+        assert_eq!(merged.destination.destination_region.as_deref(), Some("eu-west-1"));
+        assert_eq!(exposed(merged.crypt.crypt_password.as_ref()), Some("low-password"));
+        // Unset in both: unset, for the defaults to fill in.
+        assert_eq!(merged.retries, None);
+        assert_eq!(merged.source.source_region, None);
+        assert_eq!(merged.crypt.crypt_obscured, None);
+    }
+
+    #[test]
+    fn an_unset_layer_changes_nothing() {
+        let layer = file(
+            r#"
+            part_size = "6M"
+            work_dir = "/var/tmp"
+            [source]
+            provider = "aws"
+            [destination]
+            endpoint = "http://dst:9000"
+            [crypt]
+            obscured = true
+            "#,
+        );
+        let shown = format!("{layer:?}");
+        assert_eq!(format!("{:?}", ConfigLayer::default().merge(layer.clone())), shown);
+        assert_eq!(format!("{:?}", layer.merge(ConfigLayer::default())), shown);
+    }
+
+    #[test]
+    fn flags_fill_the_layer_and_secrets_are_not_shown() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ConfigArgs,
+        }
+        let args = <Cli as clap::Parser>::try_parse_from([
+            "s32s3",
+            "--config",
+            "s32s3.toml",
+            "--source-endpoint",
+            "http://src:9000",
+            "--destination-secret-access-key",
+            "flag-destination-secret",
+            "--crypt-password",
+            "flag-crypt-password",
+            "--crypt-obscured",
+            "true",
+            "--bwlimit",
+            "10M",
+            "--log-format",
+            "json",
+            "--schedule",
+            "*/5 * * * *",
+            "--source-remote",
+            "src:",
+        ])
+        .unwrap()
+        .args;
+        let layer = &args.layer;
+        assert_eq!(args.config.as_deref(), Some(Path::new("s32s3.toml")));
+        assert_eq!(layer.source.source_endpoint.as_deref(), Some("http://src:9000"));
+        assert_eq!(
+            exposed(layer.destination.destination_secret_access_key.as_ref()),
+            Some("flag-destination-secret")
+        );
+        assert_eq!(exposed(layer.crypt.crypt_password.as_ref()), Some("flag-crypt-password"));
+        assert_eq!(layer.crypt.crypt_obscured, Some(true));
+        assert_eq!(layer.bwlimit.as_ref().map(SizeValue::text).as_deref(), Some("10M"));
+        assert_eq!(layer.log_format.as_deref(), Some("json"));
+        assert_eq!(layer.schedule.as_deref(), Some("*/5 * * * *"));
+        assert_eq!(args.rclone.source_remote.as_deref(), Some("src:"));
+        let shown = format!("{args:?}");
+        assert!(shown.contains("http://src:9000"), "{shown}");
+        for secret in ["flag-destination-secret", "flag-crypt-password"] {
+            assert!(!shown.contains(secret), "{secret} shown: {shown}");
+        }
+        let from_file = file("[source]\nsecret_access_key = \"file-source-secret\"\n");
+        assert!(!format!("{from_file:?}").contains("file-source-secret"));
+    }
+
+    /// An rclone.conf with an S3 source, an S3 destination and a crypt remote over it (passwords
+    /// "potato" and "pepper").
+    fn rclone_conf(dir: &Path) -> PathBuf {
+        let path = dir.join("rclone.conf");
+        let text = format!(
+            "[src]\ntype = s3\nendpoint = http://rc-src:9000\naccess_key_id = RCSRC\nsecret_access_key = \
+             rc-src-secret\nregion = rc-region\n\n[dst]\ntype = s3\nendpoint = http://rc-dst:9000\n\
+             access_key_id = RCDST\nsecret_access_key = rc-dst-secret\n\n[vault]\ntype = crypt\n\
+             remote = dst:rc-bucket/rc-prefix\npassword = {}\npassword2 = {}\n",
+            s32s3_crypt::obscure("potato").unwrap(),
+            s32s3_crypt::obscure("pepper").unwrap(),
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// `flags` with `--config` (a file of `toml`) and the rclone.conf's remotes `src:` and `vault:`.
+    fn with_file_and_rclone_conf(dir: &Path, flags: ConfigLayer, toml: &str) -> ConfigArgs {
+        let config = dir.join("s32s3.toml");
+        std::fs::write(&config, toml).unwrap();
+        ConfigArgs {
+            config: Some(config),
+            layer: flags,
+            rclone: RcloneImportArgs {
+                rclone_config: Some(rclone_conf(dir)),
+                source_remote: Some("src:".into()),
+                destination_remote: Some("vault:".into()),
+            },
+        }
+    }
+
+    #[test]
+    fn flags_over_file_over_rclone_conf_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = ConfigLayer {
+            source: SourceLayer { source_endpoint: Some("http://flag:9000".into()), ..Default::default() },
+            crypt: CryptLayer { crypt_password: Some("flag-password".into()), ..Default::default() },
+            transfers: Some(3),
+            ..Default::default()
+        };
+        let toml = "checkers = 5\nbackup_prefix = \"file-prefix\"\n[source]\naccess_key_id = \"FILE\"\n";
+        let args = with_file_and_rclone_conf(dir.path(), flags, toml);
+        let effective = args.effective(args.load().unwrap()).unwrap();
+        let run = &effective.run;
+        // The source: one field from each layer.
+        assert_eq!(run.source.endpoint, "http://flag:9000");
+        assert_eq!(run.source.access_key_id, "FILE");
+        assert_eq!(run.source.secret_access_key.expose(), "rc-src-secret");
+        assert_eq!(run.source.region, "rc-region");
+        // The destination and the backup location.
+        assert_eq!(run.destination.endpoint, "http://rc-dst:9000");
+        assert_eq!(run.backup_bucket, "rc-bucket");
+        assert_eq!(run.backup_prefix, "file-prefix");
+        assert_eq!(run.expiration_days, 7);
+        // Tuning and output.
+        assert_eq!(run.transfer.transfers, 3);
+        assert_eq!(run.transfer.checkers, 5);
+        assert_eq!(run.transfer.part_concurrency, TransferOptions::default().part_concurrency);
+        assert_eq!(effective.output, OutputSettings { level: "info".into(), json: false });
+        assert_eq!(effective.schedule, None);
+        // A password set above rclone.conf: the crypt remote's pair is not used, not even its salt.
+        assert_eq!(run.password.expose(), "flag-password");
+        assert_eq!(run.password2.expose(), "");
+    }
+
+    #[test]
+    fn a_crypt_remote_gives_its_passwords_only_where_no_layer_sets_either() {
+        let dir = tempfile::tempdir().unwrap();
+        // Already revealed: `obscured` (for the other layers' passwords) does not apply to them.
+        let args =
+            with_file_and_rclone_conf(dir.path(), ConfigLayer::default(), "[crypt]\nobscured = true\n");
+        let run = args.effective(args.load().unwrap()).unwrap().run;
+        assert_eq!((run.password.expose(), run.password2.expose()), ("potato", "pepper"));
+
+        let args =
+            with_file_and_rclone_conf(dir.path(), ConfigLayer::default(), "[crypt]\npassword2 = \"salt\"\n");
+        let run = args.effective(args.load().unwrap()).unwrap().run;
+        assert_eq!((run.password.expose(), run.password2.expose()), ("", "salt"));
     }
 }

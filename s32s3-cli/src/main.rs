@@ -6,6 +6,7 @@
 
 mod cmd;
 mod config;
+mod error;
 mod metrics;
 mod output;
 mod rclone_conf;
@@ -103,9 +104,9 @@ where
     F: FnOnce(config::Effective) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<u8>>,
 {
-    let file = config::load_file(args.config.as_deref())?;
-    output::init_logging(&args.output(&file)?);
-    let config = args.resolve(file, need_source)?;
+    let given = args.load()?;
+    output::init_logging(&given.output()?);
+    let config = args.resolve(given, need_source)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(f(config))
 }
@@ -127,7 +128,7 @@ fn report(err: &anyhow::Error) {
 }
 
 fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.downcast_ref::<config::ConfigError>().is_some()
+    if err.downcast_ref::<error::ConfigError>().is_some()
         || matches!(err.downcast_ref::<s32s3_core::Error>(), Some(s32s3_core::Error::Config { .. }))
     {
         exit::USAGE

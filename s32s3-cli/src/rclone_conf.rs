@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 
 /// An rclone.conf: remote name → key → value.
 #[derive(Debug, Default)]
@@ -39,15 +39,11 @@ pub struct Destination {
     pub password2: Option<String>,
 }
 
-fn invalid(field: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError { field: field.into(), reason: reason.into() }
-}
-
 impl RcloneConf {
     /// Reads and parses `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| invalid("rclone_config", format!("{}: {e}", path.display())))?;
+            .map_err(|e| ConfigError::invalid("rclone_config", format!("{}: {e}", path.display())))?;
         Self::parse(&text, &path.display().to_string())
     }
 
@@ -61,7 +57,7 @@ impl RcloneConf {
                 continue;
             }
             if line.starts_with("RCLONE_ENCRYPT_V") {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     "rclone_config",
                     format!(
                         "{path} is encrypted with an rclone config password; export a decrypted copy with \
@@ -75,7 +71,7 @@ impl RcloneConf {
                 continue;
             }
             let (Some(remote), Some((key, value))) = (&current, line.split_once('=')) else {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     "rclone_config",
                     format!("{path} line {}: not `key = value` in a [remote]", number + 1),
                 ));
@@ -90,7 +86,7 @@ impl RcloneConf {
 
     fn remote(&self, field: &str, name: &str) -> Result<&BTreeMap<String, String>, ConfigError> {
         self.remotes.get(name).ok_or_else(|| {
-            invalid(
+            ConfigError::invalid(
                 field,
                 format!(
                     "{path} has no remote {name:?} (it has: {})",
@@ -106,13 +102,13 @@ impl RcloneConf {
         let remote = self.remote(field, name)?;
         let kind = remote.get("type").map(String::as_str).unwrap_or_default();
         if kind != "s3" {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 field,
                 format!("remote {name:?} is of type {kind:?}; an S3 remote is needed"),
             ));
         }
         if remote.get("env_auth").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 field,
                 format!(
                     "remote {name:?} uses env_auth; give its access key and secret key to s32s3 directly"
@@ -144,7 +140,7 @@ impl RcloneConf {
     pub fn source(&self, spec: &str) -> Result<RemoteEndpoint, ConfigError> {
         let (name, path) = split_remote("source_remote", spec)?;
         if !path.is_empty() {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "source_remote",
                 format!("{spec:?}: give the remote without a path (`{name}:`); choose buckets with --bucket"),
             ));
@@ -160,7 +156,7 @@ impl RcloneConf {
         let remote = self.remote(field, name)?;
         if remote.get("type").map(String::as_str) == Some("crypt") {
             if !path.is_empty() {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     field,
                     format!("{spec:?}: give the crypt remote without a path (`{name}:`)"),
                 ));
@@ -173,7 +169,7 @@ impl RcloneConf {
                 if let Some(value) = remote.get(key)
                     && !value.eq_ignore_ascii_case(allowed)
                 {
-                    return Err(invalid(
+                    return Err(ConfigError::invalid(
                         field,
                         format!(
                             "crypt remote {name:?} has {key} = {value}; s32s3 writes only {key} = {allowed}"
@@ -186,14 +182,15 @@ impl RcloneConf {
                     .get(key)
                     .filter(|v| !v.is_empty())
                     .map(|v| {
-                        s32s3_crypt::reveal(v)
-                            .map_err(|e| invalid(field, format!("crypt remote {name:?} {key}: {e}")))
+                        s32s3_crypt::reveal(v).map_err(|e| {
+                            ConfigError::invalid(field, format!("crypt remote {name:?} {key}: {e}"))
+                        })
                     })
                     .transpose()
             };
-            let wrapped = remote
-                .get("remote")
-                .ok_or_else(|| invalid(field, format!("crypt remote {name:?} has no `remote =`")))?;
+            let wrapped = remote.get("remote").ok_or_else(|| {
+                ConfigError::invalid(field, format!("crypt remote {name:?} has no `remote =`"))
+            })?;
             let (inner, inner_path) = split_remote(field, wrapped)?;
             let (bucket, prefix) = split_bucket(field, inner_path)?;
             Ok(Destination {
@@ -220,9 +217,10 @@ impl RcloneConf {
 fn split_remote<'a>(field: &str, spec: &'a str) -> Result<(&'a str, &'a str), ConfigError> {
     match spec.split_once(':') {
         Some((name, path)) if !name.is_empty() => Ok((name, path.trim_start_matches('/'))),
-        _ => {
-            Err(invalid(field, format!("{spec:?} is not an rclone remote (`NAME:` or `NAME:bucket/prefix`)")))
-        }
+        _ => Err(ConfigError::invalid(
+            field,
+            format!("{spec:?} is not an rclone remote (`NAME:` or `NAME:bucket/prefix`)"),
+        )),
     }
 }
 
@@ -230,7 +228,7 @@ fn split_remote<'a>(field: &str, spec: &'a str) -> Result<(&'a str, &'a str), Co
 fn split_bucket(field: &str, path: &str) -> Result<(Option<String>, Option<String>), ConfigError> {
     let path = path.trim_matches('/');
     if path.is_empty() {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             field,
             "the remote's path must name the backup bucket (`remote:bucket[/prefix]`)",
         ));

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Subcommand;
 
-use crate::config::{ConfigArgs, load_file};
+use crate::config::ConfigArgs;
 use crate::exit;
 
 /// `s32s3 config` subcommands.
@@ -18,8 +18,7 @@ pub enum ConfigCommand {
 pub fn run(command: &ConfigCommand) -> Result<u8> {
     match command {
         ConfigCommand::Check(args) => {
-            let file = load_file(args.config.as_deref())?;
-            let effective = args.merge(file)?;
+            let effective = args.effective(args.load()?)?;
             print!("{}", effective.masked());
             let problems = effective.problems(true);
             if problems.is_empty() {
