@@ -26,7 +26,7 @@ use futures::future::BoxFuture;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::listing::{SortedListing, list_into};
+use crate::engine::listing::{Sorted, SortedListing, list_into};
 use crate::engine::parts::PendingUpload;
 use crate::engine::plan::{Action, MergeJoin, MergeNewest, PlanCounts, PreviousEntries};
 use crate::engine::transfer::{Copied, Copier, CopyFailure, WriteGate};
@@ -91,30 +91,44 @@ impl Backup {
     pub async fn run(&self, progress: Arc<dyn Progress>, cancel: CancellationToken) -> Result<BackupSummary> {
         let started_at = Instant::now();
         let cx = Repository::open(&self.config, progress, true).await?;
+        let plan = self.plan(&cx).await?;
+        if self.dry_run {
+            return cx.dry_run(plan.snapshot_id, plan.selected, plan.previous, started_at).await;
+        }
+        Box::pin(self.execute(&cx, plan, cancel, started_at)).await
+    }
+
+    /// Step 1, read-only: what the source holds, what the location holds and the previous snapshot.
+    async fn plan(&self, cx: &Repository) -> Result<BackupPlan> {
         let started = cx.now();
         let snapshot_id = crate::new_id();
-
-        // 1. Read-only checks.
         cx.progress.event(&Event::Phase("checking the source"));
         let source_buckets = cx.source.list_buckets().await?;
         let selected = self.selected_buckets(&source_buckets)?;
-        let minio = crate::engine::instance::detect(&cx).await?;
+        let minio = crate::engine::instance::detect(cx).await?;
         cx.progress.event(&Event::Phase("checking the backup location"));
-        let bucket = self.config.backup_bucket.as_str();
         let state = cx.inspect().await?;
         let catalog = if state.bucket_exists { cx.snapshots().catalog().await? } else { Catalog::default() };
         let previous = cx.load_previous(&catalog).await?;
+        Ok(BackupPlan { snapshot_id, started, source_buckets, selected, minio, state, catalog, previous })
+    }
 
-        if self.dry_run {
-            return cx.dry_run(snapshot_id, selected, previous, started_at).await;
-        }
-
-        // 2. The bucket, the lease, then under the lease: config.json, prune, lifecycle.
+    /// Steps 2 to 4: the bucket and the lease, then under the lease the location's preparation, the copy
+    /// of every bucket, and the snapshot.
+    async fn execute(
+        &self,
+        cx: &Repository,
+        plan: BackupPlan,
+        cancel: CancellationToken,
+        started_at: Instant,
+    ) -> Result<BackupSummary> {
+        let BackupPlan { snapshot_id, started, source_buckets, selected, minio, state, catalog, previous } =
+            plan;
         cx.progress.event(&Event::Phase("preparing the backup location"));
-        destination::ensure_bucket(&cx.dest, bucket, &state).await?;
+        destination::ensure_bucket(&cx.dest, cx.bucket(), &state).await?;
         let lease = cx.lease(&snapshot_id, "backup").await?;
         let prepared =
-            prepare_under_lease(&cx, &state, &catalog, &snapshot_id, lease, previous.interrupted).await;
+            prepare_under_lease(cx, &state, &catalog, &snapshot_id, lease, previous.interrupted).await;
         let (gate, records_since, pruned_at_start) = match prepared {
             Ok(prepared) => prepared,
             Err((lease, e)) => {
@@ -122,7 +136,6 @@ impl Backup {
                 return Err(e);
             }
         };
-
         let run_cancel = cancel.child_token();
         let watcher = {
             let (run_cancel, lost) = (run_cancel.clone(), gate.lease.lost());
@@ -132,45 +145,12 @@ impl Backup {
             })
         };
         let resumed = previous.resumed;
-        let mut run = Run {
-            source: crate::engine::instance::source_info(&cx, minio.as_ref()),
-            instance: None,
-            cx: &cx,
-            snapshot_id: snapshot_id.clone(),
-            started,
-            parent: previous.parent.as_ref().map(|p| p.id.clone()),
-            writer: ManifestWriter::new(cx.work.path())?,
-            records: Vec::new(),
-            counts: PlanCounts::default(),
-            failed: Vec::new(),
-            vanished: Vec::new(),
-            last_checkpoint: Instant::now(),
-            checkpoint_written: false,
-            cancel: run_cancel.clone(),
-            limits: Arc::new(Limits::new(&self.config.transfer)),
-            gate: Arc::clone(&gate),
-            stopped: None,
-            unreconciled: previous.interrupted,
-        };
-        if let Some(minio) = &minio
-            && let Err(e) = run.export_instance(minio).await
-        {
-            run.stop(e);
-        }
-        if let Err(e) = run.all_buckets(&selected, &source_buckets, previous).await {
-            run.stop(e);
-        }
-        if run.unreconciled
-            && run.stopped.is_none()
-            && let Err(e) = run.reconcile().await
-        {
-            run.stop(e);
-        }
+        let mut run = Run::new(cx, snapshot_id, started, &previous, minio.as_ref(), run_cancel, &gate)?;
+        Box::pin(run.copy_everything(minio.as_ref(), &selected, &source_buckets, previous)).await;
         watcher.abort();
         if cancel.is_cancelled() && run.stopped.is_none() {
             run.stop(Error::Cancelled);
         }
-
         let finished = run.finish(&catalog, &pruned_at_start, records_since).await;
         if let Err(e) = gate.lease.release().await {
             // The run's work is written; the lock expires by itself.
@@ -180,23 +160,7 @@ impl Backup {
         }
         let (manifest_key, mut pruned) = finished?;
         pruned.splice(0..0, pruned_at_start);
-        Ok(BackupSummary {
-            snapshot_id,
-            manifest_key: Some(manifest_key),
-            status: run.status(),
-            dry_run: false,
-            counts: run.counts,
-            totals: run.writer.totals(),
-            buckets: run.records.len(),
-            failed: run.failed,
-            vanished: run.vanished,
-            parent: run.parent,
-            resumed,
-            pruned,
-            duration: started_at.elapsed(),
-            source_requests: cx.source.requests(),
-            destination_requests: cx.dest.requests(),
-        })
+        Ok(run.summary(manifest_key, resumed, pruned, started_at.elapsed()))
     }
 
     fn selected_buckets(&self, source_buckets: &[String]) -> Result<Vec<String>> {
@@ -403,6 +367,18 @@ async fn delete_quietly(cx: &Repository, key: &str) {
     }
 }
 
+/// What a backup found before writing anything (step 1).
+struct BackupPlan {
+    snapshot_id: String,
+    started: time::OffsetDateTime,
+    source_buckets: Vec<String>,
+    selected: Vec<String>,
+    minio: Option<crate::engine::instance::Minio>,
+    state: destination::DestinationState,
+    catalog: Catalog,
+    previous: Previous,
+}
+
 /// The previous snapshot (and checkpoint), ready for the merge-joins.
 struct Previous {
     parent: Option<SnapshotRef>,
@@ -565,7 +541,89 @@ fn stops_the_run(e: &Error) -> bool {
         || matches!(e.s3_kind(), Some(S3ErrorKind::BadCredentials | S3ErrorKind::Unreachable))
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    fn new(
+        cx: &'a Repository,
+        snapshot_id: String,
+        started: OffsetDateTime,
+        previous: &Previous,
+        minio: Option<&crate::engine::instance::Minio>,
+        cancel: CancellationToken,
+        gate: &Arc<RunGate>,
+    ) -> Result<Self> {
+        Ok(Run {
+            source: crate::engine::instance::source_info(cx, minio),
+            instance: None,
+            cx,
+            snapshot_id,
+            started,
+            parent: previous.parent.as_ref().map(|p| p.id.clone()),
+            writer: ManifestWriter::new(cx.work.path())?,
+            records: Vec::new(),
+            counts: PlanCounts::default(),
+            failed: Vec::new(),
+            vanished: Vec::new(),
+            last_checkpoint: Instant::now(),
+            checkpoint_written: false,
+            cancel,
+            limits: Arc::new(Limits::new(&cx.config.transfer)),
+            gate: Arc::clone(gate),
+            stopped: None,
+            unreconciled: previous.interrupted,
+        })
+    }
+
+    /// Step 3: the MinIO exports, every bucket, and the reconciliation an interrupted run left to do. A
+    /// failure stops the run (everything not done yet is carried over) instead of ending it.
+    async fn copy_everything(
+        &mut self,
+        minio: Option<&crate::engine::instance::Minio>,
+        selected: &[String],
+        source_buckets: &[String],
+        previous: Previous,
+    ) {
+        if let Some(minio) = minio
+            && let Err(e) = self.export_instance(minio).await
+        {
+            self.stop(e);
+        }
+        if let Err(e) = self.all_buckets(selected, source_buckets, previous).await {
+            self.stop(e);
+        }
+        if self.unreconciled
+            && self.stopped.is_none()
+            && let Err(e) = self.reconcile().await
+        {
+            self.stop(e);
+        }
+    }
+
+    fn summary(
+        self,
+        manifest_key: String,
+        resumed: bool,
+        pruned: Vec<String>,
+        duration: std::time::Duration,
+    ) -> BackupSummary {
+        BackupSummary {
+            status: self.status(),
+            snapshot_id: self.snapshot_id,
+            manifest_key: Some(manifest_key),
+            dry_run: false,
+            counts: self.counts,
+            totals: self.writer.totals(),
+            buckets: self.records.len(),
+            failed: self.failed,
+            vanished: self.vanished,
+            parent: self.parent,
+            resumed,
+            pruned,
+            duration,
+            source_requests: self.cx.source.requests(),
+            destination_requests: self.cx.dest.requests(),
+        }
+    }
+
     fn status(&self) -> SnapshotStatus {
         if self.failed.is_empty() && self.stopped.is_none() {
             SnapshotStatus::Complete
@@ -640,13 +698,31 @@ impl Run<'_> {
         let cx = self.cx;
         cx.progress.event(&Event::Phase(&format!("bucket {bucket}")));
         let mut record = BucketRecord { name: bucket.to_owned(), ..Default::default() };
+        let Some(mut sorted) = self.list_bucket(bucket, &mut record).await else {
+            // No deletions from an incomplete listing: keep the bucket's previous state.
+            return self.carry_bucket(record, previous);
+        };
+        let deletes_allowed = self.plan_bucket(bucket, &mut sorted, previous)?;
+        let before = self.writer.totals();
+        self.act_on_bucket(bucket, &mut sorted, previous, deletes_allowed).await?;
+        let after = self.writer.totals();
+        record.objects = after.objects - before.objects;
+        record.bytes = after.bytes - before.bytes;
+        self.records.push(record);
+        Ok(())
+    }
+
+    /// Reads the bucket's configuration into `record` and lists it, sorted; `None` when the listing
+    /// failed (the failure is recorded, or stops the run).
+    async fn list_bucket(&mut self, bucket: &str, record: &mut BucketRecord) -> Option<Sorted> {
+        let cx = self.cx;
         let listed = async {
             let config = bucket_config::read(&cx.source, bucket, cx.config.transfer.checkers).await?;
             let mut sorter = SortedListing::new(cx.work.path());
             list_into(&cx.source, bucket, None, &mut sorter).await?;
             Ok::<_, Error>((config, sorter.finish()?))
         };
-        let mut sorted = match listed.await {
+        match listed.await {
             Ok((config, sorted)) => {
                 for (name, error) in &config.errors {
                     cx.progress.event(&Event::Warning(&format!(
@@ -655,19 +731,27 @@ impl Run<'_> {
                 }
                 record.config = config.documents;
                 record.config_errors = config.errors;
-                sorted
+                Some(sorted)
+            }
+            Err(err) if stops_the_run(&err) => {
+                self.stop(err);
+                None
             }
             Err(err) => {
-                // No deletions from an incomplete listing: keep the bucket's previous state.
-                if stops_the_run(&err) {
-                    self.stop(err);
-                } else {
-                    self.fail(bucket, "", &format!("listing failed, previous state kept: {err}"));
-                }
-                return self.carry_bucket(record, previous);
+                self.fail(bucket, "", &format!("listing failed, previous state kept: {err}"));
+                None
             }
-        };
+        }
+    }
 
+    /// Counts what the merge-join will do and reports it; whether deletes are allowed (`max_delete`).
+    fn plan_bucket(
+        &mut self,
+        bucket: &str,
+        sorted: &mut Sorted,
+        previous: &mut PreviousEntries,
+    ) -> Result<bool> {
+        let cx = self.cx;
         let mut plan = PlanCounts::default();
         for action in MergeJoin::new(sorted.iter()?, previous.entries(bucket)?) {
             plan.count(&action?);
@@ -687,61 +771,42 @@ impl Run<'_> {
                 ),
             );
         }
+        Ok(deletes_allowed)
+    }
 
+    /// Runs the merge-join's actions in order, `window` at a time: deletes run beside copies once the
+    /// listing is complete; a run that stops keeps consuming, each action not started yet becoming a
+    /// carry-over. Checkpoints are written as it goes.
+    async fn act_on_bucket(
+        &mut self,
+        bucket: &str,
+        sorted: &mut Sorted,
+        previous: &mut PreviousEntries,
+        deletes_allowed: bool,
+    ) -> Result<()> {
+        let cx = self.cx;
         let copier = self.copier();
-        let before = self.writer.totals();
         let window = (cx.config.transfer.transfers * 32).max(256);
-        let cancel = self.cancel.clone();
-        let gate = Arc::clone(&self.gate);
-        {
-            let actions = MergeJoin::new(sorted.iter()?, previous.entries(bucket)?);
-            // In order, `window` at a time: deletes run beside copies once the listing is complete; a run
-            // that stops keeps consuming, each action not started yet becoming a carry-over.
-            let mut steps = futures::stream::iter(actions)
-                .map(|action| {
-                    let (copier, cancel, gate) = (Arc::clone(&copier), cancel.clone(), Arc::clone(&gate));
-                    async move {
-                        Ok::<_, Error>(match action? {
-                            Action::Keep(entry) => Step::Record(entry, Outcome::Unchanged),
-                            Action::Delete(entry) if !deletes_allowed || cancel.is_cancelled() => {
-                                Step::Carry(entry)
-                            }
-                            Action::Delete(entry) => {
-                                match delete_stored(&copier.dest, &copier.dest_bucket, &gate, &entry).await {
-                                    Ok(()) => Step::Deleted(entry),
-                                    Err(e) => Step::DeleteFailed(entry, e),
-                                }
-                            }
-                            Action::Copy { listed, previous } => {
-                                match copier.copy(bucket, &listed, previous.as_ref()).await {
-                                    Ok(Copied::Stored(entry)) => {
-                                        let outcome =
-                                            if previous.is_some() { Outcome::Changed } else { Outcome::New };
-                                        Step::Record(*entry, outcome)
-                                    }
-                                    Ok(Copied::Vanished) => Step::Vanished { key: listed.key, previous },
-                                    Err(failure) => Step::Failed { key: listed.key, previous, failure },
-                                }
-                            }
-                        })
-                    }
-                })
-                .buffered(window);
-            while let Some(step) = steps.next().await {
-                // Errors here are local (the spool files): nothing sensible can follow.
-                self.record_step(bucket, step?)?;
-                if self.stopped.is_none()
-                    && self.last_checkpoint.elapsed() >= cx.config.transfer.checkpoint_interval
-                    && let Err(e) = self.checkpoint().await
-                {
-                    self.stop(e);
+        let (cancel, gate) = (self.cancel.clone(), Arc::clone(&self.gate));
+        let actions = MergeJoin::new(sorted.iter()?, previous.entries(bucket)?);
+        let mut steps = futures::stream::iter(actions)
+            .map(|action| {
+                let (copier, cancel, gate) = (Arc::clone(&copier), cancel.clone(), Arc::clone(&gate));
+                async move {
+                    act(action?, bucket, &copier, &gate, deletes_allowed && !cancel.is_cancelled()).await
                 }
+            })
+            .buffered(window);
+        while let Some(step) = steps.next().await {
+            // Errors here are local (the spool files): nothing sensible can follow.
+            self.record_step(bucket, step?)?;
+            if self.stopped.is_none()
+                && self.last_checkpoint.elapsed() >= cx.config.transfer.checkpoint_interval
+                && let Err(e) = self.checkpoint().await
+            {
+                self.stop(e);
             }
         }
-        let after = self.writer.totals();
-        record.objects = after.objects - before.objects;
-        record.bytes = after.bytes - before.bytes;
-        self.records.push(record);
         Ok(())
     }
 
@@ -1093,6 +1158,32 @@ async fn abort_uploads_left_behind(cx: &Repository) -> Result<()> {
         PendingUpload::new(&cx.dest, cx.bucket(), &upload.key, &upload.upload_id).abort().await;
     }
     Ok(())
+}
+
+/// Does one action of the merge-join: what it became.
+async fn act(
+    action: Action,
+    bucket: &str,
+    copier: &Copier,
+    gate: &RunGate,
+    may_delete: bool,
+) -> Result<Step> {
+    Ok(match action {
+        Action::Keep(entry) => Step::Record(entry, Outcome::Unchanged),
+        Action::Delete(entry) if !may_delete => Step::Carry(entry),
+        Action::Delete(entry) => match delete_stored(&copier.dest, &copier.dest_bucket, gate, &entry).await {
+            Ok(()) => Step::Deleted(entry),
+            Err(e) => Step::DeleteFailed(entry, e),
+        },
+        Action::Copy { listed, previous } => match copier.copy(bucket, &listed, previous.as_ref()).await {
+            Ok(Copied::Stored(entry)) => {
+                let outcome = if previous.is_some() { Outcome::Changed } else { Outcome::New };
+                Step::Record(*entry, outcome)
+            }
+            Ok(Copied::Vanished) => Step::Vanished { key: listed.key, previous },
+            Err(failure) => Step::Failed { key: listed.key, previous, failure },
+        },
+    })
 }
 
 /// Deletes a stored object gone from the source (a delete marker: its versions stay until they expire).
