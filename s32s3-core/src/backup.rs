@@ -37,7 +37,7 @@ use crate::format::manifest::{
 };
 use crate::format::retention::{min_days, prune_plan};
 use crate::format::snapshots::{self, Catalog, SnapshotRef};
-use crate::format::spool::ExternalSort;
+use crate::format::spool::{ExternalSort, SortedItems};
 use crate::options::RunConfig;
 use crate::progress::{Event, Outcome, Progress};
 use crate::repo::Repository;
@@ -836,9 +836,27 @@ impl<'a> Run<'a> {
     async fn reconcile(&mut self) -> Result<()> {
         let cx = self.cx;
         cx.progress.event(&Event::Phase("reconciling the backup location after an interrupted run"));
-        let dir = cx.work.path();
+        let mut latest = self.latest_stored().await?;
+        let mut named = ExternalSort::new(cx.work.path(), crate::engine::listing::RUN_LEN, |e: &Entry| {
+            e.stored_key.as_str()
+        });
+        for entry in self.writer.entries()? {
+            named.push(entry?)?;
+        }
+        let mut named = named.finish()?;
+        let (stale, orphans) = stale_and_orphans(&mut latest, &mut named)?;
+        self.mark_orphans(orphans).await?;
+        self.copy_stale(stale).await?;
+        self.unreconciled = false;
+        Ok(())
+    }
+
+    /// The latest version (or delete marker) of every stored data object, sorted by key.
+    async fn latest_stored(&self) -> Result<SortedItems<Stored>> {
+        let cx = self.cx;
         let (meta, overflow) = (cx.layout.meta(""), cx.layout.meta("overflow/"));
-        let mut latest = ExternalSort::new(dir, crate::engine::listing::RUN_LEN, |c: &Stored| c.key.as_str());
+        let mut latest =
+            ExternalSort::new(cx.work.path(), crate::engine::listing::RUN_LEN, |c: &Stored| c.key.as_str());
         let mut spilled = Ok(());
         cx.dest
             .list_versions_in_order(cx.bucket(), Some(cx.layout.root()), |v| {
@@ -853,44 +871,12 @@ impl<'a> Run<'a> {
             })
             .await?;
         spilled?;
-        let mut named =
-            ExternalSort::new(dir, crate::engine::listing::RUN_LEN, |e: &Entry| e.stored_key.as_str());
-        for entry in self.writer.entries()? {
-            named.push(entry?)?;
-        }
-        let (mut latest, mut named) = (latest.finish()?, named.finish()?);
-        let mut stale = Vec::new();
-        let mut orphans = Vec::new();
-        {
-            let mut latest = latest.iter()?.peekable();
-            let mut named = named.iter()?.peekable();
-            loop {
-                let order = match (latest.peek(), named.peek()) {
-                    (None, None) => break,
-                    (Some(Err(_)), _) => return Err(latest.next().expect("peeked").expect_err("an error")),
-                    (_, Some(Err(_))) => return Err(named.next().expect("peeked").expect_err("an error")),
-                    (Some(_), None) => std::cmp::Ordering::Less,
-                    (None, Some(_)) => std::cmp::Ordering::Greater,
-                    (Some(Ok(l)), Some(Ok(n))) => l.key.as_str().cmp(n.stored_key.as_str()),
-                };
-                match order {
-                    std::cmp::Ordering::Less => {
-                        let current = latest.next().expect("peeked")?;
-                        if !current.delete_marker {
-                            orphans.push(current.key);
-                        }
-                    }
-                    std::cmp::Ordering::Greater => stale.push(named.next().expect("peeked")?),
-                    std::cmp::Ordering::Equal => {
-                        let (current, entry) =
-                            (latest.next().expect("peeked")?, named.next().expect("peeked")?);
-                        if current.delete_marker || current.version_id != entry.version_id {
-                            stale.push(entry);
-                        }
-                    }
-                }
-            }
-        }
+        latest.finish()
+    }
+
+    /// Stored objects that an interrupted run left and no snapshot names get delete markers.
+    async fn mark_orphans(&self, orphans: Vec<String>) -> Result<()> {
+        let cx = self.cx;
         if !orphans.is_empty() {
             cx.progress.event(&Event::Warning(&format!(
                 "{} stored objects that an interrupted run left and no snapshot names get delete markers",
@@ -908,9 +894,12 @@ impl<'a> Run<'a> {
             .collect::<Vec<Result<()>>>()
             .await
             .into_iter()
-            .collect::<Result<()>>()?;
+            .collect()
+    }
 
-        // Copied again: the version the entry names is not the current one any more.
+    /// Copies again the entries whose version is not the current one any more, and rewrites the
+    /// snapshot's entries with what became of them.
+    async fn copy_stale(&mut self, stale: Vec<Entry>) -> Result<()> {
         let copier = self.copier();
         let mut changes = BTreeMap::new();
         for entry in stale {
@@ -938,13 +927,12 @@ impl<'a> Run<'a> {
             changes.insert((entry.bucket.clone(), entry.key.clone()), change);
         }
         if !changes.is_empty() {
-            let per_bucket = self.writer.rewrite(dir, &changes)?;
+            let per_bucket = self.writer.rewrite(self.cx.work.path(), &changes)?;
             for record in &mut self.records {
                 let totals = per_bucket.get(&record.name).copied().unwrap_or_default();
                 (record.objects, record.bytes) = (totals.objects, totals.bytes);
             }
         }
-        self.unreconciled = false;
         Ok(())
     }
 
@@ -1158,6 +1146,44 @@ async fn abort_uploads_left_behind(cx: &Repository) -> Result<()> {
         PendingUpload::new(&cx.dest, cx.bucket(), &upload.key, &upload.upload_id).abort().await;
     }
     Ok(())
+}
+
+/// The merge-join of the latest stored versions with the snapshot's entries, both by stored key: the
+/// entries whose version is not the latest (stale), and the stored objects no entry names (orphans).
+fn stale_and_orphans(
+    latest: &mut SortedItems<Stored>,
+    named: &mut SortedItems<Entry>,
+) -> Result<(Vec<Entry>, Vec<String>)> {
+    use std::cmp::Ordering;
+    let (mut stale, mut orphans) = (Vec::new(), Vec::new());
+    let mut latest = latest.iter()?.peekable();
+    let mut named = named.iter()?.peekable();
+    loop {
+        let order = match (latest.peek(), named.peek()) {
+            (None, None) => break,
+            (Some(Err(_)), _) => return Err(latest.next().expect("peeked").expect_err("an error")),
+            (_, Some(Err(_))) => return Err(named.next().expect("peeked").expect_err("an error")),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(Ok(l)), Some(Ok(n))) => l.key.as_str().cmp(n.stored_key.as_str()),
+        };
+        match order {
+            Ordering::Less => {
+                let current = latest.next().expect("peeked")?;
+                if !current.delete_marker {
+                    orphans.push(current.key);
+                }
+            }
+            Ordering::Greater => stale.push(named.next().expect("peeked")?),
+            Ordering::Equal => {
+                let (current, entry) = (latest.next().expect("peeked")?, named.next().expect("peeked")?);
+                if current.delete_marker || current.version_id != entry.version_id {
+                    stale.push(entry);
+                }
+            }
+        }
+    }
+    Ok((stale, orphans))
 }
 
 /// Does one action of the merge-join: what it became.

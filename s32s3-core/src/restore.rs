@@ -420,71 +420,86 @@ impl RestoreRun<'_> {
             Err(e) => return Err(e.into()),
         }
         if want_config {
-            cx.progress.event(&Event::Phase("restoring the MinIO server configuration"));
-            let bytes = self.instance_object(refs.config.as_deref().unwrap_or_default()).await?;
-            let text =
-                String::from_utf8(bytes).map_err(|_| Error::corrupt("server configuration", "not UTF-8"))?;
-            admin.set_config(&s32s3_minio_admin::ConfigText::new(text)).await?;
-            admin.service_restart().await?;
-            self.wait_for_restart(&admin).await?;
-            self.summary.notes.push("MinIO server configuration restored; the server was restarted".into());
+            self.restore_server_config(&admin, refs.config.as_deref().unwrap_or_default()).await?;
         }
         if want_iam {
-            cx.progress.event(&Event::Phase("restoring MinIO IAM"));
-            let bytes = self.instance_object(refs.iam.as_deref().unwrap_or_default()).await?;
-            let export = s32s3_minio_admin::IamExport::from_bytes(bytes)?;
-            match admin.import_iam(&export).await? {
-                s32s3_minio_admin::IamImport::V2(result) => {
-                    let a = &result.added;
-                    self.summary.notes.push(format!(
-                        "MinIO IAM imported (import-iam-v2): {} policies, {} users, {} groups, {} service accounts",
-                        a.policies.len(),
-                        a.users.len(),
-                        a.groups.len(),
-                        a.service_accounts.len()
-                    ));
-                    let f = &result.failed;
-                    for (kind, failures) in [
-                        ("policy", &f.policies),
-                        ("user", &f.users),
-                        ("group", &f.groups),
-                        ("service account", &f.service_accounts),
-                        ("user policy mapping", &f.user_policies),
-                        ("group policy mapping", &f.group_policies),
-                        ("STS policy mapping", &f.sts_policies),
-                    ] {
-                        for failure in failures {
-                            self.fail("", "iam", &format!("IAM {kind} {:?} failed to import", failure.name));
-                        }
-                    }
-                }
-                _ => self.summary.notes.push("MinIO IAM imported (import-iam, no per-entity result)".into()),
-            }
-            // What the import does not restore: disabled groups come back enabled, service accounts on.
-            let disabled = export.disabled()?;
-            for group in &disabled.groups {
-                if let Err(e) = admin.set_group_status(group, false).await {
-                    self.fail("", "iam", &format!("group {group:?} could not be disabled again: {e}"));
-                }
-            }
-            for account in &disabled.service_accounts {
-                if let Err(e) = admin.set_service_account_status(account, false).await {
-                    self.fail(
-                        "",
-                        "iam",
-                        &format!("service account {account:?} could not be turned off again: {e}"),
-                    );
-                }
-            }
-            if !disabled.groups.is_empty() || !disabled.service_accounts.is_empty() {
-                self.summary.notes.push(format!(
-                    "disabled again after the import: {} groups, {} service accounts",
-                    disabled.groups.len(),
-                    disabled.service_accounts.len()
-                ));
-            }
+            self.restore_iam(&admin, refs.iam.as_deref().unwrap_or_default()).await?;
         }
         Ok(())
+    }
+
+    /// Puts the MinIO server configuration back, and waits for the server's restart.
+    async fn restore_server_config(&mut self, admin: &AdminClient, key: &str) -> Result<()> {
+        self.cx.progress.event(&Event::Phase("restoring the MinIO server configuration"));
+        let bytes = self.instance_object(key).await?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| Error::corrupt("server configuration", "not UTF-8"))?;
+        admin.set_config(&s32s3_minio_admin::ConfigText::new(text)).await?;
+        admin.service_restart().await?;
+        self.wait_for_restart(admin).await?;
+        self.summary.notes.push("MinIO server configuration restored; the server was restarted".into());
+        Ok(())
+    }
+
+    /// Imports MinIO IAM, then disables again what the import turns back on.
+    async fn restore_iam(&mut self, admin: &AdminClient, key: &str) -> Result<()> {
+        self.cx.progress.event(&Event::Phase("restoring MinIO IAM"));
+        let bytes = self.instance_object(key).await?;
+        let export = s32s3_minio_admin::IamExport::from_bytes(bytes)?;
+        match admin.import_iam(&export).await? {
+            s32s3_minio_admin::IamImport::V2(result) => self.iam_imported(&result),
+            _ => self.summary.notes.push("MinIO IAM imported (import-iam, no per-entity result)".into()),
+        }
+        // What the import does not restore: disabled groups come back enabled, service accounts on.
+        let disabled = export.disabled()?;
+        for group in &disabled.groups {
+            if let Err(e) = admin.set_group_status(group, false).await {
+                self.fail("", "iam", &format!("group {group:?} could not be disabled again: {e}"));
+            }
+        }
+        for account in &disabled.service_accounts {
+            if let Err(e) = admin.set_service_account_status(account, false).await {
+                self.fail(
+                    "",
+                    "iam",
+                    &format!("service account {account:?} could not be turned off again: {e}"),
+                );
+            }
+        }
+        if !disabled.groups.is_empty() || !disabled.service_accounts.is_empty() {
+            self.summary.notes.push(format!(
+                "disabled again after the import: {} groups, {} service accounts",
+                disabled.groups.len(),
+                disabled.service_accounts.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Notes what an `import-iam-v2` added, and fails what it could not import.
+    fn iam_imported(&mut self, result: &s32s3_minio_admin::ImportIamResult) {
+        let a = &result.added;
+        self.summary.notes.push(format!(
+            "MinIO IAM imported (import-iam-v2): {} policies, {} users, {} groups, {} service accounts",
+            a.policies.len(),
+            a.users.len(),
+            a.groups.len(),
+            a.service_accounts.len()
+        ));
+        let f = &result.failed;
+        for (kind, failures) in [
+            ("policy", &f.policies),
+            ("user", &f.users),
+            ("group", &f.groups),
+            ("service account", &f.service_accounts),
+            ("user policy mapping", &f.user_policies),
+            ("group policy mapping", &f.group_policies),
+            ("STS policy mapping", &f.sts_policies),
+        ] {
+            for failure in failures {
+                self.fail("", "iam", &format!("IAM {kind} {:?} failed to import", failure.name));
+            }
+        }
     }
 
     async fn wait_for_restart(&self, admin: &AdminClient) -> Result<()> {
@@ -594,33 +609,63 @@ impl RestoreRun<'_> {
         entries: Vec<Entry>,
         from_rclone: bool,
     ) -> Result<()> {
-        let cx = self.cx;
         let prefix = self.job.prefix.clone().unwrap_or_default();
         let entries: Vec<Entry> = entries.into_iter().filter(|e| e.key.starts_with(&prefix)).collect();
-        // What the target already holds, sorted like the entries: one listing instead of a request per object.
+        let found = self.present(target, &prefix, entries).await?;
+        let restorer = self.restorer();
+        let job = ObjectJob {
+            restorer: &restorer,
+            target,
+            object_lock,
+            from_rclone,
+            dry_run: self.job.dry_run,
+            overwrite: self.job.overwrite,
+            now: self.cx.now(),
+        };
+        let results: Vec<(Entry, Result<Decision>)> = futures::stream::iter(found)
+            .map(|(entry, listed)| job.one(entry, listed))
+            .buffer_unordered(self.cx.config.transfer.transfers * 2)
+            .collect()
+            .await;
+        for (entry, result) in results {
+            self.record(target, &entry, result)?;
+        }
+        Ok(())
+    }
+
+    /// Pairs each entry with what the target already holds under its key: one listing (sorted like the
+    /// entries) instead of a request per object.
+    async fn present(
+        &self,
+        target: &str,
+        prefix: &str,
+        entries: Vec<Entry>,
+    ) -> Result<Vec<(Entry, Option<Listed>)>> {
+        let cx = self.cx;
         let mut sorter = SortedListing::new(cx.work.path());
         if self.existing_buckets.iter().any(|b| b == target) {
-            list_into(&cx.source, target, (!prefix.is_empty()).then_some(prefix.as_str()), &mut sorter)
-                .await?;
+            list_into(&cx.source, target, (!prefix.is_empty()).then_some(prefix), &mut sorter).await?;
         }
         let mut present = sorter.finish()?;
-        let mut decisions = Vec::new();
-        {
-            let mut listed = present.iter()?.peekable();
-            for entry in entries {
-                while listed.peek().is_some_and(|l| l.as_ref().is_ok_and(|l| l.key < entry.key)) {
-                    listed.next();
-                }
-                let found = match listed.peek() {
-                    Some(Ok(l)) if l.key == entry.key => Some(l.clone()),
-                    Some(Err(_)) => return Err(listed.next().expect("peeked").expect_err("peeked an error")),
-                    _ => None,
-                };
-                decisions.push((entry, found));
+        let mut paired = Vec::with_capacity(entries.len());
+        let mut listed = present.iter()?.peekable();
+        for entry in entries {
+            while listed.peek().is_some_and(|l| l.as_ref().is_ok_and(|l| l.key < entry.key)) {
+                listed.next();
             }
+            let found = match listed.peek() {
+                Some(Ok(l)) if l.key == entry.key => Some(l.clone()),
+                Some(Err(_)) => return Err(listed.next().expect("peeked").expect_err("peeked an error")),
+                _ => None,
+            };
+            paired.push((entry, found));
         }
+        Ok(paired)
+    }
 
-        let restorer = Restorer {
+    fn restorer(&self) -> Restorer {
+        let cx = self.cx;
+        Restorer {
             backup: cx.dest.clone(),
             backup_bucket: cx.bucket().to_owned(),
             target: cx.source.clone(),
@@ -630,79 +675,33 @@ impl RestoreRun<'_> {
             progress: Arc::clone(&cx.progress),
             cancel: self.cancel.clone(),
             buffers: Arc::default(),
-        };
-        let dry_run = self.job.dry_run;
-        let overwrite = self.job.overwrite;
-        let now = cx.now();
-        let results: Vec<(Entry, Result<Decision>)> = futures::stream::iter(decisions)
-            .map(|(entry, found)| {
-                let restorer = &restorer;
-                async move {
-                    let decision = match found {
-                        None => Ok(Decision::Restore),
-                        Some(listed) => {
-                            same_object(restorer, target, &entry, &listed, from_rclone).await.map(|same| {
-                                if same {
-                                    Decision::Equal
-                                } else if overwrite {
-                                    Decision::Restore
-                                } else {
-                                    Decision::Conflict
-                                }
-                            })
-                        }
-                    };
-                    let result = match decision {
-                        Ok(Decision::Restore) if !dry_run => {
-                            let item = RestoreItem {
-                                entry: entry.clone(),
-                                bucket: target.to_owned(),
-                                object_lock,
-                                now,
-                                mtime_from_stored: from_rclone,
-                            };
-                            restorer.restore(&item).await.map(|()| Decision::Restore)
-                        }
-                        other => other,
-                    };
-                    (entry, result)
-                }
-            })
-            .buffer_unordered(cx.config.transfer.transfers * 2)
-            .collect()
-            .await;
-        for (entry, result) in results {
-            match result {
-                Ok(Decision::Restore) => {
-                    self.summary.restored.add(entry.size);
-                    cx.progress.event(&Event::Object {
-                        bucket: target,
-                        key: &entry.key,
-                        outcome: Outcome::Restored,
-                        size: entry.size,
-                    });
-                }
-                Ok(Decision::Equal) => {
-                    self.summary.skipped.add(entry.size);
-                    cx.progress.event(&Event::Object {
-                        bucket: target,
-                        key: &entry.key,
-                        outcome: Outcome::Skipped,
-                        size: entry.size,
-                    });
-                }
-                Ok(Decision::Conflict) => {
-                    let error = "already exists with different content; left alone (--overwrite replaces it)";
-                    cx.progress.event(&Event::Failed { bucket: target, key: &entry.key, error });
-                    self.summary.conflicts.push(Failure {
-                        bucket: target.into(),
-                        key: entry.key.clone(),
-                        error: error.into(),
-                    });
-                }
-                Err(Error::Cancelled) => return Err(Error::Cancelled),
-                Err(e) => self.fail(target, &entry.key, &e.to_string()),
+        }
+    }
+
+    /// Counts and reports what became of one object.
+    fn record(&mut self, target: &str, entry: &Entry, result: Result<Decision>) -> Result<()> {
+        let cx = self.cx;
+        let object = |outcome| Event::Object { bucket: target, key: &entry.key, outcome, size: entry.size };
+        match result {
+            Ok(Decision::Restore) => {
+                self.summary.restored.add(entry.size);
+                cx.progress.event(&object(Outcome::Restored));
             }
+            Ok(Decision::Equal) => {
+                self.summary.skipped.add(entry.size);
+                cx.progress.event(&object(Outcome::Skipped));
+            }
+            Ok(Decision::Conflict) => {
+                let error = "already exists with different content; left alone (--overwrite replaces it)";
+                cx.progress.event(&Event::Failed { bucket: target, key: &entry.key, error });
+                self.summary.conflicts.push(Failure {
+                    bucket: target.into(),
+                    key: entry.key.clone(),
+                    error: error.into(),
+                });
+            }
+            Err(Error::Cancelled) => return Err(Error::Cancelled),
+            Err(e) => self.fail(target, &entry.key, &e.to_string()),
         }
         Ok(())
     }
@@ -786,6 +785,51 @@ enum Decision {
     Restore,
     Equal,
     Conflict,
+}
+
+/// How the objects of one bucket are restored.
+struct ObjectJob<'a> {
+    restorer: &'a Restorer,
+    target: &'a str,
+    object_lock: bool,
+    from_rclone: bool,
+    dry_run: bool,
+    overwrite: bool,
+    now: time::OffsetDateTime,
+}
+
+impl ObjectJob<'_> {
+    /// Decides about one object (`listed`: what the target holds under its key) and restores it if so.
+    async fn one(&self, entry: Entry, listed: Option<Listed>) -> (Entry, Result<Decision>) {
+        let decision = match listed {
+            None => Ok(Decision::Restore),
+            Some(listed) => {
+                same_object(self.restorer, self.target, &entry, &listed, self.from_rclone).await.map(|same| {
+                    if same {
+                        Decision::Equal
+                    } else if self.overwrite {
+                        Decision::Restore
+                    } else {
+                        Decision::Conflict
+                    }
+                })
+            }
+        };
+        let result = match decision {
+            Ok(Decision::Restore) if !self.dry_run => {
+                let item = RestoreItem {
+                    entry: entry.clone(),
+                    bucket: self.target.to_owned(),
+                    object_lock: self.object_lock,
+                    now: self.now,
+                    mtime_from_stored: self.from_rclone,
+                };
+                self.restorer.restore(&item).await.map(|()| Decision::Restore)
+            }
+            other => other,
+        };
+        (entry, result)
+    }
 }
 
 /// Whether the object already in the target is the one the entry describes: same size, and the same ETag

@@ -167,6 +167,23 @@ impl Default for LeaseOptions {
     }
 }
 
+impl LockInfo {
+    /// A new lock for `run_id` doing `command`, held by `me` from `now` for `ttl`.
+    fn new(run_id: &str, command: &str, me: &Holder, now: time::OffsetDateTime, ttl: Duration) -> Self {
+        Self {
+            run_id: run_id.to_owned(),
+            command: command.to_owned(),
+            host: me.host.clone(),
+            pid: me.pid,
+            boot_id: me.boot_id.clone(),
+            pid_namespace: me.pid_namespace.clone(),
+            acquired: crate::format_rfc3339(now),
+            expires: crate::format_rfc3339(now + ttl),
+            renewal: 0,
+        }
+    }
+}
+
 impl Lease {
     /// Takes the lease at `bucket`/`key` for `command`.
     ///
@@ -182,18 +199,7 @@ impl Lease {
     ) -> Result<Self> {
         let ttl = options.ttl.max(MIN_TTL);
         let me = Holder::current();
-        let now = options.clock.now();
-        let info = LockInfo {
-            run_id: run_id.to_owned(),
-            command: command.to_owned(),
-            host: me.host.clone(),
-            pid: me.pid,
-            boot_id: me.boot_id.clone(),
-            pid_namespace: me.pid_namespace.clone(),
-            acquired: crate::format_rfc3339(now),
-            expires: crate::format_rfc3339(now + ttl),
-            renewal: 0,
-        };
+        let info = LockInfo::new(run_id, command, &me, options.clock.now(), ttl);
         let location = format!("s3://{bucket}/{key}");
         let sent = Instant::now();
         let attempt_timeout = attempt_timeout(ttl);

@@ -59,6 +59,25 @@ pub struct Audited {
     pub entries: Vec<Entry>,
 }
 
+/// Per stored key: its versions and delete markers, newest first, with when each was written.
+async fn version_history(
+    store: &Store,
+    bucket: &str,
+) -> BTreeMap<String, Vec<(Option<String>, OffsetDateTime)>> {
+    let mut history: BTreeMap<String, Vec<(Option<String>, OffsetDateTime)>> = BTreeMap::new();
+    store
+        .list_versions_in_order(bucket, None, |v| {
+            history.entry(v.key).or_default().push((v.version_id, v.last_modified));
+        })
+        .await
+        .expect("list the versions of the backup bucket");
+    for versions in history.values_mut() {
+        // Newest first; of equal times the listing's order stays.
+        versions.sort_by_key(|v| std::cmp::Reverse(v.1));
+    }
+    history
+}
+
 /// Audits every snapshot of the location `config` describes, at `now` (the run clock's time).
 /// `to_clock` maps a time the server wrote (a version's last-modified) to the run clock's time (identity
 /// unless the test moved the clock). Returns the snapshots and the problems found, one line each.
@@ -74,18 +93,7 @@ pub async fn audit(
     let store =
         Store::new(crate::error::Side::Destination, config.destination.clone(), 3).expect("destination");
     let bucket = config.backup_bucket.as_str();
-    // Per stored key: its versions and delete markers, newest first, with when each stopped being current.
-    let mut history: BTreeMap<String, Vec<(Option<String>, OffsetDateTime)>> = BTreeMap::new();
-    store
-        .list_versions_in_order(bucket, None, |v| {
-            history.entry(v.key).or_default().push((v.version_id, v.last_modified));
-        })
-        .await
-        .expect("list the versions of the backup bucket");
-    for versions in history.values_mut() {
-        // Newest first; of equal times the listing's order stays.
-        versions.sort_by_key(|v| std::cmp::Reverse(v.1));
-    }
+    let history = version_history(&store, bucket).await;
     let noncurrent_since = |key: &str, version: Option<&str>| -> Result<Option<OffsetDateTime>, String> {
         let versions = history.get(key).ok_or_else(|| format!("{key}: no version at all"))?;
         let at = versions

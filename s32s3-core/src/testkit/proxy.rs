@@ -904,6 +904,66 @@ async fn handle(mut client: TcpStream, target: SocketAddr, shared: &Shared) -> i
     Ok(())
 }
 
+/// How much of a request body a `ResetMidRequestBody` lets through.
+fn request_cut(shared: &Shared, framing: Framing) -> u64 {
+    match framing {
+        Framing::Empty => 0,
+        Framing::Length(length) => shared.below(length),
+        Framing::Chunked | Framing::UntilEof => shared.below(MAX_CHUNKED_CUT),
+    }
+}
+
+/// The answer when the upstream cannot be reached.
+fn bad_gateway(target: SocketAddr) -> String {
+    let body = format!("fault proxy: cannot connect to {target}");
+    format!(
+        "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: \
+         close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Relays the upstream's response to the client (interim responses too), without the header `strip`.
+async fn relay_response<R, W>(
+    upstream: &mut R,
+    client: &mut W,
+    is_head: bool,
+    strip: Option<&str>,
+) -> io::Result<Copied>
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (mut head, framing) = read_final_head(upstream, Some(&mut *client), is_head).await?;
+    if let Some(name) = strip {
+        head.headers.retain(|line| {
+            let colon = line.iter().position(|&b| b == b':').unwrap_or(line.len());
+            !line[..colon].trim_ascii().eq_ignore_ascii_case(name.as_bytes())
+        });
+    }
+    client.write_all(&client_head(&head)).await?;
+    copy_body(upstream, client, framing, u64::MAX).await
+}
+
+/// Sends the response's head and part of its body (at least one byte short, and at least one byte of
+/// body when there are two or more), then waits before the reset.
+async fn send_cut_short<W: AsyncWrite + Unpin>(
+    client: &mut W,
+    response: &Response,
+    shared: &Shared,
+) -> io::Result<()> {
+    if response.body.is_empty() {
+        return Ok(());
+    }
+    let len = response.body.len() as u64;
+    let cut = if len >= 2 { 1 + shared.below(len - 1) } else { 0 };
+    client.write_all(&response.head).await?;
+    client.write_all(&response.body[..cut as usize]).await?;
+    client.flush().await?;
+    tokio::time::sleep(BEFORE_RESET).await;
+    Ok(())
+}
+
 /// Serves the one request of a client connection; says how to end the connection.
 async fn exchange(client: &mut TcpStream, target: SocketAddr, shared: &Shared) -> io::Result<End> {
     let (client_read, mut client_write) = client.split();
@@ -936,23 +996,12 @@ async fn exchange(client: &mut TcpStream, target: SocketAddr, shared: &Shared) -
         client_write.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
     }
     if fault == Fault::ResetMidRequestBody {
-        let cut = match framing {
-            Framing::Empty => 0,
-            Framing::Length(length) => shared.below(length),
-            Framing::Chunked | Framing::UntilEof => shared.below(MAX_CHUNKED_CUT),
-        };
-        copy_body(&mut client_read, &mut tokio::io::sink(), framing, cut).await?;
+        copy_body(&mut client_read, &mut tokio::io::sink(), framing, request_cut(shared, framing)).await?;
         return Ok(End::Reset);
     }
 
     let Ok(mut upstream) = TcpStream::connect(target).await else {
-        let body = format!("fault proxy: cannot connect to {target}");
-        let answer = format!(
-            "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: \
-             close\r\n\r\n{body}",
-            body.len()
-        );
-        client_write.write_all(answer.as_bytes()).await?;
+        client_write.write_all(bad_gateway(target).as_bytes()).await?;
         return Ok(End::Close);
     };
     let _ = upstream.set_nodelay(true);
@@ -979,18 +1028,7 @@ async fn exchange(client: &mut TcpStream, target: SocketAddr, shared: &Shared) -
                 Fault::StripResponseHeader(name) => Some(name),
                 _ => None,
             };
-            let relay = async {
-                let (mut head, response_framing) =
-                    read_final_head(&mut upstream_read, Some(&mut client_write), is_head).await?;
-                if let Some(name) = strip {
-                    head.headers.retain(|line| {
-                        let colon = line.iter().position(|&b| b == b':').unwrap_or(line.len());
-                        !line[..colon].trim_ascii().eq_ignore_ascii_case(name.as_bytes())
-                    });
-                }
-                client_write.write_all(&client_head(&head)).await?;
-                copy_body(&mut upstream_read, &mut client_write, response_framing, u64::MAX).await
-            };
+            let relay = relay_response(&mut upstream_read, &mut client_write, is_head, strip);
             let (sent, relayed) = tokio::join!(send, relay);
             relayed?;
             if let Err(e) = sent {
@@ -1005,16 +1043,7 @@ async fn exchange(client: &mut TcpStream, target: SocketAddr, shared: &Shared) -
         }
         Fault::ResetMidResponseBody => {
             let (_, response) = tokio::join!(send, read_response(&mut upstream_read, is_head));
-            let response = response?;
-            if !response.body.is_empty() {
-                // At least one byte short, and at least one byte of body when there are two or more.
-                let len = response.body.len() as u64;
-                let cut = if len >= 2 { 1 + shared.below(len - 1) } else { 0 };
-                client_write.write_all(&response.head).await?;
-                client_write.write_all(&response.body[..cut as usize]).await?;
-                client_write.flush().await?;
-                tokio::time::sleep(BEFORE_RESET).await;
-            }
+            send_cut_short(&mut client_write, &response?, shared).await?;
             Ok(End::Reset)
         }
         Fault::SlowDown | Fault::ResetMidRequestBody | Fault::Error { .. } => unreachable!("answered above"),
