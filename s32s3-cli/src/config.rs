@@ -272,24 +272,24 @@ impl From<RemoteEndpoint> for DestinationLayer {
 impl SourceLayer {
     /// The endpoint, unset parts empty.
     fn s3(&self) -> S3Endpoint {
-        S3Endpoint {
-            endpoint: self.source_endpoint.clone().unwrap_or_default(),
-            region: self.source_region.clone().unwrap_or_default(),
-            access_key_id: self.source_access_key_id.clone().unwrap_or_default(),
-            secret_access_key: self.source_secret_access_key.clone().unwrap_or_default(),
-        }
+        S3Endpoint::new(
+            self.source_endpoint.clone().unwrap_or_default(),
+            self.source_access_key_id.clone().unwrap_or_default(),
+            self.source_secret_access_key.clone().unwrap_or_default(),
+        )
+        .with_region(self.source_region.clone().unwrap_or_default())
     }
 }
 
 impl DestinationLayer {
     /// The endpoint, unset parts empty.
     fn s3(&self) -> S3Endpoint {
-        S3Endpoint {
-            endpoint: self.destination_endpoint.clone().unwrap_or_default(),
-            region: self.destination_region.clone().unwrap_or_default(),
-            access_key_id: self.destination_access_key_id.clone().unwrap_or_default(),
-            secret_access_key: self.destination_secret_access_key.clone().unwrap_or_default(),
-        }
+        S3Endpoint::new(
+            self.destination_endpoint.clone().unwrap_or_default(),
+            self.destination_access_key_id.clone().unwrap_or_default(),
+            self.destination_secret_access_key.clone().unwrap_or_default(),
+        )
+        .with_region(self.destination_region.clone().unwrap_or_default())
     }
 }
 
@@ -469,23 +469,20 @@ impl ConfigLayer {
             .map_err(|reason: String| ConfigError::invalid("source.provider", reason))?;
         let (password, password2) = self.crypt.passwords(imported)?;
         let transfer = self.transfer()?;
-        let backup_bucket = match self.backup_bucket.as_deref().map(str::trim) {
-            None | Some("") => "backups".to_owned(),
-            Some(bucket) => bucket.to_owned(),
-        };
-        let run = RunConfig {
-            source: self.source.s3(),
-            source_provider,
-            destination: self.destination.s3(),
-            password,
-            password2,
-            backup_bucket,
-            backup_prefix: self.backup_prefix.unwrap_or_default(),
-            expiration_days: self.expiration_days.unwrap_or(7),
-            transfer,
-            work_dir: self.work_dir.unwrap_or_else(std::env::temp_dir),
-            clock: s32s3_core::Clock::system(),
-        };
+        let mut run =
+            RunConfig::new(self.source.s3(), self.destination.s3(), password).with_transfer(transfer);
+        run.source_provider = source_provider;
+        run.password2 = password2;
+        if let Some(bucket) = self.backup_bucket.as_deref().map(str::trim).filter(|b| !b.is_empty()) {
+            bucket.clone_into(&mut run.backup_bucket);
+        }
+        run.backup_prefix = self.backup_prefix.unwrap_or_default();
+        if let Some(days) = self.expiration_days {
+            run.expiration_days = days;
+        }
+        if let Some(dir) = self.work_dir {
+            run.work_dir = dir;
+        }
         Ok(Effective {
             run,
             destination_provider: self.destination.destination_provider.unwrap_or_default(),
@@ -521,23 +518,20 @@ impl ConfigLayer {
         let size_or = |field, value, default| -> Result<u64> {
             Ok(size(field, value)?.map_or(default, |v| v.unwrap_or(0)))
         };
-        Ok(TransferOptions {
-            transfers: self.transfers.unwrap_or(defaults.transfers),
-            checkers: self.checkers.unwrap_or(defaults.checkers),
-            multipart_threshold: size_or(
-                "multipart_threshold",
-                &self.multipart_threshold,
-                defaults.multipart_threshold,
-            )?,
-            part_size: size_or("part_size", &self.part_size, defaults.part_size)?,
-            part_concurrency: self.part_concurrency.unwrap_or(defaults.part_concurrency),
-            memory_limit: size_or("memory_limit", &self.memory_limit, defaults.memory_limit)?,
-            retries: self.retries.unwrap_or(defaults.retries),
-            bwlimit,
-            max_delete_percent: self.max_delete.unwrap_or(defaults.max_delete_percent),
-            checkpoint_interval,
-            lease_ttl,
-        })
+        let mut options = defaults.clone();
+        options.transfers = self.transfers.unwrap_or(defaults.transfers);
+        options.checkers = self.checkers.unwrap_or(defaults.checkers);
+        options.multipart_threshold =
+            size_or("multipart_threshold", &self.multipart_threshold, defaults.multipart_threshold)?;
+        options.part_size = size_or("part_size", &self.part_size, defaults.part_size)?;
+        options.part_concurrency = self.part_concurrency.unwrap_or(defaults.part_concurrency);
+        options.memory_limit = size_or("memory_limit", &self.memory_limit, defaults.memory_limit)?;
+        options.retries = self.retries.unwrap_or(defaults.retries);
+        options.bwlimit = bwlimit;
+        options.max_delete_percent = self.max_delete.unwrap_or(defaults.max_delete_percent);
+        options.checkpoint_interval = checkpoint_interval;
+        options.lease_ttl = lease_ttl;
+        Ok(options)
     }
 }
 

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use common::{Env, PASSWORD, PASSWORD2, create_bucket, pattern, put, put_many, rt};
 use futures::StreamExt as _;
 use s32s3_core::testkit::{self, TestServer};
-use s32s3_core::{Clock, Provider, RunConfig, S3Endpoint, Secret, TransferOptions};
+use s32s3_core::{RunConfig, Secret};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -520,28 +520,11 @@ fn explain_stored(env: &Env, stored: &str, attempts: &[Attempt]) -> String {
 
 /// The configuration the binary builds from `Env::s32s3`'s variables (what the audit needs).
 fn run_config(env: &Env) -> RunConfig {
-    let endpoint = |s: &TestServer| {
-        let e = s.endpoint();
-        S3Endpoint {
-            endpoint: e.endpoint,
-            region: String::new(),
-            access_key_id: e.access_key_id,
-            secret_access_key: e.secret_access_key,
-        }
-    };
-    RunConfig {
-        source: endpoint(env.source),
-        source_provider: Provider::Auto,
-        destination: endpoint(env.dest),
-        password: Secret::new(PASSWORD),
-        password2: Secret::new(PASSWORD2),
-        backup_bucket: env.backup_bucket.clone(),
-        backup_prefix: String::new(),
-        expiration_days: 7,
-        transfer: TransferOptions::default(),
-        work_dir: std::env::temp_dir(),
-        clock: Clock::system(),
-    }
+    let endpoint = |s: &TestServer| s.endpoint().with_region("");
+    let mut config = RunConfig::new(endpoint(env.source), endpoint(env.dest), Secret::new(PASSWORD))
+        .with_location(env.backup_bucket.clone(), "");
+    config.password2 = Secret::new(PASSWORD2);
+    config
 }
 
 /// Lists every object of `bucket` and compares keys and bytes with `expected`; returns the differences.

@@ -10,7 +10,8 @@ use crate::secret::Secret;
 use crate::{Error, Result};
 
 /// Where an S3-compatible store is and how to sign requests to it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct S3Endpoint {
     /// Base URL, e.g. `http://127.0.0.1:9000` or `https://s3.eu-west-1.amazonaws.com`.
     pub endpoint: String,
@@ -23,6 +24,28 @@ pub struct S3Endpoint {
 }
 
 impl S3Endpoint {
+    /// An endpoint with these keys, signing for the default region.
+    #[must_use]
+    pub fn new(
+        endpoint: impl Into<String>,
+        access_key_id: impl Into<String>,
+        secret_access_key: Secret,
+    ) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            region: String::new(),
+            access_key_id: access_key_id.into(),
+            secret_access_key,
+        }
+    }
+
+    /// The same endpoint signing for `region`.
+    #[must_use]
+    pub fn with_region(mut self, region: impl Into<String>) -> Self {
+        self.region = region.into();
+        self
+    }
+
     /// The region to sign with (`us-east-1` when none is configured).
     #[must_use]
     pub fn signing_region(&self) -> &str {
@@ -80,8 +103,10 @@ impl std::str::FromStr for Provider {
     }
 }
 
-/// Tuning. Defaults suit a small machine talking to a nearby store.
+/// Tuning. Defaults suit a small machine talking to a nearby store: start from
+/// [`TransferOptions::default`] and set what differs.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TransferOptions {
     /// Objects copied at once.
     pub transfers: usize,
@@ -127,55 +152,70 @@ impl Default for TransferOptions {
 }
 
 impl TransferOptions {
-    /// Checks the values, naming the first bad one.
+    /// Checks the values: every bad one, in one error naming the first.
     ///
     /// # Errors
     /// [`Error::Config`] for a zero count, a part size below S3's 5 MiB minimum, or a memory limit too small
     /// for one part.
     pub fn validate(&self) -> Result<()> {
-        let bad = |field: &str, reason: String| Err(Error::Config { field: field.into(), reason });
-        if self.transfers == 0 {
-            return bad("transfers", "must be at least 1".into());
-        }
-        if self.checkers == 0 {
-            return bad("checkers", "must be at least 1".into());
-        }
-        if self.part_concurrency == 0 {
-            return bad("part_concurrency", "must be at least 1".into());
-        }
-        if self.part_size < 5 << 20 || self.part_size > 5 << 30 {
-            return bad("part_size", format!("{} bytes is outside S3's 5 MiB to 5 GiB", self.part_size));
-        }
-        if self.multipart_threshold < 5 << 20 {
-            return bad("multipart_threshold", "must be at least 5 MiB".into());
-        }
-        if self.memory_limit < 2 * self.part_size + (1 << 20) {
-            return bad(
-                "memory_limit",
-                format!(
-                    "{} bytes cannot hold one part ({} bytes) in and out",
-                    self.memory_limit, self.part_size
-                ),
-            );
-        }
-        if self.max_delete_percent > 100 {
-            return bad("max_delete", format!("{} is not a percentage", self.max_delete_percent));
-        }
-        if self.retries == 0 {
-            return bad("retries", "must be at least 1 (one attempt)".into());
-        }
-        if self.lease_ttl < MIN_LEASE_TTL {
-            return bad(
-                "lease_ttl",
-                format!("{:?} is shorter than the minimum of {:?}", self.lease_ttl, MIN_LEASE_TTL),
-            );
-        }
-        Ok(())
+        all_of(self.problems())
+    }
+
+    /// Every bad value, as `(field, reason)`.
+    #[must_use]
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut bad = Vec::new();
+        let mut check = |failed: bool, field: &str, reason: String| {
+            if failed {
+                bad.push((field.to_owned(), reason));
+            }
+        };
+        check(self.transfers == 0, "transfers", "must be at least 1".into());
+        check(self.checkers == 0, "checkers", "must be at least 1".into());
+        check(self.part_concurrency == 0, "part_concurrency", "must be at least 1".into());
+        check(
+            self.part_size < 5 << 20 || self.part_size > 5 << 30,
+            "part_size",
+            format!("{} bytes is outside S3's 5 MiB to 5 GiB", self.part_size),
+        );
+        check(self.multipart_threshold < 5 << 20, "multipart_threshold", "must be at least 5 MiB".into());
+        check(
+            self.memory_limit < 2 * self.part_size + (1 << 20),
+            "memory_limit",
+            format!("{} bytes cannot hold one part ({} bytes) in and out", self.memory_limit, self.part_size),
+        );
+        check(
+            self.max_delete_percent > 100,
+            "max_delete",
+            format!("{} is not a percentage", self.max_delete_percent),
+        );
+        check(self.retries == 0, "retries", "must be at least 1 (one attempt)".into());
+        check(
+            self.lease_ttl < MIN_LEASE_TTL,
+            "lease_ttl",
+            format!("{:?} is shorter than the minimum of {:?}", self.lease_ttl, MIN_LEASE_TTL),
+        );
+        bad
     }
 }
 
-/// Everything a backup, restore or verify run needs.
+/// `Ok` for no problems; otherwise one [`Error::Config`] naming the first field, with every reason.
+fn all_of(problems: Vec<(String, String)>) -> Result<()> {
+    let mut problems = problems.into_iter();
+    let Some((field, reason)) = problems.next() else { return Ok(()) };
+    let reason = problems.fold(reason, |all, (field, reason)| format!("{all}; also {field}: {reason}"));
+    Err(Error::Config { field, reason })
+}
+
+/// The backup bucket when none is configured.
+pub const DEFAULT_BACKUP_BUCKET: &str = "backups";
+/// Days old versions and snapshots are kept when nothing else is configured.
+pub const DEFAULT_EXPIRATION_DAYS: u32 = 7;
+
+/// Everything a backup, restore or verify run needs. Start from [`RunConfig::new`] (the defaults) and set
+/// what differs.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct RunConfig {
     /// The store that is backed up (and restored into).
     pub source: S3Endpoint,
@@ -202,7 +242,50 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    /// Checks everything that can be checked without a request, naming the first bad field.
+    /// A configuration with the defaults: the source detected ([`Provider::Auto`]), rclone's default salt,
+    /// the bucket [`DEFAULT_BACKUP_BUCKET`] without a prefix, [`DEFAULT_EXPIRATION_DAYS`], the default
+    /// tuning, temporary files in the system's temporary directory and the system clock.
+    #[must_use]
+    pub fn new(source: S3Endpoint, destination: S3Endpoint, password: Secret) -> Self {
+        Self {
+            source,
+            source_provider: Provider::Auto,
+            destination,
+            password,
+            password2: Secret::default(),
+            backup_bucket: DEFAULT_BACKUP_BUCKET.to_owned(),
+            backup_prefix: String::new(),
+            expiration_days: DEFAULT_EXPIRATION_DAYS,
+            transfer: TransferOptions::default(),
+            work_dir: std::env::temp_dir(),
+            clock: crate::clock::Clock::system(),
+        }
+    }
+
+    /// The same configuration with backups in `bucket` under `prefix` (may be empty).
+    #[must_use]
+    pub fn with_location(mut self, bucket: impl Into<String>, prefix: impl Into<String>) -> Self {
+        self.backup_bucket = bucket.into();
+        self.backup_prefix = prefix.into();
+        self
+    }
+
+    /// The same configuration keeping old versions and snapshots `days` days.
+    #[must_use]
+    pub fn with_expiration_days(mut self, days: u32) -> Self {
+        self.expiration_days = days;
+        self
+    }
+
+    /// The same configuration with other tuning.
+    #[must_use]
+    pub fn with_transfer(mut self, transfer: TransferOptions) -> Self {
+        self.transfer = transfer;
+        self
+    }
+
+    /// Checks everything that can be checked without a request: every problem, in one error naming the
+    /// first bad field.
     ///
     /// # Errors
     /// [`Error::Config`].
@@ -216,35 +299,43 @@ impl RunConfig {
     /// # Errors
     /// [`Error::Config`].
     pub fn validate_for(&self, need_source: bool) -> Result<()> {
-        if need_source {
-            self.source.validate("source.endpoint")?;
-            for (field, value) in [
-                ("source.access_key_id", self.source.access_key_id.is_empty()),
-                ("source.secret_access_key", self.source.secret_access_key.is_empty()),
+        all_of(self.problems(need_source))
+    }
+
+    /// Every problem, as `(field, reason)`, in the order the fields are documented.
+    #[must_use]
+    pub fn problems(&self, need_source: bool) -> Vec<(String, String)> {
+        let mut bad = Vec::new();
+        let mut endpoint = |side: &str, e: &S3Endpoint| {
+            if let Err(Error::Config { field, reason }) = e.validate(&format!("{side}.endpoint")) {
+                bad.push((field, reason));
+            }
+            for (field, unset) in [
+                ("access_key_id", e.access_key_id.is_empty()),
+                ("secret_access_key", e.secret_access_key.is_empty()),
             ] {
-                if value {
-                    return Err(Error::Config { field: field.into(), reason: "is not set".into() });
+                if unset {
+                    bad.push((format!("{side}.{field}"), "is not set".into()));
                 }
             }
+        };
+        if need_source {
+            endpoint("source", &self.source);
         }
-        self.destination.validate("destination.endpoint")?;
-        for (field, value) in [
-            ("destination.access_key_id", self.destination.access_key_id.is_empty()),
-            ("destination.secret_access_key", self.destination.secret_access_key.is_empty()),
-            ("crypt.password", self.password.is_empty()),
-        ] {
-            if value {
-                return Err(Error::Config { field: field.into(), reason: "is not set".into() });
-            }
+        endpoint("destination", &self.destination);
+        if self.password.is_empty() {
+            bad.push(("crypt.password".into(), "is not set".into()));
         }
-        validate_bucket_name("backup_bucket", &self.backup_bucket)?;
+        if let Err(Error::Config { field, reason }) =
+            validate_bucket_name("backup_bucket", &self.backup_bucket)
+        {
+            bad.push((field, reason));
+        }
         if self.expiration_days == 0 {
-            return Err(Error::Config {
-                field: "expiration_days".into(),
-                reason: "must be at least 1".into(),
-            });
+            bad.push(("expiration_days".into(), "must be at least 1".into()));
         }
-        self.transfer.validate()
+        bad.extend(self.transfer.problems());
+        bad
     }
 }
 

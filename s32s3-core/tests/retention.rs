@@ -56,21 +56,19 @@ impl Location {
     }
 
     fn config(&self, day: i64, expiration_days: u32) -> RunConfig {
-        RunConfig {
-            source: self.proxy.endpoint(),
-            source_provider: Provider::Other,
-            destination: self.dest.clone(),
-            password: Secret::new("retention test"),
-            password2: Secret::new("salt"),
-            backup_bucket: self.backup_bucket.clone(),
-            backup_prefix: String::new(),
-            expiration_days,
-            // One transfer at a time: the copies happen in key order, so a failure planted on a key
-            // stops or fails the run at a known point.
-            transfer: TransferOptions { transfers: 1, retries: 2, ..TransferOptions::default() },
-            work_dir: std::env::temp_dir(),
-            clock: Clock::offset(Duration::days(day)),
-        }
+        // One transfer at a time: the copies happen in key order, so a failure planted on a key
+        // stops or fails the run at a known point.
+        let mut transfer = TransferOptions::default();
+        (transfer.transfers, transfer.retries) = (1, 2);
+        let mut config =
+            RunConfig::new(self.proxy.endpoint(), self.dest.clone(), Secret::new("retention test"))
+                .with_location(self.backup_bucket.clone(), "")
+                .with_expiration_days(expiration_days)
+                .with_transfer(transfer);
+        config.source_provider = Provider::Other;
+        config.password2 = Secret::new("salt");
+        config.clock = Clock::offset(Duration::days(day));
+        config
     }
 
     async fn put(&mut self, day: i64, key: &str, body: &str) {
