@@ -587,7 +587,7 @@ impl Effective {
         if run.password.is_empty() {
             problems.push("crypt.password: is not set".into());
         }
-        if let Err(e) = s32s3_core::options::validate_bucket_name("backup_bucket", &run.backup_bucket) {
+        if let Err(e) = s32s3_core::validate_bucket_name("backup_bucket", &run.backup_bucket) {
             problems.push(e.to_string().trim_start_matches("invalid configuration: ").to_owned());
         }
         if run.expiration_days == 0 {

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use s32s3_core::BackupSummary;
-use s32s3_core::format::manifest::SnapshotStatus;
+use s32s3_core::SnapshotStatus;
 
 /// What the metrics report.
 #[derive(Clone, Debug, Default)]
@@ -21,7 +21,7 @@ pub struct Metrics {
     runs: BTreeMap<&'static str, u64>,
     errors: u64,
     running: bool,
-    storage: Option<s32s3_core::inspect::StorageStats>,
+    storage: Option<s32s3_core::StorageStats>,
 }
 
 impl Metrics {
@@ -70,7 +70,7 @@ impl Metrics {
     ///
     /// The newest complete snapshot also stands for the last success when this process has not seen a
     /// newer one, so a restarted daemon does not report "never" and trip an alert.
-    pub fn storage(&mut self, stats: s32s3_core::inspect::StorageStats) {
+    pub fn storage(&mut self, stats: s32s3_core::StorageStats) {
         if let Some(finished) = stats.last_complete {
             let finished = finished.unix_timestamp_nanos() as f64 / 1e9;
             if self.last_success.is_none_or(|seen| seen < finished) {
@@ -189,12 +189,7 @@ mod tests {
     fn renders_prometheus_text() {
         let mut m = Metrics::default();
         m.failed(1.5);
-        m.storage(s32s3_core::inspect::StorageStats {
-            snapshots: 3,
-            versions: 10,
-            bytes: 1234,
-            last_complete: None,
-        });
+        m.storage(s32s3_core::StorageStats { snapshots: 3, versions: 10, bytes: 1234, last_complete: None });
         let text = m.render();
         assert!(
             text.contains(
@@ -215,7 +210,7 @@ mod tests {
     #[test]
     fn last_success_falls_back_to_the_newest_complete_snapshot() {
         let mut m = Metrics::default();
-        let stats = |at| s32s3_core::inspect::StorageStats {
+        let stats = |at| s32s3_core::StorageStats {
             snapshots: 1,
             last_complete: Some(time::OffsetDateTime::from_unix_timestamp(at).unwrap()),
             ..Default::default()

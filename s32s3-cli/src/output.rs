@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use s32s3_core::progress::{Event, Outcome, Progress};
+use s32s3_core::{Event, Outcome, Progress};
 
 use crate::config::OutputSettings;
 

@@ -26,11 +26,14 @@ use futures::future::BoxFuture;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::bucket_config;
 use crate::engine::listing::{Sorted, SortedListing, list_into};
 use crate::engine::parts::PendingUpload;
 use crate::engine::plan::{Action, MergeJoin, MergeNewest, PlanCounts, PreviousEntries};
 use crate::engine::transfer::{Copied, Copier, CopyFailure, WriteGate};
 use crate::error::S3ErrorKind;
+use crate::error::{Error, Result};
+use crate::format::destination;
 use crate::format::lease::Lease;
 use crate::format::manifest::{
     BucketRecord, Entry, Header, InstanceRefs, Location, ManifestWriter, SnapshotStatus, SourceInfo, Totals,
@@ -45,7 +48,6 @@ use crate::store::limit::Limits;
 use crate::store::s3::Store;
 use crate::store::{ObjectAttrs, ReadOptions, WriteCondition};
 pub use crate::summary::{BackupSummary, Failure};
-use crate::{Error, Result, engine::bucket_config, format::destination};
 
 /// A backup of a source store into the backup location. See the module docs for the steps.
 #[derive(Clone, Debug)]
@@ -101,11 +103,11 @@ impl Backup {
     /// Step 1, read-only: what the source holds, what the location holds and the previous snapshot.
     async fn plan(&self, cx: &Repository) -> Result<BackupPlan> {
         let started = cx.now();
-        let snapshot_id = crate::new_id();
+        let snapshot_id = crate::format::new_id();
         cx.progress.event(&Event::Phase("checking the source"));
         let source_buckets = cx.source.list_buckets().await?;
         let selected = self.selected_buckets(&source_buckets)?;
-        let minio = crate::engine::instance::detect(cx).await?;
+        let minio = crate::instance::detect(cx).await?;
         cx.progress.event(&Event::Phase("checking the backup location"));
         let state = cx.inspect().await?;
         let catalog = if state.bucket_exists { cx.snapshots().catalog().await? } else { Catalog::default() };
@@ -373,7 +375,7 @@ struct BackupPlan {
     started: time::OffsetDateTime,
     source_buckets: Vec<String>,
     selected: Vec<String>,
-    minio: Option<crate::engine::instance::Minio>,
+    minio: Option<crate::instance::Minio>,
     state: destination::DestinationState,
     catalog: Catalog,
     previous: Previous,
@@ -547,12 +549,12 @@ impl<'a> Run<'a> {
         snapshot_id: String,
         started: OffsetDateTime,
         previous: &Previous,
-        minio: Option<&crate::engine::instance::Minio>,
+        minio: Option<&crate::instance::Minio>,
         cancel: CancellationToken,
         gate: &Arc<RunGate>,
     ) -> Result<Self> {
         Ok(Run {
-            source: crate::engine::instance::source_info(cx, minio),
+            source: crate::instance::source_info(cx, minio),
             instance: None,
             cx,
             snapshot_id,
@@ -577,7 +579,7 @@ impl<'a> Run<'a> {
     /// failure stops the run (everything not done yet is carried over) instead of ending it.
     async fn copy_everything(
         &mut self,
-        minio: Option<&crate::engine::instance::Minio>,
+        minio: Option<&crate::instance::Minio>,
         selected: &[String],
         source_buckets: &[String],
         previous: Previous,
@@ -1008,8 +1010,8 @@ impl<'a> Run<'a> {
     }
 
     /// Stores the MinIO exports; a failed export makes the snapshot partial.
-    async fn export_instance(&mut self, minio: &crate::engine::instance::Minio) -> Result<()> {
-        let refs = crate::engine::instance::export(self.cx, minio, &self.snapshot_id).await?;
+    async fn export_instance(&mut self, minio: &crate::instance::Minio) -> Result<()> {
+        let refs = crate::instance::export(self.cx, minio, &self.snapshot_id).await?;
         for (what, error) in refs.errors.clone() {
             self.fail("", &format!("minio {what}"), &format!("export failed: {error}"));
         }
@@ -1028,9 +1030,9 @@ impl<'a> Run<'a> {
             version: crate::format::manifest::VERSION,
             snapshot_id: self.snapshot_id.clone(),
             status,
-            started: crate::format_rfc3339(self.started),
-            finished: crate::format_rfc3339(finished),
-            tool: crate::tool_version(),
+            started: crate::clock::format_rfc3339(self.started),
+            finished: crate::clock::format_rfc3339(finished),
+            tool: crate::format::tool_version(),
             source: self.source.clone(),
             parent: self.parent.clone(),
             buckets: self.records.clone(),

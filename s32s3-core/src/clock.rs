@@ -47,7 +47,7 @@ impl Default for Clock {
 
 impl fmt::Debug for Clock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Clock({})", crate::format_rfc3339(self.now()))
+        write!(f, "Clock({})", format_rfc3339(self.now()))
     }
 }
 
@@ -64,4 +64,18 @@ mod tests {
         let fixed = time::macros::datetime!(2026-12-01 20:04:05.456 UTC);
         assert_eq!(Clock::from_fn(move || fixed).now(), fixed);
     }
+}
+
+/// A time as RFC 3339 in UTC.
+#[must_use]
+pub fn format_rfc3339(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("UTC times format")
+}
+
+/// Now, as RFC 3339 in UTC.
+#[must_use]
+pub fn now_rfc3339() -> String {
+    format_rfc3339(OffsetDateTime::now_utc())
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::Result;
+use crate::error::Result;
 use crate::format::manifest::Header;
 use crate::format::retention::Window;
 use crate::format::snapshots::SnapshotRef;

@@ -56,6 +56,8 @@ pub mod engine;
 pub(crate) mod engine;
 // What every command starts from.
 pub mod repo;
+// MinIO's own state (IAM, configuration), exported beside the data and imported back.
+pub(crate) mod instance;
 // The operations.
 pub mod backup;
 pub mod inspect;
@@ -68,47 +70,21 @@ pub use backup::Backup;
 pub use clock::Clock;
 pub use engine::parts::part_size_for;
 pub use error::{Error, Result};
+pub use format::manifest::SnapshotStatus;
+pub use format::retention::Window;
+pub use format::snapshots::{Selector, parse_point_in_time};
+pub use inspect::{SnapshotInfo, StorageStats, describe, storage_stats};
+pub use options::validate_bucket_name;
 pub use options::{Provider, RunConfig, S3Endpoint, TransferOptions};
+pub use progress::{Event, NoProgress, Outcome, PlanCounts, Progress, Totals};
 pub use restore::Restore;
+pub use restore::{BucketMapping, RestoreMode};
 pub use secret::Secret;
 pub use summary::{BackupSummary, Failure, RestoreSummary, VerifySummary};
+pub use verify::ReadData;
 pub use verify::Verify;
 
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
-
-/// `s32s3 <version>`, recorded in manifests.
-#[must_use]
-pub fn tool_version() -> String {
-    format!("s32s3 {}", env!("CARGO_PKG_VERSION"))
-}
-
-/// A time as RFC 3339 in UTC.
-#[must_use]
-pub fn format_rfc3339(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).expect("UTC times format")
-}
-
-/// Now, as RFC 3339 in UTC.
-#[must_use]
-pub fn now_rfc3339() -> String {
-    format_rfc3339(OffsetDateTime::now_utc())
-}
-
-/// A new random id (8 hex digits) for a run or snapshot.
-#[must_use]
-pub fn new_id() -> String {
-    format!("{:08x}", rand::random::<u32>())
-}
-
-/// Derives the crypt keys (scrypt, ~50 ms and 16 MiB) off the async workers.
-///
-/// # Errors
-/// [`Error::Config`] for an empty password.
-pub async fn derive_cipher(password: &Secret, password2: &Secret) -> Result<s32s3_crypt::Cipher> {
-    let (password, password2) = (password.clone(), password2.clone());
-    tokio::task::spawn_blocking(move || s32s3_crypt::Cipher::new(password.expose(), password2.expose()))
-        .await
-        .expect("key derivation does not panic")
-        .map_err(|e| Error::Config { field: "crypt.password".into(), reason: e.to_string() })
-}
+pub use clock::{format_rfc3339, now_rfc3339};
+pub use format::{derive_cipher, new_id, tool_version};
+/// Cancels a running operation (re-exported from `tokio-util`, so embedders need not depend on it).
+pub use tokio_util::sync::CancellationToken;

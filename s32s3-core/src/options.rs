@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::error::{Error, Result};
 use crate::secret::Secret;
-use crate::{Error, Result};
 
 /// Where an S3-compatible store is and how to sign requests to it.
 #[derive(Clone, Debug, Default)]
@@ -121,7 +121,7 @@ pub struct TransferOptions {
     /// Bytes of object data held in memory at once, over all transfers (plaintext and ciphertext).
     pub memory_limit: u64,
     /// Attempts per request (and per body read) for temporary failures (5xx, 429, timeouts, resets), with
-    /// exponential backoff: see [`crate::store::retry::RetryPolicy`].
+    /// exponential backoff (the storage layer's `RetryPolicy`).
     pub retries: u32,
     /// Upload bandwidth limit in bytes per second (`None`: unlimited).
     pub bwlimit: Option<u64>,

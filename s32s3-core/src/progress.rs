@@ -1,7 +1,24 @@
 //! Progress reporting: the engine emits [`Event`]s; the caller renders them (progress bars, logs,
 //! metrics). The engine itself never prints.
 
-use crate::engine::plan::PlanCounts;
+use serde::{Deserialize, Serialize};
+
+/// Objects and bytes: what runs count, and what manifests record per bucket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Number of objects.
+    pub objects: u64,
+    /// Plaintext bytes.
+    pub bytes: u64,
+}
+
+impl Totals {
+    /// Adds one object of `bytes`.
+    pub fn add(&mut self, bytes: u64) {
+        self.objects += 1;
+        self.bytes += bytes;
+    }
+}
 
 /// What happened to one object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,4 +93,39 @@ pub struct NoProgress;
 
 impl Progress for NoProgress {
     fn event(&self, _event: &Event<'_>) {}
+}
+
+/// What a bucket's merge-join will do, counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PlanCounts {
+    /// Objects not in the previous snapshot.
+    pub new: Totals,
+    /// Objects whose size, ETag or last-modified changed.
+    pub changed: Totals,
+    /// Objects carried over.
+    pub unchanged: Totals,
+    /// Objects gone from the source.
+    pub deleted: Totals,
+}
+
+impl PlanCounts {
+    /// Adds another bucket's counts.
+    pub fn merge(&mut self, other: &PlanCounts) {
+        for (mine, theirs) in [
+            (&mut self.new, other.new),
+            (&mut self.changed, other.changed),
+            (&mut self.unchanged, other.unchanged),
+            (&mut self.deleted, other.deleted),
+        ] {
+            mine.objects += theirs.objects;
+            mine.bytes += theirs.bytes;
+        }
+    }
+
+    /// Whether deleting `deleted` of the previous snapshot's objects stays within `max_delete_percent`.
+    #[must_use]
+    pub fn deletes_allowed(&self, max_delete_percent: u32) -> bool {
+        let previous = self.unchanged.objects + self.changed.objects + self.deleted.objects;
+        previous == 0 || self.deleted.objects * 100 <= previous * u64::from(max_delete_percent)
+    }
 }

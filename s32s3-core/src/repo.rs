@@ -7,6 +7,7 @@ use std::sync::Arc;
 use s32s3_crypt::Cipher;
 
 use crate::error::Side;
+use crate::error::{Error, Result};
 use crate::format::destination::{self, DestinationState};
 use crate::format::layout::Layout;
 use crate::format::lease::{Lease, LeaseOptions};
@@ -14,7 +15,6 @@ use crate::format::snapshots::{self, Selected, Selector, Snapshots};
 use crate::options::RunConfig;
 use crate::progress::{Event, Progress};
 use crate::store::s3::Store;
-use crate::{Error, Result};
 
 pub(crate) struct Repository {
     pub(crate) config: RunConfig,
@@ -44,7 +44,7 @@ impl Repository {
         })?;
         let dest = Store::new(Side::Destination, config.destination.clone(), retries)?;
         progress.event(&Event::Phase("deriving keys"));
-        let cipher = crate::derive_cipher(&config.password, &config.password2).await?;
+        let cipher = crate::format::derive_cipher(&config.password, &config.password2).await?;
         let layout = Layout::new(&cipher, &config.backup_prefix)?;
         let work = tempfile::Builder::new().prefix("s32s3-").tempdir_in(&config.work_dir).map_err(|e| {
             Error::io(format!("creating a work directory in {}", config.work_dir.display()), e)
@@ -113,11 +113,11 @@ impl Repository {
     }
 }
 
-fn placeholder_endpoint() -> crate::S3Endpoint {
-    crate::S3Endpoint {
+fn placeholder_endpoint() -> crate::options::S3Endpoint {
+    crate::options::S3Endpoint {
         endpoint: "http://source.invalid".into(),
         region: String::new(),
         access_key_id: String::new(),
-        secret_access_key: crate::Secret::default(),
+        secret_access_key: crate::secret::Secret::default(),
     }
 }

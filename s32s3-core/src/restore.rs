@@ -24,6 +24,8 @@ use crate::engine::listing::{Listed, SortedListing, list_into};
 use crate::engine::plan::PreviousEntries;
 use crate::engine::transfer::{RestoreItem, Restorer};
 use crate::error::S3ErrorKind;
+use crate::error::{Error, Result};
+use crate::format::destination;
 use crate::format::manifest::{BucketRecord, Entry, Header, Totals};
 use crate::format::snapshots::Selector;
 use crate::options::RunConfig;
@@ -32,7 +34,6 @@ use crate::repo::Repository;
 use crate::store::ReadOptions;
 use crate::store::limit::Limits;
 pub use crate::summary::{Failure, RestoreMode, RestoreSummary};
-use crate::{Error, Result, format::destination};
 
 /// Bucket configuration restored before the data, in this order: what the data needs (versioning, object
 /// lock, default encryption) and what cannot act on it.
@@ -379,7 +380,7 @@ impl RestoreRun<'_> {
         if with_quota.is_empty() {
             return Ok(None);
         }
-        let admin = crate::engine::instance::admin_client(&self.cx.config.source)?;
+        let admin = crate::instance::admin_client(&self.cx.config.source)?;
         if let Ok(Probe::Admin(_)) = admin.probe().await {
             return Ok(Some((admin, export)));
         }
@@ -404,7 +405,7 @@ impl RestoreRun<'_> {
             return Ok(());
         }
         let cx = self.cx;
-        let admin = crate::engine::instance::admin_client(&cx.config.source)?;
+        let admin = crate::instance::admin_client(&cx.config.source)?;
         match admin.probe().await {
             Ok(Probe::Admin(_)) => {}
             Ok(other) => {
@@ -719,7 +720,7 @@ impl RestoreRun<'_> {
                 )));
             }
         };
-        self.summary.point_in_time = Some(at.map_or_else(|| "latest".into(), crate::format_rfc3339));
+        self.summary.point_in_time = Some(at.map_or_else(|| "latest".into(), crate::clock::format_rfc3339));
         cx.progress.event(&Event::Phase("listing the versions of the rclone backup"));
         let versions = chosen_versions(cx, at).await?;
         if versions.is_empty() {
@@ -727,7 +728,7 @@ impl RestoreRun<'_> {
                 Some(at) => format!(
                     "{} holds no object version at or before {}",
                     cx.location(),
-                    crate::format_rfc3339(at)
+                    crate::clock::format_rfc3339(at)
                 ),
                 None => format!("{} holds no objects", cx.location()),
             }));

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-use crate::engine::plan::PlanCounts;
 use crate::format::manifest::{SnapshotStatus, Totals};
 use crate::format::retention::Window;
+use crate::progress::PlanCounts;
 
 /// An object or bucket that could not be backed up.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

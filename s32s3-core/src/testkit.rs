@@ -24,7 +24,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::Duration;
 
-use crate::{S3Endpoint, Secret};
+use crate::options::S3Endpoint;
+use crate::secret::Secret;
 
 /// Audits listed snapshots against the version history of the backup bucket.
 pub mod audit;

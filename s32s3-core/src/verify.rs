@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::S3ErrorKind;
+use crate::error::{Error, Result};
 use crate::format::manifest::{Entry, InstanceRefs, ManifestReader, Totals};
 use crate::format::snapshots::Selector;
 use crate::options::RunConfig;
@@ -21,7 +22,6 @@ use crate::repo::Repository;
 use crate::store::ReadOptions;
 use crate::store::limit::Limits;
 pub use crate::summary::{Failure, VerifySummary};
-use crate::{Error, Result};
 
 /// How much data `verify` reads.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use clap::Args;
-use s32s3_core::format::manifest::SnapshotStatus;
+use s32s3_core::SnapshotStatus;
 use s32s3_core::{Backup, BackupSummary};
 
 use crate::config::Effective;
@@ -48,7 +48,7 @@ pub async fn run(args: &BackupArgs, config: &Effective) -> Result<u8> {
             Ok(summary) => metrics.finished(summary),
             Err(_) => metrics.failed(started.elapsed().as_secs_f64()),
         }
-        if let Ok(stats) = s32s3_core::inspect::storage_stats(&config.run, progress.clone()).await {
+        if let Ok(stats) = s32s3_core::storage_stats(&config.run, progress.clone()).await {
             metrics.storage(stats);
         }
         if let Some(path) = &args.metrics_file

@@ -106,11 +106,8 @@ pub async fn run(args: &DaemonArgs, config: &Effective) -> Result<u8> {
     Ok(exit::OK)
 }
 
-async fn storage_stats(
-    config: &Effective,
-    progress: &Arc<CliProgress>,
-) -> Option<s32s3_core::inspect::StorageStats> {
-    s32s3_core::inspect::storage_stats(&config.run, progress.clone())
+async fn storage_stats(config: &Effective, progress: &Arc<CliProgress>) -> Option<s32s3_core::StorageStats> {
+    s32s3_core::storage_stats(&config.run, progress.clone())
         .await
         .inspect_err(|e| tracing::warn!("could not read the backup location's size: {e}"))
         .ok()

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use s32s3_core::format::snapshots::Selector;
-use s32s3_core::restore::{BucketMapping, Restore, RestoreMode};
-use s32s3_core::verify::{ReadData, Verify};
+use s32s3_core::Selector;
+use s32s3_core::{BucketMapping, Restore, RestoreMode};
+use s32s3_core::{ReadData, Verify};
 use time::OffsetDateTime;
 
 use crate::config::Effective;
@@ -81,7 +81,7 @@ pub struct SnapshotsArgs {
 }
 
 fn parse_time(text: &str) -> Result<OffsetDateTime> {
-    s32s3_core::format::snapshots::parse_point_in_time(text)
+    s32s3_core::parse_point_in_time(text)
         .map_err(|reason| crate::config::ConfigError { field: "--at".into(), reason }.into())
 }
 
@@ -231,7 +231,7 @@ pub async fn verify(args: &VerifyArgs, config: &Effective) -> Result<u8> {
 /// Lists the snapshots.
 pub async fn snapshots(args: &SnapshotsArgs, config: &Effective) -> Result<u8> {
     let progress = Arc::new(CliProgress::new(&config.output));
-    let list = s32s3_core::inspect::describe(&config.run, progress.clone()).await;
+    let list = s32s3_core::describe(&config.run, progress.clone()).await;
     progress.finish();
     let list = list?;
     if args.json {

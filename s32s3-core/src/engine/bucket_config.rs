@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use futures::StreamExt as _;
 
 use crate::error::S3ErrorKind;
+use crate::error::{Error, Result};
 use crate::store::s3::Store;
-use crate::{Error, Result};
 
 /// The bucket sub-resources backed up: (name in the manifest, query string, S3 operation).
 pub const SUBRESOURCES: [(&str, &str, &str); 10] = [

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use crate::Result;
+use crate::error::Result;
 use crate::format::spool::{ExternalSort, SortedItems, SortedItemsIter};
 
 /// Objects kept in memory before a sorted run is spilled to disk (≈ 200 bytes each).
@@ -22,7 +22,7 @@ pub use crate::store::ObjectInfo as Listed;
 /// list, and decoded ([`crate::store::s3::Store::list_objects`]).
 ///
 /// # Errors
-/// S3 failures, classified; [`crate::Error::Io`] when the sorter cannot spill.
+/// S3 failures, classified; [`crate::error::Error::Io`] when the sorter cannot spill.
 pub async fn list_into(
     store: &crate::store::s3::Store,
     bucket: &str,
@@ -80,7 +80,7 @@ impl SortedListing {
     /// Adds one object.
     ///
     /// # Errors
-    /// [`crate::Error::Io`] when a run cannot be spilled.
+    /// [`crate::error::Error::Io`] when a run cannot be spilled.
     pub fn push(&mut self, item: Listed) -> Result<()> {
         self.0.push(item)
     }
@@ -88,7 +88,7 @@ impl SortedListing {
     /// Ends collection: the listing can now be read, sorted, as often as needed.
     ///
     /// # Errors
-    /// [`crate::Error::Io`] when the last run cannot be spilled.
+    /// [`crate::error::Error::Io`] when the last run cannot be spilled.
     pub fn finish(self) -> Result<Sorted> {
         Ok(Sorted(self.0.finish()?))
     }
@@ -103,7 +103,7 @@ impl Sorted {
     /// once.
     ///
     /// # Errors
-    /// [`crate::Error::Io`] when a spilled run cannot be read.
+    /// [`crate::error::Error::Io`] when a spilled run cannot be read.
     #[allow(clippy::iter_not_returning_iterator)] // re-reading spilled runs can fail before iteration starts
     pub fn iter(&mut self) -> Result<SortedIter<'_>> {
         self.0.iter()

@@ -3,7 +3,6 @@
 //! MinIO exports that travel beside the data ([`bucket_config`], [`instance`]).
 
 pub mod bucket_config;
-pub mod instance;
 pub mod listing;
 pub mod parts;
 pub mod plan;

@@ -10,7 +10,7 @@ use s32s3_crypt::{CHUNK_SIZE, encrypted_size};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use crate::Result;
+use crate::error::Result;
 use crate::error::S3ErrorKind;
 use crate::store::{CompletedPart, ObjectAttrs, Store, Written};
 

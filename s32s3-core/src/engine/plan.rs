@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 use std::iter::Peekable;
 use std::path::Path;
 
-use crate::Result;
 use crate::engine::listing::Listed;
-use crate::format::manifest::{Entry, Totals};
+use crate::error::Result;
+use crate::format::manifest::Entry;
 use crate::format::spool::Spool;
+pub use crate::progress::PlanCounts;
 
 /// What to do with one object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,19 +93,6 @@ where
     }
 }
 
-/// What a bucket's merge-join will do, counted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PlanCounts {
-    /// Objects not in the previous snapshot.
-    pub new: Totals,
-    /// Objects whose size, ETag or last-modified changed.
-    pub changed: Totals,
-    /// Objects carried over.
-    pub unchanged: Totals,
-    /// Objects gone from the source.
-    pub deleted: Totals,
-}
-
 impl PlanCounts {
     /// Counts one action.
     pub fn count(&mut self, action: &Action) {
@@ -114,26 +102,6 @@ impl PlanCounts {
             Action::Copy { listed, previous: Some(_) } => self.changed.add(listed.size),
             Action::Delete(e) => self.deleted.add(e.size),
         }
-    }
-
-    /// Adds another bucket's counts.
-    pub fn merge(&mut self, other: &PlanCounts) {
-        for (mine, theirs) in [
-            (&mut self.new, other.new),
-            (&mut self.changed, other.changed),
-            (&mut self.unchanged, other.unchanged),
-            (&mut self.deleted, other.deleted),
-        ] {
-            mine.objects += theirs.objects;
-            mine.bytes += theirs.bytes;
-        }
-    }
-
-    /// Whether deleting `deleted` of the previous snapshot's objects stays within `max_delete_percent`.
-    #[must_use]
-    pub fn deletes_allowed(&self, max_delete_percent: u32) -> bool {
-        let previous = self.unchanged.objects + self.changed.objects + self.deleted.objects;
-        previous == 0 || self.deleted.objects * 100 <= previous * u64::from(max_delete_percent)
     }
 }
 
@@ -193,7 +161,7 @@ impl PreviousEntries {
     /// Splits sorted `entries` by bucket into spool files in `dir`.
     ///
     /// # Errors
-    /// The first error of `entries`, or [`crate::Error::Io`].
+    /// The first error of `entries`, or [`crate::error::Error::Io`].
     pub fn split(entries: impl Iterator<Item = Result<Entry>>, dir: &Path) -> Result<Self> {
         let mut buckets: BTreeMap<String, Spool<Entry>> = BTreeMap::new();
         for entry in entries {
@@ -214,7 +182,7 @@ impl PreviousEntries {
     /// The entries of `bucket`, sorted by key (none for an unknown bucket).
     ///
     /// # Errors
-    /// [`crate::Error::Io`] when the spool cannot be read.
+    /// [`crate::error::Error::Io`] when the spool cannot be read.
     pub fn entries(&mut self, bucket: &str) -> Result<Box<dyn Iterator<Item = Result<Entry>> + '_>> {
         match self.buckets.get_mut(bucket) {
             Some(spool) => Ok(Box::new(spool.reader()?)),
@@ -299,10 +267,10 @@ mod tests {
 
     #[test]
     fn errors_stop_the_join() {
-        let listing = vec![Ok(listed("a", "1")), Err(crate::Error::Cancelled)];
+        let listing = vec![Ok(listed("a", "1")), Err(crate::error::Error::Cancelled)];
         let mut join = MergeJoin::new(listing.into_iter(), std::iter::empty());
         assert!(join.next().unwrap().is_ok());
-        assert!(matches!(join.next(), Some(Err(crate::Error::Cancelled))));
+        assert!(matches!(join.next(), Some(Err(crate::error::Error::Cancelled))));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::listing::{Listed, relist};
 use crate::engine::parts::{BufferPool, OrderedHasher, Part, PartsPlan, part_size_for};
+use crate::error::{Error, Result};
 use crate::error::{S3ErrorKind, Side};
 use crate::format::layout::Layout;
 use crate::format::manifest::Entry;
@@ -29,7 +30,6 @@ use crate::options::TransferOptions;
 use crate::progress::{Event, Progress};
 use crate::store::limit::Limits;
 use crate::store::{CompletedPart, ObjectAttrs, ObjectHead, ReadOptions, Store};
-use crate::{Error, Result};
 
 /// Objects up to this size are hashed and encrypted on the async worker itself (a few microseconds per
 /// KiB); larger ones on the blocking pool, so listings and uploads keep flowing. They are also read and

@@ -8,10 +8,10 @@ use sha2::Digest as _;
 use time::OffsetDateTime;
 
 use crate::error::S3ErrorKind;
+use crate::error::{Error, Result};
 use crate::format::layout::Layout;
 use crate::store::s3::RuleAction;
 use crate::store::{LifecycleRule, ObjectAttrs, Store, WriteCondition};
-use crate::{Error, Result};
 
 /// The `format` of `.s32s3/config.json`.
 pub const CONFIG_FORMAT: &str = "s32s3-backup";
@@ -68,8 +68,8 @@ impl BackupConfigFile {
             filename_encoding: "base32".into(),
             directory_name_encryption: true,
             key_check: base64::engine::general_purpose::STANDARD.encode(blob),
-            created: crate::format_rfc3339(now),
-            run_records_since: Some(crate::format_rfc3339(now)),
+            created: crate::clock::format_rfc3339(now),
+            run_records_since: Some(crate::clock::format_rfc3339(now)),
         })
     }
 
@@ -221,11 +221,11 @@ pub async fn ensure_config(
             if let Some(since) = config.records_since() {
                 return Ok(since);
             }
-            BackupConfigFile { run_records_since: Some(crate::format_rfc3339(now)), ..config.clone() }
+            BackupConfigFile { run_records_since: Some(crate::clock::format_rfc3339(now)), ..config.clone() }
         }
         Some(config) => BackupConfigFile {
             version: FORMAT_VERSION,
-            run_records_since: Some(crate::format_rfc3339(now)),
+            run_records_since: Some(crate::clock::format_rfc3339(now)),
             ..config.clone()
         },
         None => BackupConfigFile::new(cipher, now)?,

@@ -18,7 +18,7 @@
 use s32s3_crypt::{Cipher, MAX_SEGMENT_LEN, NameCodec, NameOptions};
 use sha2::{Digest, Sha256};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// The folder of s32s3's own objects, under the backup root.
 pub const META_DIR: &str = ".s32s3";

@@ -30,8 +30,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::error::S3ErrorKind;
+use crate::error::{Error, Result};
 use crate::store::{ObjectAttrs, Store, WriteCondition};
-use crate::{Error, Result};
 
 /// How long a lease lasts without renewal, unless configured otherwise.
 pub const TTL: Duration = crate::options::LEASE_TTL;
@@ -177,8 +177,8 @@ impl LockInfo {
             pid: me.pid,
             boot_id: me.boot_id.clone(),
             pid_namespace: me.pid_namespace.clone(),
-            acquired: crate::format_rfc3339(now),
-            expires: crate::format_rfc3339(now + ttl),
+            acquired: crate::clock::format_rfc3339(now),
+            expires: crate::clock::format_rfc3339(now + ttl),
             renewal: 0,
         }
     }
@@ -414,7 +414,7 @@ async fn renew_once(shared: &Shared) -> Renewal {
     let timeout = attempt_timeout(shared.ttl);
     let mut next = held.0.clone();
     next.renewal += 1;
-    next.expires = crate::format_rfc3339(shared.clock.now() + shared.ttl);
+    next.expires = crate::clock::format_rfc3339(shared.clock.now() + shared.ttl);
     let sent = Instant::now();
     let answer = put_lock(
         &shared.store,

@@ -15,8 +15,8 @@ use std::path::Path;
 use s32s3_crypt::{Cipher, DecryptReader, EncryptReader};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
 use crate::format::spool::Spool;
-use crate::{Error, Result};
 
 /// The `format` field of every manifest header.
 pub const FORMAT: &str = "s32s3-manifest";
@@ -108,22 +108,8 @@ pub struct InstanceRefs {
     pub errors: BTreeMap<String, String>,
 }
 
-/// Objects and bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Totals {
-    /// Number of objects.
-    pub objects: u64,
-    /// Plaintext bytes.
-    pub bytes: u64,
-}
-
-impl Totals {
-    /// Adds one object of `bytes`.
-    pub fn add(&mut self, bytes: u64) {
-        self.objects += 1;
-        self.bytes += bytes;
-    }
-}
+/// Objects and bytes (defined with the progress events, which count them too).
+pub use crate::progress::Totals;
 
 /// Line 1 of a manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

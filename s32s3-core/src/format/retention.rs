@@ -93,7 +93,7 @@ impl Window {
     #[must_use]
     pub fn describe(&self) -> String {
         match self {
-            Self::Until(until) => crate::format_rfc3339(*until),
+            Self::Until(until) => crate::clock::format_rfc3339(*until),
             Self::Open { days: Some(days) } => format!("open ({days} days after the next run)"),
             Self::Open { days: None } => "open (versions never expire)".into(),
         }

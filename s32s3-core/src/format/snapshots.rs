@@ -18,11 +18,11 @@ use s32s3_crypt::{Cipher, DecryptReader, ENCRYPTED_CHUNK_SIZE, HEADER_SIZE};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
+use crate::error::{Error, Result};
 use crate::format::layout::Layout;
 use crate::format::manifest::{Header, ManifestReader, SnapshotStatus};
 use crate::format::retention::{Retention, RunRecord, Window};
 use crate::store::{ObjectAttrs, ReadOptions, Store, WriteCondition};
-use crate::{Error, Result};
 
 /// The time in a manifest's or run record's name, to the millisecond: runs finishing within the same
 /// second must still sort in the order they finished.
@@ -172,9 +172,9 @@ pub async fn put_run_record(
     let body = serde_json::json!({
         "format": "s32s3-run",
         "run_id": id,
-        "time": crate::format_rfc3339(time),
+        "time": crate::clock::format_rfc3339(time),
         "expiration_days": days,
-        "tool": crate::tool_version(),
+        "tool": crate::format::tool_version(),
     })
     .to_string();
     dest.put(
@@ -363,7 +363,7 @@ impl History {
             Some(s) => format!(
                 "the newest snapshot still safe is {} (finished {})",
                 s.id,
-                crate::format_rfc3339(s.finished)
+                crate::clock::format_rfc3339(s.finished)
             ),
             None => "no snapshot is still guaranteed to restore".into(),
         };
@@ -371,8 +371,8 @@ impl History {
             "snapshot {} (finished {}) is past its restorable window, which ended {}: versions it names may have \
              expired; {safe}",
             snap.id,
-            crate::format_rfc3339(snap.finished),
-            crate::format_rfc3339(until)
+            crate::clock::format_rfc3339(snap.finished),
+            crate::clock::format_rfc3339(until)
         ))
     }
 }
@@ -447,17 +447,19 @@ pub async fn select_in(
     Err(Error::NoSnapshot(match at {
         Some(at) if at < oldest.finished => format!(
             "no snapshot at or before {}: the oldest in {location} is {} from {}",
-            crate::format_rfc3339(at),
+            crate::clock::format_rfc3339(at),
             oldest.id,
-            crate::format_rfc3339(oldest.finished)
+            crate::clock::format_rfc3339(oldest.finished)
         ),
-        Some(at) => format!("no readable snapshot at or before {} in {location}", crate::format_rfc3339(at)),
+        Some(at) => {
+            format!("no readable snapshot at or before {} in {location}", crate::clock::format_rfc3339(at))
+        }
         None => match history.newest_safe(now) {
             Some(s) => format!(
                 "no complete snapshot in {location}; the newest restorable one is {} (finished {}): choose it with \
                  --snapshot {}",
                 s.id,
-                crate::format_rfc3339(s.finished),
+                crate::clock::format_rfc3339(s.finished),
                 s.id
             ),
             None => format!("no complete snapshot in {location}"),
@@ -594,7 +596,7 @@ mod tests {
         assert!(parse_point_in_time("yesterday").unwrap_err().contains("not an RFC 3339 time"));
         // What the snapshots listing prints (a name's time, to the millisecond) selects that snapshot.
         let finished = time::macros::datetime!(2026-12-01 20:04:05.456 UTC);
-        let printed = crate::format_rfc3339(finished);
+        let printed = crate::clock::format_rfc3339(finished);
         assert!(finished <= parse_point_in_time(&printed).unwrap(), "{printed}");
         let to_second = printed.split('.').next().unwrap().to_owned() + "Z";
         assert!(finished <= parse_point_in_time(&to_second).unwrap(), "{to_second}");

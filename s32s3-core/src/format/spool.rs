@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// An append-only sequence of `T` in a temporary file (deleted when dropped).
 #[derive(Debug)]

@@ -6,8 +6,8 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
+use crate::error::{Error, Result};
 use crate::options::TransferOptions;
-use crate::{Error, Result};
 
 /// Shared limits of a run: transfers, memory and bandwidth.
 #[derive(Debug)]

@@ -2,7 +2,7 @@
 //! [`RetryPolicy::run`] exactly once.
 //!
 //! A request is retried only when its failure is temporary (5xx, 429, timeouts, resets, a body that broke
-//! off: [`crate::Error::is_temporary`]), with exponential backoff and jitter, bounded by a number of
+//! off: [`crate::error::Error::is_temporary`]), with exponential backoff and jitter, bounded by a number of
 //! attempts and by a total time. Nothing else retries on top of it: the AWS SDK's own retries are off,
 //! and the copy and restore loops above a request only react to what the request's final answer means
 //! (an object changed while it was read, a write whose answer was lost), never by sending it again
@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::Result;
+use crate::error::Result;
 
 /// How often and how long a temporary failure is retried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,7 +87,7 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
-    use crate::Error;
+    use crate::error::Error;
     use crate::error::{S3Error, S3ErrorKind, Side};
 
     fn temporary() -> Error {

@@ -34,9 +34,9 @@ use super::{
     WriteCondition, Written,
 };
 use crate::error::source_chain;
+use crate::error::{Error, Result};
 use crate::options::S3Endpoint;
 use crate::store::retry::RetryPolicy;
-use crate::{Error, Result};
 
 /// Builds an aws-sdk-s3 client for this endpoint, retrying temporary failures up to `max_attempts`
 /// times in all (exponential backoff with jitter, the SDK's standard mode; `1` turns the SDK's retries
@@ -1649,7 +1649,7 @@ impl LifecycleRule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Secret;
+    use crate::secret::Secret;
 
     fn endpoint(url: &str) -> S3Endpoint {
         S3Endpoint {

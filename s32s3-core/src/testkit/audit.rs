@@ -106,7 +106,7 @@ pub async fn audit(
     let listed =
         crate::inspect::describe(config, Arc::new(NoProgress)).await.expect("describe the snapshots");
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let cipher = crate::derive_cipher(&config.password, &config.password2).await.expect("keys");
+    let cipher = crate::format::derive_cipher(&config.password, &config.password2).await.expect("keys");
     let layout = crate::format::layout::Layout::new(&cipher, &config.backup_prefix).expect("layout");
     let mut audited = Vec::new();
     let mut problems = Vec::new();
@@ -137,7 +137,7 @@ pub async fn audit(
                     Ok(Some(since)) => match window {
                         Window::Open { .. } => problems.push(format!(
                             "{what}: the window is open, but the version it names stopped being current at {}",
-                            crate::format_rfc3339(since)
+                            crate::clock::format_rfc3339(since)
                         )),
                         Window::Until(until) => {
                             // Listings give whole seconds on some servers (moto's version listing):
@@ -146,8 +146,8 @@ pub async fn audit(
                             if expires < until {
                                 problems.push(format!(
                                     "{what}: restorable until {} is claimed, but the version it names expires at {}",
-                                    crate::format_rfc3339(until),
-                                    crate::format_rfc3339(expires)
+                                    crate::clock::format_rfc3339(until),
+                                    crate::clock::format_rfc3339(expires)
                                 ));
                             }
                         }

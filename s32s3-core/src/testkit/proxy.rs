@@ -52,7 +52,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
-use crate::S3Endpoint;
+use crate::options::S3Endpoint;
 
 /// The largest request or response head (request line or status line plus headers) the proxy accepts.
 const MAX_HEAD: usize = 64 * 1024;

@@ -3,12 +3,12 @@
 
 use s32s3_minio_admin::{AdminClient, AdminOptions, Probe, ServerInfo};
 
+use crate::error::{Error, Result};
 use crate::format::manifest::{InstanceRefs, SourceInfo};
 use crate::options::Provider;
 use crate::progress::Event;
 use crate::repo::Repository;
 use crate::store::{ObjectAttrs, WriteCondition};
-use crate::{Error, Result};
 
 /// The source's admin client, when the source is a MinIO these keys can administer.
 pub(crate) struct Minio {
@@ -56,7 +56,7 @@ pub(crate) async fn detect(cx: &Repository) -> Result<Option<Minio>> {
 }
 
 /// An admin client for the MinIO at `endpoint`, signing with its keys.
-pub(crate) fn admin_client(endpoint: &crate::S3Endpoint) -> Result<AdminClient> {
+pub(crate) fn admin_client(endpoint: &crate::options::S3Endpoint) -> Result<AdminClient> {
     Ok(AdminClient::new(
         &endpoint.endpoint,
         endpoint.access_key_id.clone(),
