@@ -2,37 +2,48 @@
 //! restores it to any point in time.
 //!
 //! This crate is a library: it never prints, never reads environment variables for configuration and never
-//! exits the process. It returns typed errors and reports progress through [`progress::Progress`], which
-//! the caller implements. The backup format and what every command guarantees are described in the
+//! exits the process. It returns typed errors and reports progress through [`Progress`], which the
+//! caller implements, and cancels through a [`CancellationToken`]. The backup format and what every command guarantees are described in the
 //! project's `DESIGN.md`.
 //!
-//! ```no_run
-//! use std::sync::Arc;
-//! use s32s3_core::{Backup, RunConfig, S3Endpoint, Secret, TransferOptions, Provider};
-//! use s32s3_core::progress::NoProgress;
+//! A service embeds it like this (the hidden lines start a local SeaweedFS from the test kit and put an
+//! object in it; everything else is what an embedder writes):
 //!
-//! # async fn demo() -> s32s3_core::Result<()> {
-//! let endpoint = |url: &str| S3Endpoint {
-//!     endpoint: url.into(),
-//!     region: "us-east-1".into(),
-//!     access_key_id: "access".into(),
-//!     secret_access_key: Secret::new("secret"),
-//! };
-//! let config = RunConfig {
-//!     source: endpoint("http://minio:9000"),
-//!     source_provider: Provider::Auto,
-//!     destination: endpoint("https://s3.example.com"),
-//!     password: Secret::new("correct horse battery staple"),
-//!     password2: Secret::default(),
-//!     backup_bucket: "backups".into(),
-//!     backup_prefix: String::new(),
-//!     expiration_days: 7,
-//!     transfer: TransferOptions::default(),
-//!     work_dir: std::env::temp_dir(),
-//!     clock: Default::default(),
-//! };
-//! let summary = Backup::new(config).run(Arc::new(NoProgress), Default::default()).await?;
-//! println!("snapshot {} ({})", summary.snapshot_id, summary.status);
+//! ```
+//! use std::sync::Arc;
+//! use s32s3_core::{Backup, CancellationToken, NoProgress, Restore, RunConfig, Secret, Selector};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> s32s3_core::Result<()> {
+//! # let server = s32s3_core::testkit::seaweedfs();
+//! # let bucket = server.unique_bucket("doc-data");
+//! # let s3 = server.client();
+//! # s3.create_bucket().bucket(&bucket).send().await.unwrap();
+//! # s3.put_object().bucket(&bucket).key("hello.txt").body(b"hello".to_vec().into()).send().await.unwrap();
+//! # let (source, destination) = (server.endpoint(), server.endpoint());
+//! # let backups = server.unique_bucket("doc-backups");
+//! // Where the data is, where the backups go, and the crypt password; everything else has defaults.
+//! let config = RunConfig::new(source, destination, Secret::new("correct horse battery staple"))
+//!     .with_location(backups, "")
+//!     .with_expiration_days(30);
+//! config.validate()?; // every problem at once, before any request
+//!
+//! let summary = Backup::new(config.clone())
+//!     .with_buckets(vec![bucket.clone()])
+//!     .run(Arc::new(NoProgress), CancellationToken::new())
+//!     .await?;
+//! assert_eq!(summary.counts.new.objects, 1);
+//!
+//! // The snapshot is listed, and restores (here into a new bucket beside the original).
+//! let snapshots = s32s3_core::describe(&config, Arc::new(NoProgress)).await?;
+//! assert_eq!(snapshots.len(), 1);
+//! let target = format!("{bucket}-restored");
+//! let restored = Restore::new(config)
+//!     .with_selector(Selector::Id(summary.snapshot_id.clone()))
+//!     .with_buckets(vec![format!("{bucket}:{target}").parse().unwrap()])
+//!     .run(Arc::new(NoProgress), CancellationToken::new())
+//!     .await?;
+//! assert_eq!(restored.restored.objects, 1);
 //! # Ok(())
 //! # }
 //! ```
