@@ -3,9 +3,11 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::process::Child;
 
 use aws_sdk_s3::primitives::ByteStream;
 use common::{Env, counts, create_bucket, pattern, put, put_many, rt};
+use s32s3_core::format::manifest::Entry;
 use s32s3_core::testkit;
 use sha2::{Digest, Sha256};
 
@@ -88,30 +90,64 @@ fn tricky_keys_sizes_metadata_and_tags_are_recorded() {
     let bucket = env.source.unique_bucket("tricky-src");
     let long_key = format!("deep/{}", "k".repeat(890));
     let long_segment = format!("seg/{}/x", "s".repeat(200));
-    let keys_and_sizes: Vec<(String, usize)> = vec![
+    let keys_and_sizes = tricky_keys_and_sizes(&long_key, &long_segment);
+    assert!(long_key.len() >= 895);
+    put_tricky_objects(&env, &bucket, &keys_and_sizes);
+
+    // A low threshold so the 6 MiB object goes through the parallel multipart path.
+    let mut cmd = env.s32s3();
+    let out = cmd
+        .args(["backup", "--json", "--bucket", &bucket, "--multipart-threshold", "5M", "--part-size", "5M"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let (_, entries) = env.manifest();
+    let by_key: BTreeMap<&str, &Entry> = entries.iter().map(|e| (e.key.as_str(), e)).collect();
+    assert_eq!(by_key.len(), keys_and_sizes.len() + 1);
+    for (i, (key, size)) in keys_and_sizes.iter().enumerate() {
+        let entry = by_key.get(key.as_str()).unwrap_or_else(|| panic!("{key:?} missing from the manifest"));
+        assert_stored_exactly(&env, entry, key, *size, i as u64);
+        let overflow = entry.stored_key.starts_with(".s32s3/overflow/");
+        // A 200-byte segment encrypts to 336 bytes: more than the 255 a MinIO or file-system name holds.
+        let must_overflow =
+            key.contains("//") || key.ends_with('/') || *key == long_key || *key == long_segment;
+        assert_eq!(overflow, must_overflow, "{key} stored as {}", entry.stored_key);
+    }
+    assert_headers_metadata_and_tags_recorded(&env, by_key["meta/headers.html"]);
+}
+
+/// The tricky test's keys (unicode, spaces, `+` and `%`, `a//b`, a trailing slash, `long_key` and
+/// `long_segment`) and sizes (empty, around the 64 KiB crypt chunk, above the multipart threshold).
+fn tricky_keys_and_sizes(long_key: &str, long_segment: &str) -> Vec<(String, usize)> {
+    vec![
         ("unicode/ünïcødé 日本 😀.txt".into(), 10),
         ("spaces in name/file name.txt".into(), 11),
         ("plus+sign%percent.txt".into(), 12),
         ("a//b".into(), 13),
         ("dir/".into(), 14),
-        (long_key.clone(), 15),
-        (long_segment.clone(), 16),
+        (long_key.to_owned(), 15),
+        (long_segment.to_owned(), 16),
         ("sizes/zero".into(), 0),
         ("sizes/64k-1".into(), 65535),
         ("sizes/64k".into(), 65536),
         ("sizes/64k+1".into(), 65537),
         ("sizes/multipart".into(), (6 << 20) + 12345),
-    ];
-    assert!(long_key.len() >= 895);
+    ]
+}
+
+/// Creates `bucket` with `pattern(size, i)` under the `i`th key, and `meta/headers.html` with content
+/// headers, user metadata and tags.
+fn put_tricky_objects(env: &Env, bucket: &str, keys_and_sizes: &[(String, usize)]) {
     rt().block_on(async {
-        create_bucket(env.source, &bucket).await;
+        create_bucket(env.source, bucket).await;
         for (i, (key, size)) in keys_and_sizes.iter().enumerate() {
-            put(env.source, &bucket, key, pattern(*size, i as u64)).await;
+            put(env.source, bucket, key, pattern(*size, i as u64)).await;
         }
         env.source
             .client()
             .put_object()
-            .bucket(&bucket)
+            .bucket(bucket)
             .key("meta/headers.html")
             .body(ByteStream::from_static(b"<p>hello</p>"))
             .content_type("text/html; charset=utf-8")
@@ -126,47 +162,35 @@ fn tricky_keys_sizes_metadata_and_tags_are_recorded() {
             .await
             .unwrap();
     });
+}
 
-    // A low threshold so the 6 MiB object goes through the parallel multipart path.
-    let mut cmd = env.s32s3();
-    let out = cmd
-        .args(["backup", "--json", "--bucket", &bucket, "--multipart-threshold", "5M", "--part-size", "5M"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+/// The manifest records `key` with `size` and the SHA-256 of `pattern(size, seed)`, and the stored
+/// version decrypts to exactly those bytes.
+fn assert_stored_exactly(env: &Env, entry: &Entry, key: &str, size: usize, seed: u64) {
+    assert_eq!(entry.size, size as u64, "{key}");
+    let plain = pattern(size, seed);
+    assert_eq!(entry.sha256, hex::encode(Sha256::digest(&plain)), "{key}");
+    // The stored version decrypts to exactly the source bytes.
+    let stored = rt().block_on(async {
+        let out = env
+            .dest
+            .client()
+            .get_object()
+            .bucket(&env.backup_bucket)
+            .key(&entry.stored_key)
+            .version_id(entry.version_id.as_deref().unwrap())
+            .send()
+            .await
+            .unwrap();
+        out.body.collect().await.unwrap().into_bytes()
+    });
+    let cipher = s32s3_crypt::Cipher::new(common::PASSWORD, common::PASSWORD2).unwrap();
+    assert_eq!(cipher.decrypt(&stored).unwrap(), plain, "{key}");
+}
 
-    let (_, entries) = env.manifest();
-    let by_key: BTreeMap<&str, &s32s3_core::format::manifest::Entry> =
-        entries.iter().map(|e| (e.key.as_str(), e)).collect();
-    assert_eq!(by_key.len(), keys_and_sizes.len() + 1);
-    for (i, (key, size)) in keys_and_sizes.iter().enumerate() {
-        let entry = by_key.get(key.as_str()).unwrap_or_else(|| panic!("{key:?} missing from the manifest"));
-        assert_eq!(entry.size, *size as u64, "{key}");
-        let plain = pattern(*size, i as u64);
-        assert_eq!(entry.sha256, hex::encode(Sha256::digest(&plain)), "{key}");
-        // The stored version decrypts to exactly the source bytes.
-        let stored = rt().block_on(async {
-            let out = env
-                .dest
-                .client()
-                .get_object()
-                .bucket(&env.backup_bucket)
-                .key(&entry.stored_key)
-                .version_id(entry.version_id.as_deref().unwrap())
-                .send()
-                .await
-                .unwrap();
-            out.body.collect().await.unwrap().into_bytes()
-        });
-        let cipher = s32s3_crypt::Cipher::new(common::PASSWORD, common::PASSWORD2).unwrap();
-        assert_eq!(cipher.decrypt(&stored).unwrap(), plain, "{key}");
-        let overflow = entry.stored_key.starts_with(".s32s3/overflow/");
-        // A 200-byte segment encrypts to 336 bytes: more than the 255 a MinIO or file-system name holds.
-        let must_overflow =
-            key.contains("//") || key.ends_with('/') || *key == long_key || *key == long_segment;
-        assert_eq!(overflow, must_overflow, "{key} stored as {}", entry.stored_key);
-    }
-    let meta = by_key["meta/headers.html"];
+/// `meta/headers.html`'s content headers, metadata and tags are in the manifest; the stored object
+/// carries only the mtime in clear.
+fn assert_headers_metadata_and_tags_recorded(env: &Env, meta: &Entry) {
     assert_eq!(meta.content_type.as_deref(), Some("text/html; charset=utf-8"));
     assert_eq!(meta.content_encoding.as_deref(), Some("identity"));
     assert_eq!(meta.content_disposition.as_deref(), Some("attachment; filename=\"hello.html\""));
@@ -248,13 +272,42 @@ fn kill_9_then_resume() {
         put_many(env.source, &bucket, objects).await;
     });
 
-    // Slow enough to be killed in the middle (4 MiB/s for 40 MiB), checkpointing every second.
-    let mut child = env
-        .s32s3()
+    let child = spawn_slow_backup(&env, &bucket);
+    let checkpointed = kill_9_after_a_checkpoint_with_objects(&env, child);
+    assert!(checkpointed < count as u64, "killed too late: {checkpointed} of {count} already recorded");
+
+    let resumed = env.backup(&[&bucket], 0);
+    assert_eq!(resumed["resumed"], true, "{resumed}");
+    assert_eq!(resumed["status"], "complete");
+    let c = counts(&resumed);
+    assert!(c["unchanged"] >= checkpointed, "objects in the checkpoint must not be copied again: {c:?}");
+    assert_eq!(c["new"] + c["unchanged"], count as u64, "{c:?}");
+    assert_eq!(resumed["requests"]["source"]["GetObject"].as_u64().unwrap(), c["new"], "{resumed}");
+
+    let (header, entries) = env.manifest();
+    assert_eq!(header.totals.objects, count as u64);
+    for (i, entry) in entries.iter().enumerate() {
+        assert_eq!(entry.key, format!("obj/{i:03}"));
+        assert_eq!(entry.sha256, hex::encode(Sha256::digest(pattern(1 << 20, i as u64))), "{}", entry.key);
+    }
+    // The checkpoint is gone once the snapshot exists.
+    let versions = env.backup_versions();
+    let live_partials = versions.iter().filter(|(k, _, marker)| k.ends_with(".partial") && !marker).count();
+    let markers = versions.iter().filter(|(k, _, marker)| k.ends_with(".partial") && *marker).count();
+    assert!(
+        live_partials >= 1 && markers >= 1,
+        "the checkpoint is deleted (a delete marker over it): {versions:?}"
+    );
+}
+
+/// A backup of `bucket` slow enough to be killed in the middle (4 MiB/s for 40 MiB), checkpointing every
+/// second.
+fn spawn_slow_backup(env: &Env, bucket: &str) -> Child {
+    env.s32s3()
         .args([
             "backup",
             "--bucket",
-            &bucket,
+            bucket,
             "--bwlimit",
             "4M",
             "--transfers",
@@ -265,8 +318,13 @@ fn kill_9_then_resume() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .unwrap();
-    let checkpointed = rt().block_on(async {
+        .unwrap()
+}
+
+/// Waits for a checkpoint recording at least 5 objects, then kills `child` with SIGKILL. Returns how many
+/// objects the last checkpoint before the kill recorded.
+fn kill_9_after_a_checkpoint_with_objects(env: &Env, mut child: Child) -> u64 {
+    rt().block_on(async {
         let store =
             s32s3_core::store::s3::Store::new(s32s3_core::error::Side::Destination, env.dest.endpoint(), 3)
                 .unwrap();
@@ -308,31 +366,7 @@ fn kill_9_then_resume() {
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-    });
-    assert!(checkpointed < count as u64, "killed too late: {checkpointed} of {count} already recorded");
-
-    let resumed = env.backup(&[&bucket], 0);
-    assert_eq!(resumed["resumed"], true, "{resumed}");
-    assert_eq!(resumed["status"], "complete");
-    let c = counts(&resumed);
-    assert!(c["unchanged"] >= checkpointed, "objects in the checkpoint must not be copied again: {c:?}");
-    assert_eq!(c["new"] + c["unchanged"], count as u64, "{c:?}");
-    assert_eq!(resumed["requests"]["source"]["GetObject"].as_u64().unwrap(), c["new"], "{resumed}");
-
-    let (header, entries) = env.manifest();
-    assert_eq!(header.totals.objects, count as u64);
-    for (i, entry) in entries.iter().enumerate() {
-        assert_eq!(entry.key, format!("obj/{i:03}"));
-        assert_eq!(entry.sha256, hex::encode(Sha256::digest(pattern(1 << 20, i as u64))), "{}", entry.key);
-    }
-    // The checkpoint is gone once the snapshot exists.
-    let versions = env.backup_versions();
-    let live_partials = versions.iter().filter(|(k, _, marker)| k.ends_with(".partial") && !marker).count();
-    let markers = versions.iter().filter(|(k, _, marker)| k.ends_with(".partial") && *marker).count();
-    assert!(
-        live_partials >= 1 && markers >= 1,
-        "the checkpoint is deleted (a delete marker over it): {versions:?}"
-    );
+    })
 }
 
 /// Everything from an existing rclone.conf: the source remote, and a crypt remote over the backup bucket

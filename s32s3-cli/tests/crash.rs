@@ -723,6 +723,10 @@ fn landed(attempt: &Attempt, bucket: &str, new_uploads: usize, new_snapshot: boo
     "checks before any write"
 }
 
+/// The aims a kill is drawn from.
+const AIMS: [Aim; 6] =
+    [Aim::Anywhere, Aim::Prepare, Aim::Listing, Aim::SmallCopies, Aim::Multipart, Aim::Manifest];
+
 #[test]
 fn kill_9_at_random_moments_loses_nothing() {
     let test_start = Instant::now();
@@ -754,9 +758,33 @@ fn kill_9_at_random_moments_loses_nothing() {
         notes: Vec::new(),
     };
 
+    let plan = draw_the_plan(&mut rng);
+    let mut history = History::default();
+    while history.kills < KILLS || history.attempts.len() < plan.len() {
+        history.attempt_and_check(&mut rng, &plan, &mut source, &mut checker);
+    }
+    let newest = history.last_run_restores_and_verifies(&mut source, &mut checker);
+    assert_left_uploads_are_aborted_by_the_lifecycle(&env, &checker, &history.where_landed);
+    report_current_objects_no_snapshot_names(&env, &checker, &newest, &history.attempts);
+
+    println!("kills: {} in {} attempts; where they landed:", history.kills, history.attempts.len() - 1);
+    for (phase, n) in &history.phases {
+        println!("  {n:>2}  {phase}");
+    }
+    for note in &checker.notes {
+        println!("note: {note}");
+    }
+    println!(
+        "{} complete snapshots restored and compared; the whole test took {:.1}s",
+        checker.restores,
+        test_start.elapsed().as_secs_f64()
+    );
+}
+
+/// The aims of the first attempts, drawn from `rng`.
+fn draw_the_plan(rng: &mut Rng) -> Vec<Aim> {
     // Every aim twice, shuffled; more drawn at random while fewer than KILLS kills have landed.
-    let aims = [Aim::Anywhere, Aim::Prepare, Aim::Listing, Aim::SmallCopies, Aim::Multipart, Aim::Manifest];
-    let mut plan: Vec<Aim> = aims.iter().chain(aims.iter()).copied().collect();
+    let mut plan: Vec<Aim> = AIMS.iter().chain(AIMS.iter()).copied().collect();
     for i in (1..plan.len()).rev() {
         plan.swap(i, rng.next() as usize % (i + 1));
     }
@@ -765,28 +793,44 @@ fn kill_9_at_random_moments_loses_nothing() {
     let (early, late) = (rng.range(1, 5) as usize, rng.range(8, 12) as usize);
     plan.insert(late, Aim::Finish);
     plan.insert(early, Aim::Finish);
+    plan
+}
 
-    let mut attempts: Vec<Attempt> = Vec::new();
-    let mut states: Vec<State> = Vec::new();
-    let mut phases: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut where_landed: Vec<&str> = Vec::new();
-    let mut kills = 0;
-    while kills < KILLS || attempts.len() < plan.len() {
-        let index = attempts.len();
+/// The attempts of the random test, and where their kills landed.
+#[derive(Default)]
+struct History {
+    attempts: Vec<Attempt>,
+    /// The source's state when each attempt started.
+    states: Vec<State>,
+    /// How many attempts landed in each phase.
+    phases: BTreeMap<&'static str, usize>,
+    /// Where each attempt landed, by attempt.
+    where_landed: Vec<&'static str>,
+    kills: usize,
+}
+
+impl History {
+    /// The next attempt: the source changed (from the second attempt on: at random, and always before
+    /// one aimed at the copies), a backup killed at a moment drawn for the next aim of `plan` (a random
+    /// aim past its end), then the checks.
+    fn attempt_and_check(&mut self, rng: &mut Rng, plan: &[Aim], source: &mut Source, checker: &mut Checker) {
+        let (env, bucket) = (checker.env, checker.bucket);
+        let index = self.attempts.len();
+        let kills = self.kills;
         assert!(index < MAX_ATTEMPTS, "only {kills} of {KILLS} kills landed in {index} attempts");
-        let aim = plan.get(index).copied().unwrap_or_else(|| *rng.pick(&aims));
-        let moment = Moment::draw(&mut rng, aim);
+        let aim = plan.get(index).copied().unwrap_or_else(|| *rng.pick(&AIMS));
+        let moment = Moment::draw(rng, aim);
         if index > 0 && (rng.chance(60) || matches!(aim, Aim::Multipart | Aim::SmallCopies)) {
-            let changes = rt().block_on(source.change(&mut rng, aim));
+            let changes = rt().block_on(source.change(rng, aim));
             println!("  source changed: {}", changes.join("; "));
         }
-        states.push(source.state.clone());
-        let before = open_uploads(&env);
-        let attempt = run_backup(&env, &bucket, index, moment.map(|m| (m.anchor, m.delay)), &[]);
-        let after = open_uploads(&env);
+        self.states.push(source.state.clone());
+        let before = open_uploads(env);
+        let attempt = run_backup(env, bucket, index, moment.map(|m| (m.anchor, m.delay)), &[]);
+        let after = open_uploads(env);
         let new_uploads = after.difference(&before).count();
         if attempt.killed_at.is_some() {
-            kills += 1;
+            self.kills += 1;
         } else {
             assert_eq!(
                 attempt.exit,
@@ -796,37 +840,18 @@ fn kill_9_at_random_moments_loses_nothing() {
                 attempt.log
             );
         }
-        println!(
-            "attempt {index}: aim {aim:?}{}: {}; {}",
-            moment.map_or_else(String::new, |m| format!(", {:?} after {:?}", m.delay, m.anchor)),
-            attempt.killed_at.map_or_else(
-                || format!("finished first, exit {:?}", attempt.exit),
-                |t| format!("killed at {}ms", t.as_millis())
-            ),
-            attempt.timeline(&bucket),
-        );
-        if let Ok(summary) = serde_json::from_str::<serde_json::Value>(&attempt.stdout) {
-            println!(
-                "    summary: status {} resumed {} new {} changed {} unchanged {} deleted {}",
-                summary["status"],
-                summary["resumed"],
-                summary["new"]["objects"],
-                summary["changed"]["objects"],
-                summary["unchanged"]["objects"],
-                summary["deleted"]["objects"],
-            );
-        }
-        attempts.push(attempt);
+        print_attempt(index, aim, moment, &attempt, bucket);
+        self.attempts.push(attempt);
         let checking = Instant::now();
-        let new = checker.check(&attempts, &states);
-        let attempt = attempts.last().unwrap();
+        let new = checker.check(&self.attempts, &self.states);
+        let attempt = self.attempts.last().unwrap();
         let phase = if aim == Aim::Finish {
             "left to finish"
         } else {
-            landed(attempt, &bucket, new_uploads, !new.is_empty())
+            landed(attempt, bucket, new_uploads, !new.is_empty())
         };
-        *phases.entry(phase).or_default() += 1;
-        where_landed.push(phase);
+        *self.phases.entry(phase).or_default() += 1;
+        self.where_landed.push(phase);
         println!(
             "    landed: {phase}; {new_uploads} incomplete uploads left behind; new complete snapshots \
              {new:?}; checks {:.1}s",
@@ -834,37 +859,75 @@ fn kill_9_at_random_moments_loses_nothing() {
         );
     }
 
-    // The last run, unlimited and not killed.
-    rt().block_on(async { source.put("small/after-the-crashes.bin", 1234).await });
-    let index = attempts.len();
-    states.push(source.state.clone());
-    let last = run_backup(&env, &bucket, index, None, &[("S32S3_BWLIMIT", "off")]);
-    assert_eq!(last.exit, Some(0), "the final backup: {}\n{:#?}", last.stdout, last.log);
-    let summary: serde_json::Value = serde_json::from_str(&last.stdout).unwrap();
-    assert_eq!(summary["status"], "complete", "{summary}");
-    println!("final run: {}; summary {summary}", last.timeline(&bucket));
-    attempts.push(last);
-    let new = checker.check(&attempts, &states);
-    let newest = summary["snapshot_id"].as_str().unwrap().to_owned();
-    assert!(new.contains(&newest), "the final snapshot {newest} was checked: {new:?}");
-    // The oldest complete snapshot once more, now that later runs have replaced much of what it names.
-    let oldest = checker.seen.iter().min_by_key(|(_, (by, _))| *by).map(|(id, (by, _))| (id.clone(), *by));
-    if let Some((id, by)) = oldest.filter(|(id, _)| *id != newest) {
-        checker.restore_and_compare(&id, &states[by], &format!("the oldest, written by attempt {by}, again"));
+    /// The last run, unlimited and not killed, after one more change: it writes a complete snapshot,
+    /// which the checks restore, and so once more the oldest complete snapshot; `verify --read-data` of
+    /// it exits 0. Returns its id.
+    fn last_run_restores_and_verifies(&mut self, source: &mut Source, checker: &mut Checker) -> String {
+        let (env, bucket) = (checker.env, checker.bucket);
+        rt().block_on(async { source.put("small/after-the-crashes.bin", 1234).await });
+        let index = self.attempts.len();
+        self.states.push(source.state.clone());
+        let last = run_backup(env, bucket, index, None, &[("S32S3_BWLIMIT", "off")]);
+        assert_eq!(last.exit, Some(0), "the final backup: {}\n{:#?}", last.stdout, last.log);
+        let summary: serde_json::Value = serde_json::from_str(&last.stdout).unwrap();
+        assert_eq!(summary["status"], "complete", "{summary}");
+        println!("final run: {}; summary {summary}", last.timeline(bucket));
+        self.attempts.push(last);
+        let new = checker.check(&self.attempts, &self.states);
+        let newest = summary["snapshot_id"].as_str().unwrap().to_owned();
+        assert!(new.contains(&newest), "the final snapshot {newest} was checked: {new:?}");
+        // The oldest complete snapshot once more, now that later runs have replaced much of what it names.
+        let oldest =
+            checker.seen.iter().min_by_key(|(_, (by, _))| *by).map(|(id, (by, _))| (id.clone(), *by));
+        if let Some((id, by)) = oldest.filter(|(id, _)| *id != newest) {
+            checker.restore_and_compare(
+                &id,
+                &self.states[by],
+                &format!("the oldest, written by attempt {by}, again"),
+            );
+        }
+
+        let out =
+            env.s32s3().args(["verify", "--snapshot", &newest, "--read-data", "--json"]).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "verify --read-data: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        println!("verify --read-data {newest}: {}", String::from_utf8_lossy(&out.stdout).trim());
+        newest
     }
+}
 
-    let out = env.s32s3().args(["verify", "--snapshot", &newest, "--read-data", "--json"]).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "verify --read-data: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
+/// Prints attempt `index`: its aim and moment, whether it was killed, its timeline and its summary.
+fn print_attempt(index: usize, aim: Aim, moment: Option<Moment>, attempt: &Attempt, bucket: &str) {
+    println!(
+        "attempt {index}: aim {aim:?}{}: {}; {}",
+        moment.map_or_else(String::new, |m| format!(", {:?} after {:?}", m.delay, m.anchor)),
+        attempt.killed_at.map_or_else(
+            || format!("finished first, exit {:?}", attempt.exit),
+            |t| format!("killed at {}ms", t.as_millis())
+        ),
+        attempt.timeline(bucket),
     );
-    println!("verify --read-data {newest}: {}", String::from_utf8_lossy(&out.stdout).trim());
+    if let Ok(summary) = serde_json::from_str::<serde_json::Value>(&attempt.stdout) {
+        println!(
+            "    summary: status {} resumed {} new {} changed {} unchanged {} deleted {}",
+            summary["status"],
+            summary["resumed"],
+            summary["new"]["objects"],
+            summary["changed"]["objects"],
+            summary["unchanged"]["objects"],
+            summary["deleted"]["objects"],
+        );
+    }
+}
 
-    // Incomplete uploads: a killed run cannot abort its own; whatever is left must be one the location's
-    // lifecycle rule aborts.
+/// Incomplete uploads: a killed run cannot abort its own; whatever is left must be one the location's
+/// lifecycle rule aborts.
+fn assert_left_uploads_are_aborted_by_the_lifecycle(env: &Env, checker: &Checker, where_landed: &[&str]) {
     let rules = rt().block_on(async {
         env.dest
             .client()
@@ -898,9 +961,16 @@ fn kill_9_at_random_moments_loses_nothing() {
         );
         assert!(rule.is_some(), "no lifecycle rule aborts {upload:?} (rules: {aborting:?})");
     }
+}
 
-    // Current stored objects no snapshot names (a run killed after copying an object that then left the
-    // source): reported, not asserted.
+/// Current stored objects no snapshot names (a run killed after copying an object that then left the
+/// source): reported, not asserted.
+fn report_current_objects_no_snapshot_names(
+    env: &Env,
+    checker: &Checker,
+    newest: &str,
+    attempts: &[Attempt],
+) {
     let (audited, _) = rt().block_on(testkit::audit::audit(
         &checker.config,
         &testkit::audit::Lifecycle::fixed(7),
@@ -915,25 +985,12 @@ fn kill_9_at_random_moments_loses_nothing() {
         .iter()
         .map(|e| e.stored_key.as_str())
         .collect();
-    let current = current_data_keys(&env);
+    let current = current_data_keys(env);
     let orphans: Vec<&String> = current.iter().filter(|k| !named.contains(k.as_str())).collect();
     println!("current stored data objects the newest snapshot does not name: {}", orphans.len());
     for stored in orphans {
-        println!("  {}", explain_stored(&env, stored, &attempts));
+        println!("  {}", explain_stored(env, stored, attempts));
     }
-
-    println!("kills: {kills} in {} attempts; where they landed:", attempts.len() - 1);
-    for (phase, n) in &phases {
-        println!("  {n:>2}  {phase}");
-    }
-    for note in &checker.notes {
-        println!("note: {note}");
-    }
-    println!(
-        "{} complete snapshots restored and compared; the whole test took {:.1}s",
-        checker.restores,
-        test_start.elapsed().as_secs_f64()
-    );
 }
 
 /// The two deterministic cases below: a versioned source bucket holding `initial` (small objects) and

@@ -4,6 +4,7 @@
 mod common;
 
 use std::io::{Read as _, Write as _};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::{Env, create_bucket, pattern, put, put_many, rt};
@@ -44,9 +45,17 @@ fn scheduled_backups_metrics_and_graceful_stop() {
             .await;
     });
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut daemon = env
-        .s32s3()
-        .args(["daemon", "--listen", &format!("127.0.0.1:{port}"), "--bucket", &bucket])
+    let daemon = spawn_daemon_every_minute(&env, &bucket, port);
+    first_scheduled_backup_shows_in_metrics(port, &bucket);
+    sigterm_in_the_middle_of_the_second_run(&env, &bucket, port, daemon);
+    let before_resume = resume_the_stopped_run(&env, &bucket);
+    restarted_daemon_takes_its_last_success_from_the_snapshots(&env, &bucket, port, before_resume);
+}
+
+/// A daemon backing up `bucket` every minute at 1 MiB/s, serving on `port`, its JSON log piped.
+fn spawn_daemon_every_minute(env: &Env, bucket: &str, port: u16) -> Child {
+    env.s32s3()
+        .args(["daemon", "--listen", &format!("127.0.0.1:{port}"), "--bucket", bucket])
         .env("S32S3_SCHEDULE", "* * * * *")
         .env("S32S3_BWLIMIT", "1M")
         .env("S32S3_CHECKPOINT_INTERVAL", "1s")
@@ -54,8 +63,12 @@ fn scheduled_backups_metrics_and_graceful_stop() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
 
+/// `/healthz` answers, unknown paths are 404, and `/metrics` shows no success until the first scheduled
+/// run completes, then its counts, and never a secret or a bucket name.
+fn first_scheduled_backup_shows_in_metrics(port: u16, bucket: &str) {
     wait_for("/healthz", Duration::from_secs(30), || {
         http_get(port, "/healthz").is_some_and(|(s, b)| s == 200 && b == "ok\n")
     });
@@ -74,12 +87,16 @@ fn scheduled_backups_metrics_and_graceful_stop() {
     assert_eq!(metric(&text, "s32s3_runs_total{status=\"complete\"}"), Some(1.0), "{text}");
     assert_eq!(metric(&text, "s32s3_snapshots"), Some(1.0), "{text}");
     assert!(metric(&text, "s32s3_backup_bucket_bytes").is_some_and(|b| b > 20_000.0), "{text}");
-    assert!(!text.contains(common::PASSWORD) && !text.contains(&bucket), "metrics leak names or secrets");
+    assert!(!text.contains(common::PASSWORD) && !text.contains(bucket), "metrics leak names or secrets");
+}
 
+/// SIGTERM in the middle of the next scheduled run: the daemon exits 0 and logs that the run was stopped
+/// by the signal.
+fn sigterm_in_the_middle_of_the_second_run(env: &Env, bucket: &str, port: u16, mut daemon: Child) {
     // 8 MiB more: at 1 MiB/s the next run takes about 8 s; stop it in the middle.
     rt().block_on(async {
         for i in 0..32 {
-            put(env.source, &bucket, &format!("large/{i}"), pattern(256 << 10, 100 + i)).await;
+            put(env.source, bucket, &format!("large/{i}"), pattern(256 << 10, 100 + i)).await;
         }
     });
     wait_for("the second run to start", Duration::from_secs(90), || {
@@ -101,26 +118,37 @@ fn scheduled_backups_metrics_and_graceful_stop() {
     daemon.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
     assert_eq!(code, Some(0), "{logs}");
     assert!(logs.contains("stopped by signal"), "the run was still going: {logs}");
+}
 
-    // The stopped run kept what it had done as a partial snapshot; the next run continues from it.
+/// The stopped run kept what it had done as a partial snapshot; the next run continues from it. Returns
+/// the time just before that run.
+fn resume_the_stopped_run(env: &Env, bucket: &str) -> Duration {
     let listed = env.s32s3().args(["snapshots", "--json"]).output().unwrap();
     let snapshots: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     let stopped = snapshots.as_array().unwrap().last().unwrap().clone();
     assert_eq!(stopped["status"], "partial", "{snapshots}");
     let before_resume = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-    let resumed = env.backup(&[&bucket], 0);
+    let resumed = env.backup(&[bucket], 0);
     assert_eq!(resumed["parent"], stopped["id"], "{resumed}");
     assert_eq!(resumed["objects"], 52, "{resumed}");
     assert!(
         resumed["unchanged"]["objects"].as_u64().unwrap() > 20,
         "some large objects were kept: {resumed}"
     );
+    before_resume
+}
 
-    // A restarted daemon takes its last success from the newest complete snapshot, not "never"
-    // (a schedule that does not fire during the test, so no run of its own can set it).
+/// A restarted daemon takes its last success from the newest complete snapshot, not "never" (a schedule
+/// that does not fire during the test, so no run of its own can set it).
+fn restarted_daemon_takes_its_last_success_from_the_snapshots(
+    env: &Env,
+    bucket: &str,
+    port: u16,
+    before_resume: Duration,
+) {
     let mut daemon = env
         .s32s3()
-        .args(["daemon", "--listen", &format!("127.0.0.1:{port}"), "--bucket", &bucket])
+        .args(["daemon", "--listen", &format!("127.0.0.1:{port}"), "--bucket", bucket])
         .env("S32S3_SCHEDULE", "0 0 1 1 *")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

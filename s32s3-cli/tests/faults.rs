@@ -388,45 +388,9 @@ fn backup_verify_restore_through_random_faults() {
     let env = Env::new(source_server, dest_server, "faults");
     let seed = seed();
     eprintln!("fault seed {seed}: rerun with S32S3_TEST_FAULT_SEED={seed}");
-    // The answers hardest to get right after a retry are lost once on each side, and one part's body is
-    // cut off: the write lands (or not) and the binary never hears.
-    let lost = Fault::ResetBeforeResponse;
-    let multipart = [
-        (Match::method("POST").with_query_contains("uploads"), lost),
-        (Match::method("POST").with_query_contains("uploadId="), lost),
-        (Match::method("PUT").with_query_contains("partNumber="), Fault::ResetMidRequestBody),
-    ];
-    // Restore creates its buckets with an explicit object-lock header; no other request sends it.
-    let create_bucket_on_restore = Match::method("PUT").with_header("x-amz-bucket-object-lock-enabled");
-    let create_lease = Match::method("PUT").with_path_contains(".s32s3/lock").with_header("if-none-match");
-    let source_pinpoint = multipart.iter().cloned().chain([(create_bucket_on_restore, lost)]).collect();
-    let dest_pinpoint = multipart.iter().cloned().chain([(create_lease, lost)]).collect();
-    let rig = Rig {
-        source: Chaos::start("source", source_server, seed, source_pinpoint),
-        dest: Chaos::start("destination", dest_server, seed.rotate_left(32), dest_pinpoint),
-        env,
-        seed,
-    };
-
+    let rig = rig_with_pinpoint_faults(env, source_server, dest_server, seed);
     let (a, b) = (source_server.unique_bucket("faults-a"), source_server.unique_bucket("faults-b"));
-    let mut objects = small_objects("small", 240, 1);
-    objects.push(Object::plain("large/a.bin".into(), pattern(12 * MIB + 1, 1001)));
-    objects.push(Object {
-        content_type: Some("application/x-tar"),
-        metadata: Some("large-owner".into()),
-        tagging: Some("kind=archive"),
-        ..Object::plain("large/b.bin".into(), pattern(16 * MIB + 12_345, 1002))
-    });
-    objects.push(Object::plain("large/c.bin".into(), pattern(20 * MIB - 7, 1003)));
-    rt().block_on(async {
-        create_bucket(source_server, &a).await;
-        create_bucket(source_server, &b).await;
-    });
-    put_objects(source_server, &a, objects);
-    put_objects(source_server, &b, small_objects("other", 60, 5000));
-    let source_views = [bucket_view(source_server, &a), bucket_view(source_server, &b)];
-    assert_eq!((source_views[0].len(), source_views[1].len()), (243, 60));
-    assert!(source_views[0].values().filter(|v| v.size > 256 << 10 && v.size < 5 * MIB).count() >= 20);
+    let source_views = fill_the_source(source_server, &a, &b);
 
     // 1. The first backup.
     let first = rig.run(&["backup", "--bucket", &a, "--bucket", &b]);
@@ -443,16 +407,93 @@ fn backup_verify_restore_through_random_faults() {
     assert_eq!(verified["unreadable"].as_array().map(Vec::len), Some(0), "{verified}");
 
     // 3. Restore into two new buckets of the source server, through the source's proxy.
+    restore_into_new_buckets_exactly(&rig, source_server, &a, &b, &source_views, &mut problems);
+
+    // 4. An incremental backup after a few changes: one small and one large object changed, one new,
+    // one deleted.
+    change_the_source_and_back_up_again(&rig, source_server, &a, &b, &first);
+
+    // 5. No incomplete multipart upload is left in the backup bucket after the second backup either
+    // (checked after each command: a later run might clean up what an earlier one left), and 6. the
+    // proxies really did their part. All of it is checked before any of it is asserted.
+    rig.uploads_left("after the second backup", false, &rig.env.backup_bucket, &mut problems);
+    faults_of_every_kind_were_injected(&rig, &mut problems);
+    eprintln!("faults injected\n{}", rig.report());
+    assert!(problems.is_empty(), "{}\n{}", problems.join("\n"), rig.report());
+}
+
+/// The proxies in front of both servers, each with its pinpoint faults.
+fn rig_with_pinpoint_faults(
+    env: Env,
+    source_server: &TestServer,
+    dest_server: &TestServer,
+    seed: u64,
+) -> Rig {
+    // The answers hardest to get right after a retry are lost once on each side, and one part's body is
+    // cut off: the write lands (or not) and the binary never hears.
+    let lost = Fault::ResetBeforeResponse;
+    let multipart = [
+        (Match::method("POST").with_query_contains("uploads"), lost),
+        (Match::method("POST").with_query_contains("uploadId="), lost),
+        (Match::method("PUT").with_query_contains("partNumber="), Fault::ResetMidRequestBody),
+    ];
+    // Restore creates its buckets with an explicit object-lock header; no other request sends it.
+    let create_bucket_on_restore = Match::method("PUT").with_header("x-amz-bucket-object-lock-enabled");
+    let create_lease = Match::method("PUT").with_path_contains(".s32s3/lock").with_header("if-none-match");
+    let source_pinpoint = multipart.iter().cloned().chain([(create_bucket_on_restore, lost)]).collect();
+    let dest_pinpoint = multipart.iter().cloned().chain([(create_lease, lost)]).collect();
+    Rig {
+        source: Chaos::start("source", source_server, seed, source_pinpoint),
+        dest: Chaos::start("destination", dest_server, seed.rotate_left(32), dest_pinpoint),
+        env,
+        seed,
+    }
+}
+
+/// Bucket `a` with 240 small objects and three large ones (one with a content type, metadata and tags),
+/// bucket `b` with 60 small ones; returns what each holds (read directly).
+fn fill_the_source(source_server: &TestServer, a: &str, b: &str) -> [BTreeMap<String, View>; 2] {
+    let mut objects = small_objects("small", 240, 1);
+    objects.push(Object::plain("large/a.bin".into(), pattern(12 * MIB + 1, 1001)));
+    objects.push(Object {
+        content_type: Some("application/x-tar"),
+        metadata: Some("large-owner".into()),
+        tagging: Some("kind=archive"),
+        ..Object::plain("large/b.bin".into(), pattern(16 * MIB + 12_345, 1002))
+    });
+    objects.push(Object::plain("large/c.bin".into(), pattern(20 * MIB - 7, 1003)));
+    rt().block_on(async {
+        create_bucket(source_server, a).await;
+        create_bucket(source_server, b).await;
+    });
+    put_objects(source_server, a, objects);
+    put_objects(source_server, b, small_objects("other", 60, 5000));
+    let source_views = [bucket_view(source_server, a), bucket_view(source_server, b)];
+    assert_eq!((source_views[0].len(), source_views[1].len()), (243, 60));
+    assert!(source_views[0].values().filter(|v| v.size > 256 << 10 && v.size < 5 * MIB).count() >= 20);
+    source_views
+}
+
+/// Restores into two new buckets of the source server, through the source's proxy: they equal the
+/// source buckets (`source_views`), content types, metadata and tags included.
+fn restore_into_new_buckets_exactly(
+    rig: &Rig,
+    source_server: &TestServer,
+    a: &str,
+    b: &str,
+    source_views: &[BTreeMap<String, View>; 2],
+    problems: &mut Vec<String>,
+) {
     let (a2, b2) =
         (source_server.unique_bucket("faults-a-restored"), source_server.unique_bucket("faults-b-restored"));
     let restored = rig.run(&["restore", "--bucket", &format!("{a}:{a2}"), "--bucket", &format!("{b}:{b2}")]);
     assert_eq!(restored["restored"]["objects"], 303, "{restored}");
     assert_eq!(restored["failed"].as_array().map(Vec::len), Some(0), "{restored}");
     assert_eq!(restored["conflicts"].as_array().map(Vec::len), Some(0), "{restored}");
-    for bucket in [&a2, &b2, &a, &b] {
-        rig.uploads_left("after the restore", true, bucket, &mut problems);
+    for bucket in [a2.as_str(), b2.as_str(), a, b] {
+        rig.uploads_left("after the restore", true, bucket, problems);
     }
-    for ((from, to), expected) in [(&a, &a2), (&b, &b2)].into_iter().zip(&source_views) {
+    for ((from, to), expected) in [(a, a2.as_str()), (b, b2.as_str())].into_iter().zip(source_views) {
         let got = bucket_view(source_server, to);
         let differ: BTreeSet<&String> =
             expected.keys().chain(got.keys()).filter(|k| expected.get(*k) != got.get(*k)).collect();
@@ -466,15 +507,23 @@ fn backup_verify_restore_through_random_faults() {
         Some("text/plain; charset=utf-8")
     );
     for key in ["small/0/0007.bin", "large/b.bin"] {
-        assert_eq!(tags(source_server, &a2, key), tags(source_server, &a, key), "tags of {key}");
-        assert!(!tags(source_server, &a, key).is_empty());
+        assert_eq!(tags(source_server, &a2, key), tags(source_server, a, key), "tags of {key}");
+        assert!(!tags(source_server, a, key).is_empty());
     }
+}
 
-    // 4. An incremental backup after a few changes: one small and one large object changed, one new,
-    // one deleted.
+/// An incremental backup after a few changes: one small and one large object changed, one new, one
+/// deleted. It reads the source only for the copies, and its snapshot names the source's new state.
+fn change_the_source_and_back_up_again(
+    rig: &Rig,
+    source_server: &TestServer,
+    a: &str,
+    b: &str,
+    first: &serde_json::Value,
+) {
     put_objects(
         source_server,
-        &a,
+        a,
         vec![
             Object::plain("small/3/0003.bin".into(), b"changed".to_vec()),
             Object::plain("small/new.bin".into(), pattern(300 << 10, 77)),
@@ -482,9 +531,9 @@ fn backup_verify_restore_through_random_faults() {
         ],
     );
     rt().block_on(async {
-        source_server.client().delete_object().bucket(&a).key("small/5/0005.bin").send().await.unwrap();
+        source_server.client().delete_object().bucket(a).key("small/5/0005.bin").send().await.unwrap();
     });
-    let second = rig.run(&["backup", "--bucket", &a, "--bucket", &b]);
+    let second = rig.run(&["backup", "--bucket", a, "--bucket", b]);
     assert_eq!(second["status"], "complete", "{second}");
     assert_eq!(second["parent"], first["snapshot_id"], "{second}");
     assert_eq!(
@@ -498,18 +547,18 @@ fn backup_verify_restore_through_random_faults() {
     assert!((5..50).contains(&gets), "{gets} source GETs for 3 copies: {second}");
     let (_, entries) = rig.env.manifest();
     let want: BTreeMap<(String, String), String> =
-        [(&a, bucket_view(source_server, &a)), (&b, bucket_view(source_server, &b))]
+        [(a, bucket_view(source_server, a)), (b, bucket_view(source_server, b))]
             .into_iter()
-            .flat_map(|(bucket, view)| view.into_iter().map(move |(k, v)| ((bucket.clone(), k), v.sha256)))
+            .flat_map(|(bucket, view)| view.into_iter().map(move |(k, v)| ((bucket.to_owned(), k), v.sha256)))
             .collect();
     let got: BTreeMap<(String, String), String> =
         entries.into_iter().map(|e| ((e.bucket, e.key), e.sha256)).collect();
     assert!(got == want, "the second snapshot names the source's new state");
+}
 
-    // 5. No incomplete multipart upload is left in the backup bucket after the second backup either
-    // (checked after each command: a later run might clean up what an earlier one left), and 6. the
-    // proxies really did their part. All of it is checked before any of it is asserted.
-    rig.uploads_left("after the second backup", false, &rig.env.backup_bucket, &mut problems);
+/// The proxies injected at least 10 faults of each kind on each side and 200 in all, and on each side
+/// faulted a part upload and lost a `CreateMultipartUpload` and a `CompleteMultipartUpload` answer.
+fn faults_of_every_kind_were_injected(rig: &Rig, problems: &mut Vec<String>) {
     let (source, dest) = (rig.source.stats(), rig.dest.stats());
     for (name, stats) in [("source", source), ("destination", dest)] {
         for kind in KINDS {
@@ -533,6 +582,4 @@ fn backup_verify_restore_through_random_faults() {
             ));
         }
     }
-    eprintln!("faults injected\n{}", rig.report());
-    assert!(problems.is_empty(), "{}\n{}", problems.join("\n"), rig.report());
 }

@@ -12,6 +12,7 @@ use aws_sdk_s3::types::{
     ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule, Tag, Tagging, VersioningConfiguration,
 };
 use common::{Env, create_bucket, pattern, put, rt};
+use s32s3_core::format::manifest::Entry;
 use s32s3_core::testkit::{self, ServerKind, TestServer};
 use sha2::{Digest, Sha256};
 
@@ -518,37 +519,32 @@ fn verify_finds_damage_and_restore_goes_on() {
     assert_eq!(clean["bad"].as_array().unwrap().len(), 0, "{clean}");
     assert_eq!(clean["read"]["objects"], 5);
 
+    flip_truncate_and_delete_stored_objects(&env);
+    verify_names_the_damaged_objects(&env);
+
+    let target = TestServer::start(ServerKind::Moto);
+    let restored = json_run(restore_env(&env, &target).args(["restore", "--json"]), 3);
+    assert_eq!(restored["restored"]["objects"], 2, "{restored}");
+    let failed: Vec<&str> =
+        restored["failed"].as_array().unwrap().iter().map(|f| f["key"].as_str().unwrap()).collect();
+    assert_eq!(failed.len(), 3, "{restored}");
+    let view = bucket_view(&target, &bucket);
+    assert_eq!(
+        view.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["fine-1", "fine-2"],
+        "nothing damaged is written"
+    );
+}
+
+/// Damages the newest snapshot: `flipped` and `truncated` point at damaged copies of their stored
+/// versions, the stored version of `deleted` is deleted.
+fn flip_truncate_and_delete_stored_objects(env: &Env) {
     let (_, entries) = env.manifest();
     let stored = |name: &str| entries.iter().find(|e| e.key == name).unwrap().clone();
-    let damaged_copy = |name: &str, damage: &dyn Fn(&mut Vec<u8>)| -> String {
-        let entry = stored(name);
-        rt().block_on(async {
-            let s3 = env.dest.client();
-            let got = s3
-                .get_object()
-                .bucket(&env.backup_bucket)
-                .key(&entry.stored_key)
-                .version_id(entry.version_id.clone().unwrap())
-                .send()
-                .await
-                .unwrap();
-            let mut bytes = got.body.collect().await.unwrap().into_bytes().to_vec();
-            damage(&mut bytes);
-            let put = s3
-                .put_object()
-                .bucket(&env.backup_bucket)
-                .key(&entry.stored_key)
-                .body(ByteStream::from(bytes))
-                .send()
-                .await
-                .unwrap();
-            put.version_id().unwrap().to_owned()
-        })
-    };
-    let flipped = damaged_copy("flipped", &|b| b[100_000] ^= 0x01);
-    point_entry_at(&env, "flipped", Some(&flipped));
-    let truncated = damaged_copy("truncated", &|b| b.truncate(b.len() - 1000));
-    point_entry_at(&env, "truncated", Some(&truncated));
+    let flipped = store_damaged_copy(env, &stored("flipped"), &|b| b[100_000] ^= 0x01);
+    point_entry_at(env, "flipped", Some(&flipped));
+    let truncated = store_damaged_copy(env, &stored("truncated"), &|b| b.truncate(b.len() - 1000));
+    point_entry_at(env, "truncated", Some(&truncated));
     let deleted = stored("deleted");
     rt().block_on(async {
         env.dest
@@ -561,7 +557,38 @@ fn verify_finds_damage_and_restore_goes_on() {
             .await
             .unwrap();
     });
+}
 
+/// Stores `damage` done to the stored version `entry` names as a new version of its stored key; returns
+/// that version's id.
+fn store_damaged_copy(env: &Env, entry: &Entry, damage: &dyn Fn(&mut Vec<u8>)) -> String {
+    rt().block_on(async {
+        let s3 = env.dest.client();
+        let got = s3
+            .get_object()
+            .bucket(&env.backup_bucket)
+            .key(&entry.stored_key)
+            .version_id(entry.version_id.clone().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let mut bytes = got.body.collect().await.unwrap().into_bytes().to_vec();
+        damage(&mut bytes);
+        let put = s3
+            .put_object()
+            .bucket(&env.backup_bucket)
+            .key(&entry.stored_key)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .unwrap();
+        put.version_id().unwrap().to_owned()
+    })
+}
+
+/// `verify --read-data` exits 3 and names exactly the three damaged objects, each with its error; `verify`
+/// without reading data catches the truncated and the deleted one by their sizes.
+fn verify_names_the_damaged_objects(env: &Env) {
     let report = json_run(env.s32s3().args(["verify", "--json", "--read-data"]), 3);
     let bad: BTreeMap<String, String> = report["bad"]
         .as_array()
@@ -580,19 +607,6 @@ fn verify_finds_damage_and_restore_goes_on() {
     // Sizes alone already catch the truncated and the deleted object.
     let sizes = json_run(env.s32s3().args(["verify", "--json"]), 3);
     assert_eq!(sizes["bad"].as_array().unwrap().len(), 2, "{sizes}");
-
-    let target = TestServer::start(ServerKind::Moto);
-    let restored = json_run(restore_env(&env, &target).args(["restore", "--json"]), 3);
-    assert_eq!(restored["restored"]["objects"], 2, "{restored}");
-    let failed: Vec<&str> =
-        restored["failed"].as_array().unwrap().iter().map(|f| f["key"].as_str().unwrap()).collect();
-    assert_eq!(failed.len(), 3, "{restored}");
-    let view = bucket_view(&target, &bucket);
-    assert_eq!(
-        view.keys().map(String::as_str).collect::<Vec<_>>(),
-        ["fine-1", "fine-2"],
-        "nothing damaged is written"
-    );
 }
 
 /// `snapshots` lists every snapshot with its status and counts.

@@ -15,6 +15,7 @@ use aws_sdk_s3::types::{
     LifecycleRule, LifecycleRuleFilter, ObjectLockLegalHoldStatus, ObjectLockMode, VersioningConfiguration,
 };
 use common::{Env, create_bucket, pattern, put, rt};
+use s32s3_core::format::layout::Layout;
 use s32s3_core::testkit::proxy::{Fault, FaultProxy, Match, Rule};
 use s32s3_core::testkit::{self, ServerKind, TestServer};
 
@@ -334,7 +335,7 @@ fn buckets_lost_from_the_source_are_reported_by_a_restore() {
 }
 
 /// Writes `plain` as rclone crypt writes `bucket/key` into the (versioned, manifest-less) backup bucket.
-async fn put_like_rclone(env: &Env, layout: &s32s3_core::format::layout::Layout, key: &str, plain: &[u8]) {
+async fn put_like_rclone(env: &Env, layout: &Layout, key: &str, plain: &[u8]) {
     let cipher = s32s3_crypt::Cipher::new(common::PASSWORD, common::PASSWORD2).unwrap();
     let sealed = cipher.encrypt(&s32s3_crypt::Nonce::random().unwrap(), plain);
     let stored = layout.data_key("src", key).unwrap();
@@ -364,67 +365,7 @@ fn rclone_made_backups_restore_in_listing_order_and_run_again_without_conflicts(
             s32s3_core::derive_cipher(&common::PASSWORD.into(), &common::PASSWORD2.into()).await.unwrap();
         s32s3_core::format::layout::Layout::new(&cipher, "").unwrap()
     });
-    // Two versions of one key, and a version and a delete marker of another, within one listed second.
-    let second = loop {
-        let bucket = env.backup_bucket.clone();
-        rt().block_on(async {
-            let s3 = env.dest.client();
-            let _ = s3.create_bucket().bucket(&bucket).send().await;
-            s3.put_bucket_versioning()
-                .bucket(&bucket)
-                .versioning_configuration(
-                    VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
-                )
-                .send()
-                .await
-                .unwrap();
-            put_like_rclone(&env, &layout, "twice", b"older").await;
-            put_like_rclone(&env, &layout, "twice", b"newer").await;
-            put_like_rclone(&env, &layout, "deleted", b"there").await;
-            let stored = layout.data_key("src", "deleted").unwrap().key;
-            s3.delete_object().bucket(&bucket).key(stored).send().await.unwrap();
-            put_like_rclone(&env, &layout, "plain", b"plain").await;
-        });
-        let times: Vec<i64> = rt().block_on(async {
-            let page =
-                env.dest.client().list_object_versions().bucket(&env.backup_bucket).send().await.unwrap();
-            page.versions()
-                .iter()
-                .map(|v| v.last_modified().unwrap().secs())
-                .chain(page.delete_markers().iter().map(|m| m.last_modified().unwrap().secs()))
-                .collect()
-        });
-        if times.iter().all(|t| *t == times[0]) {
-            break times[0];
-        }
-        // A second boundary fell between the writes: start over in a fresh bucket.
-        rt().block_on(async {
-            let page =
-                env.dest.client().list_object_versions().bucket(&env.backup_bucket).send().await.unwrap();
-            for v in page.versions() {
-                env.dest
-                    .client()
-                    .delete_object()
-                    .bucket(&env.backup_bucket)
-                    .key(v.key().unwrap())
-                    .version_id(v.version_id().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
-            for m in page.delete_markers() {
-                env.dest
-                    .client()
-                    .delete_object()
-                    .bucket(&env.backup_bucket)
-                    .key(m.key().unwrap())
-                    .version_id(m.version_id().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        });
-    };
+    let second = rclone_writes_within_one_listed_second(&env, &layout);
     let at = time::OffsetDateTime::from_unix_timestamp(second).unwrap();
     let target = TestServer::start(ServerKind::Moto);
     let restore = || {
@@ -459,6 +400,84 @@ fn rclone_made_backups_restore_in_listing_order_and_run_again_without_conflicts(
     assert_eq!(again["conflicts"].as_array().unwrap().len(), 0, "{again}");
     assert_eq!(again["skipped"]["objects"], 1, "{again}");
     assert_eq!(again["restored"]["objects"], 1, "{again}");
+}
+
+/// Two versions of one key, and a version and a delete marker of another, within one listed second,
+/// written as rclone writes them into the backup bucket; returns that second (as a Unix time).
+fn rclone_writes_within_one_listed_second(env: &Env, layout: &Layout) -> i64 {
+    loop {
+        write_versions_like_rclone(env, layout);
+        let times = version_times(env);
+        if times.iter().all(|t| *t == times[0]) {
+            break times[0];
+        }
+        // A second boundary fell between the writes: start over in a fresh bucket.
+        delete_every_version(env);
+    }
+}
+
+/// In the (versioned) backup bucket: `twice` written twice, `deleted` written then deleted, `plain`.
+fn write_versions_like_rclone(env: &Env, layout: &Layout) {
+    let bucket = env.backup_bucket.clone();
+    rt().block_on(async {
+        let s3 = env.dest.client();
+        let _ = s3.create_bucket().bucket(&bucket).send().await;
+        s3.put_bucket_versioning()
+            .bucket(&bucket)
+            .versioning_configuration(
+                VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        put_like_rclone(env, layout, "twice", b"older").await;
+        put_like_rclone(env, layout, "twice", b"newer").await;
+        put_like_rclone(env, layout, "deleted", b"there").await;
+        let stored = layout.data_key("src", "deleted").unwrap().key;
+        s3.delete_object().bucket(&bucket).key(stored).send().await.unwrap();
+        put_like_rclone(env, layout, "plain", b"plain").await;
+    });
+}
+
+/// The listed times, in whole seconds, of every version and delete marker in the backup bucket.
+fn version_times(env: &Env) -> Vec<i64> {
+    rt().block_on(async {
+        let page = env.dest.client().list_object_versions().bucket(&env.backup_bucket).send().await.unwrap();
+        page.versions()
+            .iter()
+            .map(|v| v.last_modified().unwrap().secs())
+            .chain(page.delete_markers().iter().map(|m| m.last_modified().unwrap().secs()))
+            .collect()
+    })
+}
+
+/// Deletes every version and delete marker in the backup bucket (one listing page).
+fn delete_every_version(env: &Env) {
+    rt().block_on(async {
+        let page = env.dest.client().list_object_versions().bucket(&env.backup_bucket).send().await.unwrap();
+        for v in page.versions() {
+            env.dest
+                .client()
+                .delete_object()
+                .bucket(&env.backup_bucket)
+                .key(v.key().unwrap())
+                .version_id(v.version_id().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+        for m in page.delete_markers() {
+            env.dest
+                .client()
+                .delete_object()
+                .bucket(&env.backup_bucket)
+                .key(m.key().unwrap())
+                .version_id(m.version_id().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    });
 }
 
 /// What `snapshots` prints in its FINISHED column, pasted into `--at`, selects that snapshot, and so does

@@ -207,18 +207,63 @@ fn s3_error(status: u16, code: &str, message: &str, bucket: &str) -> Reply {
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(http_body_util::Collected::to_bytes).unwrap_or_default();
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let path = parts.uri.path().to_owned();
-    let raw_query = parts.uri.query().unwrap_or("").to_owned();
-    let query: BTreeMap<String, String> = raw_query
+    let query = parse_query(parts.uri.query().unwrap_or(""));
+    let checked = check_request(&parts, &body);
+    let decrypted = decrypt_body(checked.secret, &parts.method, &path, &body);
+    state.seen.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        path: path.clone(),
+        query: query.clone(),
+        content_length: header_of(&parts, "content-length"),
+        signed_headers: checked.signed_headers.clone(),
+        credential_scope: checked.scope.clone(),
+        signature_ok: checked.signature_ok,
+        body: body.clone(),
+        decrypted: decrypted.clone(),
+    });
+    let reply = answer(&state, &checked, parts.method.as_str(), &path, &query, &body, decrypted);
+    let mut response = Response::new(Full::new(Bytes::from(reply.body)));
+    *response.status_mut() = hyper::StatusCode::from_u16(reply.status).unwrap();
+    response.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    Ok(response)
+}
+
+fn header_of(parts: &hyper::http::request::Parts, name: &str) -> Option<String> {
+    parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// The query string's parameters, percent-decoded.
+fn parse_query(raw_query: &str) -> BTreeMap<String, String> {
+    raw_query
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
             (percent_decode(k), percent_decode(v))
         })
-        .collect();
+        .collect()
+}
 
+/// What the server makes of a request's signature and body before it answers.
+struct Checked {
+    access_key: String,
+    /// The credential after the access key: `date/region/s3/aws4_request`.
+    scope: String,
+    signed_headers: String,
+    /// The signer's secret, if the server knows the access key.
+    secret: Option<&'static str>,
+    /// `X-Amz-Content-Sha256` is the body's SHA-256.
+    payload_ok: bool,
+    /// `Content-Length` is present and the body's length.
+    length_ok: bool,
+    signature_ok: bool,
+}
+
+/// Checks the request the way MinIO does: the signature recomputed with the server's copy of the keys,
+/// the payload hash and the length.
+fn check_request(parts: &hyper::http::request::Parts, body: &Bytes) -> Checked {
+    let header = |name: &str| header_of(parts, name);
     // Authorization: AWS4-HMAC-SHA256 Credential=AK/date/region/s3/aws4_request, SignedHeaders=..., Signature=...
     let auth = header("authorization").unwrap_or_default();
     let field = |name: &str| {
@@ -235,7 +280,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
     let secret = secret_of(access_key);
 
     let payload_ok =
-        header("x-amz-content-sha256").as_deref() == Some(hex::encode(Sha256::digest(&body)).as_str());
+        header("x-amz-content-sha256").as_deref() == Some(hex::encode(Sha256::digest(body)).as_str());
     let length_ok = header("content-length").is_some_and(|l| l == body.len().to_string());
     let signature_ok = secret.is_some_and(|secret| {
         let headers: Vec<(String, String)> = signed_headers
@@ -251,33 +296,47 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
             parts.method.as_str(),
             &parts.uri.to_string(),
             &headers,
-            &body,
+            body,
         )
         .is_some_and(|expected| expected == signature)
     });
+    Checked {
+        access_key: access_key.to_owned(),
+        scope: scope.to_owned(),
+        signed_headers,
+        secret,
+        payload_ok,
+        length_ok,
+        signature_ok,
+    }
+}
 
-    let decrypted = match (secret, path.rsplit('/').next()) {
-        (Some(secret), Some("config" | "set-config-kv")) if parts.method == hyper::Method::PUT => {
-            payload::decrypt(secret, &body).ok()
+/// The body decrypted with the signer's secret, for the endpoints MinIO expects encrypted.
+fn decrypt_body(secret: Option<&str>, method: &hyper::Method, path: &str, body: &[u8]) -> Option<Vec<u8>> {
+    match (secret, path.rsplit('/').next()) {
+        (Some(secret), Some("config" | "set-config-kv")) if method == hyper::Method::PUT => {
+            payload::decrypt(secret, body).ok()
         }
-        (Some(secret), Some("update-service-account")) if parts.method == hyper::Method::POST => {
-            payload::decrypt(secret, &body).ok()
+        (Some(secret), Some("update-service-account")) if method == hyper::Method::POST => {
+            payload::decrypt(secret, body).ok()
         }
         _ => None,
-    };
-    state.seen.lock().unwrap().push(Seen {
-        method: parts.method.to_string(),
-        path: path.clone(),
-        query: query.clone(),
-        content_length: header("content-length"),
-        signed_headers: signed_headers.clone(),
-        credential_scope: scope.to_owned(),
-        signature_ok,
-        body: body.clone(),
-        decrypted: decrypted.clone(),
-    });
+    }
+}
 
-    let reply = if state.flavor == Flavor::PlainS3 {
+/// The answer: the server's refusal (unknown key, bad signature, the flavor's), or the admin API's.
+fn answer(
+    state: &State,
+    checked: &Checked,
+    method: &str,
+    path: &str,
+    query: &BTreeMap<String, String>,
+    body: &[u8],
+    decrypted: Option<Vec<u8>>,
+) -> Reply {
+    let secret = checked.secret;
+    let signed_headers = &checked.signed_headers;
+    if state.flavor == Flavor::PlainS3 {
         // What any S3 server says about a bucket called "minio" that does not exist.
         if secret.is_none() {
             s3_error(
@@ -294,39 +353,35 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
             403,
             "InvalidAccessKeyId",
             "The Access Key Id you provided does not exist in our records.",
-            &path,
+            path,
         )
-    } else if !payload_ok || !length_ok || !signed_headers.contains("x-amz-content-sha256") {
-        admin_error(403, "AccessDenied", "Access Denied.", &path)
-    } else if !signature_ok {
+    } else if !checked.payload_ok || !checked.length_ok || !signed_headers.contains("x-amz-content-sha256") {
+        admin_error(403, "AccessDenied", "Access Denied.", path)
+    } else if !checked.signature_ok {
         admin_error(
             403,
             "SignatureDoesNotMatch",
             "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
-            &path,
+            path,
         )
     } else if state.flavor == Flavor::Initializing {
-        admin_error(503, "XMinioServerNotInitialized", "Server not initialized yet, please try again.", &path)
+        admin_error(503, "XMinioServerNotInitialized", "Server not initialized yet, please try again.", path)
     } else if state.flavor == Flavor::OtherAdminVersion {
         admin_error(
             426,
             "XMinioAdminVersionMismatch",
             "This 'admin' API is not supported by server in 'minio-standalone'",
-            &path,
+            path,
         )
     } else if state.flavor == Flavor::WebPage {
         Reply::ok(&b"<html><head><title>Welcome to nginx!</title></head><body>It works.</body></html>"[..])
-    } else if access_key == READONLY_ACCESS_KEY {
-        admin_error(403, "AccessDenied", "Access Denied.", &path)
+    } else if checked.access_key == READONLY_ACCESS_KEY {
+        admin_error(403, "AccessDenied", "Access Denied.", path)
     } else {
         let encryption_secret =
             if state.flavor == Flavor::WrongEncryptionKey { "another-secret" } else { ROOT_SECRET_KEY };
-        route(&state, parts.method.as_str(), &path, &query, &body, decrypted, encryption_secret)
-    };
-    let mut response = Response::new(Full::new(Bytes::from(reply.body)));
-    *response.status_mut() = hyper::StatusCode::from_u16(reply.status).unwrap();
-    response.headers_mut().insert("content-type", "application/json".parse().unwrap());
-    Ok(response)
+        route(state, method, path, query, body, decrypted, encryption_secret)
+    }
 }
 
 /// What MinIO answers, per admin API.
