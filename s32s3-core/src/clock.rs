@@ -51,6 +51,20 @@ impl fmt::Debug for Clock {
     }
 }
 
+/// A time as RFC 3339 in UTC.
+#[must_use]
+pub fn format_rfc3339(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("UTC times format")
+}
+
+/// Now, as RFC 3339 in UTC.
+#[must_use]
+pub fn now_rfc3339() -> String {
+    format_rfc3339(OffsetDateTime::now_utc())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,18 +78,4 @@ mod tests {
         let fixed = time::macros::datetime!(2026-12-01 20:04:05.456 UTC);
         assert_eq!(Clock::from_fn(move || fixed).now(), fixed);
     }
-}
-
-/// A time as RFC 3339 in UTC.
-#[must_use]
-pub fn format_rfc3339(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("UTC times format")
-}
-
-/// Now, as RFC 3339 in UTC.
-#[must_use]
-pub fn now_rfc3339() -> String {
-    format_rfc3339(OffsetDateTime::now_utc())
 }
