@@ -29,6 +29,9 @@ use crate::secret::Secret;
 
 /// Audits listed snapshots against the version history of the backup bucket.
 pub mod audit;
+/// The engine's conformance suite: each scenario once, as `async fn(source, destination)`, run on every
+/// pair of test servers by `tests/conformance.rs`.
+pub mod conformance;
 /// A fault-injecting HTTP proxy to put between s32s3 and a test server (503 SlowDown, lost responses, resets).
 pub mod proxy;
 
