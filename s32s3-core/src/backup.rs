@@ -64,18 +64,11 @@ impl Backup {
         Self { config, buckets: Vec::new(), dry_run: false }
     }
 
-    /// Backs up only these buckets (the others of the previous snapshot are carried over unchanged).
-    #[must_use]
-    pub fn with_buckets(mut self, buckets: Vec<String>) -> Self {
-        self.buckets = buckets;
-        self
-    }
-
-    /// Plans without writing anything: the summary says what a run would do.
-    #[must_use]
-    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
-        self.dry_run = dry_run;
-        self
+    crate::options::setters! {
+        /// Backs up only these buckets (the others of the previous snapshot are carried over unchanged).
+        with_buckets(buckets: Vec<String>);
+        /// Plans without writing anything: the summary says what a run would do.
+        with_dry_run(dry_run: bool);
     }
 
     /// Runs the backup.

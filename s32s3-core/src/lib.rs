@@ -66,7 +66,7 @@ pub mod engine;
 #[cfg(not(feature = "testkit"))]
 pub(crate) mod engine;
 // What every command starts from.
-pub mod repo;
+pub(crate) mod repo;
 // MinIO's own state (IAM, configuration), exported beside the data and imported back.
 pub(crate) mod instance;
 // The operations.

@@ -70,6 +70,22 @@ impl S3Endpoint {
     }
 }
 
+/// Builder methods that each set one field and return the value: `setters! { /// doc
+/// with_name(field: Type); }` for `fn with_name(mut self, field: Type) -> Self`.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident($field:ident: $ty:ty);)*) => {
+        $(
+            $(#[$doc])*
+            #[must_use]
+            pub fn $name(mut self, $field: $ty) -> Self {
+                self.$field = $field;
+                self
+            }
+        )*
+    };
+}
+pub(crate) use setters;
+
 /// How long a lease lasts by default without renewal (renewed every third of it).
 pub const LEASE_TTL: Duration = Duration::from_mins(5);
 /// The shortest lease allowed: renewals every third of it must fit a request's round trip.
@@ -270,18 +286,11 @@ impl RunConfig {
         self
     }
 
-    /// The same configuration keeping old versions and snapshots `days` days.
-    #[must_use]
-    pub fn with_expiration_days(mut self, days: u32) -> Self {
-        self.expiration_days = days;
-        self
-    }
-
-    /// The same configuration with other tuning.
-    #[must_use]
-    pub fn with_transfer(mut self, transfer: TransferOptions) -> Self {
-        self.transfer = transfer;
-        self
+    setters! {
+        /// The same configuration keeping old versions and snapshots this many days.
+        with_expiration_days(expiration_days: u32);
+        /// The same configuration with other tuning.
+        with_transfer(transfer: TransferOptions);
     }
 
     /// Checks everything that can be checked without a request: every problem, in one error naming the

@@ -109,18 +109,11 @@ impl Restore {
         }
     }
 
-    /// Which snapshot (newest, at a time, by id).
-    #[must_use]
-    pub fn with_selector(mut self, selector: Selector) -> Self {
-        self.selector = selector;
-        self
-    }
-
-    /// Only these buckets, possibly under other names.
-    #[must_use]
-    pub fn with_buckets(mut self, buckets: Vec<BucketMapping>) -> Self {
-        self.buckets = buckets;
-        self
+    crate::options::setters! {
+        /// Which snapshot (newest, at a time, by id).
+        with_selector(selector: Selector);
+        /// Only these buckets, possibly under other names.
+        with_buckets(buckets: Vec<BucketMapping>);
     }
 
     /// Only keys starting with `prefix`.
@@ -130,40 +123,18 @@ impl Restore {
         self
     }
 
-    /// Restore MinIO IAM (default on).
-    #[must_use]
-    pub fn with_iam(mut self, iam: bool) -> Self {
-        self.iam = iam;
-        self
-    }
-
-    /// Restore bucket configuration (default on).
-    #[must_use]
-    pub fn with_bucket_config(mut self, on: bool) -> Self {
-        self.bucket_config = on;
-        self
-    }
-
-    /// Restore the MinIO server configuration and restart the server (default off: it replaces the whole
-    /// configuration).
-    #[must_use]
-    pub fn with_server_config(mut self, on: bool) -> Self {
-        self.server_config = on;
-        self
-    }
-
-    /// Replace objects that exist and differ (default off: they are reported and left alone).
-    #[must_use]
-    pub fn with_overwrite(mut self, on: bool) -> Self {
-        self.overwrite = on;
-        self
-    }
-
-    /// Plan only.
-    #[must_use]
-    pub fn with_dry_run(mut self, on: bool) -> Self {
-        self.dry_run = on;
-        self
+    crate::options::setters! {
+        /// Restore MinIO IAM (default on).
+        with_iam(iam: bool);
+        /// Restore bucket configuration (default on).
+        with_bucket_config(bucket_config: bool);
+        /// Restore the MinIO server configuration and restart the server (default off: it replaces the whole
+        /// configuration).
+        with_server_config(server_config: bool);
+        /// Replace objects that exist and differ (default off: they are reported and left alone).
+        with_overwrite(overwrite: bool);
+        /// Plan only.
+        with_dry_run(dry_run: bool);
     }
 
     /// Runs the restore.

@@ -50,18 +50,11 @@ impl Verify {
         Self { config, selector: Selector::Newest, read_data: ReadData::None }
     }
 
-    /// Which snapshot.
-    #[must_use]
-    pub fn with_selector(mut self, selector: Selector) -> Self {
-        self.selector = selector;
-        self
-    }
-
-    /// How much data to read.
-    #[must_use]
-    pub fn with_read_data(mut self, read_data: ReadData) -> Self {
-        self.read_data = read_data;
-        self
+    crate::options::setters! {
+        /// Which snapshot.
+        with_selector(selector: Selector);
+        /// How much data to read.
+        with_read_data(read_data: ReadData);
     }
 
     /// Runs the verification.

@@ -1,6 +1,6 @@
 //! The transfer engine: source listings ([`listing`]), the merge-join of a listing against the previous
-//! snapshot ([`plan`]), moving one object either way ([`transfer`]) and the configuration documents and
-//! MinIO exports that travel beside the data ([`bucket_config`], [`instance`]).
+//! snapshot ([`plan`]), moving one object either way ([`transfer`]) on one part engine ([`parts`]), and the
+//! bucket configuration documents that travel beside the data ([`bucket_config`]).
 
 pub mod bucket_config;
 pub mod listing;

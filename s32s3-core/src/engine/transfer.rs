@@ -1,14 +1,14 @@
 //! Moving one object between the stores, both ways, on the same parts ([`crate::engine::parts`]):
-//! the backup's [`Copier`] (GET → SHA-256 + encrypt → PUT, or for large objects ranged GETs, encryption
+//! the backup's `Copier` (GET → SHA-256 + encrypt → PUT, or for large objects ranged GETs, encryption
 //! and part uploads of the same object in parallel: crypt chunk `i` uses nonce + `i`, so parts are
-//! independent) and the restore's [`Restorer`] (the same backwards, with the SHA-256 checked before
+//! independent) and the restore's `Restorer` (the same backwards, with the SHA-256 checked before
 //! anything is completed). Every source GET carries `If-Match` with the listed ETag, so an object that
 //! changes while it is read is never stored half old and half new: the copy starts again from a fresh
 //! listing.
 //!
 //! Every request goes through its store's retry policy ([`crate::store::retry`]) exactly once; the loops
 //! here only react to what a final answer means: a vanished or changed source object, or a write whose
-//! answer was lost (the destination is asked what is current, [`Copier`]'s `resolve`).
+//! answer was lost (the destination is asked what is current, `Copier`'s `resolve`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -198,7 +198,7 @@ pub async fn download(store: &Store, bucket: &str, key: &str, dir: &Path) -> Res
 }
 
 /// Downloads and opens a manifest, without checking that it belongs under its name (tests and tools;
-/// the engine uses [`open_snapshot`]).
+/// the engine uses [`Snapshots::open`]).
 ///
 /// # Errors
 /// S3 failures, [`Error::Corrupt`].
@@ -255,7 +255,7 @@ pub fn check_binding(header: &Header, snap: &SnapshotRef, bucket: &str, layout: 
 }
 
 /// Reads only a manifest's header line, from the first MiB of the object (the whole manifest, downloaded
-/// into `dir`, only when the header is longer). Not checked against the name: see [`read_snapshot_header`].
+/// into `dir`, only when the header is longer). Not checked against the name: see [`Snapshots::header`].
 ///
 /// # Errors
 /// S3 failures, [`Error::Corrupt`].

@@ -9,7 +9,7 @@
 //! - [`retry`]: the one retry policy. Every request of a [`Store`] goes through it exactly once: the SDK's
 //!   own retries are off, and nothing above this layer retries a request (it may react to a final answer,
 //!   such as an object that changed since it was listed).
-//! - [`limit`]: the limits a run shares (transfers, memory, bandwidth).
+//! - `limit`: the limits a run shares (transfers, memory, bandwidth).
 //! - [`metrics`]: requests counted by operation, every attempt included.
 //!
 //! One implementation, one concrete type: the engine is not generic over a store trait. Every caller

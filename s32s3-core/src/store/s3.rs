@@ -1,7 +1,7 @@
 //! Connecting to S3-compatible stores.
 //!
 //! Every S3 client in s32s3 is built here, so the settings that make aws-sdk-s3 work against stores other
-//! than AWS live in one place (see [`S3Endpoint::client`]). [`Store`] pairs a client with the side it talks
+//! than AWS live in one place (see [`sdk_client_with_retries`]). [`Store`] pairs a client with the side it talks
 //! to, so every error names where it happened, and adds the few raw requests the SDK cannot express
 //! (bucket configuration kept as the server's own XML) or does too slowly (whole small objects: see
 //! [`Store::get_small`]).
