@@ -64,6 +64,29 @@ pub struct S3Error {
 }
 
 impl S3Error {
+    /// A failure that no server answer describes (a timeout, a broken body, a malformed answer): no status,
+    /// no code.
+    #[must_use]
+    pub fn local(
+        side: Side,
+        operation: &'static str,
+        bucket: &str,
+        key: &str,
+        kind: S3ErrorKind,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            side,
+            operation,
+            bucket: Some(bucket.to_owned()),
+            key: (!key.is_empty()).then(|| key.to_owned()),
+            kind,
+            status: None,
+            code: None,
+            message: message.into(),
+        }
+    }
+
     /// Whether retrying the same request may succeed.
     #[must_use]
     pub fn is_temporary(&self) -> bool {

@@ -554,16 +554,15 @@ pub fn parse_lock(body: &[u8]) -> std::result::Result<LockInfo, String> {
 }
 
 fn timed_out(store: &Store, operation: &'static str, bucket: &str, key: &str) -> Error {
-    Error::S3(crate::error::S3Error {
-        side: store.side(),
+    let message = "no answer in time";
+    Error::S3(crate::error::S3Error::local(
+        store.side(),
         operation,
-        bucket: Some(bucket.to_owned()),
-        key: Some(key.to_owned()),
-        kind: S3ErrorKind::Temporary,
-        status: None,
-        code: None,
-        message: "no answer in time".into(),
-    })
+        bucket,
+        key,
+        S3ErrorKind::Temporary,
+        message,
+    ))
 }
 
 /// This host's name (for lock ownership), from the kernel; `unknown` when it cannot be read.

@@ -799,16 +799,15 @@ impl Store {
             })
             .await?;
         let upload_id = out.upload_id().ok_or_else(|| {
-            Error::S3(S3Error {
-                side: self.side,
-                operation: "CreateMultipartUpload",
-                bucket: Some(bucket.to_owned()),
-                key: Some(key.to_owned()),
-                kind: S3ErrorKind::Other,
-                status: None,
-                code: None,
-                message: "the response has no upload id".into(),
-            })
+            let message = "the response has no upload id";
+            Error::S3(S3Error::local(
+                self.side,
+                "CreateMultipartUpload",
+                bucket,
+                key,
+                S3ErrorKind::Other,
+                message,
+            ))
         })?;
         Ok((upload_id.to_owned(), attempts.into_inner()))
     }
@@ -1277,16 +1276,8 @@ fn body_error(
     key: &str,
     err: &(dyn std::error::Error + 'static),
 ) -> Error {
-    Error::S3(S3Error {
-        side,
-        operation,
-        bucket: Some(bucket.to_owned()),
-        key: (!key.is_empty()).then(|| key.to_owned()),
-        kind: S3ErrorKind::Temporary,
-        status: None,
-        code: None,
-        message: format!("reading the body: {}", source_chain(err)),
-    })
+    let message = format!("reading the body: {}", source_chain(err));
+    Error::S3(S3Error::local(side, operation, bucket, key, S3ErrorKind::Temporary, message))
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters (a URL path segment, a tag key or value).
