@@ -109,17 +109,32 @@ fn bucket_settings(server: &TestServer, bucket: &str) -> BTreeMap<&'static str, 
 /// with a large object, all with metadata, tags and tricky keys.
 fn fill_source(source: &TestServer, names: &[String; 3]) {
     let [configured, locked, plain] = names;
+    create_with_versioning_and_lifecycle(source, configured);
+    set_policy_tags_and_cors(source, configured);
+    put_tricky_keys_with_headers_metadata_and_tags(source, configured);
+    create_locked_with_objects(source, locked);
+    rt().block_on(async {
+        create_bucket(source, plain).await;
+        put(source, plain, "large/object", pattern((7 << 20) + 3, 200)).await;
+        put(source, plain, "empty", Vec::new()).await;
+    });
+}
+
+/// Creates `bucket` with versioning on and a rule expiring `tmp/` after 30 days.
+fn create_with_versioning_and_lifecycle(source: &TestServer, bucket: &str) {
     rt().block_on(async {
         let s3 = source.client();
-        create_bucket(source, configured).await;
+        create_bucket(source, bucket).await;
         s3.put_bucket_versioning()
-            .bucket(configured)
-            .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+            .bucket(bucket)
+            .versioning_configuration(
+                VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
+            )
             .send()
             .await
             .unwrap();
         s3.put_bucket_lifecycle_configuration()
-            .bucket(configured)
+            .bucket(bucket)
             .lifecycle_configuration(
                 BucketLifecycleConfiguration::builder()
                     .rules(
@@ -137,14 +152,26 @@ fn fill_source(source: &TestServer, names: &[String; 3]) {
             .send()
             .await
             .unwrap();
+    });
+}
+
+/// Gives `bucket` a policy letting anyone read `public/`, two tags and a CORS rule.
+fn set_policy_tags_and_cors(source: &TestServer, bucket: &str) {
+    rt().block_on(async {
+        let s3 = source.client();
         let policy = serde_json::json!({
             "Version": "2012-10-17",
-            "Statement": [{"Sid": "PublicRead", "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject"],
-                           "Resource": [format!("arn:aws:s3:::{configured}/public/*")]}]
+            "Statement": [{
+                "Sid": "PublicRead",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": ["s3:GetObject"],
+                "Resource": [format!("arn:aws:s3:::{bucket}/public/*")]
+            }]
         });
-        s3.put_bucket_policy().bucket(configured).policy(policy.to_string()).send().await.unwrap();
+        s3.put_bucket_policy().bucket(bucket).policy(policy.to_string()).send().await.unwrap();
         s3.put_bucket_tagging()
-            .bucket(configured)
+            .bucket(bucket)
             .tagging(
                 Tagging::builder()
                     .tag_set(Tag::builder().key("team").value("storage").build().unwrap())
@@ -156,7 +183,7 @@ fn fill_source(source: &TestServer, names: &[String; 3]) {
             .await
             .unwrap();
         s3.put_bucket_cors()
-            .bucket(configured)
+            .bucket(bucket)
             .cors_configuration(
                 CorsConfiguration::builder()
                     .cors_rules(
@@ -173,9 +200,17 @@ fn fill_source(source: &TestServer, names: &[String; 3]) {
             .send()
             .await
             .unwrap();
-        for (i, key) in ["public/ünï cødé 日本.txt", "a+b%c d.txt", "a//double", "trailing/", "tmp/x"].iter().enumerate() {
+    });
+}
+
+/// Puts objects under tricky keys into `bucket`, each with every header, metadata and tags.
+fn put_tricky_keys_with_headers_metadata_and_tags(source: &TestServer, bucket: &str) {
+    let keys = ["public/ünï cødé 日本.txt", "a+b%c d.txt", "a//double", "trailing/", "tmp/x"];
+    rt().block_on(async {
+        let s3 = source.client();
+        for (i, key) in keys.iter().enumerate() {
             s3.put_object()
-                .bucket(configured)
+                .bucket(bucket)
                 .key(*key)
                 .body(ByteStream::from(pattern(1000 + i, i as u64)))
                 .content_type("text/plain; charset=utf-8")
@@ -188,17 +223,26 @@ fn fill_source(source: &TestServer, names: &[String; 3]) {
                 .await
                 .unwrap();
         }
+    });
+}
 
-        s3.create_bucket().bucket(locked).object_lock_enabled_for_bucket(true).send().await.unwrap();
+/// Creates `bucket` with object lock (one day of governance retention by default) and three objects.
+fn create_locked_with_objects(source: &TestServer, bucket: &str) {
+    rt().block_on(async {
+        let s3 = source.client();
+        s3.create_bucket().bucket(bucket).object_lock_enabled_for_bucket(true).send().await.unwrap();
         s3.put_object_lock_configuration()
-            .bucket(locked)
+            .bucket(bucket)
             .object_lock_configuration(
                 ObjectLockConfiguration::builder()
                     .object_lock_enabled(ObjectLockEnabled::Enabled)
                     .rule(
                         ObjectLockRule::builder()
                             .default_retention(
-                                DefaultRetention::builder().mode(ObjectLockRetentionMode::Governance).days(1).build(),
+                                DefaultRetention::builder()
+                                    .mode(ObjectLockRetentionMode::Governance)
+                                    .days(1)
+                                    .build(),
                             )
                             .build(),
                     )
@@ -215,7 +259,7 @@ fn fill_source(source: &TestServer, names: &[String; 3]) {
                 base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&body))
             };
             s3.put_object()
-                .bucket(locked)
+                .bucket(bucket)
                 .key(format!("locked/{i}"))
                 .content_md5(md5)
                 .body(ByteStream::from(body))
@@ -223,10 +267,6 @@ fn fill_source(source: &TestServer, names: &[String; 3]) {
                 .await
                 .unwrap();
         }
-
-        create_bucket(source, plain).await;
-        put(source, plain, "large/object", pattern((7 << 20) + 3, 200)).await;
-        put(source, plain, "empty", Vec::new()).await;
     });
 }
 

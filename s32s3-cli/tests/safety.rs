@@ -215,45 +215,7 @@ fn restore_sends_what_would_get_in_its_way_after_the_data() {
     let bucket = env.source.unique_bucket("order-src");
     let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
     let later = time::OffsetDateTime::now_utc() + time::Duration::days(1);
-    let date = |t: time::OffsetDateTime| aws_smithy_types::DateTime::from_secs(t.unix_timestamp());
-    rt().block_on(async {
-        let s3 = env.source.client();
-        s3.create_bucket().bucket(&bucket).object_lock_enabled_for_bucket(true).send().await.unwrap();
-        for i in 0..5 {
-            put(env.source, &bucket, &format!("plain/{i}"), pattern(100, i)).await;
-        }
-        for (key, until) in [("locked/soon", soon), ("locked/later", later)] {
-            s3.put_object()
-                .bucket(&bucket)
-                .key(key)
-                .body(ByteStream::from_static(b"locked"))
-                .object_lock_mode(ObjectLockMode::Governance)
-                .object_lock_retain_until_date(date(until))
-                .object_lock_legal_hold_status(ObjectLockLegalHoldStatus::Off)
-                // S3 wants an integrity header on writes with retention: MD5 of "locked".
-                .content_md5("TO8vMKx9M0GdAMHZOgkAlQ==")
-                .send()
-                .await
-                .unwrap();
-        }
-        let policy = format!(
-            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::{bucket}/*"}}]}}"#
-        );
-        s3.put_bucket_policy().bucket(&bucket).policy(policy).send().await.unwrap();
-        let rule = LifecycleRule::builder()
-            .id("expire-tmp")
-            .status(ExpirationStatus::Enabled)
-            .filter(LifecycleRuleFilter::builder().prefix("tmp/").build())
-            .expiration(LifecycleExpiration::builder().days(1).build())
-            .build()
-            .unwrap();
-        s3.put_bucket_lifecycle_configuration()
-            .bucket(&bucket)
-            .lifecycle_configuration(BucketLifecycleConfiguration::builder().rules(rule).build().unwrap())
-            .send()
-            .await
-            .unwrap();
-    });
+    fill_locked_bucket_with_deny_policy_and_lifecycle(&env, &bucket, soon, later);
     env.backup(&[&bucket], 0);
     // The first retention date passes between the backup and the restore.
     std::thread::sleep((soon - time::OffsetDateTime::now_utc() + time::Duration::seconds(1)).unsigned_abs());
@@ -270,6 +232,69 @@ fn restore_sends_what_would_get_in_its_way_after_the_data() {
         0,
     );
     let requests = proxy.requests();
+    assert_policy_and_lifecycle_after_the_last_object(&requests);
+    assert_retention_sent_only_while_ahead(&requests);
+    assert!(
+        rt().block_on(target.client().get_bucket_policy().bucket("back").send())
+            .unwrap()
+            .policy()
+            .unwrap()
+            .contains("Deny"),
+        "the policy is back"
+    );
+}
+
+/// Creates `bucket` with object lock and fills it: five plain objects, `locked/soon` and `locked/later`
+/// in governance mode until `soon` and `later`, then a policy denying `s3:PutObject` and a lifecycle rule.
+fn fill_locked_bucket_with_deny_policy_and_lifecycle(
+    env: &Env,
+    bucket: &str,
+    soon: time::OffsetDateTime,
+    later: time::OffsetDateTime,
+) {
+    let date = |t: time::OffsetDateTime| aws_smithy_types::DateTime::from_secs(t.unix_timestamp());
+    rt().block_on(async {
+        let s3 = env.source.client();
+        s3.create_bucket().bucket(bucket).object_lock_enabled_for_bucket(true).send().await.unwrap();
+        for i in 0..5 {
+            put(env.source, bucket, &format!("plain/{i}"), pattern(100, i)).await;
+        }
+        for (key, until) in [("locked/soon", soon), ("locked/later", later)] {
+            s3.put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(ByteStream::from_static(b"locked"))
+                .object_lock_mode(ObjectLockMode::Governance)
+                .object_lock_retain_until_date(date(until))
+                .object_lock_legal_hold_status(ObjectLockLegalHoldStatus::Off)
+                // S3 wants an integrity header on writes with retention: MD5 of "locked".
+                .content_md5("TO8vMKx9M0GdAMHZOgkAlQ==")
+                .send()
+                .await
+                .unwrap();
+        }
+        let policy = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::{bucket}/*"}}]}}"#
+        );
+        s3.put_bucket_policy().bucket(bucket).policy(policy).send().await.unwrap();
+        let rule = LifecycleRule::builder()
+            .id("expire-tmp")
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().prefix("tmp/").build())
+            .expiration(LifecycleExpiration::builder().days(1).build())
+            .build()
+            .unwrap();
+        s3.put_bucket_lifecycle_configuration()
+            .bucket(bucket)
+            .lifecycle_configuration(BucketLifecycleConfiguration::builder().rules(rule).build().unwrap())
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+/// The restore put the policy and the lifecycle rules of `back` only after its last object.
+fn assert_policy_and_lifecycle_after_the_last_object(requests: &[testkit::proxy::LoggedRequest]) {
     let position = |what: &dyn Fn(&testkit::proxy::LoggedRequest) -> bool| requests.iter().position(what);
     let last_object = requests
         .iter()
@@ -280,6 +305,10 @@ fn restore_sends_what_would_get_in_its_way_after_the_data() {
             .unwrap_or_else(|| panic!("no PUT ?{sub}: {requests:#?}"));
         assert!(at > last_object, "?{sub} at {at}, before the last object at {last_object}");
     }
+}
+
+/// The restore sent no retention for `locked/soon`, whose date passed, and `locked/later`'s, still ahead.
+fn assert_retention_sent_only_while_ahead(requests: &[testkit::proxy::LoggedRequest]) {
     let header = |key: &str, name: &str| {
         requests
             .iter()
@@ -292,14 +321,6 @@ fn restore_sends_what_would_get_in_its_way_after_the_data() {
     assert_eq!(header("locked/soon", "x-amz-object-lock-mode"), None, "no mode without a date");
     assert!(header("locked/later", "x-amz-object-lock-retain-until-date").is_some(), "a date still ahead");
     assert_eq!(header("locked/later", "x-amz-object-lock-mode").as_deref(), Some("GOVERNANCE"));
-    assert!(
-        rt().block_on(target.client().get_bucket_policy().bucket("back").send())
-            .unwrap()
-            .policy()
-            .unwrap()
-            .contains("Deny"),
-        "the policy is back"
-    );
 }
 
 /// A bucket that vanished from the source is kept in the snapshots; a restore of everything says that

@@ -384,7 +384,7 @@ fn answer(
     }
 }
 
-/// What MinIO answers, per admin API.
+/// What MinIO answers, per admin API: the first route family that knows the call answers it.
 fn route(
     state: &State,
     method: &str,
@@ -394,67 +394,105 @@ fn route(
     decrypted: Option<Vec<u8>>,
     encryption_secret: &str,
 ) -> Reply {
-    let enc = |plain: &[u8]| Reply::ok(payload::encrypt(encryption_secret, plain).unwrap());
-    let q = |k: &str| query.get(k).map(String::as_str);
     let Some(api) = path.strip_prefix("/minio/admin/v3/") else {
-        return admin_error(
-            426,
-            "XMinioAdminVersionMismatch",
-            "This 'admin' API is not supported by server in 'minio-standalone'",
-            path,
-        );
+        return api_not_supported(path);
     };
-    match (method, api) {
-        ("GET", "info") if q("metrics").is_some() => Reply::ok(info_json()),
-        ("GET", "config") => enc(state.config.lock().unwrap().as_bytes()),
-        ("PUT", "config") => match decrypted {
+    let call = Call { state, method, api, path, query, body, decrypted, encryption_secret };
+    service_api(&call)
+        .or_else(|| config_api(&call))
+        .or_else(|| iam_api(&call))
+        .or_else(|| bucket_api(&call))
+        .unwrap_or_else(|| api_not_supported(path))
+}
+
+/// One admin API call, as the route families see it.
+struct Call<'a> {
+    state: &'a State,
+    method: &'a str,
+    /// The path after `/minio/admin/v3/`.
+    api: &'a str,
+    path: &'a str,
+    query: &'a BTreeMap<String, String>,
+    body: &'a [u8],
+    /// The body decrypted with the signer's secret.
+    decrypted: Option<Vec<u8>>,
+    /// The secret answers are encrypted with.
+    encryption_secret: &'a str,
+}
+
+impl Call<'_> {
+    /// A query parameter.
+    fn q(&self, k: &str) -> Option<&str> {
+        self.query.get(k).map(String::as_str)
+    }
+
+    /// A 200 with `plain` encrypted, as MinIO encrypts its answers.
+    fn enc(&self, plain: &[u8]) -> Reply {
+        Reply::ok(payload::encrypt(self.encryption_secret, plain).unwrap())
+    }
+}
+
+/// MinIO's answer to an admin API it does not serve (or a version it does not speak).
+fn api_not_supported(path: &str) -> Reply {
+    admin_error(
+        426,
+        "XMinioAdminVersionMismatch",
+        "This 'admin' API is not supported by server in 'minio-standalone'",
+        path,
+    )
+}
+
+/// The server: its information, and a restart.
+fn service_api(c: &Call) -> Option<Reply> {
+    Some(match (c.method, c.api) {
+        ("GET", "info") if c.q("metrics").is_some() => Reply::ok(info_json()),
+        ("POST", "service") if c.q("action") == Some("restart") && c.q("type") == Some("2") => {
+            Reply::ok(&br#"{"action":"restart","dryRun":false,"results":[{"host":"127.0.0.1:9000"}]}"#[..])
+        }
+        _ => return None,
+    })
+}
+
+/// The server configuration and its history.
+fn config_api(c: &Call) -> Option<Reply> {
+    let path = c.path;
+    Some(match (c.method, c.api) {
+        ("GET", "config") => c.enc(c.state.config.lock().unwrap().as_bytes()),
+        ("PUT", "config") => match &c.decrypted {
             Some(text) => {
-                *state.config.lock().unwrap() = String::from_utf8(text).unwrap();
+                *c.state.config.lock().unwrap() = String::from_utf8(text.clone()).unwrap();
                 Reply::ok(Vec::new())
             }
             None => admin_error(400, "XMinioAdminConfigBadJSON", "Unable to parse the config", path),
         },
-        ("GET", "list-config-history-kv") if q("count").is_some_and(|c| c.parse::<u32>().is_ok()) => enc(
+        ("GET", "list-config-history-kv") if c.q("count").is_some_and(|n| n.parse::<u32>().is_ok()) => c.enc(
             br#"[{"restoreId":"8d1c7f0e-6d5b-4a5e-9a3b-2f1e0d9c8b7a","createTime":"2025-05-01T10:00:00.123456789Z","data":"notify_webhook:audit1 auth_token=webhook-token-s3cr3t\n"}]"#,
         ),
-        ("PUT", "restore-config-history-kv") => match q("restoreId") {
+        ("PUT", "restore-config-history-kv") => match c.q("restoreId") {
             Some("8d1c7f0e-6d5b-4a5e-9a3b-2f1e0d9c8b7a") => Reply::ok(Vec::new()),
             _ => admin_error(404, "XMinioAdminConfigIDMissing", "Config history entry not found", path),
         },
-        ("GET", "export-iam") if state.flavor == Flavor::TruncatedExport => {
+        _ => return None,
+    })
+}
+
+/// Users, groups, policies and service accounts: the IAM export and import, and what they are made of.
+fn iam_api(c: &Call) -> Option<Reply> {
+    let path = c.path;
+    Some(match (c.method, c.api) {
+        ("GET", "export-iam") if c.state.flavor == Flavor::TruncatedExport => {
             let zip = iam_zip();
             Reply::ok(zip[..zip.len() * 2 / 3].to_vec())
         }
         ("GET", "export-iam") => Reply::ok(iam_zip()),
-        ("PUT", "import-iam-v2") if state.flavor == Flavor::BeforeImportIamV2 => {
-            admin_error(426, "XMinioAdminVersionMismatch", "This 'admin' API is not supported by server in 'minio-standalone'", path)
-        }
-        ("PUT", "import-iam-v2") if is_zip(body) => Reply::ok(IMPORT_IAM_RESULT),
-        ("PUT", "import-iam") if is_zip(body) => Reply::ok(Vec::new()),
-        ("GET", "export-bucket-metadata") => match q("bucket") {
-            Some("" | "photos") => Reply::ok(bucket_zip()),
-            Some(bucket) => s3_error(404, "NoSuchBucket", "The specified bucket does not exist", bucket),
-            None => admin_error(400, "InvalidArgument", "bucket is required", path),
-        },
-        ("PUT", "import-bucket-metadata") if is_zip(body) => Reply::ok(IMPORT_BUCKET_RESULT),
-        // madmin.BucketQuota, plain JSON both ways (spec: "GET get-bucket-quota / PUT set-bucket-quota").
-        ("PUT", "set-bucket-quota") => match q("bucket") {
-            Some("photos") if serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.is_object()) => {
-                *state.quota.lock().unwrap() = Some(body.to_vec());
-                Reply::ok(Vec::new())
-            }
-            Some("photos") => admin_error(400, "XMinioAdminInvalidArgument", "Invalid quota config", path),
-            Some(bucket) => s3_error(404, "NoSuchBucket", "The specified bucket does not exist", bucket),
-            None => admin_error(400, "InvalidArgument", "bucket is required", path),
-        },
-        ("GET", "get-bucket-quota") if q("bucket") == Some("photos") => {
-            Reply::ok(state.quota.lock().unwrap().clone().unwrap_or_else(|| b"{}".to_vec()))
-        }
-        ("GET", "list-users") => enc(
+        ("PUT", "import-iam-v2") if c.state.flavor == Flavor::BeforeImportIamV2 => api_not_supported(path),
+        ("PUT", "import-iam-v2") if is_zip(c.body) => Reply::ok(IMPORT_IAM_RESULT),
+        ("PUT", "import-iam") if is_zip(c.body) => Reply::ok(Vec::new()),
+        ("GET", "list-users") => c.enc(
             br#"{"alice":{"policyName":"readwrite,diagnostics","status":"enabled","memberOf":["devs"],"updatedAt":"2025-01-02T03:04:05Z"},"bob":{"status":"disabled"}}"#,
         ),
         ("GET", "groups") => Reply::ok(&br#"["devs","ops"]"#[..]),
-        ("GET", "group") => match q("group") {
+        ("GET", "group") => match c.q("group") {
             Some("devs") => Reply::ok(
                 &br#"{"name":"devs","status":"disabled","members":["alice"],"policy":"readonly","updatedAt":"2025-01-02T03:04:05Z"}"#[..],
             ),
@@ -463,28 +501,54 @@ fn route(
         ("GET", "list-canned-policies") => Reply::ok(
             &br#"{"readwrite":{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*"],"Resource":["arn:aws:s3:::*"]}]},"p1":{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject"],"Resource":["arn:aws:s3:::b/*"]}]}}"#[..],
         ),
-        ("GET", "list-service-accounts") if q("user") == Some("alice") => enc(
+        ("GET", "list-service-accounts") if c.q("user") == Some("alice") => c.enc(
             br#"{"accounts":[{"parentUser":"alice","accountStatus":"off","impliedPolicy":true,"accessKey":"SVC1","name":"backup","description":"nightly","expiration":"1970-01-01T00:00:00Z"},{"parentUser":"alice","accountStatus":"on","impliedPolicy":false,"accessKey":"SVC2","expiration":"2030-01-01T00:00:00Z"}]}"#,
         ),
-        ("GET", "list-service-accounts") => enc(br#"{"accounts":null}"#),
-        ("PUT", "set-group-status") => match (q("group"), q("status")) {
+        ("GET", "list-service-accounts") => c.enc(br#"{"accounts":null}"#),
+        ("PUT", "set-group-status") => match (c.q("group"), c.q("status")) {
             (Some("devs"), Some("enabled" | "disabled")) => Reply::ok(Vec::new()),
             (Some("devs"), _) => admin_error(400, "InvalidArgument", "Invalid arguments specified.", path),
             _ => admin_error(404, "XMinioAdminNoSuchGroup", "The specified group does not exist.", path),
         },
         ("POST", "update-service-account") => {
-            let request: Option<serde_json::Value> = decrypted.and_then(|d| serde_json::from_slice(&d).ok());
-            match (q("accessKey"), request) {
+            let request: Option<serde_json::Value> = c.decrypted.as_deref().and_then(|d| serde_json::from_slice(d).ok());
+            match (c.q("accessKey"), request) {
                 (Some("SVC1"), Some(r)) if r["newStatus"] == "on" || r["newStatus"] == "off" => Reply::ok(Vec::new()),
                 (Some("SVC1"), _) => admin_error(400, "XMinioAdminConfigBadJSON", "Unable to parse the request", path),
                 _ => admin_error(404, "XMinioAdminServiceAccountNotFound", "The specified service account is not found", path),
             }
         }
-        ("POST", "service") if q("action") == Some("restart") && q("type") == Some("2") => {
-            Reply::ok(&br#"{"action":"restart","dryRun":false,"results":[{"host":"127.0.0.1:9000"}]}"#[..])
+        _ => return None,
+    })
+}
+
+/// Bucket metadata export and import, and bucket quotas.
+fn bucket_api(c: &Call) -> Option<Reply> {
+    let path = c.path;
+    Some(match (c.method, c.api) {
+        ("GET", "export-bucket-metadata") => match c.q("bucket") {
+            Some("" | "photos") => Reply::ok(bucket_zip()),
+            Some(bucket) => s3_error(404, "NoSuchBucket", "The specified bucket does not exist", bucket),
+            None => admin_error(400, "InvalidArgument", "bucket is required", path),
+        },
+        ("PUT", "import-bucket-metadata") if is_zip(c.body) => Reply::ok(IMPORT_BUCKET_RESULT),
+        // madmin.BucketQuota, plain JSON both ways (spec: "GET get-bucket-quota / PUT set-bucket-quota").
+        ("PUT", "set-bucket-quota") => match c.q("bucket") {
+            Some("photos")
+                if serde_json::from_slice::<serde_json::Value>(c.body).is_ok_and(|v| v.is_object()) =>
+            {
+                *c.state.quota.lock().unwrap() = Some(c.body.to_vec());
+                Reply::ok(Vec::new())
+            }
+            Some("photos") => admin_error(400, "XMinioAdminInvalidArgument", "Invalid quota config", path),
+            Some(bucket) => s3_error(404, "NoSuchBucket", "The specified bucket does not exist", bucket),
+            None => admin_error(400, "InvalidArgument", "bucket is required", path),
+        },
+        ("GET", "get-bucket-quota") if c.q("bucket") == Some("photos") => {
+            Reply::ok(c.state.quota.lock().unwrap().clone().unwrap_or_else(|| b"{}".to_vec()))
         }
-        _ => admin_error(426, "XMinioAdminVersionMismatch", "This 'admin' API is not supported by server in 'minio-standalone'", path),
-    }
+        _ => return None,
+    })
 }
 
 fn is_zip(body: &[u8]) -> bool {
