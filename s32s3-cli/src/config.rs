@@ -563,39 +563,15 @@ impl CryptLayer {
 }
 
 impl Effective {
-    /// Every invalid field, one per line (empty when all are fine).
+    /// Every invalid field as `field: reason`, one per line (empty when all are fine): the library's
+    /// checks of the run configuration, then the CLI's own (the schedule).
     pub fn problems(&self, need_source: bool) -> Vec<String> {
-        let mut problems = Vec::new();
-        let run = &self.run;
-        let mut endpoint = |side: &str, e: &S3Endpoint| {
-            if e.endpoint.is_empty() {
-                problems.push(format!("{side}.endpoint: is not set"));
-            } else if let Err(err) = e.validate(&format!("{side}.endpoint")) {
-                problems.push(err.to_string().trim_start_matches("invalid configuration: ").to_owned());
-            }
-            if e.access_key_id.is_empty() {
-                problems.push(format!("{side}.access_key_id: is not set"));
-            }
-            if e.secret_access_key.is_empty() {
-                problems.push(format!("{side}.secret_access_key: is not set"));
-            }
-        };
-        if need_source {
-            endpoint("source", &run.source);
-        }
-        endpoint("destination", &run.destination);
-        if run.password.is_empty() {
-            problems.push("crypt.password: is not set".into());
-        }
-        if let Err(e) = s32s3_core::validate_bucket_name("backup_bucket", &run.backup_bucket) {
-            problems.push(e.to_string().trim_start_matches("invalid configuration: ").to_owned());
-        }
-        if run.expiration_days == 0 {
-            problems.push("expiration_days: must be at least 1".into());
-        }
-        if let Err(e) = run.transfer.validate() {
-            problems.push(e.to_string().trim_start_matches("invalid configuration: ").to_owned());
-        }
+        let mut problems: Vec<String> = self
+            .run
+            .problems(need_source)
+            .into_iter()
+            .map(|(field, reason)| format!("{field}: {reason}"))
+            .collect();
         if let Some(schedule) = &self.schedule
             && let Err(e) = crate::schedule::Schedule::parse(schedule)
         {

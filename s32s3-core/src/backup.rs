@@ -47,7 +47,7 @@ use crate::repo::Repository;
 use crate::store::limit::Limits;
 use crate::store::s3::Store;
 use crate::store::{ObjectAttrs, ReadOptions, WriteCondition};
-pub use crate::summary::{BackupSummary, Failure};
+pub use crate::summary::{BackupSummary, Failure, Requests};
 
 /// A backup of a source store into the backup location. See the module docs for the steps.
 #[derive(Clone, Debug)]
@@ -484,8 +484,7 @@ impl Repository {
             resumed: false,
             pruned: Vec::new(),
             duration: started_at.elapsed(),
-            source_requests: self.source.requests(),
-            destination_requests: self.dest.requests(),
+            requests: Requests { source: self.source.requests(), destination: self.dest.requests() },
         })
     }
 }
@@ -614,8 +613,7 @@ impl<'a> Run<'a> {
             resumed,
             pruned,
             duration,
-            source_requests: self.cx.source.requests(),
-            destination_requests: self.cx.dest.requests(),
+            requests: Requests { source: self.cx.source.requests(), destination: self.cx.dest.requests() },
         }
     }
 

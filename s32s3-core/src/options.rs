@@ -55,8 +55,11 @@ impl S3Endpoint {
     /// Checks the endpoint URL.
     ///
     /// # Errors
-    /// [`Error::Config`] when the endpoint is not an `http(s)://` URL.
+    /// [`Error::Config`] when the endpoint is not set or not an `http(s)://` URL.
     pub fn validate(&self, field: &str) -> Result<()> {
+        if self.endpoint.is_empty() {
+            return Err(Error::Config { field: field.to_owned(), reason: "is not set".into() });
+        }
         let ok = (self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://"))
             && reqwest::Url::parse(&self.endpoint).is_ok_and(|u| u.host().is_some());
         if ok {

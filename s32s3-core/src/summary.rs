@@ -1,5 +1,5 @@
-//! What each operation reports when it ends: plain data, `Serialize` (the CLI's `--json` output and a
-//! service's own reporting are both this, serialized).
+//! What each operation reports when it ends: plain data, `Serialize`. The CLI's `--json` output is these,
+//! serialized; a service can report or store them the same way.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,12 +28,14 @@ pub struct BackupSummary {
     /// The snapshot id of this run.
     pub snapshot_id: String,
     /// The manifest written (`None` for a dry run).
+    #[serde(rename = "manifest")]
     pub manifest_key: Option<String>,
     /// How the snapshot ended.
     pub status: SnapshotStatus,
     /// Nothing was written.
     pub dry_run: bool,
     /// New, changed, unchanged and deleted objects (for a dry run: what would happen).
+    #[serde(flatten)]
     pub counts: PlanCounts,
     /// Objects and buckets that failed.
     pub failed: Vec<Failure>,
@@ -41,6 +43,7 @@ pub struct BackupSummary {
     /// previous version; a later run's complete listing deletes them.
     pub vanished: Vec<Failure>,
     /// Objects recorded in the snapshot.
+    #[serde(flatten)]
     pub totals: Totals,
     /// Buckets in the snapshot.
     pub buckets: usize,
@@ -51,17 +54,25 @@ pub struct BackupSummary {
     /// Snapshots pruned (past their restorable window).
     pub pruned: Vec<String>,
     /// Wall time.
-    #[serde(serialize_with = "seconds")]
+    #[serde(rename = "duration_seconds", serialize_with = "seconds")]
     pub duration: Duration,
-    /// Requests sent to the source, by S3 operation.
-    pub source_requests: BTreeMap<String, u64>,
-    /// Requests sent to the destination, by S3 operation.
-    pub destination_requests: BTreeMap<String, u64>,
+    /// Requests sent, by side and S3 operation.
+    pub requests: Requests,
+}
+
+/// Requests sent to each side, by S3 operation (every attempt counts).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Requests {
+    /// To the source.
+    pub source: BTreeMap<String, u64>,
+    /// To the destination.
+    pub destination: BTreeMap<String, u64>,
 }
 
 /// How the backup being restored was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum RestoreMode {
     /// From an s32s3 snapshot manifest.
     Manifest,
@@ -82,6 +93,7 @@ pub struct RestoreSummary {
     /// The snapshot restored is partial (some objects are at the version of an earlier run).
     pub partial: bool,
     /// Until when that snapshot is guaranteed to restore (manifest mode).
+    #[serde(rename = "restorable_until", serialize_with = "until_of")]
     pub window: Option<Window>,
     /// Nothing was written.
     pub dry_run: bool,
@@ -98,7 +110,7 @@ pub struct RestoreSummary {
     /// Things done besides data: IAM import, configuration applied.
     pub notes: Vec<String>,
     /// Wall time.
-    #[serde(serialize_with = "seconds")]
+    #[serde(rename = "duration_seconds", serialize_with = "seconds")]
     pub duration: Duration,
 }
 
@@ -117,13 +129,25 @@ pub struct VerifySummary {
     /// Objects that could not be read even after the retries (not shown damaged), by bucket and key.
     pub unreadable: Vec<Failure>,
     /// Until when the snapshot is guaranteed to restore.
+    #[serde(rename = "restorable_until", serialize_with = "until")]
     pub window: Window,
     /// Wall time.
-    #[serde(serialize_with = "seconds")]
+    #[serde(rename = "duration_seconds", serialize_with = "seconds")]
     pub duration: Duration,
 }
 
 /// A duration as fractional seconds.
 fn seconds<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_f64(duration.as_secs_f64())
+}
+
+/// A window as the time it ends (`null` while it is open).
+fn until<S: Serializer>(window: &Window, serializer: S) -> Result<S::Ok, S::Error> {
+    window.until().map(crate::clock::format_rfc3339).serialize(serializer)
+}
+
+/// [`until`], for an optional window.
+#[allow(clippy::ref_option)] // serde hands serialize_with a reference to the field
+fn until_of<S: Serializer>(window: &Option<Window>, serializer: S) -> Result<S::Ok, S::Error> {
+    window.and_then(|w| w.until()).map(crate::clock::format_rfc3339).serialize(serializer)
 }

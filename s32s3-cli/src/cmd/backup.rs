@@ -70,26 +70,7 @@ pub async fn run(args: &BackupArgs, config: &Effective) -> Result<u8> {
 fn print_summary(s: &BackupSummary, json: bool) {
     let c = &s.counts;
     if json {
-        let value = serde_json::json!({
-            "snapshot_id": s.snapshot_id,
-            "manifest": s.manifest_key,
-            "status": s.status.to_string(),
-            "dry_run": s.dry_run,
-            "parent": s.parent,
-            "resumed": s.resumed,
-            "buckets": s.buckets,
-            "objects": s.totals.objects,
-            "bytes": s.totals.bytes,
-            "new": {"objects": c.new.objects, "bytes": c.new.bytes},
-            "changed": {"objects": c.changed.objects, "bytes": c.changed.bytes},
-            "unchanged": {"objects": c.unchanged.objects, "bytes": c.unchanged.bytes},
-            "deleted": {"objects": c.deleted.objects, "bytes": c.deleted.bytes},
-            "failed": s.failed.iter().map(|f| serde_json::json!({"bucket": f.bucket, "key": f.key, "error": f.error})).collect::<Vec<_>>(),
-            "vanished": s.vanished.iter().map(|f| serde_json::json!({"bucket": f.bucket, "key": f.key, "error": f.error})).collect::<Vec<_>>(),
-            "pruned": s.pruned,
-            "duration_seconds": s.duration.as_secs_f64(),
-            "requests": {"source": s.source_requests, "destination": s.destination_requests},
-        });
+        let value = serde_json::to_string(s).expect("summaries serialize");
         println!("{value}");
         return;
     }

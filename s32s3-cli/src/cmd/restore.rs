@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::{Result, bail};
 use clap::Args;
 use s32s3_core::Selector;
-use s32s3_core::{BucketMapping, Restore, RestoreMode};
+use s32s3_core::{BucketMapping, Restore};
 use s32s3_core::{ReadData, Verify};
 use time::OffsetDateTime;
 
@@ -115,30 +115,8 @@ pub async fn restore(args: &RestoreArgs, config: &Effective) -> Result<u8> {
     let result = Box::pin(job.run(progress.clone(), crate::signals::cancel_on_signals())).await;
     progress.finish();
     let s = result?;
-    let failures = |list: &[s32s3_core::Failure]| {
-        list.iter()
-            .map(|f| serde_json::json!({"bucket": f.bucket, "key": f.key, "error": f.error}))
-            .collect::<Vec<_>>()
-    };
     if args.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "mode": match s.mode { RestoreMode::Manifest => "manifest", RestoreMode::VersionListing => "version-listing" },
-                "snapshot_id": s.snapshot_id,
-                "point_in_time": s.point_in_time,
-                "partial": s.partial,
-                "restorable_until": s.window.and_then(|w| w.until()).map(s32s3_core::format_rfc3339),
-                "dry_run": s.dry_run,
-                "buckets": s.buckets,
-                "restored": {"objects": s.restored.objects, "bytes": s.restored.bytes},
-                "skipped": {"objects": s.skipped.objects, "bytes": s.skipped.bytes},
-                "conflicts": failures(&s.conflicts),
-                "failed": failures(&s.failed),
-                "notes": s.notes,
-                "duration_seconds": s.duration.as_secs_f64(),
-            })
-        );
+        println!("{}", serde_json::to_string(&s).expect("summaries serialize"));
     } else {
         let from = match (&s.snapshot_id, &s.point_in_time) {
             (Some(id), Some(t)) if s.partial => format!("partial snapshot {id} ({t})"),
@@ -195,18 +173,7 @@ pub async fn verify(args: &VerifyArgs, config: &Effective) -> Result<u8> {
     progress.finish();
     let s = result?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "snapshot_id": s.snapshot_id,
-                "checked": {"objects": s.checked.objects, "bytes": s.checked.bytes},
-                "read": {"objects": s.read.objects, "bytes": s.read.bytes},
-                "bad": s.bad.iter().map(|f| serde_json::json!({"bucket": f.bucket, "key": f.key, "error": f.error})).collect::<Vec<_>>(),
-                "unreadable": s.unreadable.iter().map(|f| serde_json::json!({"bucket": f.bucket, "key": f.key, "error": f.error})).collect::<Vec<_>>(),
-                "restorable_until": s.window.until().map(s32s3_core::format_rfc3339),
-                "duration_seconds": s.duration.as_secs_f64(),
-            })
-        );
+        println!("{}", serde_json::to_string(&s).expect("summaries serialize"));
     } else {
         println!(
             "snapshot {}: {} objects checked, {} read ({}), {} bad, {} unreadable; restorable until {}",

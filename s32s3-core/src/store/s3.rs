@@ -1663,7 +1663,9 @@ mod tests {
 
     #[test]
     fn rejects_endpoints_that_are_not_urls() {
-        for bad in ["127.0.0.1:9000", "ftp://host", "http://", ""] {
+        let err = Store::new(Side::Destination, endpoint(""), 1).unwrap_err();
+        assert_eq!(err.to_string(), "invalid configuration: destination.endpoint: is not set");
+        for bad in ["127.0.0.1:9000", "ftp://host", "http://"] {
             let err = Store::new(Side::Destination, endpoint(bad), 1).unwrap_err();
             assert!(err.to_string().contains("destination.endpoint"), "{err}");
             assert!(err.to_string().contains("not an http:// or https:// URL"), "{err}");

@@ -302,7 +302,7 @@ pub async fn incremental_counts(source: &TestServer, destination: &TestServer) {
         first.counts.changed.objects + first.counts.unchanged.objects + first.counts.deleted.objects,
         0
     );
-    assert_eq!(requests(&first.source_requests, "GetObject"), 5, "{:?}", first.source_requests);
+    assert_eq!(requests(&first.requests.source, "GetObject"), 5, "{:?}", first.requests.source);
     assert!(first.failed.is_empty() && first.parent.is_none(), "{first:?}");
 
     let second = pair.backup(&bucket).await;
@@ -312,16 +312,16 @@ pub async fn incremental_counts(source: &TestServer, destination: &TestServer) {
     assert_eq!(second.counts.new.objects + second.counts.changed.objects + second.counts.deleted.objects, 0);
     for operation in PER_OBJECT_SOURCE {
         assert_eq!(
-            requests(&second.source_requests, operation),
+            requests(&second.requests.source, operation),
             0,
             "{operation}: {:?}",
-            second.source_requests
+            second.requests.source
         );
     }
     // Only the run's own objects (the lease, its confirmation and the manifest) are written.
-    let overhead = requests(&second.destination_requests, "PutObject");
-    assert_eq!(overhead, 3, "no data upload for unchanged objects: {:?}", second.destination_requests);
-    assert_eq!(requests(&second.destination_requests, "CreateMultipartUpload"), 0);
+    let overhead = requests(&second.requests.destination, "PutObject");
+    assert_eq!(overhead, 3, "no data upload for unchanged objects: {:?}", second.requests.destination);
+    assert_eq!(requests(&second.requests.destination, "CreateMultipartUpload"), 0);
 
     put(source, &bucket, "data/0.bin", b"changed".to_vec()).await;
     delete(source, &bucket, "data/1.bin").await;
@@ -340,17 +340,17 @@ pub async fn incremental_counts(source: &TestServer, destination: &TestServer) {
     );
     assert_eq!((c.changed.bytes, c.new.bytes, c.deleted.bytes), (7, 3, 101), "{third:?}");
     assert_eq!(third.totals.objects, 5);
-    assert_eq!(requests(&third.source_requests, "GetObject"), 2, "{:?}", third.source_requests);
-    assert_eq!(requests(&third.source_requests, "HeadObject"), 0, "{:?}", third.source_requests);
+    assert_eq!(requests(&third.requests.source, "GetObject"), 2, "{:?}", third.requests.source);
+    assert_eq!(requests(&third.requests.source, "HeadObject"), 0, "{:?}", third.requests.source);
     // The 2 copies, and the run record written before the first write that replaces a stored version.
-    let puts = requests(&third.destination_requests, "PutObject");
-    assert_eq!(puts, overhead + 2 + 1, "{:?}", third.destination_requests);
+    let puts = requests(&third.requests.destination, "PutObject");
+    assert_eq!(puts, overhead + 2 + 1, "{:?}", third.requests.destination);
     // The deletion, and the lease's release.
     assert_eq!(
-        requests(&third.destination_requests, "DeleteObject"),
+        requests(&third.requests.destination, "DeleteObject"),
         1 + 1,
         "{:?}",
-        third.destination_requests
+        third.requests.destination
     );
 
     let (restored, summary) = pair.restore(&bucket, Selector::Newest).await;
@@ -395,10 +395,10 @@ pub async fn tricky_keys(source: &TestServer, destination: &TestServer) {
     assert_eq!((backup.totals.objects, backup.totals.bytes), (state.len() as u64, bytes), "{backup:?}");
     assert_eq!(backup.counts.new.objects, state.len() as u64);
     assert_eq!(
-        requests(&backup.destination_requests, "CompleteMultipartUpload"),
+        requests(&backup.requests.destination, "CompleteMultipartUpload"),
         1,
         "the large object is uploaded in parts: {:?}",
-        backup.destination_requests
+        backup.requests.destination
     );
 
     let (restored, summary) = pair.restore(&bucket, Selector::Newest).await;
