@@ -1194,14 +1194,18 @@ async fn act(
             Ok(()) => Step::Deleted(entry),
             Err(e) => Step::DeleteFailed(entry, e),
         },
-        Action::Copy { listed, previous } => match copier.copy(bucket, &listed, previous.as_ref()).await {
-            Ok(Copied::Stored(entry)) => {
-                let outcome = if previous.is_some() { Outcome::Changed } else { Outcome::New };
-                Step::Record(*entry, outcome)
+        // Boxed: up to `window` actions wait in the stream, each as large as its largest variant, and a
+        // copy's future is many times larger than a kept entry's.
+        Action::Copy { listed, previous } => {
+            match Box::pin(copier.copy(bucket, &listed, previous.as_ref())).await {
+                Ok(Copied::Stored(entry)) => {
+                    let outcome = if previous.is_some() { Outcome::Changed } else { Outcome::New };
+                    Step::Record(*entry, outcome)
+                }
+                Ok(Copied::Vanished) => Step::Vanished { key: listed.key, previous },
+                Err(failure) => Step::Failed { key: listed.key, previous, failure },
             }
-            Ok(Copied::Vanished) => Step::Vanished { key: listed.key, previous },
-            Err(failure) => Step::Failed { key: listed.key, previous, failure },
-        },
+        }
     })
 }
 

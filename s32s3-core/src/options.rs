@@ -96,6 +96,7 @@ pub const MIN_LEASE_TTL: Duration = Duration::from_secs(2);
 
 /// What kind of store the source is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Provider {
     /// Find out: a MinIO whose admin API answers with these keys is administered as MinIO.
     #[default]

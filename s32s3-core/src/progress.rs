@@ -22,6 +22,7 @@ impl Totals {
 
 /// What happened to one object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// Copied, not in the previous snapshot.
     New,

@@ -73,6 +73,7 @@ pub struct Requests {
 /// How the backup being restored was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum RestoreMode {
     /// From an s32s3 snapshot manifest.
     Manifest,

@@ -25,6 +25,7 @@ pub use crate::summary::{Failure, VerifySummary};
 
 /// How much data `verify` reads.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[non_exhaustive]
 pub enum ReadData {
     /// Sizes only (one HEAD per object).
     #[default]

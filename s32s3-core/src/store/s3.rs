@@ -99,6 +99,11 @@ pub fn sdk_client(endpoint: &S3Endpoint) -> Result<aws_sdk_s3::Client> {
 /// A raw aws-sdk-s3 client, for tests that set up or inspect a server directly ([`sdk_client`]).
 pub type SdkClient = aws_sdk_s3::Client;
 
+/// The SDK itself, for the test kit's scenarios to set servers up with (nothing outside `store/` names
+/// it otherwise).
+#[cfg(feature = "testkit")]
+pub use aws_sdk_s3 as sdk;
+
 /// Counts every request the SDK transmits (retries included).
 #[derive(Debug)]
 struct CountRequests(Arc<RequestCounter>);

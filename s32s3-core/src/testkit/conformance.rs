@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+use crate::store::s3::sdk::primitives::ByteStream;
+use crate::store::s3::sdk::types::{BucketVersioningStatus, VersioningConfiguration};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
