@@ -806,15 +806,11 @@ impl<'a> Run<'a> {
     fn copier(&self) -> Arc<Copier> {
         let cx = self.cx;
         Arc::new(Copier {
+            run: cx.transfer_run(&self.limits, &self.cancel),
             source: cx.source.clone(),
             dest: cx.dest.clone(),
             dest_bucket: cx.bucket().to_owned(),
-            cipher: cx.cipher.clone(),
             layout: cx.layout.clone(),
-            options: cx.config.transfer.clone(),
-            limits: Arc::clone(&self.limits),
-            progress: Arc::clone(&cx.progress),
-            cancel: self.cancel.clone(),
             gate: Arc::clone(&self.gate) as Arc<dyn WriteGate>,
         })
     }

@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 use s32s3_crypt::Cipher;
 
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::transfer::TransferRun;
 use crate::error::Side;
 use crate::error::{Error, Result};
 use crate::format::destination::{self, DestinationState};
@@ -14,6 +17,7 @@ use crate::format::lease::{Lease, LeaseOptions};
 use crate::format::snapshots::{self, Selected, Selector, Snapshots};
 use crate::options::RunConfig;
 use crate::progress::{Event, Progress};
+use crate::store::limit::Limits;
 use crate::store::s3::Store;
 
 pub(crate) struct Repository {
@@ -87,6 +91,17 @@ impl Repository {
     pub(crate) async fn lease(&self, run_id: &str, purpose: &str) -> Result<Lease> {
         let options = LeaseOptions { ttl: self.config.transfer.lease_ttl, clock: self.config.clock.clone() };
         Lease::acquire(&self.dest, self.bucket(), &self.layout.meta("lock"), run_id, purpose, &options).await
+    }
+
+    /// What the transfers of a run share: these keys and tuning, the run's `limits` and `cancel`.
+    pub(crate) fn transfer_run(&self, limits: &Arc<Limits>, cancel: &CancellationToken) -> TransferRun {
+        TransferRun {
+            cipher: self.cipher.clone(),
+            options: self.config.transfer.clone(),
+            limits: Arc::clone(limits),
+            progress: Arc::clone(&self.progress),
+            cancel: cancel.clone(),
+        }
     }
 
     /// The location's snapshots, read with this repository's keys and work directory.

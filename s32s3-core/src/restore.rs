@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::bucket_config::{SUBRESOURCES, Subresource};
 use crate::engine::listing::{Listed, SortedListing, list_into};
 use crate::engine::plan::PreviousEntries;
 use crate::engine::transfer::{RestoreItem, Restorer};
@@ -34,27 +35,6 @@ use crate::repo::Repository;
 use crate::store::ReadOptions;
 use crate::store::limit::Limits;
 pub use crate::summary::{Failure, RestoreMode, RestoreSummary};
-
-/// Bucket configuration restored before the data, in this order: what the data needs (versioning, object
-/// lock, default encryption) and what cannot act on it.
-const CONFIG_BEFORE_DATA: [(&str, &str, &str); 6] = [
-    ("versioning", "versioning", "PutBucketVersioning"),
-    ("object-lock", "object-lock", "PutObjectLockConfiguration"),
-    ("tagging", "tagging", "PutBucketTagging"),
-    ("cors", "cors", "PutBucketCors"),
-    ("encryption", "encryption", "PutBucketEncryption"),
-    ("website", "website", "PutBucketWebsite"),
-];
-
-/// Bucket configuration restored after the data: a restored `Deny` policy must not block the restore's own
-/// writes, a live webhook must not receive one event per restored object, a lifecycle rule must not act on
-/// a half-restored bucket, and replication must not copy the restore elsewhere while it runs.
-const CONFIG_AFTER_DATA: [(&str, &str, &str); 4] = [
-    ("policy", "policy", "PutBucketPolicy"),
-    ("lifecycle", "lifecycle", "PutBucketLifecycleConfiguration"),
-    ("notification", "notification", "PutBucketNotificationConfiguration"),
-    ("replication", "replication", "PutBucketReplication"),
-];
 
 /// Where a restored bucket comes from and goes to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -299,11 +279,7 @@ impl RestoreRun<'_> {
             if !self.job.dry_run {
                 self.quota(quotas.as_ref(), &record.name, target).await;
                 if self.job.bucket_config {
-                    for (name, query, operation) in CONFIG_AFTER_DATA {
-                        if let Some(doc) = record.config.get(name) {
-                            self.put_config(target, name, query, operation, doc, &record.name).await;
-                        }
-                    }
+                    self.put_configs(target, record, true).await;
                 }
             }
         }
@@ -521,26 +497,24 @@ impl RestoreRun<'_> {
             self.existing_buckets.push(target.to_owned());
         }
         if self.job.bucket_config {
-            for (name, query, operation) in CONFIG_BEFORE_DATA {
-                if let Some(doc) = record.config.get(name) {
-                    self.put_config(target, name, query, operation, doc, &record.name).await;
-                }
-            }
+            self.put_configs(target, record, false).await;
         }
         Ok(true)
     }
 
+    /// Puts the bucket's configuration documents back that go before (or after) the data, in order.
+    async fn put_configs(&mut self, target: &str, record: &BucketRecord, after_data: bool) {
+        for sub in SUBRESOURCES.iter().filter(|s| s.after_data == after_data) {
+            if let Some(doc) = record.config.get(sub.name) {
+                self.put_config(target, sub, doc, &record.name).await;
+            }
+        }
+    }
+
     /// Puts one configuration document back; failures are reported, notifications as warnings only
     /// (their targets may not exist on the new server).
-    async fn put_config(
-        &mut self,
-        target: &str,
-        name: &str,
-        query: &str,
-        operation: &'static str,
-        doc: &str,
-        from: &str,
-    ) {
+    async fn put_config(&mut self, target: &str, sub: &Subresource, doc: &str, from: &str) {
+        let name = sub.name;
         if !meaningful(name, doc) {
             return;
         }
@@ -553,17 +527,12 @@ impl RestoreRun<'_> {
         };
         // Already so (a restore run again): nothing to do. Some servers refuse to re-apply settings, e.g.
         // object lock on a bucket that is no longer empty.
-        let get = crate::engine::bucket_config::SUBRESOURCES
-            .iter()
-            .find(|(n, _, _)| *n == name)
-            .map_or("GetBucketConfiguration", |s| s.2);
-        if let Ok(Some(current)) = self.cx.source.raw_bucket_request("GET", get, target, query, None).await
+        if let Ok(Some(current)) = self.cx.source.raw_bucket_request("GET", sub.get, target, name, None).await
             && current == body.as_bytes()
         {
             return;
         }
-        match self.cx.source.raw_bucket_request("PUT", operation, target, query, Some(body.as_bytes())).await
-        {
+        match self.cx.source.raw_bucket_request("PUT", sub.put, target, name, Some(body.as_bytes())).await {
             Ok(_) => {}
             Err(e) if name == "notification" => {
                 self.note(format!("bucket {target}: notification configuration not restored: {e}"));
@@ -638,14 +607,10 @@ impl RestoreRun<'_> {
     fn restorer(&self) -> Restorer {
         let cx = self.cx;
         Restorer {
+            run: cx.transfer_run(&self.limits, &self.cancel),
             backup: cx.dest.clone(),
             backup_bucket: cx.bucket().to_owned(),
             target: cx.source.clone(),
-            cipher: cx.cipher.clone(),
-            options: cx.config.transfer.clone(),
-            limits: Arc::clone(&self.limits),
-            progress: Arc::clone(&cx.progress),
-            cancel: self.cancel.clone(),
             buffers: Arc::default(),
         }
     }

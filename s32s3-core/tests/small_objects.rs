@@ -53,8 +53,8 @@ async fn small_object_path(server: &TestServer) {
     let size = body.len() as u64;
     let (head, got) = store.get_small(&bucket, key, &etag, size).await.unwrap();
     assert_eq!(got.as_ref(), body.as_slice());
-    assert_eq!(head.content_type.as_deref(), Some("text/plain"));
-    assert_eq!(head.cache_control.as_deref(), Some("no-cache"));
+    assert_eq!(head.content.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(head.content.cache_control.as_deref(), Some("no-cache"));
     assert_eq!(head.metadata.get("owner").map(String::as_str), Some("team a"));
     assert_eq!(head.tag_count, 2);
     assert_eq!(head.etag.as_deref(), Some(etag.as_str()));

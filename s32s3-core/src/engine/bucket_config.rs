@@ -9,18 +9,39 @@ use crate::error::S3ErrorKind;
 use crate::error::{Error, Result};
 use crate::store::s3::Store;
 
-/// The bucket sub-resources backed up: (name in the manifest, query string, S3 operation).
-pub const SUBRESOURCES: [(&str, &str, &str); 10] = [
-    ("versioning", "versioning", "GetBucketVersioning"),
-    ("object-lock", "object-lock", "GetObjectLockConfiguration"),
-    ("lifecycle", "lifecycle", "GetBucketLifecycleConfiguration"),
-    ("policy", "policy", "GetBucketPolicy"),
-    ("tagging", "tagging", "GetBucketTagging"),
-    ("cors", "cors", "GetBucketCors"),
-    ("encryption", "encryption", "GetBucketEncryption"),
-    ("notification", "notification", "GetBucketNotificationConfiguration"),
-    ("replication", "replication", "GetBucketReplication"),
-    ("website", "website", "GetBucketWebsite"),
+/// One bucket sub-resource backed up and restored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subresource {
+    /// Its name in the manifest, which is also its query string (`?lifecycle`).
+    pub name: &'static str,
+    /// The S3 operation that reads it.
+    pub get: &'static str,
+    /// The S3 operation that writes it.
+    pub put: &'static str,
+    /// Restored after the data rather than before it.
+    pub after_data: bool,
+}
+
+const fn sub(name: &'static str, get: &'static str, put: &'static str, after_data: bool) -> Subresource {
+    Subresource { name, get, put, after_data }
+}
+
+/// Every sub-resource, in the order a restore puts them back. Before the data: what the data needs
+/// (versioning, object lock, default encryption) and what cannot act on it. After the data: a restored
+/// `Deny` policy must not block the restore's own writes, a live webhook must not receive one event per
+/// restored object, a lifecycle rule must not act on a half-restored bucket, and replication must not copy
+/// the restore elsewhere while it runs.
+pub const SUBRESOURCES: [Subresource; 10] = [
+    sub("versioning", "GetBucketVersioning", "PutBucketVersioning", false),
+    sub("object-lock", "GetObjectLockConfiguration", "PutObjectLockConfiguration", false),
+    sub("tagging", "GetBucketTagging", "PutBucketTagging", false),
+    sub("cors", "GetBucketCors", "PutBucketCors", false),
+    sub("encryption", "GetBucketEncryption", "PutBucketEncryption", false),
+    sub("website", "GetBucketWebsite", "PutBucketWebsite", false),
+    sub("policy", "GetBucketPolicy", "PutBucketPolicy", true),
+    sub("lifecycle", "GetBucketLifecycleConfiguration", "PutBucketLifecycleConfiguration", true),
+    sub("notification", "GetBucketNotificationConfiguration", "PutBucketNotificationConfiguration", true),
+    sub("replication", "GetBucketReplication", "PutBucketReplication", true),
 ];
 
 /// A bucket's configuration documents and the ones the server would not give.
@@ -38,8 +59,8 @@ pub struct BucketConfig {
 /// Bad credentials or an unreachable endpoint (anything else is recorded per sub-resource).
 pub async fn read(store: &Store, bucket: &str, concurrency: usize) -> Result<BucketConfig> {
     let results: Vec<_> = futures::stream::iter(SUBRESOURCES)
-        .map(|(name, query, operation)| async move {
-            (name, store.raw_bucket_request("GET", operation, bucket, query, None).await)
+        .map(|sub| async move {
+            (sub.name, store.raw_bucket_request("GET", sub.get, bucket, sub.name, None).await)
         })
         .buffer_unordered(concurrency.max(1))
         .collect()

@@ -29,7 +29,7 @@ use crate::format::mtime;
 use crate::options::TransferOptions;
 use crate::progress::{Event, Progress};
 use crate::store::limit::Limits;
-use crate::store::{CompletedPart, ObjectAttrs, ObjectHead, ReadOptions, Store};
+use crate::store::{CompletedPart, ContentHeaders, ObjectAttrs, ObjectHead, ReadOptions, Store};
 
 /// Objects up to this size are hashed and encrypted on the async worker itself (a few microseconds per
 /// KiB); larger ones on the blocking pool, so listings and uploads keep flowing. They are also read and
@@ -77,17 +77,24 @@ impl From<Error> for Attempt {
     }
 }
 
-/// Copies source objects into the backup bucket.
-pub(crate) struct Copier {
-    pub(crate) source: Store,
-    pub(crate) dest: Store,
-    pub(crate) dest_bucket: String,
+/// What every transfer of a run shares, in either direction: the keys, the tuning and the run's limits,
+/// where progress goes, and the run's cancellation.
+#[derive(Clone)]
+pub(crate) struct TransferRun {
     pub(crate) cipher: Cipher,
-    pub(crate) layout: Layout,
     pub(crate) options: TransferOptions,
     pub(crate) limits: Arc<Limits>,
     pub(crate) progress: Arc<dyn Progress>,
     pub(crate) cancel: CancellationToken,
+}
+
+/// Copies source objects into the backup bucket.
+pub(crate) struct Copier {
+    pub(crate) run: TransferRun,
+    pub(crate) source: Store,
+    pub(crate) dest: Store,
+    pub(crate) dest_bucket: String,
+    pub(crate) layout: Layout,
     pub(crate) gate: Arc<dyn WriteGate>,
 }
 
@@ -103,15 +110,15 @@ impl Copier {
         listed: &Listed,
         previous: Option<&Entry>,
     ) -> std::result::Result<Copied, CopyFailure> {
-        let _transfer = self.limits.transfer().await;
+        let _transfer = self.run.limits.transfer().await;
         let mut listed = listed.clone();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            if self.cancel.is_cancelled() {
+            if self.run.cancel.is_cancelled() {
                 return Err(CopyFailure { error: Error::Cancelled, previous_current: true });
             }
-            let result = if listed.size <= self.options.multipart_threshold {
+            let result = if listed.size <= self.run.options.multipart_threshold {
                 self.copy_whole(bucket, &listed).await
             } else {
                 self.copy_in_parts(bucket, &listed).await
@@ -145,7 +152,7 @@ impl Copier {
             // The object (or its bucket) is gone since it was listed.
             Some(S3ErrorKind::NotFound) if from_source => Ok(None),
             // It changed since it was listed: copy what is there now.
-            Some(S3ErrorKind::PreconditionFailed) if from_source && attempt < self.options.retries => {
+            Some(S3ErrorKind::PreconditionFailed) if from_source && attempt < self.run.options.retries => {
                 relist(&self.source, bucket, &listed.key).await
             }
             Some(S3ErrorKind::PreconditionFailed) if from_source => Err(Error::ObjectChanged {
@@ -175,7 +182,7 @@ impl Copier {
                     return Err(CopyFailure { error, previous_current: true });
                 }
                 if head.version_id.is_some() && head.content_length == Some(encrypted_size(candidate.size)) {
-                    self.progress.event(&Event::Warning(&format!(
+                    self.run.progress.event(&Event::Warning(&format!(
                         "s3://{}/{}: the answer to its upload was lost; the version it wrote is current, and recorded",
                         candidate.bucket, candidate.key
                     )));
@@ -195,7 +202,7 @@ impl Copier {
         if let Some(previous) = previous.filter(|p| p.stored_key != entry.stored_key)
             && let Err(e) = self.dest.delete(&self.dest_bucket, &previous.stored_key).await
         {
-            self.progress.event(&Event::Warning(&format!(
+            self.run.progress.event(&Event::Warning(&format!(
                 "s3://{}/{}: moved to a new stored name, but its old one could not be deleted: {e}",
                 entry.bucket, entry.key
             )));
@@ -205,7 +212,7 @@ impl Copier {
 
     async fn copy_whole(&self, bucket: &str, listed: &Listed) -> std::result::Result<Entry, Attempt> {
         let key = listed.key.as_str();
-        let _memory = self.limits.memory(listed.size * 2 + 64 * 1024).await;
+        let _memory = self.run.limits.memory(listed.size * 2 + 64 * 1024).await;
         let small = listed.size <= INLINE_CRYPTO_MAX;
         let (head, body) = if small {
             self.source.get_small(bucket, key, &listed.etag, listed.size).await?
@@ -216,7 +223,7 @@ impl Copier {
         // Everything the entry needs is read before anything is written.
         let tags = self.tags(bucket, key, head.tag_count).await?;
 
-        let cipher = self.cipher.clone();
+        let cipher = self.run.cipher.clone();
         let seal = move || -> Result<_> {
             let sha256 = Sha256::digest(&body);
             let nonce = Nonce::random().map_err(|source| Error::Crypt { what: "nonce".into(), source })?;
@@ -230,7 +237,7 @@ impl Copier {
         };
 
         let stored = self.layout.data_key(bucket, key)?;
-        self.limits.bandwidth(ciphertext.len() as u64, &self.cancel).await?;
+        self.run.limits.bandwidth(ciphertext.len() as u64, &self.run.cancel).await?;
         let attrs = stored_attrs(listed, &head);
         let candidate = entry(bucket, listed, head, tags, sha256, stored.key);
         self.gate.before_write().await?;
@@ -244,7 +251,7 @@ impl Copier {
             Ok(written) => written,
             Err(error) => return Err(Attempt { error, wrote: Some(candidate) }),
         };
-        self.progress.event(&Event::Bytes(listed.size));
+        self.run.progress.event(&Event::Bytes(listed.size));
         Ok(Entry { version_id: written.version_id, ..candidate })
     }
 
@@ -262,8 +269,8 @@ impl Copier {
             key: &stored.key,
             attrs: &attrs,
             size: listed.size,
-            part_size: part_size_for(listed.size, self.options.part_size),
-            concurrency: self.options.part_concurrency,
+            part_size: part_size_for(listed.size, self.run.options.part_size),
+            concurrency: self.run.options.part_concurrency,
         };
         let done = plan
             .run(
@@ -293,18 +300,18 @@ impl Copier {
         nonce: &Nonce,
         hasher: &OrderedHasher,
     ) -> Result<CompletedPart> {
-        if self.cancel.is_cancelled() {
+        if self.run.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
         let key = listed.key.as_str();
         let encrypted_len = part.encrypted_len();
-        let _memory = self.limits.memory(part.len + encrypted_len).await;
+        let _memory = self.run.limits.memory(part.len + encrypted_len).await;
         let range = (part.start, part.start + part.len - 1);
         let (_, plain) =
             self.source.get(bucket, key, ReadOptions::if_match(&listed.etag), Some(range), part.len).await?;
         check_len(bucket, key, plain.len() as u64, part.len)?;
 
-        let cipher = self.cipher.clone();
+        let cipher = self.run.cipher.clone();
         let nonce = *nonce;
         let to_encrypt = plain.clone();
         let encrypt = tokio::task::spawn_blocking(move || {
@@ -319,7 +326,7 @@ impl Copier {
         let ciphertext = ciphertext.expect("encryption does not panic");
         debug_assert_eq!(ciphertext.len() as u64, encrypted_len);
 
-        self.limits.bandwidth(encrypted_len, &self.cancel).await?;
+        self.run.limits.bandwidth(encrypted_len, &self.run.cancel).await?;
         // A part is not a version: nothing is replaced before the upload completes. The lease must still
         // hold, or another run may be writing.
         self.gate.before_write().await?;
@@ -327,7 +334,7 @@ impl Copier {
             .dest
             .upload_part(&self.dest_bucket, stored_key, upload_id, part.number(), ciphertext, None)
             .await?;
-        self.progress.event(&Event::Bytes(part.len));
+        self.run.progress.event(&Event::Bytes(part.len));
         Ok(done)
     }
 
@@ -367,12 +374,12 @@ fn entry(
         etag: listed.etag.clone(),
         last_modified: listed.last_modified.clone(),
         storage_class: listed.storage_class.clone(),
-        content_type: head.content_type,
-        content_encoding: head.content_encoding,
-        content_disposition: head.content_disposition,
-        content_language: head.content_language,
-        cache_control: head.cache_control,
-        expires: head.expires,
+        content_type: head.content.content_type,
+        content_encoding: head.content.content_encoding,
+        content_disposition: head.content.content_disposition,
+        content_language: head.content.content_language,
+        cache_control: head.content.cache_control,
+        expires: head.content.expires,
         metadata: head.metadata,
         tags,
         lock_mode: head.lock_mode,
@@ -442,12 +449,14 @@ impl RestoreItem {
     fn attrs(&self, stored: &ObjectHead) -> ObjectAttrs {
         let e = &self.entry;
         ObjectAttrs {
-            content_type: e.content_type.clone(),
-            content_encoding: e.content_encoding.clone(),
-            content_disposition: e.content_disposition.clone(),
-            content_language: e.content_language.clone(),
-            cache_control: e.cache_control.clone(),
-            expires: e.expires.clone(),
+            content: ContentHeaders {
+                content_type: e.content_type.clone(),
+                content_encoding: e.content_encoding.clone(),
+                content_disposition: e.content_disposition.clone(),
+                content_language: e.content_language.clone(),
+                cache_control: e.cache_control.clone(),
+                expires: e.expires.clone(),
+            },
             metadata: self.metadata(stored),
             tags: e.tags.clone(),
             retention: self.retention(),
@@ -467,25 +476,21 @@ fn md5_if(object_lock: bool, data: &[u8]) -> Option<String> {
 /// SHA-256 check → PUT (parts of large objects in parallel). Nothing is written for an object whose
 /// stored bytes fail to authenticate or whose SHA-256 differs from the manifest.
 pub(crate) struct Restorer {
+    pub(crate) run: TransferRun,
     pub(crate) backup: Store,
     pub(crate) backup_bucket: String,
     pub(crate) target: Store,
-    pub(crate) cipher: Cipher,
-    pub(crate) options: TransferOptions,
-    pub(crate) limits: Arc<Limits>,
-    pub(crate) progress: Arc<dyn Progress>,
-    pub(crate) cancel: CancellationToken,
     pub(crate) buffers: Arc<BufferPool>,
 }
 
 impl Restorer {
     /// Restores one object (every request of it retried under the store's policy).
     pub(crate) async fn restore(&self, item: &RestoreItem) -> Result<()> {
-        let _transfer = self.limits.transfer().await;
-        if self.cancel.is_cancelled() {
+        let _transfer = self.run.limits.transfer().await;
+        if self.run.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
-        if item.entry.size <= self.options.multipart_threshold {
+        if item.entry.size <= self.run.options.multipart_threshold {
             self.restore_whole(item).await
         } else {
             self.restore_in_parts(item).await
@@ -508,7 +513,7 @@ impl Restorer {
     async fn restore_whole(&self, item: &RestoreItem) -> Result<()> {
         let entry = &item.entry;
         let expected = encrypted_size(entry.size);
-        let _memory = self.limits.memory(expected + entry.size + 64 * 1024).await;
+        let _memory = self.run.limits.memory(expected + entry.size + 64 * 1024).await;
         let (head, stored) = self
             .backup
             .get(&self.backup_bucket, &entry.stored_key, Self::stored_version(item), None, expected)
@@ -518,7 +523,7 @@ impl Restorer {
                 self.integrity(item, format!("{} bytes where {expected} were expected", stored.len()))
             );
         }
-        let cipher = self.cipher.clone();
+        let cipher = self.run.cipher.clone();
         let want = entry.sha256.clone();
         let with_md5 = item.object_lock;
         let open = move || -> std::result::Result<_, String> {
@@ -536,11 +541,11 @@ impl Restorer {
             tokio::task::spawn_blocking(open).await.expect("decryption does not panic")
         };
         let (plain, md5) = decrypted.map_err(|reason| self.integrity(item, reason))?;
-        self.limits.bandwidth(plain.len() as u64, &self.cancel).await?;
+        self.run.limits.bandwidth(plain.len() as u64, &self.run.cancel).await?;
         let attrs = ObjectAttrs { content_md5: md5, ..item.attrs(&head) };
         let condition = crate::store::WriteCondition::None;
         self.target.put(&item.bucket, &entry.key, plain, &attrs, condition).await?;
-        self.progress.event(&Event::Bytes(entry.size));
+        self.run.progress.event(&Event::Bytes(entry.size));
         Ok(())
     }
 
@@ -563,8 +568,8 @@ impl Restorer {
             key: &entry.key,
             attrs: &attrs,
             size: entry.size,
-            part_size: part_size_for(entry.size, self.options.part_size),
-            concurrency: self.options.part_concurrency,
+            part_size: part_size_for(entry.size, self.run.options.part_size),
+            concurrency: self.run.options.part_concurrency,
         };
         let sha_matches = |sha256: &str| {
             if entry.sha256.is_empty() || sha256 == entry.sha256 {
@@ -608,14 +613,14 @@ impl Restorer {
         part: Part,
         hasher: &OrderedHasher,
     ) -> Result<CompletedPart> {
-        if self.cancel.is_cancelled() {
+        if self.run.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
         let entry = &item.entry;
         let sealed_len = part.sealed_len();
         let start =
             s32s3_crypt::HEADER_SIZE as u64 + part.first_chunk() * s32s3_crypt::ENCRYPTED_CHUNK_SIZE as u64;
-        let _memory = self.limits.memory(part.len + sealed_len).await;
+        let _memory = self.run.limits.memory(part.len + sealed_len).await;
         let sealed = self
             .backup
             .get_into(
@@ -632,7 +637,7 @@ impl Restorer {
                 format!("part {} is {} bytes, expected {sealed_len}", part.index, sealed.len()),
             ));
         }
-        let cipher = self.cipher.clone();
+        let cipher = self.run.cipher.clone();
         let nonce = *nonce;
         let buffers = Arc::clone(&self.buffers);
         let plain = tokio::task::spawn_blocking(move || {
@@ -645,14 +650,14 @@ impl Restorer {
         .expect("decryption does not panic")
         .map_err(|e| self.integrity(item, e))?;
         hasher.update(part.index, plain.clone()).await;
-        self.limits.bandwidth(part.len, &self.cancel).await?;
+        self.run.limits.bandwidth(part.len, &self.run.cancel).await?;
         let md5 = md5_if(item.object_lock, &plain);
         let done = self
             .target
             .upload_part(&item.bucket, &entry.key, upload_id, part.number(), plain.clone(), md5)
             .await?;
         self.buffers.give(plain);
-        self.progress.event(&Event::Bytes(part.len));
+        self.run.progress.event(&Event::Bytes(part.len));
         Ok(done)
     }
 }

@@ -136,7 +136,6 @@ pub struct ExternalSort<T> {
     buffer: Vec<T>,
     runs: Vec<Spool<T>>,
     run_len: usize,
-    total: u64,
     key: fn(&T) -> &str,
 }
 
@@ -144,26 +143,7 @@ impl<T: Serialize + DeserializeOwned> ExternalSort<T> {
     /// A sorter by `key`, spilling into `dir` after `run_len` items.
     #[must_use]
     pub fn new(dir: &Path, run_len: usize, key: fn(&T) -> &str) -> Self {
-        Self {
-            dir: dir.to_owned(),
-            buffer: Vec::new(),
-            runs: Vec::new(),
-            run_len: run_len.max(1),
-            total: 0,
-            key,
-        }
-    }
-
-    /// Items pushed so far.
-    #[must_use]
-    pub fn len(&self) -> u64 {
-        self.total
-    }
-
-    /// Whether nothing was pushed.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.total == 0
+        Self { dir: dir.to_owned(), buffer: Vec::new(), runs: Vec::new(), run_len: run_len.max(1), key }
     }
 
     /// Adds one item.
@@ -172,7 +152,6 @@ impl<T: Serialize + DeserializeOwned> ExternalSort<T> {
     /// [`Error::Io`] when a run cannot be spilled.
     pub fn push(&mut self, item: T) -> Result<()> {
         self.buffer.push(item);
-        self.total += 1;
         if self.buffer.len() >= self.run_len {
             self.spill()?;
         }
@@ -201,7 +180,7 @@ impl<T: Serialize + DeserializeOwned> ExternalSort<T> {
         }
         let key = self.key;
         self.buffer.sort_by(|a, b| key(a).cmp(key(b)));
-        Ok(SortedItems { memory: self.buffer, runs: self.runs, total: self.total, key })
+        Ok(SortedItems { memory: self.buffer, runs: self.runs, key })
     }
 }
 
@@ -210,23 +189,10 @@ impl<T: Serialize + DeserializeOwned> ExternalSort<T> {
 pub struct SortedItems<T> {
     memory: Vec<T>,
     runs: Vec<Spool<T>>,
-    total: u64,
     key: fn(&T) -> &str,
 }
 
 impl<T: Serialize + DeserializeOwned + Clone> SortedItems<T> {
-    /// Items pushed (duplicates included).
-    #[must_use]
-    pub fn len(&self) -> u64 {
-        self.total
-    }
-
-    /// Whether there are none.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.total == 0
-    }
-
     /// The items in key order, each key once (the first pushed).
     ///
     /// # Errors

@@ -43,6 +43,23 @@ pub struct ObjectInfo {
     pub storage_class: Option<String>,
 }
 
+/// An object's content headers, as read and as written back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContentHeaders {
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// `Content-Encoding`.
+    pub content_encoding: Option<String>,
+    /// `Content-Disposition`.
+    pub content_disposition: Option<String>,
+    /// `Content-Language`.
+    pub content_language: Option<String>,
+    /// `Cache-Control`.
+    pub cache_control: Option<String>,
+    /// `Expires`, as the server has it.
+    pub expires: Option<String>,
+}
+
 /// What a `HEAD` or `GET` of an object says about it: the headers s32s3 records, reads or compares.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ObjectHead {
@@ -54,18 +71,8 @@ pub struct ObjectHead {
     pub content_length: Option<u64>,
     /// `Content-Range` of a ranged GET (`bytes 0-31/12345`).
     pub content_range: Option<String>,
-    /// `Content-Type`.
-    pub content_type: Option<String>,
-    /// `Content-Encoding`.
-    pub content_encoding: Option<String>,
-    /// `Content-Disposition`.
-    pub content_disposition: Option<String>,
-    /// `Content-Language`.
-    pub content_language: Option<String>,
-    /// `Cache-Control`.
-    pub cache_control: Option<String>,
-    /// `Expires`, as sent.
-    pub expires: Option<String>,
+    /// The content headers.
+    pub content: ContentHeaders,
     /// User metadata (`x-amz-meta-*`), names lower-cased.
     pub metadata: BTreeMap<String, String>,
     /// `x-amz-tagging-count`.
@@ -89,18 +96,8 @@ impl ObjectHead {
 /// The headers an object is written with.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ObjectAttrs {
-    /// `Content-Type`.
-    pub content_type: Option<String>,
-    /// `Content-Encoding`.
-    pub content_encoding: Option<String>,
-    /// `Content-Disposition`.
-    pub content_disposition: Option<String>,
-    /// `Content-Language`.
-    pub content_language: Option<String>,
-    /// `Cache-Control`.
-    pub cache_control: Option<String>,
-    /// `Expires`, an HTTP date (anything else is left out).
-    pub expires: Option<String>,
+    /// The content headers (`Expires` is sent only when it is an HTTP date).
+    pub content: ContentHeaders,
     /// User metadata (`x-amz-meta-*`).
     pub metadata: BTreeMap<String, String>,
     /// Tags (sent as `x-amz-tagging`).
@@ -117,7 +114,9 @@ impl ObjectAttrs {
     /// Attributes with only a content type.
     #[must_use]
     pub fn typed(content_type: &str) -> Self {
-        Self { content_type: Some(content_type.to_owned()), ..Self::default() }
+        let content =
+            ContentHeaders { content_type: Some(content_type.to_owned()), ..ContentHeaders::default() };
+        Self { content, ..Self::default() }
     }
 
     /// The same, with one user metadata entry more.

@@ -30,8 +30,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
 use super::{
-    CompletedPart, ObjectAttrs, ObjectHead, ObjectInfo, ReadOptions, RequestCounter, Upload, VersionItem,
-    WriteCondition, Written,
+    CompletedPart, ContentHeaders, ObjectAttrs, ObjectHead, ObjectInfo, ReadOptions, RequestCounter, Upload,
+    VersionItem, WriteCondition, Written,
 };
 use crate::error::source_chain;
 use crate::error::{Error, Result};
@@ -330,7 +330,7 @@ impl Store {
                     self.client
                         .list_objects_v2()
                         .bucket(bucket)
-                        .set_prefix(prefix.filter(|p| !p.is_empty()).map(str::to_owned))
+                        .set_prefix(nonempty(prefix))
                         .encoding_type(aws_sdk_s3::types::EncodingType::Url)
                         .set_continuation_token(token.clone())
                         .send()
@@ -367,7 +367,7 @@ impl Store {
                 self.client
                     .list_objects_v2()
                     .bucket(bucket)
-                    .set_prefix(prefix.filter(|p| !p.is_empty()).map(str::to_owned))
+                    .set_prefix(nonempty(prefix))
                     .max_keys(max_keys)
                     .send()
             })
@@ -919,7 +919,7 @@ impl Store {
                     self.client
                         .list_multipart_uploads()
                         .bucket(bucket)
-                        .set_prefix(prefix.filter(|p| !p.is_empty()).map(str::to_owned))
+                        .set_prefix(nonempty(prefix))
                         .set_key_marker(key_marker.clone())
                         .set_upload_id_marker(upload_marker.clone())
                         .send()
@@ -1401,12 +1401,14 @@ macro_rules! object_head {
             etag: out.e_tag().map(str::to_owned),
             content_length: out.content_length().and_then(|l| u64::try_from(l).ok()),
             content_range: content_range!(out),
-            content_type: out.content_type().map(str::to_owned),
-            content_encoding: out.content_encoding().map(str::to_owned),
-            content_disposition: out.content_disposition().map(str::to_owned),
-            content_language: out.content_language().map(str::to_owned),
-            cache_control: out.cache_control().map(str::to_owned),
-            expires: out.expires_string().map(str::to_owned),
+            content: ContentHeaders {
+                content_type: out.content_type().map(str::to_owned),
+                content_encoding: out.content_encoding().map(str::to_owned),
+                content_disposition: out.content_disposition().map(str::to_owned),
+                content_language: out.content_language().map(str::to_owned),
+                cache_control: out.cache_control().map(str::to_owned),
+                expires: out.expires_string().map(str::to_owned),
+            },
             metadata: out
                 .metadata()
                 .map(|m| m.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect())
@@ -1455,12 +1457,14 @@ fn head_from_headers(headers: &http::HeaderMap) -> ObjectHead {
         etag: text("etag"),
         content_length: text("content-length").and_then(|n| n.trim().parse().ok()),
         content_range: text("content-range"),
-        content_type: text("content-type"),
-        content_encoding: text("content-encoding"),
-        content_disposition: text("content-disposition"),
-        content_language: text("content-language"),
-        cache_control: text("cache-control"),
-        expires: text("expires"),
+        content: ContentHeaders {
+            content_type: text("content-type"),
+            content_encoding: text("content-encoding"),
+            content_disposition: text("content-disposition"),
+            content_language: text("content-language"),
+            cache_control: text("cache-control"),
+            expires: text("expires"),
+        },
         metadata: headers
             .iter()
             .filter_map(|(name, value)| {
@@ -1488,12 +1492,13 @@ fn attr_headers(attrs: &ObjectAttrs) -> Vec<(http::HeaderName, String)> {
             headers.push((http::HeaderName::from_static(name), value.clone()));
         }
     };
-    add("content-type", &attrs.content_type);
-    add("content-encoding", &attrs.content_encoding);
-    add("content-disposition", &attrs.content_disposition);
-    add("content-language", &attrs.content_language);
-    add("cache-control", &attrs.cache_control);
-    add("expires", &attrs.expires);
+    let c = &attrs.content;
+    add("content-type", &c.content_type);
+    add("content-encoding", &c.content_encoding);
+    add("content-disposition", &c.content_disposition);
+    add("content-language", &c.content_language);
+    add("cache-control", &c.cache_control);
+    add("expires", &c.expires);
     add("content-md5", &attrs.content_md5);
     add("x-amz-object-lock-legal-hold", &attrs.legal_hold);
     if let Some((mode, until)) = &attrs.retention {
@@ -1517,12 +1522,12 @@ macro_rules! with_attrs {
     ($request:expr, $attrs:expr) => {{
         let attrs: &ObjectAttrs = $attrs;
         let mut r = $request
-            .set_content_type(attrs.content_type.clone())
-            .set_content_encoding(attrs.content_encoding.clone())
-            .set_content_disposition(attrs.content_disposition.clone())
-            .set_content_language(attrs.content_language.clone())
-            .set_cache_control(attrs.cache_control.clone())
-            .set_expires(attrs.expires.as_deref().and_then(|x| {
+            .set_content_type(attrs.content.content_type.clone())
+            .set_content_encoding(attrs.content.content_encoding.clone())
+            .set_content_disposition(attrs.content.content_disposition.clone())
+            .set_content_language(attrs.content.content_language.clone())
+            .set_cache_control(attrs.content.cache_control.clone())
+            .set_expires(attrs.content.expires.as_deref().and_then(|x| {
                 aws_smithy_types::DateTime::from_str(x, aws_smithy_types::date_time::Format::HttpDate).ok()
             }))
             .set_metadata(
@@ -1547,6 +1552,11 @@ macro_rules! with_attrs {
     }};
 }
 use with_attrs;
+
+/// A prefix to send: none for an empty one (S3 treats both alike; not every server does).
+fn nonempty(prefix: Option<&str>) -> Option<String> {
+    prefix.filter(|p| !p.is_empty()).map(str::to_owned)
+}
 
 /// `k=v&k2=v2` with S3's URL encoding, for the `x-amz-tagging` header.
 fn tagging_header(tags: &BTreeMap<String, String>) -> String {
@@ -1761,10 +1771,10 @@ mod tests {
             headers.insert(name, http::HeaderValue::from_bytes(value.as_bytes()).unwrap());
         }
         let meta = head_from_headers(&headers);
-        assert_eq!(meta.content_type.as_deref(), Some("text/plain"));
-        assert_eq!(meta.cache_control.as_deref(), Some("no-cache"));
-        assert_eq!(meta.expires.as_deref(), Some("Thu, 01 Dec 2094 16:00:00 GMT"));
-        assert_eq!(meta.content_encoding, None);
+        assert_eq!(meta.content.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(meta.content.cache_control.as_deref(), Some("no-cache"));
+        assert_eq!(meta.content.expires.as_deref(), Some("Thu, 01 Dec 2094 16:00:00 GMT"));
+        assert_eq!(meta.content.content_encoding, None);
         assert_eq!(
             meta.metadata.into_iter().collect::<Vec<_>>(),
             [("mtime".to_owned(), "1700000000.5".to_owned()), ("owner".to_owned(), "Ünïcode".to_owned())]
