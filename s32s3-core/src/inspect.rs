@@ -24,6 +24,40 @@ pub struct SnapshotInfo {
     pub window: Option<Window>,
 }
 
+/// The row `s32s3 snapshots --json` prints: the snapshot, what its header says (or why it is unreadable) and
+/// until when it restores.
+impl serde::Serialize for SnapshotInfo {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let until = self.window.and_then(|w| w.until()).map(crate::clock::format_rfc3339);
+        let mut row = serializer.serialize_map(None)?;
+        row.serialize_entry("id", &self.snapshot.id)?;
+        match &self.header {
+            Ok(h) => {
+                row.serialize_entry("finished", &crate::clock::format_rfc3339(self.snapshot.finished))?;
+                row.serialize_entry("started", &h.started)?;
+                row.serialize_entry("status", &h.status)?;
+                row.serialize_entry("restorable_until", &until)?;
+                row.serialize_entry("restorable", &self.window.map(|w| w.describe()))?;
+                row.serialize_entry("buckets", &h.buckets.iter().map(|b| &b.name).collect::<Vec<_>>())?;
+                row.serialize_entry("objects", &h.totals.objects)?;
+                row.serialize_entry("bytes", &h.totals.bytes)?;
+                row.serialize_entry("source", &h.source.endpoint)?;
+                row.serialize_entry("source_kind", &h.source.kind)?;
+                row.serialize_entry("minio_version", &h.source.minio_version)?;
+                row.serialize_entry("parent", &h.parent)?;
+                row.serialize_entry("key", &self.snapshot.key)?;
+            }
+            Err(error) => {
+                row.serialize_entry("key", &self.snapshot.key)?;
+                row.serialize_entry("restorable_until", &until)?;
+                row.serialize_entry("error", error)?;
+            }
+        }
+        row.end()
+    }
+}
+
 /// Every snapshot of the backup location (checkpoints of unfinished runs included), oldest first, with
 /// their headers and windows.
 ///

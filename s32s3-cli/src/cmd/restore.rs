@@ -202,38 +202,7 @@ pub async fn snapshots(args: &SnapshotsArgs, config: &Effective) -> Result<u8> {
     progress.finish();
     let list = list?;
     if args.json {
-        let rows: Vec<_> = list
-            .iter()
-            .map(|info| {
-                let until = info.window.and_then(|w| w.until()).map(s32s3_core::format_rfc3339);
-                let restorable = info.window.map(|w| w.describe());
-                match &info.header {
-                    Ok(h) => serde_json::json!({
-                        "id": info.snapshot.id,
-                        "finished": s32s3_core::format_rfc3339(info.snapshot.finished),
-                        "started": h.started,
-                        "status": h.status.to_string(),
-                        "restorable_until": until,
-                        "restorable": restorable,
-                        "buckets": h.buckets.iter().map(|b| b.name.clone()).collect::<Vec<_>>(),
-                        "objects": h.totals.objects,
-                        "bytes": h.totals.bytes,
-                        "source": h.source.endpoint,
-                        "source_kind": h.source.kind,
-                        "minio_version": h.source.minio_version,
-                        "parent": h.parent,
-                        "key": info.snapshot.key,
-                    }),
-                    Err(e) => serde_json::json!({
-                        "id": info.snapshot.id,
-                        "key": info.snapshot.key,
-                        "restorable_until": until,
-                        "error": e,
-                    }),
-                }
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(rows));
+        println!("{}", serde_json::to_string(&list).expect("snapshot rows serialize"));
         return Ok(exit::OK);
     }
     println!(
