@@ -146,22 +146,9 @@ impl Env {
     }
 }
 
-/// Deterministic test data.
-pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-pub async fn create_bucket(server: &TestServer, bucket: &str) {
-    server.client().create_bucket().bucket(bucket).send().await.unwrap();
-}
+/// Deterministic test data, and bucket creation: the test kit's, shared with its conformance scenarios.
+#[allow(unused_imports)] // each test binary uses a different subset
+pub use s32s3_core::testkit::conformance::{create_bucket, pattern};
 
 pub async fn put(server: &TestServer, bucket: &str, key: &str, body: Vec<u8>) {
     server.client().put_object().bucket(bucket).key(key).body(ByteStream::from(body)).send().await.unwrap();

@@ -248,7 +248,7 @@ impl Store {
                     .map_err(|e| self.err("GetObject", bucket, Some(key), e))?;
                 let body = std::mem::take(&mut out.body);
                 let bytes = read_body_into(body, self.side, bucket, key, buffer()).await?;
-                Ok((object_head!(&out), bytes))
+                Ok((object_head!(&out, out.content_range().map(str::to_owned)), bytes))
             })
             .await
     }
@@ -598,7 +598,7 @@ impl Store {
                     .send()
             })
             .await?;
-        Ok(object_head!(&out))
+        Ok(object_head!(&out, None))
     }
 
     /// `GET` of an object (or of the bytes `range` = `(first, last)` of it), the body read whole; the
@@ -1392,15 +1392,15 @@ fn object_info(bucket: &str, object: &aws_sdk_s3::types::Object, url_encoded: bo
 }
 
 /// An [`ObjectHead`] from an SDK `HeadObject` or `GetObject` output (the two share these accessors but no
-/// trait).
+/// trait), with the `Content-Range` only a `GetObject` has.
 macro_rules! object_head {
-    ($out:expr) => {{
+    ($out:expr, $content_range:expr) => {{
         let out = $out;
         ObjectHead {
             version_id: out.version_id().map(str::to_owned),
             etag: out.e_tag().map(str::to_owned),
             content_length: out.content_length().and_then(|l| u64::try_from(l).ok()),
-            content_range: content_range!(out),
+            content_range: $content_range,
             content: ContentHeaders {
                 content_type: out.content_type().map(str::to_owned),
                 content_encoding: out.content_encoding().map(str::to_owned),
@@ -1423,30 +1423,6 @@ macro_rules! object_head {
     }};
 }
 use object_head;
-
-/// `Content-Range` of an output that has one (`GetObject`); `HeadObject`'s has none.
-trait ContentRange {
-    fn range(&self) -> Option<String>;
-}
-
-impl ContentRange for aws_sdk_s3::operation::get_object::GetObjectOutput {
-    fn range(&self) -> Option<String> {
-        self.content_range().map(str::to_owned)
-    }
-}
-
-impl ContentRange for aws_sdk_s3::operation::head_object::HeadObjectOutput {
-    fn range(&self) -> Option<String> {
-        None
-    }
-}
-
-macro_rules! content_range {
-    ($out:expr) => {
-        ContentRange::range($out)
-    };
-}
-use content_range;
 
 /// An [`ObjectHead`] from the headers of a raw `GET` response: the same fields, parsed the same way, as
 /// `object_head!` takes from the SDK's output.
