@@ -205,6 +205,43 @@ impl Cipher {
         }
     }
 
+    /// Seals chunk `chunk` of the object whose file nonce is `nonce` in place: `sealed` is the chunk's
+    /// place in the encrypted object, [`TAG_SIZE`] bytes of room for the tag followed by the plaintext
+    /// (1 to [`CHUNK_SIZE`] bytes); afterwards it holds tag + ciphertext, exactly the stored chunk. For
+    /// streams that build each stored chunk in one buffer: no second copy of the data.
+    ///
+    /// # Errors
+    /// [`Error::TruncatedChunk`] when `sealed` holds no plaintext byte or more than one chunk.
+    pub fn seal_chunk_in_place(&self, nonce: &Nonce, chunk: u64, sealed: &mut [u8]) -> Result<()> {
+        if sealed.len() <= TAG_SIZE || sealed.len() > ENCRYPTED_CHUNK_SIZE {
+            return Err(Error::TruncatedChunk { chunk, len: sealed.len() });
+        }
+        let (tag, body) = sealed.split_at_mut(TAG_SIZE);
+        tag.copy_from_slice(&secretbox::seal(self.key().data_key(), nonce.add(chunk).as_bytes(), body));
+        Ok(())
+    }
+
+    /// Opens stored chunk `chunk` (tag + ciphertext, as read) of the object whose file nonce is `nonce` in
+    /// place: afterwards `sealed[TAG_SIZE..]` holds the plaintext. Nothing is decrypted unless the tag is
+    /// authentic, so on error `sealed` still holds what was read.
+    ///
+    /// # Errors
+    /// [`Error::TruncatedChunk`] when `sealed` has no data byte or is longer than a chunk,
+    /// [`Error::Authentication`] when the tag does not authenticate it (wrong key, damaged data, or a chunk
+    /// of another object or place).
+    pub fn open_chunk_in_place(&self, nonce: &Nonce, chunk: u64, sealed: &mut [u8]) -> Result<()> {
+        if sealed.len() <= TAG_SIZE || sealed.len() > ENCRYPTED_CHUNK_SIZE {
+            return Err(Error::TruncatedChunk { chunk, len: sealed.len() });
+        }
+        let (tag, body) = sealed.split_at_mut(TAG_SIZE);
+        let tag: &[u8; TAG_SIZE] = (&*tag).try_into().map_err(|_| Error::TruncatedChunk { chunk, len: 0 })?;
+        if secretbox::open(self.key().data_key(), nonce.add(chunk).as_bytes(), tag, body) {
+            Ok(())
+        } else {
+            Err(Error::Authentication { chunk })
+        }
+    }
+
     /// Encrypts `plaintext` as chunks `first_chunk, first_chunk + 1, …` of the object whose file nonce is
     /// `nonce`, appending tag + ciphertext of each to `out` (no header).
     ///
@@ -380,8 +417,53 @@ pub(crate) fn decrypted_len(sealed: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{ChunkRange, Nonce, decrypted_size, encrypted_size};
-    use crate::Error;
+    use super::{
+        CHUNK_SIZE, ChunkRange, ENCRYPTED_CHUNK_SIZE, Nonce, TAG_SIZE, decrypted_size, encrypted_size,
+    };
+    use crate::{Cipher, Error};
+
+    #[test]
+    fn chunks_sealed_and_opened_in_place_are_the_stored_chunks() {
+        let cipher = Cipher::new("in place", "salt").unwrap();
+        let nonce = Nonce::from_bytes([7; 24]);
+        let plain: Vec<u8> = (0..CHUNK_SIZE * 2 + 100).map(|i| (i % 251) as u8).collect();
+        let mut want = Vec::new();
+        cipher.encrypt_chunks(&nonce, 3, &plain, &mut want);
+        let mut got = Vec::new();
+        for (i, piece) in plain.chunks(CHUNK_SIZE).enumerate() {
+            let mut sealed = vec![0; TAG_SIZE];
+            sealed.extend_from_slice(piece);
+            cipher.seal_chunk_in_place(&nonce, 3 + i as u64, &mut sealed).unwrap();
+            got.extend_from_slice(&sealed);
+        }
+        assert_eq!(got, want);
+        for (i, stored) in want.chunks(ENCRYPTED_CHUNK_SIZE).enumerate() {
+            let mut sealed = stored.to_vec();
+            cipher.open_chunk_in_place(&nonce, 3 + i as u64, &mut sealed).unwrap();
+            assert_eq!(
+                &sealed[TAG_SIZE..],
+                &plain[i * CHUNK_SIZE..(i * CHUNK_SIZE + sealed.len() - TAG_SIZE)]
+            );
+        }
+        // A chunk opened at another place, or damaged, stays as read.
+        let mut moved = want[..ENCRYPTED_CHUNK_SIZE].to_vec();
+        assert!(matches!(
+            cipher.open_chunk_in_place(&nonce, 4, &mut moved),
+            Err(Error::Authentication { chunk: 4 })
+        ));
+        assert_eq!(moved, want[..ENCRYPTED_CHUNK_SIZE]);
+        for len in [0, TAG_SIZE, ENCRYPTED_CHUNK_SIZE + 1] {
+            let mut odd = vec![0; len];
+            assert!(matches!(
+                cipher.open_chunk_in_place(&nonce, 0, &mut odd),
+                Err(Error::TruncatedChunk { .. })
+            ));
+            assert!(matches!(
+                cipher.seal_chunk_in_place(&nonce, 0, &mut odd),
+                Err(Error::TruncatedChunk { .. })
+            ));
+        }
+    }
 
     #[test]
     fn nonce_add_carries_like_rclone() {
