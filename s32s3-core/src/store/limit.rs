@@ -30,8 +30,16 @@ impl Limits {
         }
     }
 
-    /// Reserves `bytes` of the memory budget (at most the whole budget, so one huge object still runs).
+    /// Whether `bytes` fit in the memory budget at all.
+    pub(crate) fn fits(&self, bytes: u64) -> bool {
+        bytes.div_ceil(1024) <= u64::from(self.memory_kib)
+    }
+
+    /// Reserves `bytes` of the memory budget. Whatever holds object data sizes itself to fit the budget
+    /// ([`Limits::fits`]): a stream holds a few chunks, a part holds its plaintext only when it fits. Asking
+    /// for more than the whole budget is a bug (caught in debug builds); it is clamped to the whole budget.
     pub(crate) async fn memory(&self, bytes: u64) -> SemaphorePermit<'_> {
+        debug_assert!(self.fits(bytes), "{bytes} bytes is more than the whole memory budget");
         let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.memory_kib);
         self.memory.acquire_many(kib).await.expect("the memory semaphore is never closed")
     }

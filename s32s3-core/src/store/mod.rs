@@ -16,6 +16,7 @@
 //! would carry a type parameter (or box every request's future) for a second backend nobody needs yet;
 //! when one comes, [`Store`]'s methods are the trait to extract.
 
+pub mod body;
 pub(crate) mod limit;
 pub mod metrics;
 pub mod retry;
@@ -23,6 +24,7 @@ pub mod s3;
 
 use std::collections::BTreeMap;
 
+pub use body::{BodyReceiver, BodySender, RangeReader, body_channel};
 pub use metrics::RequestCounter;
 pub use retry::RetryPolicy;
 pub use s3::{LifecycleRule, Store};
@@ -196,7 +198,7 @@ pub struct Upload {
 }
 
 /// One entry of a version listing.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VersionItem {
     /// The key (URL-decoded).
     pub key: String,

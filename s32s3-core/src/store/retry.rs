@@ -57,21 +57,54 @@ impl RetryPolicy {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let started = tokio::time::Instant::now();
-        let mut attempt = 0;
+        let mut retrier = self.retrier();
         loop {
-            attempt += 1;
             match op().await {
-                Err(err) if err.is_temporary() && attempt < self.attempts => {
-                    let wait = self.backoff(attempt);
-                    if started.elapsed() + wait > self.max_elapsed {
-                        return Err(err);
-                    }
-                    tracing::debug!("attempt {attempt} failed, retrying in {wait:?}: {err}");
-                    tokio::time::sleep(wait).await;
-                }
+                Err(err) if retrier.wait(&err).await => {}
                 result => return result,
             }
+        }
+    }
+
+    /// The attempts of one unit of work, for callers whose unit is not one closure: a read that resumes
+    /// where its body broke off, a part upload fed by a stream.
+    #[must_use]
+    pub fn retrier(&self) -> Retrier {
+        Retrier { policy: *self, started: tokio::time::Instant::now(), attempt: 0 }
+    }
+}
+
+/// The state of one unit of work under a [`RetryPolicy`]: how many attempts failed, since when.
+#[derive(Debug)]
+pub struct Retrier {
+    policy: RetryPolicy,
+    started: tokio::time::Instant,
+    attempt: u32,
+}
+
+impl Retrier {
+    /// After a failed attempt: `true` once the backoff has been waited out, when `err` is temporary and
+    /// attempts and time remain; `false` when the failure is final.
+    pub async fn wait(&mut self, err: &crate::error::Error) -> bool {
+        self.attempt += 1;
+        if !err.is_temporary() || self.attempt >= self.policy.attempts {
+            return false;
+        }
+        let wait = self.policy.backoff(self.attempt);
+        if self.started.elapsed() + wait > self.policy.max_elapsed {
+            return false;
+        }
+        tracing::debug!("attempt {} failed, retrying in {wait:?}: {err}", self.attempt);
+        tokio::time::sleep(wait).await;
+        true
+    }
+
+    /// The work made progress (a resumed read got bytes): failures count afresh from here, so a long read
+    /// survives any number of breaks as long as each resumption moves it forward.
+    pub fn progressed(&mut self) {
+        if self.attempt > 0 {
+            self.attempt = 0;
+            self.started = tokio::time::Instant::now();
         }
     }
 }

@@ -29,6 +29,7 @@ use crate::error::{S3Error, S3ErrorKind, Side, classify};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
+use super::body::{BodyReceiver, ChannelBody, ObjectBody, RangeReader};
 use super::{
     CompletedPart, ContentHeaders, ObjectAttrs, ObjectHead, ObjectInfo, ReadOptions, RequestCounter, Upload,
     VersionItem, WriteCondition, Written,
@@ -511,7 +512,8 @@ impl Store {
         }
     }
 
-    /// Reads a small object whole (`GET` with `If-Match: etag`): its headers and body.
+    /// Reads a small object whole (`GET`, `read` saying which version, or `If-Match` on the current one):
+    /// its headers and body.
     ///
     /// For objects of a few KiB the SDK's per-request machinery (interceptors, endpoint rules, config
     /// layers, header conversions) costs more CPU than moving and encrypting the bytes; this path signs
@@ -525,17 +527,23 @@ impl Store {
         &self,
         bucket: &str,
         key: &str,
-        if_match: &str,
+        read: ReadOptions<'_>,
         size: u64,
     ) -> Result<(ObjectHead, Bytes)> {
-        let Some(url) = self.object_url(bucket, key) else {
-            return self.get(bucket, key, ReadOptions::if_match(if_match), None, size).await;
+        let Some(mut url) = self.object_url(bucket, key) else {
+            return self.get(bucket, key, read, None, size).await;
         };
+        if let Some(version) = read.version_id {
+            url.push_str("?versionId=");
+            url.push_str(&uri_encode(version));
+        }
         let place = Place { operation: "GetObject", bucket, key: Some(key) };
         let (headers, body) = self
             .raw(&place, || {
                 let mut headers = http::HeaderMap::new();
-                headers.insert(http::header::IF_MATCH, header_value(if_match)?);
+                if let Some(etag) = read.if_match {
+                    headers.insert(http::header::IF_MATCH, header_value(etag)?);
+                }
                 self.sign(&reqwest::Method::GET, &url, &mut headers, SignableBody::Bytes(&[]))?;
                 Ok(self.http.get(&url).headers(headers))
             })
@@ -633,6 +641,112 @@ impl Store {
         buffer: impl Fn() -> bytes::BytesMut,
     ) -> Result<Bytes> {
         Ok(self.get_bytes(bucket, key, read, range, buffer).await?.1)
+    }
+
+    /// One `GET` (of the bytes `range` = `(first, last)` when given), a single attempt: the answer's
+    /// headers, and its body as it arrives. [`Store::read_range`] resumes and retries around it.
+    ///
+    /// # Errors
+    /// S3 failures, classified.
+    pub async fn open_read(
+        &self,
+        bucket: &str,
+        key: &str,
+        read: ReadOptions<'_>,
+        range: Option<(u64, u64)>,
+    ) -> Result<(ObjectHead, ObjectBody)> {
+        let mut out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(read.version_id.map(str::to_owned))
+            .set_if_match(read.if_match.map(str::to_owned))
+            .set_range(range.map(|(first, last)| format!("bytes={first}-{last}")))
+            .send()
+            .await
+            .map_err(|e| self.err("GetObject", bucket, Some(key), e))?;
+        let stream = std::mem::take(&mut out.body);
+        let head = object_head!(&out, out.content_range().map(str::to_owned));
+        Ok((head, ObjectBody { stream, side: self.side, bucket: bucket.to_owned(), key: key.to_owned() }))
+    }
+
+    /// Bytes `range` of an object, in order as they arrive, each exactly once: a body that breaks off is
+    /// resumed from the first byte not yet read (see [`RangeReader`]). Nothing is sent until the reader
+    /// is first read.
+    #[must_use]
+    pub fn read_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        read: ReadOptions<'_>,
+        range: std::ops::Range<u64>,
+    ) -> RangeReader {
+        RangeReader::new(self, bucket, key, read, range.start, range.end)
+    }
+
+    /// Uploads part `number` of an upload from `body`, as its producer feeds it (payload not signed, as in
+    /// [`Store::upload_part`]). One attempt: a stream cannot be sent twice, so the caller retries the
+    /// part with a new body.
+    ///
+    /// # Errors
+    /// S3 failures, classified; a body that ends short fails the request (nothing is stored).
+    pub async fn upload_part_stream(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: BodyReceiver,
+        content_md5: Option<String>,
+    ) -> Result<CompletedPart> {
+        let len = i64::try_from(body.len()).unwrap_or(i64::MAX);
+        let out = self
+            .client
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .content_length(len)
+            .set_content_md5(content_md5)
+            .body(ByteStream::from_body_1_x(ChannelBody::from(body)))
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(|e| self.err("UploadPart", bucket, Some(key), e))?;
+        Ok(CompletedPart { number, etag: out.e_tag().map(str::to_owned) })
+    }
+
+    /// Writes a whole object from `body`, as its producer feeds it (payload not signed: the caller checks
+    /// its data end to end). One attempt: the caller retries with a new body.
+    ///
+    /// # Errors
+    /// S3 failures, classified; a body that ends short fails the request (nothing is stored).
+    pub async fn put_stream(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: BodyReceiver,
+        attrs: &ObjectAttrs,
+    ) -> Result<Written> {
+        let len = i64::try_from(body.len()).unwrap_or(i64::MAX);
+        let request = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_length(len)
+            .set_content_md5(attrs.content_md5.clone())
+            .body(ByteStream::from_body_1_x(ChannelBody::from(body)));
+        let out = with_attrs!(request, attrs)
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(|e| self.err("PutObject", bucket, Some(key), e))?;
+        Ok(Written { version_id: out.version_id().map(str::to_owned), etag: out.e_tag().map(str::to_owned) })
     }
 
     /// [`Store::get`] of the current version, `None` when there is no such object.
@@ -1274,7 +1388,7 @@ async fn read_body_into(
 }
 
 /// A response body that broke off: temporary (the read is retried).
-fn body_error(
+pub(super) fn body_error(
     side: Side,
     operation: &'static str,
     bucket: &str,
