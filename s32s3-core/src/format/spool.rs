@@ -129,7 +129,8 @@ impl<T: DeserializeOwned> Iterator for SpoolReader<'_, T> {
 
 /// Items in any order in; out in the byte order of a string key, as often as needed, with memory bounded
 /// however many there are: up to `run_len` items are sorted in memory, beyond that sorted runs spill to
-/// spool files and are merged. Of items with equal keys the first pushed is kept.
+/// spool files and are merged. The sort is stable; of items with equal keys only the first pushed is kept,
+/// unless [`ExternalSort::keeping_duplicates`].
 #[derive(Debug)]
 pub struct ExternalSort<T> {
     dir: std::path::PathBuf,
@@ -137,13 +138,28 @@ pub struct ExternalSort<T> {
     runs: Vec<Spool<T>>,
     run_len: usize,
     key: fn(&T) -> &str,
+    duplicates: bool,
 }
 
 impl<T: Serialize + DeserializeOwned> ExternalSort<T> {
     /// A sorter by `key`, spilling into `dir` after `run_len` items.
     #[must_use]
     pub fn new(dir: &Path, run_len: usize, key: fn(&T) -> &str) -> Self {
-        Self { dir: dir.to_owned(), buffer: Vec::new(), runs: Vec::new(), run_len: run_len.max(1), key }
+        Self {
+            dir: dir.to_owned(),
+            buffer: Vec::new(),
+            runs: Vec::new(),
+            run_len: run_len.max(1),
+            key,
+            duplicates: false,
+        }
+    }
+
+    /// Keeps every item of equal keys, in the order they were pushed (e.g. all versions of a key).
+    #[must_use]
+    pub fn keeping_duplicates(mut self) -> Self {
+        self.duplicates = true;
+        self
     }
 
     /// Adds one item.
@@ -180,7 +196,7 @@ impl<T: Serialize + DeserializeOwned> ExternalSort<T> {
         }
         let key = self.key;
         self.buffer.sort_by(|a, b| key(a).cmp(key(b)));
-        Ok(SortedItems { memory: self.buffer, runs: self.runs, key })
+        Ok(SortedItems { memory: self.buffer, runs: self.runs, key, duplicates: self.duplicates })
     }
 }
 
@@ -190,10 +206,11 @@ pub struct SortedItems<T> {
     memory: Vec<T>,
     runs: Vec<Spool<T>>,
     key: fn(&T) -> &str,
+    duplicates: bool,
 }
 
 impl<T: Serialize + DeserializeOwned + Clone> SortedItems<T> {
-    /// The items in key order, each key once (the first pushed).
+    /// The items in key order: each key once (the first pushed), or every item when duplicates are kept.
     ///
     /// # Errors
     /// [`Error::Io`] when a spilled run cannot be read.
@@ -217,7 +234,7 @@ impl<T: Serialize + DeserializeOwned + Clone> SortedItems<T> {
             }
             Source::Merge { readers, heads, heap }
         };
-        Ok(SortedItemsIter { source, last: None, key })
+        Ok(SortedItemsIter { source, last: None, key, duplicates: self.duplicates })
     }
 }
 
@@ -238,6 +255,7 @@ pub struct SortedItemsIter<'a, T> {
     source: Source<'a, T>,
     last: Option<String>,
     key: fn(&T) -> &str,
+    duplicates: bool,
 }
 
 impl<T: DeserializeOwned + Clone> SortedItemsIter<'_, T> {
@@ -265,6 +283,7 @@ impl<T: DeserializeOwned + Clone> Iterator for SortedItemsIter<'_, T> {
             match self.next_raw() {
                 Err(e) => return Some(Err(e)),
                 Ok(None) => return None,
+                Ok(Some(item)) if self.duplicates => return Some(Ok(item)),
                 Ok(Some(item)) => {
                     let key = (self.key)(&item);
                     if self.last.as_deref() == Some(key) {
@@ -298,5 +317,25 @@ mod tests {
         let items: Vec<_> = spool.reader().unwrap().map(|r| r.unwrap().1).collect();
         assert_eq!(items, vec![1, 2, 3]);
         assert_eq!(spool.len(), 3);
+    }
+
+    #[test]
+    fn duplicates_are_kept_in_push_order_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let pushed = [("b", 1), ("a", 2), ("b", 3), ("a", 4), ("c", 5), ("b", 6), ("a", 7)];
+        for run_len in [2, 3, 100] {
+            let mut sort = ExternalSort::new(dir.path(), run_len, |i: &(String, u32)| i.0.as_str());
+            let mut kept =
+                ExternalSort::new(dir.path(), run_len, |i: &(String, u32)| i.0.as_str()).keeping_duplicates();
+            for (k, v) in pushed {
+                sort.push((k.to_owned(), v)).unwrap();
+                kept.push((k.to_owned(), v)).unwrap();
+            }
+            let values = |s: ExternalSort<(String, u32)>| -> Vec<u32> {
+                s.finish().unwrap().iter().unwrap().map(|i| i.unwrap().1).collect()
+            };
+            assert_eq!(values(sort), [2, 1, 5], "run length {run_len}");
+            assert_eq!(values(kept), [2, 4, 7, 1, 3, 6, 5], "run length {run_len}");
+        }
     }
 }
