@@ -97,6 +97,7 @@ impl Repository {
     pub(crate) fn transfer_run(&self, limits: &Arc<Limits>, cancel: &CancellationToken) -> TransferRun {
         TransferRun {
             cipher: self.cipher.clone(),
+            chunks: Arc::default(),
             options: self.config.transfer.clone(),
             limits: Arc::clone(limits),
             progress: Arc::clone(&self.progress),

@@ -16,24 +16,25 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use s32s3_minio_admin::{AdminClient, Probe};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::bucket_config::{SUBRESOURCES, Subresource};
-use crate::engine::listing::{Listed, SortedListing, list_into};
+use crate::engine::listing::{Listed, RUN_LEN, SortedListing, list_into};
 use crate::engine::plan::PreviousEntries;
+use crate::engine::stream::{STREAM_MEMORY, sha256_of};
 use crate::engine::transfer::{RestoreItem, Restorer};
 use crate::error::S3ErrorKind;
 use crate::error::{Error, Result};
 use crate::format::destination;
 use crate::format::manifest::{BucketRecord, Entry, Header, Totals};
 use crate::format::snapshots::Selector;
+use crate::format::spool::{ExternalSort, SortedItems};
 use crate::options::RunConfig;
 use crate::progress::{Event, Outcome, Progress};
 use crate::repo::Repository;
-use crate::store::ReadOptions;
 use crate::store::limit::Limits;
+use crate::store::{ReadOptions, VersionItem};
 pub use crate::summary::{Failure, RestoreMode, RestoreSummary};
 
 /// Where a restored bucket comes from and goes to.
@@ -274,8 +275,7 @@ impl RestoreRun<'_> {
             if !self.job.dry_run && !self.prepare_bucket(record, target, object_lock).await? {
                 continue;
             }
-            let items: Vec<Entry> = entries.entries(&record.name)?.collect::<Result<_>>()?;
-            self.data(target, object_lock, items, false).await?;
+            self.data(target, object_lock, entries.entries(&record.name)?, false).await?;
             if !self.job.dry_run {
                 self.quota(quotas.as_ref(), &record.name, target).await;
                 if self.job.bucket_config {
@@ -542,17 +542,24 @@ impl RestoreRun<'_> {
     }
 
     /// Restores `entries` (one bucket, sorted by key) into `target`; `from_rclone`: they come from the
-    /// version listing of a backup rclone made (no SHA-256, no metadata but the stored mtime).
+    /// version listing of a backup rclone made (no SHA-256, no metadata but the stored mtime). Entries are
+    /// merge-joined with the target's sorted listing and restored as they come, so memory does not grow
+    /// with the number of objects.
     async fn data(
         &mut self,
         target: &str,
         object_lock: bool,
-        entries: Vec<Entry>,
+        entries: impl Iterator<Item = Result<Entry>>,
         from_rclone: bool,
     ) -> Result<()> {
+        let cx = self.cx;
         let prefix = self.job.prefix.clone().unwrap_or_default();
-        let entries: Vec<Entry> = entries.into_iter().filter(|e| e.key.starts_with(&prefix)).collect();
-        let found = self.present(target, &prefix, entries).await?;
+        let mut present = SortedListing::new(cx.work.path());
+        if self.existing_buckets.iter().any(|b| b == target) {
+            list_into(&cx.source, target, (!prefix.is_empty()).then_some(prefix.as_str()), &mut present)
+                .await?;
+        }
+        let mut present = present.finish()?;
         let restorer = self.restorer();
         let job = ObjectJob {
             restorer: &restorer,
@@ -561,47 +568,20 @@ impl RestoreRun<'_> {
             from_rclone,
             dry_run: self.job.dry_run,
             overwrite: self.job.overwrite,
-            now: self.cx.now(),
+            now: cx.now(),
         };
-        let results: Vec<(Entry, Result<Decision>)> = futures::stream::iter(found)
-            .map(|(entry, listed)| job.one(entry, listed))
-            .buffer_unordered(self.cx.config.transfer.transfers * 2)
-            .collect()
-            .await;
-        for (entry, result) in results {
+        let wanted = entries.filter(|e| e.as_ref().is_ok_and(|e| e.key.starts_with(&prefix)) || e.is_err());
+        let mut results = futures::stream::iter(WithListed::new(wanted, present.iter()?))
+            .map(|paired| async {
+                let (entry, listed) = paired?;
+                Ok::<_, Error>(job.one(entry, listed).await)
+            })
+            .buffer_unordered(cx.config.transfer.transfers * 2);
+        while let Some(done) = results.next().await {
+            let (entry, result) = done?;
             self.record(target, &entry, result)?;
         }
         Ok(())
-    }
-
-    /// Pairs each entry with what the target already holds under its key: one listing (sorted like the
-    /// entries) instead of a request per object.
-    async fn present(
-        &self,
-        target: &str,
-        prefix: &str,
-        entries: Vec<Entry>,
-    ) -> Result<Vec<(Entry, Option<Listed>)>> {
-        let cx = self.cx;
-        let mut sorter = SortedListing::new(cx.work.path());
-        if self.existing_buckets.iter().any(|b| b == target) {
-            list_into(&cx.source, target, (!prefix.is_empty()).then_some(prefix), &mut sorter).await?;
-        }
-        let mut present = sorter.finish()?;
-        let mut paired = Vec::with_capacity(entries.len());
-        let mut listed = present.iter()?.peekable();
-        for entry in entries {
-            while listed.peek().is_some_and(|l| l.as_ref().is_ok_and(|l| l.key < entry.key)) {
-                listed.next();
-            }
-            let found = match listed.peek() {
-                Some(Ok(l)) if l.key == entry.key => Some(l.clone()),
-                Some(Err(_)) => return Err(listed.next().expect("peeked").expect_err("peeked an error")),
-                _ => None,
-            };
-            paired.push((entry, found));
-        }
-        Ok(paired)
     }
 
     fn restorer(&self) -> Restorer {
@@ -611,7 +591,6 @@ impl RestoreRun<'_> {
             backup: cx.dest.clone(),
             backup_bucket: cx.bucket().to_owned(),
             target: cx.source.clone(),
-            buffers: Arc::default(),
         }
     }
 
@@ -658,8 +637,8 @@ impl RestoreRun<'_> {
         };
         self.summary.point_in_time = Some(at.map_or_else(|| "latest".into(), crate::clock::format_rfc3339));
         cx.progress.event(&Event::Phase("listing the versions of the rclone backup"));
-        let versions = chosen_versions(cx, at).await?;
-        if versions.is_empty() {
+        let (mut sorted, buckets) = self.rclone_entries(at).await?;
+        if buckets.is_empty() {
             return Err(Error::NoSnapshot(match at {
                 Some(at) => format!(
                     "{} holds no object version at or before {}",
@@ -669,8 +648,69 @@ impl RestoreRun<'_> {
                 None => format!("{} holds no objects", cx.location()),
             }));
         }
-        let mut by_bucket: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
-        for (stored_key, version_id, stored_size) in versions {
+        let wanted: BTreeMap<String, String> = if self.job.buckets.is_empty() {
+            buckets.iter().map(|b| (b.clone(), b.clone())).collect()
+        } else {
+            self.job.buckets.iter().map(|m| (m.from.clone(), m.to.clone())).collect()
+        };
+        if let Some(from) = wanted.keys().find(|b| !buckets.contains(*b)) {
+            return Err(Error::Config {
+                field: "bucket".into(),
+                reason: format!("the rclone backup in {} has no bucket {from:?}", cx.location()),
+            });
+        }
+        let mut entries = sorted.iter()?.map(|k| k.map(|k| k.entry)).peekable();
+        while let Some(next) = entries.peek() {
+            let bucket = match next {
+                Ok(entry) => entry.bucket.clone(),
+                Err(_) => return Err(entries.next().expect("peeked").expect_err("peeked an error")),
+            };
+            let group = BucketEntries { entries: &mut entries, bucket: &bucket };
+            let Some(to) = wanted.get(&bucket) else {
+                group.for_each(drop);
+                continue;
+            };
+            self.summary.buckets.push(to.clone());
+            if !self.job.dry_run && !self.existing_buckets.contains(to) {
+                let record = BucketRecord { name: bucket.clone(), ..Default::default() };
+                if !self.prepare_bucket(&record, to, false).await? {
+                    group.for_each(drop);
+                    continue;
+                }
+            }
+            self.data(to, false, group, true).await?;
+        }
+        Ok(())
+    }
+
+    /// The objects of a backup rclone made, as of `at`, sorted by (bucket, key) on disk, and the buckets
+    /// they are in. Versions are spilled to disk and sorted by stored key (keeping the server's order
+    /// within a key), so memory does not grow with the number of objects or versions.
+    async fn rclone_entries(
+        &mut self,
+        at: Option<OffsetDateTime>,
+    ) -> Result<(SortedItems<Keyed>, std::collections::BTreeSet<String>)> {
+        let cx = self.cx;
+        let mut versions =
+            ExternalSort::new(cx.work.path(), RUN_LEN, |v: &VersionItem| v.key.as_str()).keeping_duplicates();
+        let meta = cx.layout.meta("");
+        let mut spilled = Ok(());
+        cx.dest
+            .list_versions_in_order(cx.bucket(), Some(cx.layout.root()), |v| {
+                let skip = v.key.starts_with(&meta)
+                    || v.key.ends_with('/')
+                    || at.is_some_and(|at| v.last_modified > at);
+                if !skip && spilled.is_ok() {
+                    spilled = versions.push(v);
+                }
+            })
+            .await?;
+        spilled?;
+        let mut versions = versions.finish()?;
+        let mut objects = ExternalSort::new(cx.work.path(), RUN_LEN, |k: &Keyed| k.sort_key.as_str());
+        let mut buckets = std::collections::BTreeSet::new();
+        let mut listed = versions.iter()?.peekable();
+        while let Some((stored_key, version_id, stored_size)) = chosen_version(&mut listed)? {
             let Ok((bucket, key)) = cx.layout.decrypt_data_key(&stored_key) else {
                 self.note(format!("skipping {stored_key}: the name does not decrypt (not written by rclone crypt with this password)"));
                 continue;
@@ -682,38 +722,79 @@ impl RestoreRun<'_> {
                     continue;
                 }
             };
-            by_bucket.entry(bucket.clone()).or_default().push(Entry {
-                bucket,
-                key,
-                size,
-                stored_key,
-                version_id,
-                ..Default::default()
-            });
+            buckets.insert(bucket.clone());
+            let sort_key = format!("{bucket}\0{key}");
+            let entry = Entry { bucket, key, size, stored_key, version_id, ..Default::default() };
+            objects.push(Keyed { sort_key, entry })?;
         }
-        let wanted: Vec<(String, String)> = if self.job.buckets.is_empty() {
-            by_bucket.keys().map(|b| (b.clone(), b.clone())).collect()
-        } else {
-            self.job.buckets.iter().map(|m| (m.from.clone(), m.to.clone())).collect()
+        Ok((objects.finish()?, buckets))
+    }
+}
+
+/// An entry sorted by (bucket, key): `bucket \0 key` orders like the pair (a bucket name has no NUL).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct Keyed {
+    sort_key: String,
+    entry: Entry,
+}
+
+/// The entries of one bucket at the front of a sorted stream.
+struct BucketEntries<'a, I: Iterator<Item = Result<Entry>>> {
+    entries: &'a mut std::iter::Peekable<I>,
+    bucket: &'a str,
+}
+
+impl<I: Iterator<Item = Result<Entry>>> Iterator for BucketEntries<'_, I> {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        match self.entries.peek()? {
+            Ok(entry) if entry.bucket != self.bucket => None,
+            _ => self.entries.next(),
+        }
+    }
+}
+
+/// Pairs each entry (sorted by key) with what the target's listing (sorted the same way) holds under its
+/// key: one listing instead of a request per object.
+struct WithListed<E: Iterator, L: Iterator> {
+    entries: E,
+    listed: std::iter::Peekable<L>,
+}
+
+impl<E, L> WithListed<E, L>
+where
+    E: Iterator<Item = Result<Entry>>,
+    L: Iterator<Item = Result<Listed>>,
+{
+    fn new(entries: E, listed: L) -> Self {
+        Self { entries, listed: listed.peekable() }
+    }
+}
+
+impl<E, L> Iterator for WithListed<E, L>
+where
+    E: Iterator<Item = Result<Entry>>,
+    L: Iterator<Item = Result<Listed>>,
+{
+    type Item = Result<(Entry, Option<Listed>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let entry = match self.entries.next()? {
+            Ok(entry) => entry,
+            Err(e) => return Some(Err(e)),
         };
-        for (from, to) in wanted {
-            let Some(mut entries) = by_bucket.remove(&from) else {
-                return Err(Error::Config {
-                    field: "bucket".into(),
-                    reason: format!("the rclone backup in {} has no bucket {from:?}", cx.location()),
-                });
-            };
-            entries.sort_by(|a, b| a.key.cmp(&b.key));
-            self.summary.buckets.push(to.clone());
-            if !self.job.dry_run && !self.existing_buckets.contains(&to) {
-                let record = BucketRecord { name: from.clone(), ..Default::default() };
-                if !self.prepare_bucket(&record, &to, false).await? {
-                    continue;
-                }
-            }
-            self.data(&to, false, entries, true).await?;
+        while self.listed.peek().is_some_and(|l| l.as_ref().is_ok_and(|l| l.key < entry.key)) {
+            self.listed.next();
         }
-        Ok(())
+        let found = match self.listed.peek() {
+            Some(Ok(l)) if l.key == entry.key => Some(l.clone()),
+            Some(Err(_)) => {
+                return Some(Err(self.listed.next().expect("peeked").expect_err("peeked an error")));
+            }
+            _ => None,
+        };
+        Some(Ok((entry, found)))
     }
 }
 
@@ -802,8 +883,12 @@ async fn same_object(
     if entry.sha256.is_empty() {
         return Ok(false);
     }
-    let (_, body) = restorer.target.get(bucket, &entry.key, ReadOptions::current(), None, entry.size).await?;
-    Ok(hex::encode(Sha256::digest(&body)) == entry.sha256)
+    // Read as it streams: a few chunks in memory, whatever the object's size. If-Match: what is hashed is
+    // the object that was listed.
+    let _memory = restorer.run.limits.memory(STREAM_MEMORY).await;
+    let mut reader =
+        restorer.target.read_range(bucket, &entry.key, ReadOptions::if_match(&listed.etag), 0..entry.size);
+    Ok(sha256_of(&mut reader).await? == entry.sha256)
 }
 
 /// Whether a configuration document says anything (a never-versioned bucket's `<VersioningConfiguration/>`
@@ -822,40 +907,36 @@ fn meaningful(name: &str, doc: &str) -> bool {
     }
 }
 
-/// Per stored key of the backup location, the newest version at or before `at` (all keys when `None`),
-/// unless that version is a delete marker: (key, version id, size). Times are compared at the precision
-/// the server lists them, `at` as given; of versions (and delete markers) with the same time the key's
-/// latest wins, then the one listed first (the newer, in S3's order).
-/// (version id, size) of a version; `None` for a delete marker.
-type Version = Option<(Option<String>, u64)>;
-
-async fn chosen_versions(
-    cx: &Repository,
-    at: Option<OffsetDateTime>,
-) -> Result<Vec<(String, Option<String>, u64)>> {
-    let meta = cx.layout.meta("");
-    let mut chosen: BTreeMap<String, (OffsetDateTime, bool, Version)> = BTreeMap::new();
-    cx.dest
-        .list_versions_in_order(cx.bucket(), Some(cx.layout.root()), |v| {
-            if v.key.starts_with(&meta) || v.key.ends_with('/') || at.is_some_and(|at| v.last_modified > at) {
-                return;
+/// The version to restore of the next stored key in `versions` (sorted by key, each key's versions in the
+/// order the server listed them, all at or before the point in time): the newest, unless that is a delete
+/// marker, which hides the key — then the next key's. `(key, version id, size)`; `None` at the end. Times
+/// compare at the precision the server lists them; of versions (and delete markers) with the same time
+/// the key's latest wins, then the one listed first (the newer, in S3's order).
+fn chosen_version(
+    versions: &mut std::iter::Peekable<impl Iterator<Item = Result<VersionItem>>>,
+) -> Result<Option<(String, Option<String>, u64)>> {
+    while let Some(first) = versions.next().transpose()? {
+        let mut chosen = first;
+        while let Some(Ok(v)) = versions.peek() {
+            if v.key != chosen.key {
+                break;
             }
-            let version = (!v.delete_marker).then_some((v.version_id, v.size));
-            match chosen.get_mut(&v.key) {
-                // Newer, or as new and the latest: of equal times otherwise the one listed first stays.
-                Some(slot)
-                    if v.last_modified > slot.0 || (v.last_modified == slot.0 && v.is_latest && !slot.1) =>
-                {
-                    *slot = (v.last_modified, v.is_latest, version);
-                }
-                Some(_) => {}
-                None => {
-                    chosen.insert(v.key, (v.last_modified, v.is_latest, version));
-                }
+            let v = versions.next().expect("peeked")?;
+            // Newer, or as new and the latest: of equal times otherwise the one listed first stays.
+            if v.last_modified > chosen.last_modified
+                || (v.last_modified == chosen.last_modified && v.is_latest && !chosen.is_latest)
+            {
+                chosen = v;
             }
-        })
-        .await?;
-    Ok(chosen.into_iter().filter_map(|(key, (_, _, v))| v.map(|(id, size)| (key, id, size))).collect())
+        }
+        if let Some(Err(_)) = versions.peek() {
+            return Err(versions.next().expect("peeked").expect_err("peeked an error"));
+        }
+        if !chosen.delete_marker {
+            return Ok(Some((chosen.key, chosen.version_id, chosen.size)));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -12,6 +12,10 @@ use futures::StreamExt as _;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::stream::{
+    ChunkReader, Chunker, STREAM_MEMORY, hex_digest, integrity, open_chunk, read_header, total_size,
+};
+use crate::engine::transfer::TransferRun;
 use crate::error::S3ErrorKind;
 use crate::error::{Error, Result};
 use crate::format::manifest::{Entry, InstanceRefs, ManifestReader, Totals};
@@ -108,12 +112,11 @@ impl Verify {
         cancel: &CancellationToken,
         summary: &mut VerifySummary,
     ) -> Result<()> {
-        let limits = Arc::new(Limits::new(&self.config.transfer));
+        let run = cx.transfer_run(&Arc::new(Limits::new(&self.config.transfer)), cancel);
         let read_data = self.read_data;
         let mut results = futures::stream::iter(reader)
             .map(|entry| {
-                let limits = Arc::clone(&limits);
-                let cancel = cancel.clone();
+                let (run, cancel) = (&run, cancel.clone());
                 async move {
                     let entry = entry?;
                     if cancel.is_cancelled() {
@@ -124,9 +127,9 @@ impl Verify {
                         ReadData::All => true,
                         ReadData::Subset(percent) => sampled(&entry, percent),
                     };
-                    let _transfer = limits.transfer().await;
+                    let _transfer = run.limits.transfer().await;
                     let result =
-                        if read { read_one(cx, &limits, &entry).await } else { head_one(cx, &entry).await };
+                        if read { read_one(cx, run, &entry).await } else { head_one(cx, &entry).await };
                     Ok((entry, read, result))
                 }
             })
@@ -232,42 +235,38 @@ async fn head_one(cx: &Repository, entry: &Entry) -> Result<()> {
     }
 }
 
-async fn read_one(cx: &Repository, limits: &Limits, entry: &Entry) -> Result<()> {
+/// Reads a stored version as it streams (a few chunks in memory, whatever its size): its size, its
+/// header (the nonce the manifest recorded, when it did), every chunk authenticated and decrypted, and the
+/// plaintext's SHA-256 compared with the manifest's.
+async fn read_one(cx: &Repository, run: &TransferRun, entry: &Entry) -> Result<()> {
     let expected = s32s3_crypt::encrypted_size(entry.size);
-    let _memory = limits.memory(expected + entry.size).await;
-    // A read that breaks off is read again (under the policy); only one that keeps failing is reported.
-    let (_, body) = cx
-        .dest
-        .get(
-            cx.bucket(),
-            &entry.stored_key,
-            ReadOptions::version(entry.version_id.as_deref()),
-            None,
-            expected,
-        )
-        .await
-        .map_err(|e| missing_is_bad(cx, entry, e))?;
-    let cipher = cx.cipher.clone();
-    let want = entry.sha256.clone();
-    let size = entry.size;
-    let verdict = tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
-        if body.len() as u64 != expected {
-            return Err(format!("{} bytes, {expected} expected", body.len()));
-        }
-        let plain = cipher.decrypt(&body).map_err(|e| e.to_string())?;
-        if plain.len() as u64 != size {
-            return Err(format!("decrypts to {} bytes, {size} expected", plain.len()));
-        }
-        let got = hex::encode(Sha256::digest(&plain));
-        if got == want { Ok(()) } else { Err(format!("SHA-256 {got} does not match the manifest's {want}")) }
-    })
-    .await
-    .expect("verification does not panic");
-    verdict.map_err(|reason| Error::Integrity {
-        bucket: entry.bucket.clone(),
-        key: entry.key.clone(),
-        reason: format!("{}: {reason}", stored(cx, entry)),
-    })
+    let _memory = run.limits.memory(STREAM_MEMORY).await;
+    let bad =
+        |reason: String| integrity(&entry.bucket, &entry.key, format!("{}: {reason}", stored(cx, entry)));
+    let read = ReadOptions::version(entry.version_id.as_deref());
+    // A read that breaks off resumes where it stopped (under the policy); only one that keeps failing is
+    // reported.
+    let mut reader = cx.dest.read_range(cx.bucket(), &entry.stored_key, read, 0..expected);
+    let head = reader.head().await.map_err(|e| missing_is_bad(cx, entry, e))?;
+    if let Some(total) = total_size(head).filter(|t| *t != expected) {
+        return Err(bad(format!("{total} bytes, {expected} expected")));
+    }
+    let (nonce, rest) = read_header(&mut reader, entry.stored_nonce().as_ref()).await?.map_err(bad)?;
+    let mut chunks = ChunkReader::new(reader, Chunker::sealed(&run.chunks), rest);
+    let (mut sha, mut size, mut index) = (Sha256::new(), 0u64, 0);
+    while let Some(chunk) = chunks.next().await {
+        let plain = open_chunk(&cx.cipher, &nonce, index, chunk?).map_err(bad)?;
+        sha.update(&plain);
+        (size, index) = (size + plain.len() as u64, index + 1);
+    }
+    if size != entry.size {
+        return Err(bad(format!("decrypts to {size} bytes, {} expected", entry.size)));
+    }
+    let got = hex_digest(sha);
+    if got != entry.sha256 {
+        return Err(bad(format!("SHA-256 {got} does not match the manifest's {}", entry.sha256)));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

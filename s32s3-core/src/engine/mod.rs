@@ -6,4 +6,5 @@ pub mod bucket_config;
 pub mod listing;
 pub mod parts;
 pub mod plan;
+pub mod stream;
 pub mod transfer;

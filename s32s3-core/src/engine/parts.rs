@@ -1,17 +1,19 @@
 //! Large objects in parts, for both directions: the part arithmetic, the multipart upload that is
-//! aborted unless completed, the fan-out of parts in parallel with the plaintext hashed in order, and the
-//! buffers a restore reuses from part to part.
+//! aborted unless completed, and the fan-out of parts, each streamed from its producer into its upload,
+//! with the plaintext hashed in object order.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use futures::{StreamExt as _, TryStreamExt as _};
 use s32s3_crypt::{CHUNK_SIZE, encrypted_size};
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
+use tokio::sync::{SemaphorePermit, watch};
 
+use crate::engine::stream::{STREAM_MEMORY, Sink, content_md5, streamed};
 use crate::error::Result;
 use crate::error::S3ErrorKind;
+use crate::store::limit::Limits;
 use crate::store::{CompletedPart, ObjectAttrs, Store, Written};
 
 /// S3's limit on parts per multipart upload.
@@ -65,7 +67,28 @@ fn parts_of(size: u64, part_size: u64) -> impl Iterator<Item = Part> {
     })
 }
 
-/// How an object is uploaded in parts.
+/// Which way a part's bytes go: sealed into the backup (the body is the part's stored chunks, and part 0
+/// also the crypt header) or opened out of it (the body is the plaintext).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Backup: plaintext in, stored chunks out.
+    Seal,
+    /// Restore: stored chunks in, plaintext out.
+    Open,
+}
+
+impl Direction {
+    /// The length of a part's request body.
+    fn body_len(self, part: Part) -> u64 {
+        match self {
+            Self::Seal => part.encrypted_len(),
+            Self::Open => part.len,
+        }
+    }
+}
+
+/// How an object is uploaded in parts: each part a stream from its producer into its upload, so a part
+/// holds memory only for what it must keep until the object's hash reaches it.
 pub(crate) struct PartsPlan<'a> {
     pub(crate) store: &'a Store,
     pub(crate) bucket: &'a str,
@@ -77,35 +100,45 @@ pub(crate) struct PartsPlan<'a> {
     pub(crate) part_size: u64,
     /// Parts in flight at once.
     pub(crate) concurrency: usize,
+    /// The run's limits: each part's stream, and the plaintext a part holds for the hash, come out of the
+    /// memory budget.
+    pub(crate) limits: &'a Limits,
+    pub(crate) direction: Direction,
+    /// The plaintext is hashed (SHA-256, in object order) as the parts go.
+    pub(crate) hashed: bool,
+    /// Each part is sent with its `Content-MD5` (S3 requires it in buckets with object lock), which a first
+    /// pass over the part computes.
+    pub(crate) content_md5: bool,
 }
 
-/// What an upload in parts did once every part was uploaded: the plaintext's SHA-256 and how the
-/// completion went (a failed completion has aborted the upload; its answer may still have been lost after
-/// the object was stored, which the caller resolves).
+/// What an upload in parts did once every part was uploaded: the plaintext's SHA-256 (when hashed) and how
+/// the completion went (a failed completion has aborted the upload; its answer may still have been lost
+/// after the object was stored, which the caller resolves).
 pub(crate) struct PartsDone {
-    pub(crate) sha256: String,
+    pub(crate) sha256: Option<String>,
     pub(crate) completed: Result<Written>,
 }
 
 impl PartsPlan<'_> {
-    /// Starts a multipart upload, runs `upload(part, upload_id, hasher)` for every part (at most
-    /// `concurrency` at once; each hands its plaintext to the hasher), lets `check` see the object's
-    /// SHA-256, and completes the upload. Any failure before the completion aborts the upload and is
-    /// returned as the error.
+    /// Starts a multipart upload, streams every part (at most `concurrency` at once) from
+    /// `produce(part, hash, sink)` into its upload, lets `check` see the object's SHA-256, and completes
+    /// the upload. A producer feeds the part's plaintext to `hash` (by its offset in the part: bytes an
+    /// earlier attempt fed are skipped) and its request body to `sink`. Any failure before the completion
+    /// aborts the upload and is returned as the error.
     pub(crate) async fn run(
         &self,
-        upload: impl AsyncFn(Part, &str, &OrderedHasher) -> Result<CompletedPart>,
-        check: impl FnOnce(&str) -> Result<()>,
+        produce: impl AsyncFn(Part, &mut PartHash<'_>, &mut Sink) -> Result<()>,
+        check: impl FnOnce(Option<&str>) -> Result<()>,
     ) -> Result<PartsDone> {
         let pending = PendingUpload::create(self.store, self.bucket, self.key, self.attrs).await?;
-        let hasher = OrderedHasher::new();
+        let hasher = self.hashed.then(OrderedHasher::new);
         let uploaded: Result<Vec<CompletedPart>> = futures::stream::iter(parts_of(self.size, self.part_size))
-            .map(|part| upload(part, &pending.upload_id, &hasher))
+            .map(|part| self.one_part(part, &pending.upload_id, hasher.as_ref(), &produce))
             .buffer_unordered(self.concurrency)
             .try_collect()
             .await;
-        let sha256 = hex::encode(hasher.finish());
-        let parts = match uploaded.and_then(|parts| check(&sha256).map(|()| parts)) {
+        let sha256 = hasher.map(OrderedHasher::finish);
+        let parts = match uploaded.and_then(|parts| check(sha256.as_deref()).map(|()| parts)) {
             Ok(mut parts) => {
                 parts.sort_by_key(|p| p.number);
                 parts
@@ -117,6 +150,61 @@ impl PartsPlan<'_> {
             }
         };
         Ok(PartsDone { sha256, completed: pending.complete(&parts).await })
+    }
+
+    /// Streams one part into its upload (retried as a whole while the upload fails temporarily).
+    async fn one_part(
+        &self,
+        part: Part,
+        upload_id: &str,
+        hasher: Option<&OrderedHasher>,
+        produce: &impl AsyncFn(Part, &mut PartHash<'_>, &mut Sink) -> Result<()>,
+    ) -> Result<CompletedPart> {
+        let mut hash = PartHash { hasher, index: part.index, fed: 0, held: BytesMut::new(), may_hold: false };
+        let _memory = self.admit(part, &mut hash).await;
+        let md5 = if self.content_md5 {
+            Some(content_md5(async |sink| produce(part, &mut hash, sink).await).await?)
+        } else {
+            None
+        };
+        let done = streamed(
+            self.store.policy(),
+            self.direction.body_len(part),
+            async |sink| produce(part, &mut hash, sink).await,
+            async |body| {
+                let (bucket, key, number) = (self.bucket, self.key, part.number());
+                self.store.upload_part_stream(bucket, key, upload_id, number, body, md5.clone()).await
+            },
+        )
+        .await?;
+        hash.finish().await;
+        Ok(done)
+    }
+
+    /// Waits until the part may start. Without a hash, a part needs memory for its stream only. With one,
+    /// it starts either when the hash has reached it (its plaintext is hashed as it streams: no memory
+    /// needed) or, before that, once the budget can hold its whole plaintext until then. A part never
+    /// waits for memory once the hash has reached it, so every object keeps moving.
+    async fn admit(&self, part: Part, hash: &mut PartHash<'_>) -> Option<SemaphorePermit<'_>> {
+        let Some(hasher) = hash.hasher else {
+            return Some(self.limits.memory(STREAM_MEMORY).await);
+        };
+        let need = part.len + STREAM_MEMORY;
+        if !self.limits.fits(need) {
+            hasher.wait_turn(part.index).await;
+            return None;
+        }
+        tokio::select! {
+            biased;
+            () = hasher.wait_turn(part.index) => None,
+            permit = self.limits.memory(need) => {
+                // Its whole plaintext at most, allocated once (growing by doubling would copy and, for a
+                // moment, hold half as much again).
+                hash.held = BytesMut::with_capacity(usize::try_from(part.len).unwrap_or(usize::MAX));
+                hash.may_hold = true;
+                Some(permit)
+            }
+        }
     }
 }
 
@@ -218,103 +306,87 @@ async fn abort_others(store: &Store, bucket: &str, key: &str, ours: &str) {
     }
 }
 
-/// SHA-256 over parts that arrive in any order, hashed in order: part `i` waits until part `i-1` was hashed.
-/// Parts acquire their memory in index order, so a waiting part never blocks the one it waits for.
+/// SHA-256 over parts that stream at the same time, hashed in object order: the part whose turn it is
+/// hashes as it streams; a part ahead of its turn holds its plaintext (memory it reserved) until the turn
+/// reaches it.
 pub(crate) struct OrderedHasher {
     turn: watch::Sender<u64>,
-    state: Arc<Mutex<Sha256>>,
+    state: Mutex<Sha256>,
 }
 
 impl OrderedHasher {
     fn new() -> Self {
-        Self { turn: watch::Sender::new(0), state: Arc::new(Mutex::new(Sha256::new())) }
+        Self { turn: watch::Sender::new(0), state: Mutex::new(Sha256::new()) }
     }
 
-    /// Hashes part `index`'s plaintext once every part before it is hashed.
-    pub(crate) async fn update(&self, index: u64, data: Bytes) {
+    fn is_turn(&self, index: u64) -> bool {
+        *self.turn.borrow() == index
+    }
+
+    async fn wait_turn(&self, index: u64) {
         let mut turn = self.turn.subscribe();
         turn.wait_for(|next| *next == index).await.expect("the sender lives as long as self");
-        let state = Arc::clone(&self.state);
-        tokio::task::spawn_blocking(move || state.lock().expect("hashing does not panic").update(&data))
-            .await
-            .expect("hashing does not panic");
-        self.turn.send_replace(index + 1);
     }
 
-    fn finish(self) -> [u8; 32] {
-        let state = Arc::try_unwrap(self.state).map_or_else(
-            |arc| arc.lock().expect("not poisoned").clone(),
-            |m| m.into_inner().expect("not poisoned"),
-        );
-        state.finalize().into()
+    fn update(&self, data: &[u8]) {
+        self.state.lock().expect("hashing does not panic").update(data);
+    }
+
+    fn finish(self) -> String {
+        hex::encode(self.state.into_inner().expect("not poisoned").finalize())
     }
 }
 
-/// Part-sized buffers kept from one part of a restore to the next. A freed multi-MiB allocation goes back
-/// to the OS soon after, and the next one costs page faults and zeroing in the kernel: without reuse that
-/// zeroing alone was ≈ 11% of a large restore's CPU samples (perf). Best effort: a buffer still shared when
-/// its part is done is dropped.
-#[derive(Debug, Default)]
-pub(crate) struct BufferPool {
-    free: Mutex<Vec<Vec<u8>>>,
+/// One part's share of an [`OrderedHasher`] (inert when the plan does not hash).
+pub(crate) struct PartHash<'a> {
+    hasher: Option<&'a OrderedHasher>,
+    index: u64,
+    /// Bytes of the part fed so far (hashed or held).
+    fed: u64,
+    /// Plaintext fed before the part's turn.
+    held: BytesMut,
+    /// The part reserved memory for its whole plaintext (it may hold it).
+    may_hold: bool,
 }
 
-impl BufferPool {
-    /// At most this many idle buffers are kept (never more than were in use at once).
-    const MAX_IDLE: usize = 16;
-
-    /// An empty buffer with room for `capacity` bytes.
-    pub(crate) fn take(&self, capacity: usize) -> Vec<u8> {
-        let reused = {
-            let mut free = self.free.lock().expect("not poisoned");
-            free.iter().position(|b| b.capacity() >= capacity).map(|i| free.swap_remove(i))
-        };
-        reused.unwrap_or_else(|| Vec::with_capacity(capacity))
-    }
-
-    /// [`BufferPool::take`] as a `BytesMut` (the same allocation).
-    pub(crate) fn take_mut(&self, capacity: usize) -> bytes::BytesMut {
-        // An empty Vec with spare capacity becomes a uniquely held Bytes, which converts back without a copy.
-        Bytes::from(self.take(capacity))
-            .try_into_mut()
-            .unwrap_or_else(|_| bytes::BytesMut::with_capacity(capacity))
-    }
-
-    /// Keeps `bytes`' buffer for reuse if nothing else holds it.
-    pub(crate) fn give(&self, bytes: Bytes) {
-        if let Ok(buffer) = bytes.try_into_mut() {
-            let mut buffer = Vec::from(buffer);
-            buffer.clear();
-            let mut free = self.free.lock().expect("not poisoned");
-            if free.len() < Self::MAX_IDLE {
-                free.push(buffer);
-            }
+impl PartHash<'_> {
+    /// Feeds the part's plaintext `data`, which starts at `offset` in the part. Bytes fed before (by an
+    /// attempt that failed) are skipped, so each byte is hashed exactly once.
+    pub(crate) fn feed(&mut self, offset: u64, data: &[u8]) {
+        let Some(hasher) = self.hasher else { return };
+        let end = offset + data.len() as u64;
+        if end <= self.fed {
+            return;
         }
+        let data = &data[usize::try_from(self.fed.saturating_sub(offset)).unwrap_or(usize::MAX)..];
+        if hasher.is_turn(self.index) {
+            if !self.held.is_empty() {
+                hasher.update(&std::mem::take(&mut self.held));
+            }
+            hasher.update(data);
+        } else {
+            assert!(self.may_hold, "a part that started in turn stays in turn");
+            self.held.extend_from_slice(data);
+        }
+        self.fed = end;
+    }
+
+    /// Once the whole part was fed: waits for its turn, hashes what it held and passes the turn on.
+    async fn finish(mut self) {
+        let Some(hasher) = self.hasher else { return };
+        hasher.wait_turn(self.index).await;
+        // Up to a part of plaintext: in slices, so the async worker keeps serving other tasks.
+        for slice in std::mem::take(&mut self.held).chunks(256 << 10) {
+            hasher.update(slice);
+            tokio::task::yield_now().await;
+        }
+        hasher.turn.send_replace(self.index + 1);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn buffer_pool_reuses_unshared_buffers_only() {
-        let pool = BufferPool::default();
-        let mut first = pool.take_mut(1 << 20);
-        assert!(first.capacity() >= 1 << 20);
-        first.extend_from_slice(b"part");
-        let pointer = first.as_ptr();
-        let bytes = first.freeze();
-        let shared = bytes.clone();
-        pool.give(bytes);
-        assert!(pool.free.lock().unwrap().is_empty(), "a shared buffer is not taken back");
-        pool.give(shared);
-        let again = pool.take(1 << 20);
-        assert_eq!((again.as_ptr(), again.len()), (pointer, 0), "the same allocation, emptied");
-        let fresh = pool.take(1 << 20);
-        assert!(fresh.as_ptr() != pointer, "handed out once");
-        drop(again);
-    }
 
     #[test]
     fn part_sizes_cover_the_object_in_whole_chunks() {
@@ -338,15 +410,31 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn ordered_hasher_hashes_in_order_whatever_the_arrival() {
+    async fn parts_are_hashed_in_order_whatever_the_arrival_and_the_retries() {
         let hasher = OrderedHasher::new();
-        let parts: Vec<Bytes> = (0..8u8).map(|i| Bytes::from(vec![i; 1000 + usize::from(i)])).collect();
-        let futures = parts.iter().enumerate().rev().map(|(i, p)| hasher.update(i as u64, p.clone()));
-        futures::future::join_all(futures).await;
+        let parts: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 1000 + usize::from(i)]).collect();
+        let mut hashes: Vec<PartHash<'_>> = (0..6)
+            .map(|index| PartHash {
+                hasher: Some(&hasher),
+                index,
+                fed: 0,
+                held: BytesMut::new(),
+                may_hold: index > 0,
+            })
+            .collect();
+        // Later parts stream first and hold; part 0 streams in turn, with a failed attempt fed again.
+        for (i, hash) in hashes.iter_mut().enumerate().rev() {
+            hash.feed(0, &parts[i][..500]);
+            hash.feed(0, &parts[i][..700]);
+            hash.feed(700, &parts[i][700..]);
+        }
+        assert!(hashes[0].held.is_empty(), "the part in turn holds nothing");
+        assert_eq!(hashes[3].held.len(), parts[3].len());
+        futures::future::join_all(hashes.into_iter().rev().map(PartHash::finish)).await;
         let mut want = Sha256::new();
         for p in &parts {
             want.update(p);
         }
-        assert_eq!(hasher.finish(), <[u8; 32]>::from(want.finalize()));
+        assert_eq!(hasher.finish(), hex::encode(want.finalize()));
     }
 }

@@ -15,12 +15,16 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use s32s3_crypt::{Cipher, Nonce, encrypted_size};
+use s32s3_crypt::{Cipher, ENCRYPTED_CHUNK_SIZE, HEADER_SIZE, Nonce, encrypted_size};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::listing::{Listed, relist};
-use crate::engine::parts::{BufferPool, OrderedHasher, Part, PartsPlan, part_size_for};
+use crate::engine::parts::{Direction, Part, PartHash, PartsPlan, part_size_for};
+use crate::engine::stream::{
+    ChunkPool, ChunkReader, Chunker, Failed, STREAM_MEMORY, Sink, content_md5, hex_digest, integrity,
+    open_chunk, read_header, streamed, total_size,
+};
 use crate::error::{Error, Result};
 use crate::error::{S3ErrorKind, Side};
 use crate::format::layout::Layout;
@@ -29,7 +33,7 @@ use crate::format::mtime;
 use crate::options::TransferOptions;
 use crate::progress::{Event, Progress};
 use crate::store::limit::Limits;
-use crate::store::{CompletedPart, ContentHeaders, ObjectAttrs, ObjectHead, ReadOptions, Store};
+use crate::store::{ContentHeaders, ObjectAttrs, ObjectHead, RangeReader, ReadOptions, Store};
 
 /// Objects up to this size are hashed and encrypted on the async worker itself (a few microseconds per
 /// KiB); larger ones on the blocking pool, so listings and uploads keep flowing. They are also read and
@@ -82,6 +86,8 @@ impl From<Error> for Attempt {
 #[derive(Clone)]
 pub(crate) struct TransferRun {
     pub(crate) cipher: Cipher,
+    /// Chunk buffers the run's streams reuse.
+    pub(crate) chunks: Arc<ChunkPool>,
     pub(crate) options: TransferOptions,
     pub(crate) limits: Arc<Limits>,
     pub(crate) progress: Arc<dyn Progress>,
@@ -118,10 +124,14 @@ impl Copier {
             if self.run.cancel.is_cancelled() {
                 return Err(CopyFailure { error: Error::Cancelled, previous_current: true });
             }
-            let result = if listed.size <= self.run.options.multipart_threshold {
-                self.copy_whole(bucket, &listed).await
+            // The streamed copies' futures hold request futures of several KiB: boxed, so a small object's
+            // copy (the most common) stays small while it waits in the merge-join's window.
+            let result = if listed.size <= INLINE_CRYPTO_MAX {
+                self.copy_small(bucket, &listed).await
+            } else if listed.size <= self.run.options.multipart_threshold {
+                Box::pin(self.copy_streamed(bucket, &listed)).await
             } else {
-                self.copy_in_parts(bucket, &listed).await
+                Box::pin(self.copy_in_parts(bucket, &listed)).await
             };
             let failed = match result {
                 Ok(entry) => return Ok(Copied::Stored(Box::new(self.moved(entry, previous).await))),
@@ -210,49 +220,71 @@ impl Copier {
         entry
     }
 
-    async fn copy_whole(&self, bucket: &str, listed: &Listed) -> std::result::Result<Entry, Attempt> {
+    /// A small object whole: one raw GET, sealed on the async worker (microseconds), one raw PUT.
+    async fn copy_small(&self, bucket: &str, listed: &Listed) -> std::result::Result<Entry, Attempt> {
         let key = listed.key.as_str();
         let _memory = self.run.limits.memory(listed.size * 2 + 64 * 1024).await;
-        let small = listed.size <= INLINE_CRYPTO_MAX;
-        let (head, body) = if small {
-            self.source.get_small(bucket, key, &listed.etag, listed.size).await?
-        } else {
-            self.source.get(bucket, key, ReadOptions::if_match(&listed.etag), None, listed.size).await?
-        };
+        let read = ReadOptions::if_match(&listed.etag);
+        let (head, body) = self.source.get_small(bucket, key, read, listed.size).await?;
         check_len(bucket, key, body.len() as u64, listed.size)?;
         // Everything the entry needs is read before anything is written.
         let tags = self.tags(bucket, key, head.tag_count).await?;
-
-        let cipher = self.run.cipher.clone();
-        let seal = move || -> Result<_> {
-            let sha256 = Sha256::digest(&body);
-            let nonce = Nonce::random().map_err(|source| Error::Crypt { what: "nonce".into(), source })?;
-            Ok((hex::encode(sha256), Bytes::from(cipher.encrypt(&nonce, &body))))
-        };
-        // Small objects take microseconds: handing them to another thread would cost more than it saves.
-        let (sha256, ciphertext) = if small {
-            seal()?
-        } else {
-            tokio::task::spawn_blocking(seal).await.expect("encryption does not panic")?
-        };
+        let nonce = random_nonce()?;
+        let sha256 = hex::encode(Sha256::digest(&body));
+        let ciphertext = Bytes::from(self.run.cipher.encrypt(&nonce, &body));
 
         let stored = self.layout.data_key(bucket, key)?;
         self.run.limits.bandwidth(ciphertext.len() as u64, &self.run.cancel).await?;
         let attrs = stored_attrs(listed, &head);
-        let candidate = entry(bucket, listed, head, tags, sha256, stored.key);
+        let candidate = entry(bucket, listed, head, tags, sha256, stored.key, &nonce);
         self.gate.before_write().await?;
-        let written = if small {
-            self.dest.put_small(&self.dest_bucket, &candidate.stored_key, ciphertext, &attrs).await
-        } else {
-            let condition = crate::store::WriteCondition::None;
-            self.dest.put(&self.dest_bucket, &candidate.stored_key, ciphertext, &attrs, condition).await
-        };
-        let written = match written {
-            Ok(written) => written,
-            Err(error) => return Err(Attempt { error, wrote: Some(candidate) }),
-        };
-        self.run.progress.event(&Event::Bytes(listed.size));
-        Ok(Entry { version_id: written.version_id, ..candidate })
+        match self.dest.put_small(&self.dest_bucket, &candidate.stored_key, ciphertext, &attrs).await {
+            Ok(written) => {
+                self.run.progress.event(&Event::Bytes(listed.size));
+                Ok(Entry { version_id: written.version_id, ..candidate })
+            }
+            Err(error) => Err(Attempt { error, wrote: Some(candidate) }),
+        }
+    }
+
+    /// An object up to the multipart threshold: one GET streamed through SHA-256 and the cipher into one
+    /// PUT, a few chunks in memory whatever its size.
+    async fn copy_streamed(&self, bucket: &str, listed: &Listed) -> std::result::Result<Entry, Attempt> {
+        let key = listed.key.as_str();
+        let _memory = self.run.limits.memory(STREAM_MEMORY).await;
+        let read = ReadOptions::if_match(&listed.etag);
+        let mut first = Some(self.source.read_range(bucket, key, read, 0..listed.size));
+        let head = first.as_mut().expect("set above").head().await?.clone();
+        // Everything the entry needs is read before anything is written.
+        let tags = self.tags(bucket, key, head.tag_count).await?;
+        let stored = self.layout.data_key(bucket, key)?;
+        let attrs = stored_attrs(listed, &head);
+        let nonce = random_nonce()?;
+        let mut sha256 = String::new();
+        let written = streamed(
+            self.dest.policy(),
+            encrypted_size(listed.size),
+            async |sink| {
+                let reader =
+                    first.take().unwrap_or_else(|| self.source.read_range(bucket, key, read, 0..listed.size));
+                let mut sha = Sha256::new();
+                if self.seal(reader, &nonce, 0, sink, |_, plain| sha.update(plain)).await? {
+                    sha256 = hex_digest(sha);
+                }
+                Ok(())
+            },
+            async |body| self.dest.put_stream(&self.dest_bucket, &stored.key, body, &attrs).await,
+        )
+        .await;
+        let candidate = entry(bucket, listed, head, tags, sha256, stored.key, &nonce);
+        match written {
+            Ok(written) => {
+                self.run.progress.event(&Event::Bytes(listed.size));
+                Ok(Entry { version_id: written.version_id, ..candidate })
+            }
+            Err(Failed::Producer(error)) => Err(error.into()),
+            Err(Failed::Upload(error)) => Err(Attempt { error, wrote: Some(candidate) }),
+        }
     }
 
     async fn copy_in_parts(&self, bucket: &str, listed: &Listed) -> std::result::Result<Entry, Attempt> {
@@ -261,7 +293,7 @@ impl Copier {
         let tags = self.tags(bucket, key, head.tag_count).await?;
         let stored = self.layout.data_key(bucket, key)?;
         let attrs = stored_attrs(listed, &head);
-        let nonce = Nonce::random().map_err(|source| Error::Crypt { what: "nonce".into(), source })?;
+        let nonce = random_nonce()?;
         self.gate.before_write().await?;
         let plan = PartsPlan {
             store: &self.dest,
@@ -271,16 +303,33 @@ impl Copier {
             size: listed.size,
             part_size: part_size_for(listed.size, self.run.options.part_size),
             concurrency: self.run.options.part_concurrency,
+            limits: &self.run.limits,
+            direction: Direction::Seal,
+            hashed: true,
+            content_md5: false,
         };
+        let read = ReadOptions::if_match(&listed.etag);
         let done = plan
             .run(
-                async |part, upload_id, hasher| {
-                    self.copy_part(bucket, listed, &stored.key, upload_id, part, &nonce, hasher).await
+                async |part, hash, sink| {
+                    // A part is not a version: nothing is replaced before the upload completes. The lease
+                    // must still hold, or another run may be writing.
+                    self.gate.before_write().await?;
+                    let reader = self.source.read_range(bucket, key, read, part.start..part.start + part.len);
+                    let first = part.first_chunk();
+                    if self
+                        .seal(reader, &nonce, first, sink, |offset, plain| hash.feed(offset, plain))
+                        .await?
+                    {
+                        self.run.progress.event(&Event::Bytes(part.len));
+                    }
+                    Ok(())
                 },
                 |_| Ok(()),
             )
             .await?;
-        let candidate = entry(bucket, listed, head, tags, done.sha256, stored.key);
+        let sha256 = done.sha256.unwrap_or_default();
+        let candidate = entry(bucket, listed, head, tags, sha256, stored.key, &nonce);
         match done.completed {
             Ok(written) => Ok(Entry { version_id: written.version_id, ..candidate }),
             // Completed with its answer lost (a retry then finds no such upload), or not at all: the caller
@@ -289,53 +338,40 @@ impl Copier {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn copy_part(
+    /// Seals the plaintext `reader` reads as chunks from `first_chunk` of the object with `nonce` into
+    /// `sink` (the crypt header first when the read starts the object), showing `feed` each chunk's
+    /// plaintext with its offset in the read. `false` when the sink's request ended before all was sent.
+    async fn seal(
         &self,
-        bucket: &str,
-        listed: &Listed,
-        stored_key: &str,
-        upload_id: &str,
-        part: Part,
+        reader: RangeReader,
         nonce: &Nonce,
-        hasher: &OrderedHasher,
-    ) -> Result<CompletedPart> {
-        if self.run.cancel.is_cancelled() {
-            return Err(Error::Cancelled);
+        first_chunk: u64,
+        sink: &mut Sink,
+        mut feed: impl FnMut(u64, &[u8]),
+    ) -> Result<bool> {
+        if first_chunk == 0 && !sink.send(Bytes::copy_from_slice(&self.run.cipher.header(nonce))).await {
+            return Ok(false);
         }
-        let key = listed.key.as_str();
-        let encrypted_len = part.encrypted_len();
-        let _memory = self.run.limits.memory(part.len + encrypted_len).await;
-        let range = (part.start, part.start + part.len - 1);
-        let (_, plain) =
-            self.source.get(bucket, key, ReadOptions::if_match(&listed.etag), Some(range), part.len).await?;
-        check_len(bucket, key, plain.len() as u64, part.len)?;
-
-        let cipher = self.run.cipher.clone();
-        let nonce = *nonce;
-        let to_encrypt = plain.clone();
-        let encrypt = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::with_capacity(encrypted_len as usize);
-            if part.index == 0 {
-                out.extend_from_slice(&cipher.header(&nonce));
+        let mut chunks = ChunkReader::new(reader, Chunker::plain(&self.run.chunks), Bytes::new());
+        let (mut index, mut offset) = (first_chunk, 0);
+        while let Some(chunk) = chunks.next().await {
+            if self.run.cancel.is_cancelled() {
+                return Err(Error::Cancelled);
             }
-            cipher.encrypt_chunks(&nonce, part.first_chunk(), &to_encrypt, &mut out);
-            Bytes::from(out)
-        });
-        let (ciphertext, ()) = tokio::join!(encrypt, hasher.update(part.index, plain));
-        let ciphertext = ciphertext.expect("encryption does not panic");
-        debug_assert_eq!(ciphertext.len() as u64, encrypted_len);
-
-        self.run.limits.bandwidth(encrypted_len, &self.run.cancel).await?;
-        // A part is not a version: nothing is replaced before the upload completes. The lease must still
-        // hold, or another run may be writing.
-        self.gate.before_write().await?;
-        let done = self
-            .dest
-            .upload_part(&self.dest_bucket, stored_key, upload_id, part.number(), ciphertext, None)
-            .await?;
-        self.run.progress.event(&Event::Bytes(part.len));
-        Ok(done)
+            let mut chunk = chunk?;
+            feed(offset, &chunk[s32s3_crypt::TAG_SIZE..]);
+            offset += (chunk.len() - s32s3_crypt::TAG_SIZE) as u64;
+            self.run
+                .cipher
+                .seal_chunk_in_place(nonce, index, chunk.as_mut())
+                .map_err(|source| Error::Crypt { what: "chunk".into(), source })?;
+            index += 1;
+            self.run.limits.bandwidth(chunk.len() as u64, &self.run.cancel).await?;
+            if !sink.send(chunk.freeze()).await {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     async fn tags(&self, bucket: &str, key: &str, count: i32) -> Result<BTreeMap<String, String>> {
@@ -366,6 +402,7 @@ fn entry(
     tags: BTreeMap<String, String>,
     sha256: String,
     stored_key: String,
+    nonce: &Nonce,
 ) -> Entry {
     Entry {
         bucket: bucket.to_owned(),
@@ -388,7 +425,12 @@ fn entry(
         sha256,
         stored_key,
         version_id: None,
+        nonce: Some(hex::encode(nonce.as_bytes())),
     }
+}
+
+fn random_nonce() -> Result<Nonce> {
+    Nonce::random().map_err(|source| Error::Crypt { what: "nonce".into(), source })
 }
 
 fn check_len(bucket: &str, key: &str, got: u64, want: u64) -> Result<()> {
@@ -467,20 +509,22 @@ impl RestoreItem {
 }
 
 /// `Content-MD5` of `data`, which S3 requires on writes into buckets with object lock (elsewhere the
-/// signed payload hash, or the restore's own SHA-256 check, covers the transfer).
+/// crypt chunks' authentication, or the restore's own SHA-256 check, covers the data).
 fn md5_if(object_lock: bool, data: &[u8]) -> Option<String> {
     object_lock.then(|| base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(data)))
 }
 
-/// Restores objects from the backup bucket into the target store: GET the stored version → decrypt →
-/// SHA-256 check → PUT (parts of large objects in parallel). Nothing is written for an object whose
-/// stored bytes fail to authenticate or whose SHA-256 differs from the manifest.
+/// Restores objects from the backup bucket into the target store: the stored version is read, each chunk
+/// authenticated and decrypted as it arrives and streamed into the write (parts of large objects in
+/// parallel). Nothing is completed for an object whose stored bytes fail to authenticate, and the bytes
+/// are proved to be the ones written at backup: by the crypt nonce the manifest recorded (chunks
+/// authentic under it, at the recorded size), or, for manifests without one, by the SHA-256 checked
+/// before the write completes.
 pub(crate) struct Restorer {
     pub(crate) run: TransferRun,
     pub(crate) backup: Store,
     pub(crate) backup_bucket: String,
     pub(crate) target: Store,
-    pub(crate) buffers: Arc<BufferPool>,
 }
 
 impl Restorer {
@@ -490,19 +534,24 @@ impl Restorer {
         if self.run.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
-        if item.entry.size <= self.run.options.multipart_threshold {
-            self.restore_whole(item).await
+        let size = item.entry.size;
+        // Boxed as in `Copier::copy`: the streamed restores' futures are large.
+        if size <= INLINE_CRYPTO_MAX {
+            self.restore_small(item).await
+        } else if size <= self.run.options.multipart_threshold {
+            Box::pin(self.restore_streamed(item)).await
         } else {
-            self.restore_in_parts(item).await
+            Box::pin(self.restore_in_parts(item)).await
         }
+        .inspect(|()| self.run.progress.event(&Event::Bytes(size)))
     }
 
     fn integrity(&self, item: &RestoreItem, reason: impl std::fmt::Display) -> Error {
-        Error::Integrity {
-            bucket: item.entry.bucket.clone(),
-            key: item.entry.key.clone(),
-            reason: format!("stored as s3://{}/{}: {reason}", self.backup_bucket, item.entry.stored_key),
-        }
+        integrity(
+            &item.entry.bucket,
+            &item.entry.key,
+            format!("stored as s3://{}/{}: {reason}", self.backup_bucket, item.entry.stored_key),
+        )
     }
 
     /// The stored version of `item`.
@@ -510,58 +559,127 @@ impl Restorer {
         ReadOptions::version(item.entry.version_id.as_deref())
     }
 
-    async fn restore_whole(&self, item: &RestoreItem) -> Result<()> {
+    /// Whether the plaintext must be hashed to prove it: the manifest has a SHA-256 but no nonce.
+    fn hashed(item: &RestoreItem) -> bool {
+        item.entry.stored_nonce().is_none() && !item.entry.sha256.is_empty()
+    }
+
+    /// The stored object's whole size must be exactly what the crypt formula gives for the plaintext.
+    fn check_total(&self, item: &RestoreItem, head: &ObjectHead) -> Result<()> {
+        let expected = encrypted_size(item.entry.size);
+        match total_size(head) {
+            Some(total) if total != expected => {
+                Err(self.integrity(item, format!("{total} bytes where {expected} were expected")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn check_sha256(&self, item: &RestoreItem, sha256: &str) -> Result<()> {
+        if sha256 == item.entry.sha256 {
+            Ok(())
+        } else {
+            let want = &item.entry.sha256;
+            Err(self.integrity(item, format!("SHA-256 {sha256} does not match the manifest's {want}")))
+        }
+    }
+
+    /// A small object whole: one raw GET, opened on the async worker (microseconds), one raw PUT.
+    async fn restore_small(&self, item: &RestoreItem) -> Result<()> {
         let entry = &item.entry;
         let expected = encrypted_size(entry.size);
         let _memory = self.run.limits.memory(expected + entry.size + 64 * 1024).await;
         let (head, stored) = self
             .backup
-            .get(&self.backup_bucket, &entry.stored_key, Self::stored_version(item), None, expected)
+            .get_small(&self.backup_bucket, &entry.stored_key, Self::stored_version(item), expected)
             .await?;
         if stored.len() as u64 != expected {
             return Err(
                 self.integrity(item, format!("{} bytes where {expected} were expected", stored.len()))
             );
         }
-        let cipher = self.run.cipher.clone();
-        let want = entry.sha256.clone();
-        let with_md5 = item.object_lock;
-        let open = move || -> std::result::Result<_, String> {
-            let plain = cipher.decrypt(&stored).map_err(|e| e.to_string())?;
-            let sha256 = hex::encode(Sha256::digest(&plain));
-            if !want.is_empty() && sha256 != want {
-                return Err(format!("SHA-256 {sha256} does not match the manifest's {want}"));
-            }
-            let md5 = md5_if(with_md5, &plain);
-            Ok((Bytes::from(plain), md5))
-        };
-        let decrypted = if entry.size <= INLINE_CRYPTO_MAX {
-            open()
-        } else {
-            tokio::task::spawn_blocking(open).await.expect("decryption does not panic")
-        };
-        let (plain, md5) = decrypted.map_err(|reason| self.integrity(item, reason))?;
+        let recorded = entry.stored_nonce();
+        if recorded.is_some_and(|n| Nonce::from_header(&stored).ok() != Some(n)) {
+            return Err(
+                self.integrity(item, "its crypt header names another nonce than the one recorded at backup")
+            );
+        }
+        let plain = self.run.cipher.decrypt(&stored).map_err(|e| self.integrity(item, e))?;
+        if Self::hashed(item) {
+            self.check_sha256(item, &hex::encode(Sha256::digest(&plain)))?;
+        }
         self.run.limits.bandwidth(plain.len() as u64, &self.run.cancel).await?;
-        let attrs = ObjectAttrs { content_md5: md5, ..item.attrs(&head) };
-        let condition = crate::store::WriteCondition::None;
-        self.target.put(&item.bucket, &entry.key, plain, &attrs, condition).await?;
-        self.run.progress.event(&Event::Bytes(entry.size));
+        let attrs = ObjectAttrs { content_md5: md5_if(item.object_lock, &plain), ..item.attrs(&head) };
+        self.target.put_small(&item.bucket, &entry.key, Bytes::from(plain), &attrs).await?;
+        Ok(())
+    }
+
+    /// An object up to the multipart threshold: its stored version streamed, chunk by chunk, into one PUT.
+    async fn restore_streamed(&self, item: &RestoreItem) -> Result<()> {
+        let entry = &item.entry;
+        let _memory = self.run.limits.memory(STREAM_MEMORY).await;
+        let whole = 0..encrypted_size(entry.size);
+        let (bucket, key, version) = (&self.backup_bucket, &entry.stored_key, Self::stored_version(item));
+        let mut first = Some(self.backup.read_range(bucket, key, version, whole.clone()));
+        let head = first.as_mut().expect("set above").head().await?.clone();
+        self.check_total(item, &head)?;
+        let mut produce = async |sink: &mut Sink| {
+            let reader =
+                first.take().unwrap_or_else(|| self.backup.read_range(bucket, key, version, whole.clone()));
+            self.open_whole(item, reader, sink).await
+        };
+        let content_md5 = if item.object_lock { Some(content_md5(&mut produce).await?) } else { None };
+        let attrs = ObjectAttrs { content_md5, ..item.attrs(&head) };
+        streamed(self.target.policy(), entry.size, produce, async |body| {
+            self.target.put_stream(&item.bucket, &entry.key, body, &attrs).await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Opens a whole stored object into `sink`. When the plaintext must be hashed, the last chunk is held
+    /// back until the hash matches: a write whose body stops short stores nothing.
+    async fn open_whole(&self, item: &RestoreItem, mut reader: RangeReader, sink: &mut Sink) -> Result<()> {
+        let recorded = item.entry.stored_nonce();
+        let (nonce, rest) =
+            read_header(&mut reader, recorded.as_ref()).await?.map_err(|r| self.integrity(item, r))?;
+        let mut sha = Self::hashed(item).then(Sha256::new);
+        let mut chunks = ChunkReader::new(reader, Chunker::sealed(&self.run.chunks), rest);
+        let mut held: Option<Bytes> = None;
+        let mut index = 0;
+        while let Some(chunk) = chunks.next().await {
+            let plain =
+                open_chunk(&self.run.cipher, &nonce, index, chunk?).map_err(|r| self.integrity(item, r))?;
+            index += 1;
+            if let Some(sha) = &mut sha {
+                sha.update(&plain);
+            }
+            self.run.limits.bandwidth(plain.len() as u64, &self.run.cancel).await?;
+            let ready = if sha.is_some() { held.replace(plain) } else { Some(plain) };
+            if let Some(frame) = ready
+                && !sink.send(frame).await
+            {
+                return Ok(());
+            }
+        }
+        if let Some(sha) = sha {
+            self.check_sha256(item, &hex_digest(sha))?;
+        }
+        if let Some(last) = held {
+            sink.send(last).await;
+        }
         Ok(())
     }
 
     async fn restore_in_parts(&self, item: &RestoreItem) -> Result<()> {
         let entry = &item.entry;
-        let header_range = (0, s32s3_crypt::HEADER_SIZE as u64 - 1);
-        let (head, header) = self
-            .backup
-            .get(&self.backup_bucket, &entry.stored_key, Self::stored_version(item), Some(header_range), 32)
-            .await?;
-        let expected = encrypted_size(entry.size);
-        if let Some(total) = head.total_size().filter(|t| *t != expected) {
-            return Err(self.integrity(item, format!("{total} bytes where {expected} were expected")));
-        }
-        let nonce = Nonce::from_header(&header).map_err(|e| self.integrity(item, e))?;
+        let (nonce, head) = match entry.stored_nonce() {
+            // The chunks prove the nonce: each authenticates only under nonce + its index.
+            Some(nonce) => (nonce, ObjectHead::default()),
+            None => self.header(item).await?,
+        };
         let attrs = item.attrs(&head);
+        let hashed = Self::hashed(item);
         let plan = PartsPlan {
             store: &self.target,
             bucket: &item.bucket,
@@ -570,23 +688,18 @@ impl Restorer {
             size: entry.size,
             part_size: part_size_for(entry.size, self.run.options.part_size),
             concurrency: self.run.options.part_concurrency,
-        };
-        let sha_matches = |sha256: &str| {
-            if entry.sha256.is_empty() || sha256 == entry.sha256 {
-                Ok(())
-            } else {
-                Err(self.integrity(
-                    item,
-                    format!("SHA-256 {sha256} does not match the manifest's {}", entry.sha256),
-                ))
-            }
+            limits: &self.run.limits,
+            direction: Direction::Open,
+            hashed,
+            content_md5: item.object_lock,
         };
         let done = plan
             .run(
-                async |part, upload_id, hasher| {
-                    self.restore_part(item, &nonce, upload_id, part, hasher).await
+                async |part, hash, sink| self.open_part(item, &nonce, part, hash, sink).await,
+                |sha256| match sha256 {
+                    Some(sha256) if hashed => self.check_sha256(item, sha256),
+                    _ => Ok(()),
                 },
-                sha_matches,
             )
             .await?;
         match done.completed {
@@ -599,66 +712,54 @@ impl Restorer {
         }
     }
 
+    /// The stored object's nonce from its header (manifests without a recorded one, backups rclone made),
+    /// and the headers of the answer.
+    async fn header(&self, item: &RestoreItem) -> Result<(Nonce, ObjectHead)> {
+        let (bucket, key) = (&self.backup_bucket, &item.entry.stored_key);
+        let mut reader =
+            self.backup.read_range(bucket, key, Self::stored_version(item), 0..HEADER_SIZE as u64);
+        let head = reader.head().await?.clone();
+        self.check_total(item, &head)?;
+        let (nonce, _) = read_header(&mut reader, None).await?.map_err(|r| self.integrity(item, r))?;
+        Ok((nonce, head))
+    }
+
+    /// Opens one part's stored chunks into `sink`, feeding the plaintext to `hash`.
+    async fn open_part(
+        &self,
+        item: &RestoreItem,
+        nonce: &Nonce,
+        part: Part,
+        hash: &mut PartHash<'_>,
+        sink: &mut Sink,
+    ) -> Result<()> {
+        let start = HEADER_SIZE as u64 + part.first_chunk() * ENCRYPTED_CHUNK_SIZE as u64;
+        let range = start..start + part.sealed_len();
+        let (bucket, key) = (&self.backup_bucket, &item.entry.stored_key);
+        let mut reader = self.backup.read_range(bucket, key, Self::stored_version(item), range);
+        self.check_total(item, reader.head().await?)?;
+        let mut chunks = ChunkReader::new(reader, Chunker::sealed(&self.run.chunks), Bytes::new());
+        let (mut index, mut offset) = (part.first_chunk(), 0);
+        while let Some(chunk) = chunks.next().await {
+            if self.run.cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let plain =
+                open_chunk(&self.run.cipher, nonce, index, chunk?).map_err(|r| self.integrity(item, r))?;
+            hash.feed(offset, &plain);
+            (index, offset) = (index + 1, offset + plain.len() as u64);
+            self.run.limits.bandwidth(plain.len() as u64, &self.run.cancel).await?;
+            if !sink.send(plain).await {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the target holds the object with the restored size (a completion whose answer was lost).
     async fn completed_after_all(&self, item: &RestoreItem) -> bool {
         let head = self.target.head(&item.bucket, &item.entry.key, ReadOptions::current()).await;
         head.is_ok_and(|h| h.content_length == Some(item.entry.size))
-    }
-
-    async fn restore_part(
-        &self,
-        item: &RestoreItem,
-        nonce: &Nonce,
-        upload_id: &str,
-        part: Part,
-        hasher: &OrderedHasher,
-    ) -> Result<CompletedPart> {
-        if self.run.cancel.is_cancelled() {
-            return Err(Error::Cancelled);
-        }
-        let entry = &item.entry;
-        let sealed_len = part.sealed_len();
-        let start =
-            s32s3_crypt::HEADER_SIZE as u64 + part.first_chunk() * s32s3_crypt::ENCRYPTED_CHUNK_SIZE as u64;
-        let _memory = self.run.limits.memory(part.len + sealed_len).await;
-        let sealed = self
-            .backup
-            .get_into(
-                &self.backup_bucket,
-                &entry.stored_key,
-                Self::stored_version(item),
-                Some((start, start + sealed_len - 1)),
-                || self.buffers.take_mut(usize::try_from(sealed_len).unwrap_or(0)),
-            )
-            .await?;
-        if sealed.len() as u64 != sealed_len {
-            return Err(self.integrity(
-                item,
-                format!("part {} is {} bytes, expected {sealed_len}", part.index, sealed.len()),
-            ));
-        }
-        let cipher = self.run.cipher.clone();
-        let nonce = *nonce;
-        let buffers = Arc::clone(&self.buffers);
-        let plain = tokio::task::spawn_blocking(move || {
-            let mut out = buffers.take(usize::try_from(part.len).unwrap_or(0));
-            let decrypted = cipher.decrypt_chunks(&nonce, part.first_chunk(), &sealed, &mut out);
-            buffers.give(sealed);
-            decrypted.map(|()| Bytes::from(out))
-        })
-        .await
-        .expect("decryption does not panic")
-        .map_err(|e| self.integrity(item, e))?;
-        hasher.update(part.index, plain.clone()).await;
-        self.run.limits.bandwidth(part.len, &self.run.cancel).await?;
-        let md5 = md5_if(item.object_lock, &plain);
-        let done = self
-            .target
-            .upload_part(&item.bucket, &entry.key, upload_id, part.number(), plain.clone(), md5)
-            .await?;
-        self.buffers.give(plain);
-        self.run.progress.event(&Event::Bytes(part.len));
-        Ok(done)
     }
 }
 

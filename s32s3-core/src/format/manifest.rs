@@ -211,9 +211,21 @@ pub struct Entry {
     /// The stored object's version id on the destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_id: Option<String>,
+    /// The stored object's crypt nonce (hex), which its header carries. With it, a restore that finds this
+    /// nonce, the size and every chunk authentic has proved the bytes are the ones written at backup, and
+    /// needs no second hash of them (absent in manifests of s32s3 before 0.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }
 
 impl Entry {
+    /// The recorded crypt nonce, when there is one and it is well formed.
+    #[must_use]
+    pub fn stored_nonce(&self) -> Option<s32s3_crypt::Nonce> {
+        let bytes = hex::decode(self.nonce.as_deref()?).ok()?;
+        Some(s32s3_crypt::Nonce::from_bytes(bytes.try_into().ok()?))
+    }
+
     /// Whether the source object is the same one this entry recorded (same size, ETag, last-modified).
     #[must_use]
     pub fn same_source(&self, size: u64, etag: &str, last_modified: &str) -> bool {
