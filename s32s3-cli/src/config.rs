@@ -183,7 +183,7 @@ layer! {
         /// Parts of one object in flight at once [default: 4].
         #[arg(long, env = "S32S3_PART_CONCURRENCY", help_heading = "Tuning")]
         part_concurrency: Option<usize>,
-        /// Object data held in memory at once [default: 96M].
+        /// Object data held in memory at once [default: 64M].
         #[arg(long, env = "S32S3_MEMORY_LIMIT", help_heading = "Tuning")]
         memory_limit: Option<SizeValue>,
         /// Attempts per request for temporary failures, with exponential backoff [default: 10].

@@ -17,11 +17,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-// Many small allocations per request (the AWS SDK's per-request machinery): mimalloc serves them several
-// times cheaper than glibc's malloc.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Back up S3-compatible object stores (MinIO first) into rclone-crypt encrypted backups, and restore them.
 #[derive(Debug, Parser)]
 #[command(name = "s32s3", version, about, propagate_version = true)]

@@ -161,7 +161,7 @@ impl Default for TransferOptions {
             multipart_threshold: 32 << 20,
             part_size: 8 << 20,
             part_concurrency: 4,
-            memory_limit: 96 << 20,
+            memory_limit: 64 << 20,
             retries: 10,
             bwlimit: None,
             max_delete_percent: 50,
