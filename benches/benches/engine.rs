@@ -26,7 +26,7 @@ use s32s3_core::format::manifest::{
     BucketRecord, Entry, FORMAT, Header, Location, ManifestReader, ManifestWriter, SnapshotStatus,
     SourceInfo, VERSION,
 };
-use s32s3_core::{Result, Totals};
+use s32s3_core::{PlanCounts, Result, Totals};
 use s32s3_crypt::{Cipher, Key};
 
 const OBJECTS: u64 = 1_000_000;
@@ -37,8 +37,9 @@ fn cipher() -> Cipher {
     Cipher::from_key(Key::from_bytes(&[0x5a; 80]))
 }
 
+/// Object `i`'s key: in `i`'s order, as a manifest holds them.
 fn key(i: u64) -> String {
-    format!("data/{:03}/{:03}/object-{i:08}.bin", i % 997, (i / 997) % 1000)
+    format!("data/{:04}/object-{i:08}.bin", i / 1000)
 }
 
 fn listed(i: u64, changed: bool) -> Listed {
@@ -99,10 +100,22 @@ fn previous_manifest(cipher: &Cipher, dir: &Path) -> std::fs::File {
     writer.encode(&header(), cipher, dir).unwrap().0
 }
 
-/// One backup's per-object work: returns the entries the new manifest holds.
+/// A handle on `file` read from the start (handles share the position).
+fn rewound(file: &std::fs::File) -> std::fs::File {
+    use std::io::{Seek, SeekFrom};
+    let mut file = file.try_clone().unwrap();
+    file.seek(SeekFrom::Start(0)).unwrap();
+    file
+}
+
+/// One backup's per-object work, as `Backup` does it: the previous manifest split by bucket, the listing
+/// sorted, the plan (a merge-join pass that counts), the actions (a second pass, each entry written to the
+/// new manifest), the manifest encoded. Returns the entries the new manifest holds.
 fn plan_and_write(cipher: &Cipher, previous: &std::fs::File, dir: &Path) -> Result<u64> {
-    let reader = ManifestReader::open("previous", previous.try_clone().unwrap(), cipher)?;
-    let mut previous = PreviousEntries::split(reader, dir)?;
+    let mut phase = Phases::new();
+    let reader = ManifestReader::open("previous", rewound(previous), cipher)?;
+    let mut previous = PreviousEntries::split(reader.lines(), dir)?;
+    phase.end("split the previous manifest");
     let mut listing = SortedListing::new(dir);
     // Servers list in their own order: push in a scrambled one, so the sort has work to do.
     for i in 0..OBJECTS {
@@ -110,25 +123,47 @@ fn plan_and_write(cipher: &Cipher, previous: &std::fs::File, dir: &Path) -> Resu
         listing.push(listed(j, j.is_multiple_of(100)))?;
     }
     let mut sorted = listing.finish()?;
+    phase.end("listing made and sorted");
+    let mut counts = PlanCounts::default();
+    for action in MergeJoin::new(sorted.iter()?, previous.lines(BUCKET)?) {
+        counts.count(&action?);
+    }
+    black_box(counts);
+    phase.end("plan pass");
     let mut writer = ManifestWriter::new(dir)?;
-    for action in MergeJoin::new(sorted.iter()?, previous.entries(BUCKET)?) {
+    for action in MergeJoin::new(sorted.iter()?, previous.lines(BUCKET)?) {
         match action? {
-            Action::Keep(entry) => writer.push(&entry)?,
+            Action::Keep(entry) => writer.push_line(&entry)?,
             Action::Copy { listed, .. } => writer.push(&entry(&listed))?,
             Action::Delete(_) => {}
         }
     }
+    phase.end("action pass, entries written");
     let (_, len) = writer.encode(&header(), cipher, dir)?;
     black_box(len);
+    phase.end(&format!("manifest encoded ({:.1} MiB)", len as f64 / f64::from(1 << 20)));
     Ok(writer.len())
 }
 
+/// Prints the CPU time of each phase when `S32S3_BENCH_PHASES` is set.
+struct Phases(Option<f64>);
+
+impl Phases {
+    fn new() -> Self {
+        Self(std::env::var_os("S32S3_BENCH_PHASES").and_then(|_| cpu_seconds()))
+    }
+
+    fn end(&mut self, name: &str) {
+        if let (Some(start), Some(now)) = (self.0, cpu_seconds()) {
+            println!("  {name}: {:.2} s CPU", now - start);
+            self.0 = Some(now);
+        }
+    }
+}
+
 fn read(cipher: &Cipher, manifest: &std::fs::File) -> Result<u64> {
-    use std::io::{Seek, SeekFrom};
-    let mut file = manifest.try_clone().unwrap();
-    file.seek(SeekFrom::Start(0)).unwrap();
     let mut count = 0;
-    for entry in ManifestReader::open("manifest", file, cipher)? {
+    for entry in ManifestReader::open("manifest", rewound(manifest), cipher)? {
         black_box(entry?);
         count += 1;
     }

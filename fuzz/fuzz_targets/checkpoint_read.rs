@@ -2,14 +2,15 @@
 //! What a backup does with a previous snapshot and a checkpoint read from a tampered destination: both are
 //! read (the input is split in two at its first byte's position, each half a JSON Lines manifest the
 //! harness compresses and encrypts), merged (the checkpoint's entries win) and split by bucket into spool
-//! files, as the next run's merge-join reads them. Nothing may panic; an accepted merge is in order.
+//! files, as the next run's merge-join reads them. Nothing may panic; an accepted merge is in order, and
+//! the split reads back as it was merged.
 
 use std::io::Cursor;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use s32s3_core::Result;
-use s32s3_core::format::manifest::{Entry, ManifestReader};
+use s32s3_core::format::manifest::{EntryLine, ManifestReader};
 use s32s3_core::engine::plan::{MergeNewest, PreviousEntries};
 use s32s3_crypt::{Cipher, Key, Nonce};
 
@@ -34,13 +35,13 @@ fuzz_target!(|input: &[u8]| {
     let cut = (usize::from(cut) * data.len() / 255).min(data.len());
     let (parent, checkpoint) = data.split_at(cut);
     let (Some(parent), Some(checkpoint)) = (reader(parent), reader(checkpoint)) else { return };
-    let older: Box<dyn Iterator<Item = Result<Entry>>> = Box::new(parent.take(5_000));
-    let newer: Box<dyn Iterator<Item = Result<Entry>>> = Box::new(checkpoint.take(5_000));
+    let older: Box<dyn Iterator<Item = Result<EntryLine>>> = Box::new(parent.lines().take(5_000));
+    let newer: Box<dyn Iterator<Item = Result<EntryLine>>> = Box::new(checkpoint.lines().take(5_000));
     let Ok(mut split) = PreviousEntries::split(MergeNewest::new(older, newer), work_dir()) else { return };
     let buckets: Vec<String> = split.bucket_names().map(str::to_owned).collect();
     for bucket in buckets {
         let mut last: Option<String> = None;
-        for entry in split.entries(&bucket).expect("spools read back") {
+        for entry in split.lines(&bucket).expect("spools read back") {
             let entry = entry.expect("what was spooled reads back");
             assert_eq!(entry.bucket, bucket);
             assert!(last.as_ref().is_none_or(|l| *l < entry.key), "merged entries stay in key order");

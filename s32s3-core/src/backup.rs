@@ -36,7 +36,8 @@ use crate::error::{Error, Result};
 use crate::format::destination;
 use crate::format::lease::Lease;
 use crate::format::manifest::{
-    BucketRecord, Entry, Header, InstanceRefs, Location, ManifestWriter, SnapshotStatus, SourceInfo, Totals,
+    BucketRecord, Entry, EntryLine, Header, InstanceRefs, Location, ManifestWriter, SnapshotStatus,
+    SourceInfo, Totals,
 };
 use crate::format::retention::{min_days, prune_plan};
 use crate::format::snapshots::{self, Catalog, SnapshotRef};
@@ -412,12 +413,12 @@ impl Repository {
         let parent_header = parent_reader.as_ref().map(|r| r.header().clone());
         let dir = self.work.path().to_owned();
         let entries = tokio::task::spawn_blocking(move || {
-            let older: Box<dyn Iterator<Item = Result<Entry>> + Send> = match parent_reader {
-                Some(r) => Box::new(r),
+            let older: Box<dyn Iterator<Item = Result<EntryLine>> + Send> = match parent_reader {
+                Some(r) => Box::new(r.lines()),
                 None => Box::new(std::iter::empty()),
             };
-            let newer: Box<dyn Iterator<Item = Result<Entry>> + Send> = match checkpoint_reader {
-                Some(r) => Box::new(r),
+            let newer: Box<dyn Iterator<Item = Result<EntryLine>> + Send> = match checkpoint_reader {
+                Some(r) => Box::new(r.lines()),
                 None => Box::new(std::iter::empty()),
             };
             PreviousEntries::split(MergeNewest::new(older, newer), &dir)
@@ -461,7 +462,7 @@ impl Repository {
             list_into(&self.source, bucket, None, &mut sorter).await?;
             let mut sorted = sorter.finish()?;
             let mut bucket_counts = PlanCounts::default();
-            for action in MergeJoin::new(sorted.iter()?, previous.entries.entries(bucket)?) {
+            for action in MergeJoin::new(sorted.iter()?, previous.entries.lines(bucket)?) {
                 bucket_counts.count(&action?);
             }
             self.progress.event(&Event::BucketPlanned { bucket, counts: &bucket_counts });
@@ -515,18 +516,20 @@ struct Run<'a> {
 
 /// The result of one action, in order.
 enum Step {
-    /// Record this entry (copied, or unchanged).
-    Record(Entry, Outcome),
+    /// Record this entry, copied (boxed: a step of the common kind, an unchanged entry, is a third its size).
+    Record(Box<Entry>, Outcome),
+    /// The object is unchanged: its previous entry goes into the snapshot as it was.
+    Unchanged(EntryLine),
     /// Keep the previous entry: it was not deleted (the run stopped, or `max_delete` held it back).
-    Carry(Entry),
+    Carry(EntryLine),
     /// Deleted on the destination.
-    Deleted(Entry),
+    Deleted(EntryLine),
     /// Deleting failed: the entry stays current and is kept.
-    DeleteFailed(Entry, Error),
+    DeleteFailed(EntryLine, Error),
     /// Gone from the source between the listing and its copy.
-    Vanished { key: String, previous: Option<Entry> },
+    Vanished { key: String, previous: Option<EntryLine> },
     /// The copy failed.
-    Failed { key: String, previous: Option<Entry>, failure: CopyFailure },
+    Failed { key: String, previous: Option<EntryLine>, failure: CopyFailure },
 }
 
 /// Failures after which nothing more can be done well: the run stops and carries the rest over.
@@ -677,8 +680,8 @@ impl<'a> Run<'a> {
     /// Records a bucket's previous entries unchanged.
     fn carry_bucket(&mut self, mut record: BucketRecord, previous: &mut PreviousEntries) -> Result<()> {
         let before = self.writer.totals();
-        for entry in previous.entries(&record.name)? {
-            self.writer.push(&entry?)?;
+        for entry in previous.lines(&record.name)? {
+            self.writer.push_line(&entry?)?;
         }
         let after = self.writer.totals();
         record.objects = after.objects - before.objects;
@@ -746,7 +749,7 @@ impl<'a> Run<'a> {
     ) -> Result<bool> {
         let cx = self.cx;
         let mut plan = PlanCounts::default();
-        for action in MergeJoin::new(sorted.iter()?, previous.entries(bucket)?) {
+        for action in MergeJoin::new(sorted.iter()?, previous.lines(bucket)?) {
             plan.count(&action?);
         }
         cx.progress.event(&Event::BucketPlanned { bucket, counts: &plan });
@@ -781,7 +784,7 @@ impl<'a> Run<'a> {
         let copier = self.copier();
         let window = (cx.config.transfer.transfers * 32).max(256);
         let (cancel, gate) = (self.cancel.clone(), Arc::clone(&self.gate));
-        let actions = MergeJoin::new(sorted.iter()?, previous.entries(bucket)?);
+        let actions = MergeJoin::new(sorted.iter()?, previous.lines(bucket)?);
         let mut steps = futures::stream::iter(actions)
             .map(|action| {
                 let (copier, cancel, gate) = (Arc::clone(&copier), cancel.clone(), Arc::clone(&gate));
@@ -937,7 +940,13 @@ impl<'a> Run<'a> {
                 cx.progress.event(&Event::Object { bucket, key: &entry.key, outcome, size: entry.size });
                 self.writer.push(&entry)?;
             }
-            Step::Carry(entry) => self.writer.push(&entry)?,
+            Step::Unchanged(entry) => {
+                self.counts.unchanged.add(entry.size);
+                let outcome = Outcome::Unchanged;
+                cx.progress.event(&Event::Object { bucket, key: &entry.key, outcome, size: entry.size });
+                self.writer.push_line(&entry)?;
+            }
+            Step::Carry(entry) => self.writer.push_line(&entry)?,
             Step::Deleted(entry) => {
                 self.counts.deleted.add(entry.size);
                 cx.progress.event(&Event::Object {
@@ -957,7 +966,7 @@ impl<'a> Run<'a> {
                         entry.key
                     )));
                 }
-                self.writer.push(&entry)?;
+                self.writer.push_line(&entry)?;
             }
             Step::Vanished { key, previous } => {
                 let error = match &previous {
@@ -970,7 +979,7 @@ impl<'a> Run<'a> {
                 cx.progress.event(&Event::Warning(&format!("s3://{bucket}/{key}: {error}")));
                 self.vanished.push(Failure { bucket: bucket.into(), key, error: error.into() });
                 if let Some(previous) = previous {
-                    self.writer.push(&previous)?;
+                    self.writer.push_line(&previous)?;
                 }
             }
             Step::Failed { key, previous, failure } => {
@@ -989,7 +998,7 @@ impl<'a> Run<'a> {
                     self.fail(bucket, &key, &format!("{error}{note}"));
                 }
                 if let Some(previous) = carried {
-                    self.writer.push(&previous)?;
+                    self.writer.push_line(&previous)?;
                 }
             }
         }
@@ -1184,19 +1193,23 @@ async fn act(
     may_delete: bool,
 ) -> Result<Step> {
     Ok(match action {
-        Action::Keep(entry) => Step::Record(entry, Outcome::Unchanged),
+        Action::Keep(entry) => Step::Unchanged(entry),
         Action::Delete(entry) if !may_delete => Step::Carry(entry),
-        Action::Delete(entry) => match delete_stored(&copier.dest, &copier.dest_bucket, gate, &entry).await {
-            Ok(()) => Step::Deleted(entry),
-            Err(e) => Step::DeleteFailed(entry, e),
-        },
+        Action::Delete(line) => {
+            let entry = line.entry()?;
+            match delete_stored(&copier.dest, &copier.dest_bucket, gate, &entry).await {
+                Ok(()) => Step::Deleted(line),
+                Err(e) => Step::DeleteFailed(line, e),
+            }
+        }
         // Boxed: up to `window` actions wait in the stream, each as large as its largest variant, and a
         // copy's future is many times larger than a kept entry's.
         Action::Copy { listed, previous } => {
-            match Box::pin(copier.copy(bucket, &listed, previous.as_ref())).await {
+            let parsed = previous.as_ref().map(EntryLine::entry).transpose()?;
+            match Box::pin(copier.copy(bucket, &listed, parsed.as_ref())).await {
                 Ok(Copied::Stored(entry)) => {
                     let outcome = if previous.is_some() { Outcome::Changed } else { Outcome::New };
-                    Step::Record(*entry, outcome)
+                    Step::Record(entry, outcome)
                 }
                 Ok(Copied::Vanished) => Step::Vanished { key: listed.key, previous },
                 Err(failure) => Step::Failed { key: listed.key, previous, failure },

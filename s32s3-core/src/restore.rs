@@ -255,7 +255,7 @@ impl RestoreRun<'_> {
 
         let reader = cx.snapshots().open(&snap).await?;
         let dir = cx.work.path().to_owned();
-        let mut entries = tokio::task::spawn_blocking(move || PreviousEntries::split(reader, &dir))
+        let mut entries = tokio::task::spawn_blocking(move || PreviousEntries::split(reader.lines(), &dir))
             .await
             .expect("does not panic")?;
 

@@ -8,7 +8,9 @@
 use std::path::Path;
 
 use crate::error::Result;
-use crate::format::spool::{ExternalSort, SortedItems, SortedItemsIter};
+use crate::format::spool::{
+    Binary, ExternalSort, Record, RecordReader, RecordWriter, SortedItems, SortedItemsIter,
+};
 
 /// Objects kept in memory before a sorted run is spilled to disk (≈ 200 bytes each).
 pub const RUN_LEN: usize = 20_000;
@@ -58,7 +60,7 @@ pub async fn relist(store: &crate::store::s3::Store, bucket: &str, key: &str) ->
 /// Collects a listing in any order; [`SortedListing::finish`] makes it readable in key byte order (an
 /// [`ExternalSort`] by key).
 #[derive(Debug)]
-pub struct SortedListing(ExternalSort<Listed>);
+pub struct SortedListing(ExternalSort<Listed, Binary>);
 
 fn listed_key(item: &Listed) -> &str {
     &item.key
@@ -74,7 +76,7 @@ impl SortedListing {
     /// As [`SortedListing::new`] with a custom in-memory run length (tests use tiny runs).
     #[must_use]
     pub fn with_run_len(dir: &Path, run_len: usize) -> Self {
-        Self(ExternalSort::new(dir, run_len, listed_key))
+        Self(ExternalSort::records(dir, run_len, listed_key))
     }
 
     /// Adds one object.
@@ -96,7 +98,7 @@ impl SortedListing {
 
 /// A finished listing.
 #[derive(Debug)]
-pub struct Sorted(SortedItems<Listed>);
+pub struct Sorted(SortedItems<Listed, Binary>);
 
 impl Sorted {
     /// The objects in key byte order; a key listed twice (a server repeating it across pages) is yielded
@@ -111,7 +113,28 @@ impl Sorted {
 }
 
 /// A sorted listing, yielded in key byte order.
-pub type SortedIter<'a> = SortedItemsIter<'a, Listed>;
+pub type SortedIter<'a> = SortedItemsIter<'a, Listed, Binary>;
+
+/// A listing spills as binary records: it is read in both passes of a backup's merge-join.
+impl Record for Listed {
+    fn encode(&self, out: &mut RecordWriter<'_>) {
+        out.str(&self.key);
+        out.u64(self.size);
+        out.str(&self.etag);
+        out.str(&self.last_modified);
+        out.opt_str(self.storage_class.as_deref());
+    }
+
+    fn decode(input: &mut RecordReader<'_>) -> Option<Self> {
+        Some(Self {
+            key: input.str()?,
+            size: input.u64()?,
+            etag: input.str()?,
+            last_modified: input.str()?,
+            storage_class: input.opt_str()?,
+        })
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -11,24 +11,25 @@ use std::path::Path;
 
 use crate::engine::listing::Listed;
 use crate::error::Result;
-use crate::format::manifest::Entry;
-use crate::format::spool::Spool;
+use crate::format::manifest::{Entry, EntryLine};
+use crate::format::spool::{Binary, Spool};
 pub use crate::progress::PlanCounts;
 
-/// What to do with one object.
+/// What to do with one object. Previous entries come as [`EntryLine`]s: the compared fields and the line
+/// a kept entry is written out as, unchanged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// The source object is the one the previous snapshot recorded: carry its entry over.
-    Keep(Entry),
+    Keep(EntryLine),
     /// New (`previous` is `None`) or changed: copy it.
     Copy {
         /// The source object as listed.
         listed: Listed,
         /// The previous snapshot's entry for this key, if any.
-        previous: Option<Entry>,
+        previous: Option<EntryLine>,
     },
     /// Gone from the source: delete it on the destination (a delete marker; history stays).
-    Delete(Entry),
+    Delete(EntryLine),
 }
 
 /// Merges a sorted listing with sorted previous entries of the same bucket.
@@ -40,7 +41,7 @@ pub struct MergeJoin<L: Iterator, P: Iterator> {
 impl<L, P> MergeJoin<L, P>
 where
     L: Iterator<Item = Result<Listed>>,
-    P: Iterator<Item = Result<Entry>>,
+    P: Iterator<Item = Result<EntryLine>>,
 {
     /// Joins `listing` (sorted by key) with `previous` (sorted by key, one bucket).
     pub fn new(listing: L, previous: P) -> Self {
@@ -51,7 +52,7 @@ where
 impl<L, P> Iterator for MergeJoin<L, P>
 where
     L: Iterator<Item = Result<Listed>>,
-    P: Iterator<Item = Result<Entry>>,
+    P: Iterator<Item = Result<EntryLine>>,
 {
     type Item = Result<Action>;
 
@@ -114,8 +115,8 @@ pub struct MergeNewest<A: Iterator, B: Iterator> {
 
 impl<A, B> MergeNewest<A, B>
 where
-    A: Iterator<Item = Result<Entry>>,
-    B: Iterator<Item = Result<Entry>>,
+    A: Iterator<Item = Result<EntryLine>>,
+    B: Iterator<Item = Result<EntryLine>>,
 {
     /// Merges `older` and `newer`.
     pub fn new(older: A, newer: B) -> Self {
@@ -125,10 +126,10 @@ where
 
 impl<A, B> Iterator for MergeNewest<A, B>
 where
-    A: Iterator<Item = Result<Entry>>,
-    B: Iterator<Item = Result<Entry>>,
+    A: Iterator<Item = Result<EntryLine>>,
+    B: Iterator<Item = Result<EntryLine>>,
 {
-    type Item = Result<Entry>;
+    type Item = Result<EntryLine>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let order = match (self.older.peek(), self.newer.peek()) {
@@ -154,20 +155,21 @@ where
 /// execution pass read them twice).
 #[derive(Debug, Default)]
 pub struct PreviousEntries {
-    buckets: BTreeMap<String, Spool<Entry>>,
+    buckets: BTreeMap<String, Spool<EntryLine, Binary>>,
 }
 
 impl PreviousEntries {
-    /// Splits sorted `entries` by bucket into spool files in `dir`.
+    /// Splits sorted `entries` by bucket into spool files in `dir` (their lines unchanged, beside the
+    /// compared fields, so no pass parses them again).
     ///
     /// # Errors
     /// The first error of `entries`, or [`crate::error::Error::Io`].
-    pub fn split(entries: impl Iterator<Item = Result<Entry>>, dir: &Path) -> Result<Self> {
-        let mut buckets: BTreeMap<String, Spool<Entry>> = BTreeMap::new();
+    pub fn split(entries: impl Iterator<Item = Result<EntryLine>>, dir: &Path) -> Result<Self> {
+        let mut buckets: BTreeMap<String, Spool<EntryLine, Binary>> = BTreeMap::new();
         for entry in entries {
             let entry = entry?;
             if !buckets.contains_key(&entry.bucket) {
-                buckets.insert(entry.bucket.clone(), Spool::new(dir)?);
+                buckets.insert(entry.bucket.clone(), Spool::records(dir)?);
             }
             buckets.get_mut(&entry.bucket).expect("inserted above").push(&entry)?;
         }
@@ -179,15 +181,23 @@ impl PreviousEntries {
         self.buckets.keys().map(String::as_str)
     }
 
-    /// The entries of `bucket`, sorted by key (none for an unknown bucket).
+    /// The entries of `bucket` as the merge-join reads them, sorted by key (none for an unknown bucket).
     ///
     /// # Errors
     /// [`crate::error::Error::Io`] when the spool cannot be read.
-    pub fn entries(&mut self, bucket: &str) -> Result<Box<dyn Iterator<Item = Result<Entry>> + '_>> {
+    pub fn lines(&mut self, bucket: &str) -> Result<Box<dyn Iterator<Item = Result<EntryLine>> + '_>> {
         match self.buckets.get_mut(bucket) {
             Some(spool) => Ok(Box::new(spool.reader()?)),
             None => Ok(Box::new(std::iter::empty())),
         }
+    }
+
+    /// The whole entries of `bucket`, sorted by key (none for an unknown bucket).
+    ///
+    /// # Errors
+    /// [`crate::error::Error::Io`] when the spool cannot be read.
+    pub fn entries(&mut self, bucket: &str) -> Result<impl Iterator<Item = Result<Entry>> + '_> {
+        Ok(self.lines(bucket)?.map(|line| line?.entry()))
     }
 }
 
@@ -205,8 +215,8 @@ mod tests {
         }
     }
 
-    fn entry(bucket: &str, key: &str, etag: &str) -> Entry {
-        Entry {
+    fn entry(bucket: &str, key: &str, etag: &str) -> EntryLine {
+        EntryLine::of(&Entry {
             bucket: bucket.into(),
             key: key.into(),
             size: 10,
@@ -214,10 +224,10 @@ mod tests {
             last_modified: "t0".into(),
             stored_key: format!("{bucket}/{key}/{etag}"),
             ..Default::default()
-        }
+        })
     }
 
-    fn join(listing: Vec<Listed>, previous: Vec<Entry>) -> Vec<Action> {
+    fn join(listing: Vec<Listed>, previous: Vec<EntryLine>) -> Vec<Action> {
         MergeJoin::new(listing.into_iter().map(Ok), previous.into_iter().map(Ok))
             .map(Result::unwrap)
             .collect()
@@ -277,7 +287,7 @@ mod tests {
     fn newest_wins_on_equal_keys() {
         let older = vec![entry("a", "1", "old"), entry("a", "2", "old"), entry("b", "1", "old")];
         let newer = vec![entry("a", "2", "new"), entry("a", "3", "new")];
-        let merged: Vec<Entry> = MergeNewest::new(older.into_iter().map(Ok), newer.into_iter().map(Ok))
+        let merged: Vec<EntryLine> = MergeNewest::new(older.into_iter().map(Ok), newer.into_iter().map(Ok))
             .map(Result::unwrap)
             .collect();
         assert_eq!(
@@ -295,12 +305,15 @@ mod tests {
     fn previous_entries_split_by_bucket() {
         let dir = tempfile::tempdir().unwrap();
         let entries = vec![entry("a", "1", "e"), entry("a", "2", "e"), entry("b", "1", "e")];
-        let mut previous = PreviousEntries::split(entries.into_iter().map(Ok), dir.path()).unwrap();
+        let mut previous = PreviousEntries::split(entries.clone().into_iter().map(Ok), dir.path()).unwrap();
         assert_eq!(previous.bucket_names().collect::<Vec<_>>(), ["a", "b"]);
         for _ in 0..2 {
             let keys: Vec<String> = previous.entries("a").unwrap().map(|e| e.unwrap().key).collect();
             assert_eq!(keys, ["1", "2"]);
+            let lines: Vec<EntryLine> = previous.lines("a").unwrap().map(Result::unwrap).collect();
+            assert_eq!(lines, entries[..2], "the lines as they were read, unchanged");
         }
         assert_eq!(previous.entries("zzz").unwrap().count(), 0);
+        assert_eq!(previous.lines("zzz").unwrap().count(), 0);
     }
 }

@@ -16,14 +16,14 @@ use s32s3_crypt::{Cipher, DecryptReader, EncryptReader};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::format::spool::Spool;
+use crate::format::spool::{Record, RecordReader, RecordWriter, Spool};
 
 /// The `format` field of every manifest header.
 pub const FORMAT: &str = "s32s3-manifest";
 /// The manifest format version this code writes and reads.
 pub const VERSION: u32 = 1;
 /// zstd level: manifests are written once per run; level 3 compresses JSON ~8× at >100 MB/s.
-const ZSTD_LEVEL: i32 = 3;
+const ZSTD_LEVEL: i32 = 1;
 
 /// How a snapshot ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,6 +233,119 @@ impl Entry {
     }
 }
 
+/// An entry as the incremental merge-join reads it: the fields it compares, parsed, and the entry's JSON
+/// line, which goes into the next snapshot unchanged when the object is (no parse of the rest, no
+/// serialization: the per-object cost of an incremental backup of an unchanged object). The whole
+/// [`Entry`] is parsed only for the few that change or go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryLine {
+    /// Source bucket.
+    pub bucket: String,
+    /// Source key.
+    pub key: String,
+    /// Plaintext size in bytes.
+    pub size: u64,
+    /// Source ETag, as listed.
+    pub etag: String,
+    /// Source last-modified time, as listed.
+    pub last_modified: String,
+    line: String,
+}
+
+/// The fields of an entry line that [`EntryLine`] parses; the others are skipped, not parsed, but the
+/// fields every entry has must be there. (Lines come from manifests only the key could have written; a
+/// kept line is written out as it was read.)
+#[derive(Deserialize)]
+struct EntryHead<'a> {
+    #[serde(rename = "sha256")]
+    _sha256: serde::de::IgnoredAny,
+    #[serde(rename = "stored_key")]
+    _stored_key: serde::de::IgnoredAny,
+    #[serde(borrow)]
+    bucket: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    key: std::borrow::Cow<'a, str>,
+    size: u64,
+    #[serde(borrow)]
+    etag: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    last_modified: std::borrow::Cow<'a, str>,
+}
+
+impl EntryLine {
+    /// Parses the compared fields of one entry's JSON line (no newline).
+    ///
+    /// # Errors
+    /// The line is not an entry.
+    pub fn parse(line: String) -> std::result::Result<Self, serde_json::Error> {
+        let head: EntryHead<'_> = serde_json::from_str(&line)?;
+        let (bucket, key) = (head.bucket.into_owned(), head.key.into_owned());
+        let (etag, last_modified) = (head.etag.into_owned(), head.last_modified.into_owned());
+        Ok(Self { bucket, key, size: head.size, etag, last_modified, line })
+    }
+
+    /// The line of an entry.
+    ///
+    /// # Panics
+    /// Never: an entry always serializes.
+    #[must_use]
+    pub fn of(entry: &Entry) -> Self {
+        let line = serde_json::to_string(entry).expect("an entry serializes");
+        Self {
+            bucket: entry.bucket.clone(),
+            key: entry.key.clone(),
+            size: entry.size,
+            etag: entry.etag.clone(),
+            last_modified: entry.last_modified.clone(),
+            line,
+        }
+    }
+
+    /// The whole entry.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when the rest of the line is not an entry's.
+    pub fn entry(&self) -> Result<Entry> {
+        serde_json::from_str(&self.line).map_err(|e| {
+            Error::corrupt(format!("s3://{}/{}", self.bucket, self.key), format!("bad entry: {e}"))
+        })
+    }
+
+    /// The entry's JSON line, as read.
+    #[must_use]
+    pub fn line(&self) -> &str {
+        &self.line
+    }
+
+    /// Whether the source object is the one this entry recorded (see [`Entry::same_source`]).
+    #[must_use]
+    pub fn same_source(&self, size: u64, etag: &str, last_modified: &str) -> bool {
+        self.size == size && self.etag == etag && self.last_modified == last_modified
+    }
+}
+
+impl Record for EntryLine {
+    fn encode(&self, out: &mut RecordWriter<'_>) {
+        out.str(&self.bucket);
+        out.str(&self.key);
+        out.u64(self.size);
+        out.str(&self.etag);
+        out.str(&self.last_modified);
+        out.str(&self.line);
+    }
+
+    fn decode(input: &mut RecordReader<'_>) -> Option<Self> {
+        Some(Self {
+            bucket: input.str()?,
+            key: input.str()?,
+            size: input.u64()?,
+            etag: input.str()?,
+            last_modified: input.str()?,
+            line: input.str()?,
+        })
+    }
+}
+
 /// Appends entries to a spool file and encodes the manifest from it.
 #[derive(Debug)]
 pub struct ManifestWriter {
@@ -255,6 +368,16 @@ impl ManifestWriter {
     /// [`Error::Io`] when the spool file cannot be written.
     pub fn push(&mut self, entry: &Entry) -> Result<()> {
         self.spool.push(entry)?;
+        self.totals.add(entry.size);
+        Ok(())
+    }
+
+    /// Appends one entry as read (its line unchanged), in the same order as [`ManifestWriter::push`].
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the spool file cannot be written.
+    pub fn push_line(&mut self, entry: &EntryLine) -> Result<()> {
+        self.spool.push_line(entry.line())?;
         self.totals.add(entry.size);
         Ok(())
     }
@@ -408,16 +531,54 @@ impl ManifestReader {
         }
         let entry: Entry = serde_json::from_str(&self.line)
             .map_err(|e| Error::corrupt(&self.name, format!("bad entry line: {e}")))?;
-        if let Some((bucket, key)) = &self.last
-            && (bucket.as_str(), key.as_str()) >= (entry.bucket.as_str(), entry.key.as_str())
-        {
-            return Err(Error::corrupt(
-                &self.name,
-                format!("entries out of order at s3://{}/{}", entry.bucket, entry.key),
-            ));
-        }
-        self.last = Some((entry.bucket.clone(), entry.key.clone()));
+        self.in_order(&entry.bucket, &entry.key)?;
         Ok(Some(entry))
+    }
+
+    /// The next entry as its line and compared fields ([`EntryLine`]), or `None` at the end.
+    ///
+    /// # Errors
+    /// As [`ManifestReader::next_entry`].
+    pub fn next_line(&mut self) -> Result<Option<EntryLine>> {
+        self.line.clear();
+        let n = self.lines.read_line(&mut self.line).map_err(|e| read_error(&self.name, &e))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        // The line moves into the entry; the next one is read into a buffer of the same size.
+        let capacity = self.line.capacity();
+        let mut line = std::mem::replace(&mut self.line, String::with_capacity(capacity));
+        if line.ends_with('\n') {
+            line.pop();
+        }
+        let entry =
+            EntryLine::parse(line).map_err(|e| Error::corrupt(&self.name, format!("bad entry line: {e}")))?;
+        self.in_order(&entry.bucket, &entry.key)?;
+        Ok(Some(entry))
+    }
+
+    /// Entries must be strictly sorted by (bucket, key).
+    fn in_order(&mut self, bucket: &str, key: &str) -> Result<()> {
+        if let Some((last_bucket, last_key)) = &self.last
+            && (last_bucket.as_str(), last_key.as_str()) >= (bucket, key)
+        {
+            return Err(Error::corrupt(&self.name, format!("entries out of order at s3://{bucket}/{key}")));
+        }
+        match &mut self.last {
+            Some((last_bucket, last_key)) => {
+                if last_bucket != bucket {
+                    bucket.clone_into(last_bucket);
+                }
+                key.clone_into(last_key);
+            }
+            None => self.last = Some((bucket.to_owned(), key.to_owned())),
+        }
+        Ok(())
+    }
+
+    /// The entries as [`EntryLine`]s.
+    pub fn lines(mut self) -> impl Iterator<Item = Result<EntryLine>> + Send {
+        std::iter::from_fn(move || self.next_line().transpose())
     }
 }
 
@@ -540,6 +701,31 @@ mod tests {
         };
         assert!(matches!(err, Error::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains("m.snap"), "{err}");
+    }
+
+    #[test]
+    fn entry_lines_carry_the_line_as_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = ManifestWriter::new(dir.path()).unwrap();
+        writer.push(&entry("a", 1)).unwrap();
+        // A field this version does not know (a newer writer's) is kept, not dropped.
+        let newer = serde_json::to_string(&entry("b", 2)).unwrap().replacen('{', "{\"future\":[1,2],", 1);
+        writer.push_line(&EntryLine::parse(newer.clone()).unwrap()).unwrap();
+        let (file, _) = writer.encode(&header(SnapshotStatus::Complete), &cipher(), dir.path()).unwrap();
+        let lines: Vec<EntryLine> =
+            ManifestReader::open("m", file, &cipher()).unwrap().lines().map(Result::unwrap).collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!((lines[1].line(), lines[1].key.as_str(), lines[1].size), (newer.as_str(), "b", 2));
+        assert_eq!(lines[0].entry().unwrap(), entry("a", 1));
+        assert!(lines[0].same_source(1, "\"etag-a\"", "2026-11-26T09:00:00.000Z"));
+        // Spooled as a record and read back, it is the same.
+        let mut spool = Spool::<EntryLine, crate::format::spool::Binary>::records(dir.path()).unwrap();
+        spool.push(&lines[1]).unwrap();
+        assert_eq!(spool.reader().unwrap().next().unwrap().unwrap(), lines[1]);
+        // A line without the fields every entry has is not an entry.
+        for line in [r#"{"bucket":"b","key":"k","size":1,"etag":"e","last_modified":"t"}"#, "[]", "{"] {
+            assert!(EntryLine::parse(line.into()).is_err(), "{line}");
+        }
     }
 
     #[test]
