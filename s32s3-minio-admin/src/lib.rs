@@ -98,11 +98,13 @@
 pub mod archive;
 mod client;
 mod error;
+pub mod kv;
 pub mod payload;
 pub mod sigv4;
 mod types;
 
 pub use archive::{BucketMetadataExport, IamDisabled, IamExport, IamLayout};
-pub use client::{ADMIN_PREFIX, AdminClient, AdminOptions, MAX_CONFIG_LEN, Probe};
+pub use client::{ADMIN_PREFIX, AdminClient, AdminOptions, MAX_CONFIG_LEN, NewServiceAccount, Probe};
 pub use error::{ArchiveKind, Error, Result};
+pub use kv::{ConfigApplied, RefusedConfig};
 pub use types::*;
