@@ -640,8 +640,9 @@ impl AdminClient {
     }
 
     /// `POST /service?action=restart&dry-run=false&type=2`: restarts every server of the deployment, as
-    /// needed after [`AdminClient::set_config`]. Returns once the servers were told; poll
-    /// [`AdminClient::probe`] until it answers again.
+    /// needed after [`AdminClient::set_config`]. Returns once the servers were told; then
+    /// [`AdminClient::wait_for_restart`] (`RustFS` exits instead, and comes back only if something
+    /// starts it again: its answer's [`ServiceActionResult::message`] says so).
     ///
     /// # Errors
     /// Call errors; [`Error::InvalidResponse`].
@@ -658,14 +659,49 @@ impl AdminClient {
         parse_json(site, &answer.body)
     }
 
+    /// Waits, at most `timeout`, until the server answers `GET /info` again after
+    /// [`AdminClient::service_restart`]: two seconds for it to go down (MinIO restarts in place, `RustFS`
+    /// exits), then a try every second.
+    ///
+    /// `RustFS` does not start itself again: it answers the restart with "the supervising process manager is
+    /// responsible for relaunch" and exits. Without a process manager it never comes back, hence the bound.
+    ///
+    /// # Errors
+    /// [`Error::NotBack`] when `timeout` passes first.
+    pub async fn wait_for_restart(&self, timeout: Duration) -> Result<ServerInfo> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + timeout;
+        tokio::time::sleep_until((started + Duration::from_secs(2)).min(deadline)).await;
+        let mut last = String::from("no answer yet");
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(Error::NotBack { endpoint: self.endpoint.clone(), waited: timeout, last });
+            }
+            match tokio::time::timeout(deadline - now, self.server_info()).await {
+                Ok(Ok(info)) => return Ok(info),
+                Ok(Err(e)) => {
+                    tracing::debug!(endpoint = %self.endpoint, "waiting for the restart: {e}");
+                    last = e.to_string();
+                }
+                Err(_) => last = "the last try did not complete in time".into(),
+            }
+            tokio::time::sleep(
+                Duration::from_secs(1).min(deadline.saturating_duration_since(tokio::time::Instant::now())),
+            )
+            .await;
+        }
+    }
+
     fn site<'c>(&'c self, call: &Call<'c>) -> CallSite<'c> {
         CallSite { endpoint: &self.endpoint, api: call.api, permission: call.permission, bucket: call.bucket }
     }
 
-    /// Sends `call`; a non-200 answer becomes an error.
+    /// Sends `call`; an answer other than 2xx becomes an error (MinIO and `RustFS` answer
+    /// `update-service-account` with 204 No Content).
     async fn execute(&self, call: &Call<'_>) -> Result<Answer> {
         let (status, body) = self.send_raw(call).await?;
-        if status == 200 {
+        if (200..300).contains(&status) {
             Ok(Answer { body })
         } else {
             Err(error::from_response(self.site(call), status, &body))

@@ -211,6 +211,20 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// The server was told to restart and has not answered since, within the time given.
+    #[error(
+        "{endpoint}: the server has not answered for {waited:?} since it was told to restart ({last}); \
+         something must start it again (RustFS exits on restart and leaves that to its process manager)"
+    )]
+    NotBack {
+        /// The endpoint.
+        endpoint: String,
+        /// How long it was waited for.
+        waited: std::time::Duration,
+        /// The last try's error.
+        last: String,
+    },
+
     /// An encrypted payload ends early: shorter than its 41-byte header, shorter than an authentication
     /// tag after it, or cut right after a fragment that is not marked final.
     #[error("madmin payload is truncated: {detail}")]
