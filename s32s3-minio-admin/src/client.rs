@@ -849,3 +849,21 @@ fn next_cause<'e>(
         None => err.source(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_200_to_info_says() {
+        // RustFS 1.0.1 (shortened) and MinIO.
+        let rustfs = br#"{"info":{"mode":"online","deploymentID":"cf3f33f4","servers":[{"version":"@1.0.1"}]},"bitrotSelftest":"passed"}"#;
+        assert!(matches!(probe_answer(rustfs), Probe::Admin(info) if info.deployment_id == "cf3f33f4"));
+        let minio = br#"{"mode":"online","deploymentID":"6faeded5","servers":[]}"#;
+        assert!(matches!(probe_answer(minio), Probe::Admin(_)));
+        // An admin API that answers something else: reported, never plain S3.
+        assert!(matches!(probe_answer(br#"{"information":{"id":1}}"#), Probe::Unreadable(_)));
+        assert!(matches!(probe_answer(br#"{"mode":17}"#), Probe::Unreadable(r) if r.contains("cannot read")));
+        assert!(matches!(probe_answer(b"<html>hello</html>"), Probe::NotMinio(_)));
+    }
+}

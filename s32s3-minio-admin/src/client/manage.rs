@@ -148,3 +148,16 @@ impl AdminClient {
         self.execute(&Call::new(Method::PUT, "add-service-account", body.into())).await.map(drop)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_leaves_the_secret_out() {
+        let account =
+            NewServiceAccount::new("alice", "svc-1", "svc-secret-hunter2").with_name("backup", "nightly");
+        let shown = format!("{account:?}");
+        assert!(shown.contains("svc-1") && !shown.contains("hunter2"), "{shown}");
+    }
+}
