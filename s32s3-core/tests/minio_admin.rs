@@ -207,7 +207,15 @@ async fn a_minio_configuration_is_set_without_what_rustfs_refuses() {
         "{refused:#?}"
     );
     assert!(refused.iter().all(|r| !r.contains("webhook-token-s3cr3t")), "{refused:#?}");
+    // Keys RustFS refuses go alone; the rest of their subsystem is set.
+    assert!(!done.refused.iter().any(|r| r.subsystem == "scanner" && r.key.is_none()), "{refused:#?}");
+    assert!(
+        done.refused.iter().any(|r| r.subsystem == "scanner" && r.key.as_deref() == Some("cycle")),
+        "{refused:#?}"
+    );
     let now = root.get_config().await.unwrap();
+    let scanner = now.as_str().lines().find(|l| l.starts_with("scanner ")).expect("scanner is set");
+    assert!(scanner.contains("speed=") && !scanner.contains("cycle=\"1m\""), "{scanner}");
     let webhook =
         now.as_str().lines().find(|l| l.starts_with("notify_webhook:audit1")).expect("the target is set");
     assert!(webhook.contains("webhook-token-s3cr3t") && webhook.contains("hook.example:8080"), "{webhook}");

@@ -157,6 +157,16 @@ impl KvText {
                 return Some(Culprit::Target(subsystem.to_owned(), q.clone()));
             }
         }
+        // `invalid scanner config value for cycle: 1m`: the one key of it the message names as a word.
+        let lower = message.to_ascii_lowercase();
+        let mut keys: Vec<&str> =
+            of_it.iter().flat_map(|(_, _, pairs)| pairs.iter().map(|p| key_of(p))).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut named = keys.into_iter().filter(|k| k.len() > 2 && contains_words(&lower, k));
+        if let (Some(key), None) = (named.next(), named.next()) {
+            return Some(Culprit::Key(subsystem.to_owned(), key.to_owned()));
+        }
         Some(Culprit::Subsystem(subsystem.to_owned()))
     }
 
@@ -303,6 +313,12 @@ storage_class standard= rrs=EC:1\n";
             Some(Culprit::Target("notify_webhook".into(), "audit1".into()))
         );
         assert_eq!(text.culprit("something went wrong"), None);
+        // RustFS 1.0.1 on MinIO's `scanner … cycle=1m`.
+        let scanner = KvText::parse("scanner speed=default cycle=1m excess_versions=100\n");
+        assert_eq!(
+            scanner.culprit("invalid scanner config: invalid scanner config value for cycle: 1m (expected unsigned integer seconds or count)"),
+            Some(Culprit::Key("scanner".into(), "cycle".into()))
+        );
     }
 
     #[test]
