@@ -256,6 +256,8 @@ def main():
     # Installed before the server starts, so a SIGTERM during start-up leaves no orphan server behind.
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
+    if args.kind == "rustfs":
+        rustfs_binary()  # fails before any data directory exists
     attempts = 3
     for attempt in range(1, attempts + 1):
         data_dir = args.dir or tempfile.mkdtemp(prefix=f"s32s3-{args.kind}-")
