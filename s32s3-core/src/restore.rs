@@ -71,6 +71,7 @@ pub struct Restore {
     server_config: bool,
     overwrite: bool,
     dry_run: bool,
+    restart_timeout: Duration,
 }
 
 impl Restore {
@@ -87,6 +88,7 @@ impl Restore {
             server_config: false,
             overwrite: false,
             dry_run: false,
+            restart_timeout: Duration::from_mins(3),
         }
     }
 
@@ -116,6 +118,10 @@ impl Restore {
         with_overwrite(overwrite: bool);
         /// Plan only.
         with_dry_run(dry_run: bool);
+        /// How long to wait for the server to answer again after the restart that applies a restored server
+        /// configuration (default 3 minutes; `RustFS` exits on restart and is back only if its process
+        /// manager starts it).
+        with_restart_timeout(restart_timeout: Duration);
     }
 
     /// Runs the restore.
@@ -295,15 +301,24 @@ impl RestoreRun<'_> {
         target: &str,
     ) {
         let Some((admin, export)) = quotas else { return };
-        let quota = match export.file(from, "quota.json") {
-            Ok(Some(quota)) => quota,
-            Ok(None) => return,
+        // MinIO's export holds madmin's `BucketQuota`, RustFS's its own record: set-bucket-quota reads only
+        // the first, and takes the second for "no quota".
+        let quota = match export
+            .file(from, "quota.json")
+            .map(|q| q.map(|q| s32s3_minio_admin::BucketQuota::from_json(&q)))
+        {
+            Ok(Some(Ok(Some(quota)))) => quota,
+            Ok(None | Some(Ok(None))) => return,
+            Ok(Some(Err(_))) => {
+                self.fail(target, "", "quota not restored: the export's quota.json is not a JSON object");
+                return;
+            }
             Err(e) => {
                 self.fail(target, "", &format!("quota not restored: {e}"));
                 return;
             }
         };
-        match admin.set_bucket_quota(target, &quota).await {
+        match admin.set_bucket_quota(target, &quota.to_request()).await {
             Ok(()) => self.summary.notes.push(format!("bucket {target}: MinIO quota restored")),
             Err(e) => self.fail(target, "", &format!("quota not restored: {e}")),
         }
@@ -357,7 +372,7 @@ impl RestoreRun<'_> {
             Ok(Probe::Admin(_)) => {}
             Ok(other) => {
                 let reason = match other {
-                    Probe::NotAdmin(r) | Probe::NotMinio(r) => r,
+                    Probe::NotAdmin(r) | Probe::NotMinio(r) | Probe::Unreadable(r) => r,
                     _ => "unexpected answer".into(),
                 };
                 self.fail("", "instance", &format!(
@@ -376,16 +391,42 @@ impl RestoreRun<'_> {
         Ok(())
     }
 
-    /// Puts the MinIO server configuration back, and waits for the server's restart.
+    /// Puts back what of the MinIO server configuration the target accepts, then restarts it and waits
+    /// (bounded) for it to answer again. What the target refuses (`RustFS` knows fewer subsystems and keys than
+    /// MinIO) is reported by name; a configuration it refuses without naming a part is reported and the
+    /// restore goes on without it.
     async fn restore_server_config(&mut self, admin: &AdminClient, key: &str) -> Result<()> {
         self.cx.progress.event(&Event::Phase("restoring the MinIO server configuration"));
         let bytes = self.instance_object(key).await?;
         let text =
             String::from_utf8(bytes).map_err(|_| Error::corrupt("server configuration", "not UTF-8"))?;
-        admin.set_config(&s32s3_minio_admin::ConfigText::new(text)).await?;
-        admin.service_restart().await?;
-        self.wait_for_restart(admin).await?;
-        self.summary.notes.push("MinIO server configuration restored; the server was restarted".into());
+        let done = match admin.set_config_known(&s32s3_minio_admin::ConfigText::new(text)).await {
+            Ok(done) => done,
+            Err(
+                e @ (s32s3_minio_admin::Error::BadCredentials { .. }
+                | s32s3_minio_admin::Error::Unreachable { .. }),
+            ) => {
+                return Err(e.into());
+            }
+            Err(e) => {
+                self.fail("", "server configuration", &format!("not restored: {e}"));
+                return Ok(());
+            }
+        };
+        for refused in &done.refused {
+            self.note(format!("server configuration: {refused} left out: the target refused it"));
+        }
+        if !done.applied {
+            self.fail("", "server configuration", "not restored: the target refused every subsystem of it");
+            return Ok(());
+        }
+        let answer = admin.service_restart().await?;
+        admin.wait_for_restart(self.job.restart_timeout).await?;
+        self.summary.notes.push(if answer.message.is_empty() {
+            "MinIO server configuration restored; the server was restarted".into()
+        } else {
+            format!("MinIO server configuration restored; the server was restarted ({})", answer.message)
+        });
         Ok(())
     }
 
@@ -446,21 +487,6 @@ impl RestoreRun<'_> {
         ] {
             for failure in failures {
                 self.fail("", "iam", &format!("IAM {kind} {:?} failed to import", failure.name));
-            }
-        }
-    }
-
-    async fn wait_for_restart(&self, admin: &AdminClient) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_mins(3);
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        loop {
-            match admin.server_info().await {
-                Ok(_) => return Ok(()),
-                Err(e) if Instant::now() < deadline => {
-                    tracing::debug!("waiting for the MinIO restart: {e}");
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
-                Err(e) => return Err(e.into()),
             }
         }
     }

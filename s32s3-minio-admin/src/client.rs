@@ -1,5 +1,9 @@
 //! The typed admin client.
 
+mod manage;
+
+pub use manage::NewServiceAccount;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +15,7 @@ use serde::de::DeserializeOwned;
 
 use crate::archive::{BucketMetadataExport, IamExport};
 use crate::error::{self, CallSite, Error, ErrorBody, Result};
+use crate::kv::{ConfigApplied, KvText};
 use crate::payload;
 use crate::sigv4::{self, Credentials, SharedClock, SigningRequest, SystemClock};
 use crate::types::{
@@ -130,40 +135,56 @@ pub enum Probe {
     /// `GET /minio/admin/v3/info` answered with MinIO's server info: this endpoint can be administered
     /// with these credentials.
     Admin(ServerInfo),
-    /// A MinIO admin API answered (a JSON admin error), but refused: `AccessDenied` (not an admin user) or
-    /// `XMinioAdminVersionMismatch` (it does not serve admin API v3). The reason quotes the server.
+    /// A MinIO admin API answered, but refused: `AccessDenied` (not an admin user: the reason names the
+    /// permission `admin:ServerInfo`) or `XMinioAdminVersionMismatch` (it does not serve admin API v3). The
+    /// reason quotes the server.
     NotAdmin(String),
     /// The endpoint answered, but not as a MinIO admin API: an S3 error in XML (e.g. `NoSuchBucket` for a
-    /// bucket called `minio`), a 404/405/501 without an admin error, or a 200 that is not server info.
+    /// bucket called `minio`), a 404/405/501 without an admin error, or a 200 that is not JSON.
     NotMinio(String),
+    /// An admin API answered 200, but with JSON this client cannot read as server info: the endpoint is
+    /// administrable, by a server whose answers this version does not understand. Never to be taken for
+    /// plain S3 in silence. The reason says what was wrong (never the body).
+    Unreadable(String),
 }
 
 /// One admin call before signing.
-struct Call<'a> {
+pub(crate) struct Call<'a> {
     api: &'static str,
     method: Method,
     query: Vec<(&'static str, String)>,
     body: Bytes,
     /// The bucket the call names, for error classification.
     bucket: Option<&'a str>,
+    /// The policy action it needs, named when the server refuses it.
+    permission: &'static str,
 }
 
 impl<'a> Call<'a> {
-    fn get(api: &'static str) -> Self {
-        Self { api, method: Method::GET, query: Vec::new(), body: Bytes::new(), bucket: None }
+    pub(crate) fn get(api: &'static str) -> Self {
+        Self::new(Method::GET, api, Bytes::new())
     }
 
-    fn put(api: &'static str, body: impl Into<Bytes>) -> Self {
-        Self { api, method: Method::PUT, query: Vec::new(), body: body.into(), bucket: None }
+    pub(crate) fn put(api: &'static str, body: impl Into<Bytes>) -> Self {
+        Self::new(Method::PUT, api, body.into())
     }
 
-    fn query(mut self, key: &'static str, value: impl Into<String>) -> Self {
+    pub(crate) fn new(method: Method, api: &'static str, body: Bytes) -> Self {
+        Self { api, method, query: Vec::new(), body, bucket: None, permission: error::permission(api) }
+    }
+
+    pub(crate) fn query(mut self, key: &'static str, value: impl Into<String>) -> Self {
         self.query.push((key, value.into()));
         self
     }
 
     fn bucket(mut self, bucket: &'a str) -> Self {
         self.bucket = Some(bucket);
+        self
+    }
+
+    fn permission(mut self, permission: &'static str) -> Self {
+        self.permission = permission;
         self
     }
 }
@@ -273,10 +294,16 @@ impl AdminClient {
     /// Sends one `GET /minio/admin/v3/info?metrics=false` (read-only, needs `admin:ServerInfo`) and reads
     /// the answer:
     ///
-    /// - 200 with MinIO's server-info JSON (a deployment id, a mode or servers) → [`Probe::Admin`];
-    /// - a JSON admin error `AccessDenied`, or 426 / `XMinioAdminVersionMismatch` → [`Probe::NotAdmin`];
+    /// - 200 with server info (MinIO's `InfoMessage`, or `RustFS`'s `{"info": …}`) → [`Probe::Admin`];
+    /// - 200 with a JSON object that holds no server info → [`Probe::Unreadable`]: something answers the
+    ///   admin API, and the caller must say so rather than take the endpoint for plain S3;
+    /// - `AccessDenied` from an admin API → [`Probe::NotAdmin`], naming the permission: a JSON error is
+    ///   MinIO's admin router; an XML one (`RustFS` answers admin errors in XML, as does any S3 server
+    ///   refusing a bucket called `minio`) counts when the endpoint also answers 200 to the unsigned
+    ///   `GET /minio/health/live` that MinIO and `RustFS` serve and a plain S3 server refuses;
+    /// - 426 / `XMinioAdminVersionMismatch` in JSON → [`Probe::NotAdmin`];
     /// - any other 4xx (an S3 XML error such as `NoSuchBucket`, a bare 404/405), or a 200 that is not
-    ///   server info → [`Probe::NotMinio`].
+    ///   JSON → [`Probe::NotMinio`].
     ///
     /// # Errors
     /// Not a verdict but a failure: [`Error::BadCredentials`] (the endpoint rejected the signature, so
@@ -284,32 +311,23 @@ impl AdminClient {
     /// ([`Error::Unreachable`], [`Error::Tls`], [`Error::Timeout`], [`Error::Transport`]).
     pub async fn probe(&self) -> Result<Probe> {
         let call = Call::get("info").query("metrics", "false");
-        let site = self.site(&call);
         let (status, body) = self.send_raw(&call).await?;
         if status == 200 {
-            return Ok(match serde_json::from_slice::<ServerInfo>(&body) {
-                Ok(info)
-                    if !info.deployment_id.is_empty()
-                        || !info.mode.is_empty()
-                        || !info.servers.is_empty() =>
-                {
-                    Probe::Admin(info)
-                }
-                _ => {
-                    Probe::NotMinio(format!("GET {ADMIN_PREFIX}/info answered 200 without MinIO server info"))
-                }
-            });
+            return Ok(probe_answer(&body));
         }
         // MinIO's admin router answers errors in JSON; an S3 server answers `/minio/...` in XML.
         let admin_json = serde_json::from_slice::<serde_json::Value>(&body)
             .is_ok_and(|v| v.get("Code").is_some_and(serde_json::Value::is_string));
-        let error = error::from_response(site, status, &body);
+        let error = error::from_response(self.site(&call), status, &body);
         if matches!(error, Error::BadCredentials { .. }) || error.is_temporary() {
             return Err(error);
         }
         let ErrorBody { code, message, .. } = ErrorBody::parse(&body);
         Ok(match error {
-            Error::NotAdmin { .. } | Error::Unsupported { .. } if admin_json => {
+            Error::NotAdmin { .. } if admin_json || self.serves_minio_health().await => {
+                Probe::NotAdmin(error.to_string())
+            }
+            Error::Unsupported { .. } if admin_json => {
                 Probe::NotAdmin(format!("HTTP {status} {code}: {message}"))
             }
             _ if code.is_empty() => Probe::NotMinio(format!(
@@ -319,15 +337,32 @@ impl AdminClient {
         })
     }
 
+    /// Whether the unsigned `GET /minio/health/live` answers 200, as MinIO and `RustFS` do (a plain S3
+    /// server takes `minio` for a bucket and refuses). A transport failure counts as no.
+    async fn serves_minio_health(&self) -> bool {
+        let url = format!("{}/minio/health/live", self.endpoint);
+        let answer = self.http.get(&url).send().await;
+        tracing::debug!(endpoint = %self.endpoint, status = ?answer.as_ref().map(reqwest::Response::status), "health probe");
+        answer.is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
+    }
+
     /// `GET /info`: version, deployment id, servers.
     ///
     /// # Errors
     /// Any of the call errors described on [`Error`]; [`Error::InvalidResponse`] if the JSON does not parse.
     pub async fn server_info(&self) -> Result<ServerInfo> {
         let call = Call::get("info").query("metrics", "false");
-        let site = self.site(&call);
         let answer = self.execute(&call).await?;
-        parse_json(site, &answer.body)
+        let invalid = |reason: String| Error::InvalidResponse {
+            endpoint: self.endpoint.clone(),
+            api: call.api,
+            reason,
+        };
+        match ServerInfo::from_answer(&answer.body) {
+            Ok(Some(info)) => Ok(info),
+            Ok(None) => Err(invalid("no server info in the answer".into())),
+            Err(e) => Err(invalid(error::json_error(&e))),
+        }
     }
 
     /// `GET /config`: the whole configuration as KV text, **secrets not redacted** (spec §3.7).
@@ -357,6 +392,37 @@ impl AdminClient {
         }
         let body = self.encrypt(config.as_str().as_bytes().to_vec()).await?;
         self.execute(&Call::put("config", body)).await.map(drop)
+    }
+
+    /// Sets what of `config` the server accepts: `PUT /config` with the whole text, and while the server
+    /// refuses it naming a subsystem, a target or a key of it, again without that part (see [`crate::kv`]).
+    /// A MinIO configuration restored onto `RustFS` loses the subsystems and keys `RustFS` does not know,
+    /// and the result says which. Not applied until [`AdminClient::service_restart`].
+    ///
+    /// # Errors
+    /// As [`AdminClient::set_config`]; a refusal that names nothing of the text (e.g. an unreachable
+    /// notification target named only by its URL) is returned as it came, and nothing was set.
+    pub async fn set_config_known(&self, config: &ConfigText) -> Result<ConfigApplied> {
+        let mut text = KvText::parse(config.as_str());
+        let mut done = ConfigApplied::default();
+        while text.has_entries() {
+            let attempt = ConfigText::new(text.render());
+            match self.set_config(&attempt).await {
+                Ok(()) => {
+                    done.applied = true;
+                    break;
+                }
+                Err(e @ Error::Server { status: 400..=499, .. }) => {
+                    let Error::Server { message, .. } = &e else { unreachable!() };
+                    let Some(culprit) = text.culprit(message) else { return Err(e) };
+                    let refused = text.drop_culprit(culprit, message);
+                    tracing::info!(endpoint = %self.endpoint, refused = %refused, "configuration part refused");
+                    done.refused.push(refused);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
     }
 
     /// `GET /list-config-history-kv?count=N`: the last `count` configuration changes.
@@ -405,7 +471,13 @@ impl AdminClient {
             Ok(result) => Ok(IamImport::V2(Box::new(result))),
             Err(Error::Unsupported { .. }) => {
                 tracing::info!(endpoint = %self.endpoint, "import-iam-v2 not supported, using import-iam");
-                self.import_iam_v1(export).await.map(|()| IamImport::V1)
+                let call = Call::put("import-iam", export.clone().into_bytes());
+                let answer = self.execute(&call).await?;
+                // MinIO's v1 answers with an empty body, RustFS's with the v2 result.
+                Ok(match serde_json::from_slice::<ImportIamResult>(&answer.body) {
+                    Ok(result) => IamImport::V2(Box::new(result)),
+                    Err(_) => IamImport::V1,
+                })
             }
             Err(e) => Err(e),
         }
@@ -537,7 +609,8 @@ impl AdminClient {
     pub async fn set_group_status(&self, group: &str, enabled: bool) -> Result<()> {
         let call = Call::put("set-group-status", Bytes::new())
             .query("group", group)
-            .query("status", if enabled { "enabled" } else { "disabled" });
+            .query("status", if enabled { "enabled" } else { "disabled" })
+            .permission(if enabled { "admin:EnableGroup" } else { "admin:DisableGroup" });
         self.execute(&call).await.map(drop)
     }
 
@@ -549,8 +622,8 @@ impl AdminClient {
     pub async fn set_service_account_status(&self, access_key: &str, enabled: bool) -> Result<()> {
         let request = format!(r#"{{"newStatus":"{}"}}"#, if enabled { "on" } else { "off" });
         let body = self.encrypt(request.into_bytes()).await?;
-        let call = Call { method: Method::POST, ..Call::put("update-service-account", body) }
-            .query("accessKey", access_key);
+        let call =
+            Call::new(Method::POST, "update-service-account", body.into()).query("accessKey", access_key);
         self.execute(&call).await.map(drop)
     }
 
@@ -567,13 +640,14 @@ impl AdminClient {
     }
 
     /// `POST /service?action=restart&dry-run=false&type=2`: restarts every server of the deployment, as
-    /// needed after [`AdminClient::set_config`]. Returns once the servers were told; poll
-    /// [`AdminClient::probe`] until it answers again.
+    /// needed after [`AdminClient::set_config`]. Returns once the servers were told; then
+    /// [`AdminClient::wait_for_restart`] (`RustFS` exits instead, and comes back only if something
+    /// starts it again: its answer's [`ServiceActionResult::message`] says so).
     ///
     /// # Errors
     /// Call errors; [`Error::InvalidResponse`].
     pub async fn service_restart(&self) -> Result<ServiceActionResult> {
-        let call = Call { method: Method::POST, ..Call::get("service") }
+        let call = Call::new(Method::POST, "service", Bytes::new())
             .query("action", "restart")
             .query("dry-run", "false")
             .query("type", "2");
@@ -585,14 +659,49 @@ impl AdminClient {
         parse_json(site, &answer.body)
     }
 
-    fn site<'c>(&'c self, call: &Call<'c>) -> CallSite<'c> {
-        CallSite { endpoint: &self.endpoint, api: call.api, bucket: call.bucket }
+    /// Waits, at most `timeout`, until the server answers `GET /info` again after
+    /// [`AdminClient::service_restart`]: two seconds for it to go down (MinIO restarts in place, `RustFS`
+    /// exits), then a try every second.
+    ///
+    /// `RustFS` does not start itself again: it answers the restart with "the supervising process manager is
+    /// responsible for relaunch" and exits. Without a process manager it never comes back, hence the bound.
+    ///
+    /// # Errors
+    /// [`Error::NotBack`] when `timeout` passes first.
+    pub async fn wait_for_restart(&self, timeout: Duration) -> Result<ServerInfo> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + timeout;
+        tokio::time::sleep_until((started + Duration::from_secs(2)).min(deadline)).await;
+        let mut last = String::from("no answer yet");
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(Error::NotBack { endpoint: self.endpoint.clone(), waited: timeout, last });
+            }
+            match tokio::time::timeout(deadline - now, self.server_info()).await {
+                Ok(Ok(info)) => return Ok(info),
+                Ok(Err(e)) => {
+                    tracing::debug!(endpoint = %self.endpoint, "waiting for the restart: {e}");
+                    last = e.to_string();
+                }
+                Err(_) => last = "the last try did not complete in time".into(),
+            }
+            tokio::time::sleep(
+                Duration::from_secs(1).min(deadline.saturating_duration_since(tokio::time::Instant::now())),
+            )
+            .await;
+        }
     }
 
-    /// Sends `call`; a non-200 answer becomes an error.
+    fn site<'c>(&'c self, call: &Call<'c>) -> CallSite<'c> {
+        CallSite { endpoint: &self.endpoint, api: call.api, permission: call.permission, bucket: call.bucket }
+    }
+
+    /// Sends `call`; an answer other than 2xx becomes an error (MinIO and `RustFS` answer
+    /// `update-service-account` with 204 No Content).
     async fn execute(&self, call: &Call<'_>) -> Result<Answer> {
         let (status, body) = self.send_raw(call).await?;
-        if status == 200 {
+        if (200..300).contains(&status) {
             Ok(Answer { body })
         } else {
             Err(error::from_response(self.site(call), status, &body))
@@ -670,6 +779,22 @@ impl AdminClient {
     }
 }
 
+/// What a 200 answer to `GET /info` says about the endpoint.
+fn probe_answer(body: &[u8]) -> Probe {
+    match ServerInfo::from_answer(body) {
+        Ok(Some(info)) => Probe::Admin(info),
+        Ok(None) => Probe::Unreadable(format!(
+            "GET {ADMIN_PREFIX}/info answered 200 with JSON that holds no server info (neither MinIO's \
+             InfoMessage nor RustFS's {{\"info\": …}})"
+        )),
+        Err(e) if body.trim_ascii_start().starts_with(b"{") => Probe::Unreadable(format!(
+            "GET {ADMIN_PREFIX}/info answered 200 with server info this client cannot read ({})",
+            error::json_error(&e)
+        )),
+        Err(_) => Probe::NotMinio(format!("GET {ADMIN_PREFIX}/info answered 200 without MinIO server info")),
+    }
+}
+
 fn parse_json<T: DeserializeOwned>(site: CallSite<'_>, body: &[u8]) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| Error::InvalidResponse {
         endpoint: site.endpoint.to_owned(),
@@ -722,5 +847,23 @@ fn next_cause<'e>(
     match err.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
         Some(inner) => Some(inner),
         None => err.source(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_200_to_info_says() {
+        // RustFS 1.0.1 (shortened) and MinIO.
+        let rustfs = br#"{"info":{"mode":"online","deploymentID":"cf3f33f4","servers":[{"version":"@1.0.1"}]},"bitrotSelftest":"passed"}"#;
+        assert!(matches!(probe_answer(rustfs), Probe::Admin(info) if info.deployment_id == "cf3f33f4"));
+        let minio = br#"{"mode":"online","deploymentID":"6faeded5","servers":[]}"#;
+        assert!(matches!(probe_answer(minio), Probe::Admin(_)));
+        // An admin API that answers something else: reported, never plain S3.
+        assert!(matches!(probe_answer(br#"{"information":{"id":1}}"#), Probe::Unreadable(_)));
+        assert!(matches!(probe_answer(br#"{"mode":17}"#), Probe::Unreadable(r) if r.contains("cannot read")));
+        assert!(matches!(probe_answer(b"<html>hello</html>"), Probe::NotMinio(_)));
     }
 }

@@ -67,16 +67,20 @@ pub enum Error {
         message: String,
     },
 
-    /// The credentials are valid but may not perform this call (`AccessDenied`): not an admin user.
+    /// The credentials are valid but may not perform this call (`AccessDenied`): not an admin user, or one
+    /// without this call's permission. Neither MinIO nor `RustFS` names the permission in its answer; this
+    /// client knows which one each call needs.
     #[error(
-        "{endpoint}: admin call {api} was refused: this access key may not administer the server \
-         ({code}: {message}); use an account with the needed admin:* permission"
+        "{endpoint}: admin call {api} was refused: this access key lacks the permission {permission} \
+         ({code}: {message}); grant it, or use an admin's keys"
     )]
     NotAdmin {
         /// The endpoint.
         endpoint: String,
         /// The admin call.
         api: &'static str,
+        /// The policy action the call needs, e.g. `admin:ServerInfo` (MinIO's names, which `RustFS` shares).
+        permission: &'static str,
         /// The server's error code.
         code: String,
         /// The server's message.
@@ -207,6 +211,20 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// The server was told to restart and has not answered since, within the time given.
+    #[error(
+        "{endpoint}: the server has not answered for {waited:?} since it was told to restart ({last}); \
+         something must start it again (RustFS exits on restart and leaves that to its process manager)"
+    )]
+    NotBack {
+        /// The endpoint.
+        endpoint: String,
+        /// How long it was waited for.
+        waited: std::time::Duration,
+        /// The last try's error.
+        last: String,
+    },
+
     /// An encrypted payload ends early: shorter than its 41-byte header, shorter than an authentication
     /// tag after it, or cut right after a fragment that is not marked final.
     #[error("madmin payload is truncated: {detail}")]
@@ -293,8 +311,42 @@ impl Error {
 pub(crate) struct CallSite<'a> {
     pub endpoint: &'a str,
     pub api: &'static str,
+    /// The policy action the call needs ([`permission`]).
+    pub permission: &'static str,
     /// The bucket the call named, if any: a `NoSuchBucket` about it is a real "not found".
     pub bucket: Option<&'a str>,
+}
+
+/// The policy action an admin call needs, by the call's path (MinIO's action names, `minio/pkg`
+/// `policy/admin-action.go`; `RustFS` checks the same names: `admin:ServerInfo`, `admin:ConfigUpdate`,
+/// `admin:ExportIAM`, `admin:ExportBucketMetadata`, `admin:ListUsers`, `admin:ListGroups` and
+/// `admin:ListUserPolicies` were each granted alone to a user of a live `RustFS` 1.0.1, which then
+/// could make that call and no other). `set-group-status` needs `admin:DisableGroup` to disable and
+/// `admin:EnableGroup` to enable; the client names the one the call needs.
+pub(crate) fn permission(api: &str) -> &'static str {
+    match api {
+        "info" => "admin:ServerInfo",
+        "config" | "list-config-history-kv" | "restore-config-history-kv" => "admin:ConfigUpdate",
+        "export-iam" => "admin:ExportIAM",
+        "import-iam" | "import-iam-v2" => "admin:ImportIAM",
+        "export-bucket-metadata" => "admin:ExportBucketMetadata",
+        "import-bucket-metadata" => "admin:ImportBucketMetadata",
+        "set-bucket-quota" => "admin:SetBucketQuota",
+        "get-bucket-quota" => "admin:GetBucketQuota",
+        "list-users" => "admin:ListUsers",
+        "groups" => "admin:ListGroups",
+        "group" => "admin:GetGroup",
+        "list-canned-policies" => "admin:ListUserPolicies",
+        "update-service-account" => "admin:UpdateServiceAccount",
+        "list-service-accounts" => "admin:ListServiceAccounts",
+        "service" => "admin:ServiceRestart",
+        "add-user" => "admin:CreateUser",
+        "add-canned-policy" => "admin:CreatePolicy",
+        "update-group-members" => "admin:AddUserToGroup",
+        "set-user-or-group-policy" => "admin:AttachUserOrGroupPolicy",
+        "add-service-account" => "admin:CreateServiceAccount",
+        _ => "admin:*",
+    }
 }
 
 /// The error body of an admin (JSON) or S3 (XML) error response, as far as it could be read.
@@ -328,12 +380,21 @@ impl ErrorBody {
             text.find(&open)
                 .and_then(|start| {
                     let rest = &text[start + open.len()..];
-                    rest.find(&close).map(|end| rest[..end].trim().to_owned())
+                    rest.find(&close).map(|end| xml_unescape(rest[..end].trim()))
                 })
                 .unwrap_or_default()
         };
         Self { code: tag("Code"), message: shorten(&tag("Message")), bucket: tag("BucketName") }
     }
+}
+
+/// XML's five predefined entities (`RustFS` writes `unsupported config subsystem &apos;api&apos;`).
+fn xml_unescape(text: &str) -> String {
+    text.replace("&apos;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 /// A JSON error without its message: serde's messages can quote values ("invalid type: string \"…\""),
@@ -389,7 +450,9 @@ pub(crate) fn from_response(site: CallSite<'_>, status: u16, body: &[u8]) -> Err
             | "RequestTimeTooSkewed"
             | "AuthorizationHeaderMalformed",
         ) => Error::BadCredentials { endpoint, api, code, message },
-        (_, "AccessDenied") | (403, "") => Error::NotAdmin { endpoint, api, code, message },
+        (_, "AccessDenied") | (403, "") => {
+            Error::NotAdmin { endpoint, api, permission: site.permission, code, message }
+        }
         (426 | 405 | 501, _) | (_, "XMinioAdminVersionMismatch" | "NotImplemented" | "MethodNotAllowed") => {
             Error::Unsupported { endpoint, api, status, code, message }
         }
@@ -406,7 +469,8 @@ pub(crate) fn from_response(site: CallSite<'_>, status: u16, body: &[u8]) -> Err
 mod tests {
     use super::*;
 
-    const SITE: CallSite<'static> = CallSite { endpoint: "http://m:9000", api: "info", bucket: None };
+    const SITE: CallSite<'static> =
+        CallSite { endpoint: "http://m:9000", api: "info", permission: "admin:ServerInfo", bucket: None };
 
     fn json(code: &str, message: &str) -> Vec<u8> {
         format!(
@@ -452,6 +516,29 @@ mod tests {
         assert!(matches!(from_response(site, 404, body), Error::NotFound { .. }));
         let xml = b"<Error><Code>NoSuchBucket</Code><BucketName>minio</BucketName></Error>";
         assert!(matches!(from_response(site, 404, xml), Error::Unsupported { .. }));
+    }
+
+    #[test]
+    fn access_denied_names_the_missing_permission() {
+        // RustFS 1.0.1 answers admin errors in XML, and neither it nor MinIO names the permission.
+        let xml = br#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"#;
+        let site = CallSite { api: "export-iam", permission: permission("export-iam"), ..SITE };
+        let e = from_response(site, 403, xml);
+        assert!(matches!(e, Error::NotAdmin { permission: "admin:ExportIAM", .. }), "{e:?}");
+        let line = e.to_string();
+        assert!(line.contains("lacks the permission admin:ExportIAM") && !line.contains('\n'), "{line}");
+        assert_eq!(permission("info"), "admin:ServerInfo");
+        assert_eq!(permission("list-config-history-kv"), "admin:ConfigUpdate");
+    }
+
+    #[test]
+    fn xml_messages_are_unescaped() {
+        let xml = br#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>InvalidRequest</Code><Message>unsupported config subsystem &apos;api&apos;</Message></Error>"#;
+        let e = from_response(SITE, 400, xml);
+        assert!(
+            e.to_string().ends_with("HTTP 400 InvalidRequest: unsupported config subsystem 'api'"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -27,13 +27,13 @@ fn null_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) 
 #[non_exhaustive]
 pub struct ServerInfo {
     /// `online`, `initializing`, …
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub mode: String,
-    /// The server's region (empty when not configured).
-    #[serde(default)]
+    /// The server's region (empty when not configured; `RustFS` sends `null`).
+    #[serde(default, deserialize_with = "null_default")]
     pub region: String,
     /// The deployment id, stable across restarts.
-    #[serde(default, rename = "deploymentID")]
+    #[serde(default, rename = "deploymentID", deserialize_with = "null_default")]
     pub deployment_id: String,
     /// Number of buckets.
     #[serde(default)]
@@ -53,6 +53,24 @@ pub struct ServerInfo {
 }
 
 impl ServerInfo {
+    /// Reads the answer of `GET /info`: MinIO's `InfoMessage` itself, or `RustFS`'s wrapper
+    /// `{"info": InfoMessage, "admin_discovery": …, …}` (`RustFS` 1.0.1 answers so, unencrypted).
+    ///
+    /// `Ok(None)`: a JSON object with no server info in either place (no deployment id, no mode, no server).
+    ///
+    /// # Errors
+    /// The body is not JSON of that shape (the error may quote the body: do not show it).
+    pub fn from_answer(body: &[u8]) -> Result<Option<Self>, serde_json::Error> {
+        let mut value: serde_json::Value = serde_json::from_slice(body)?;
+        let top_level_info = ["deploymentID", "mode", "servers"].iter().any(|k| value.get(k).is_some());
+        if !top_level_info && value.get("info").is_some_and(serde_json::Value::is_object) {
+            value = value["info"].take();
+        }
+        let info: Self = serde_json::from_value(value)?;
+        let found = !info.deployment_id.is_empty() || !info.mode.is_empty() || !info.servers.is_empty();
+        Ok(found.then_some(info))
+    }
+
     /// The version of the first server that reports one (`2025-10-15T17:29:55Z` style for MinIO).
     #[must_use]
     pub fn version(&self) -> Option<&str> {
@@ -90,7 +108,7 @@ pub struct Usage {
 #[non_exhaustive]
 pub struct Backend {
     /// `Erasure` or `FS`.
-    #[serde(default, rename = "backendType")]
+    #[serde(default, rename = "backendType", deserialize_with = "null_default")]
     pub backend_type: String,
 }
 
@@ -99,19 +117,19 @@ pub struct Backend {
 #[non_exhaustive]
 pub struct ServerProperties {
     /// `online` / `offline`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub state: String,
     /// `host:port`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub endpoint: String,
-    /// The release, e.g. `2025-10-15T17:29:55Z`.
-    #[serde(default)]
+    /// The release, e.g. `2025-10-15T17:29:55Z` (MinIO) or `@1.0.1` (`RustFS`).
+    #[serde(default, deserialize_with = "null_default")]
     pub version: String,
     /// The git commit.
-    #[serde(default, rename = "commitID")]
+    #[serde(default, rename = "commitID", deserialize_with = "null_default")]
     pub commit_id: String,
     /// Edition (`AIStor` and newer servers).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub edition: String,
 }
 
@@ -442,6 +460,53 @@ impl BucketImportReport {
     }
 }
 
+/// A bucket's quota, read from either shape a bucket-metadata export holds in `<bucket>/quota.json`:
+/// madmin's `BucketQuota` (MinIO: `{"quota":N,"size":N,"rate":0,"requests":0,"quotatype":"hard"}`, the
+/// limit in `size`, in `quota` on older servers) or `RustFS`'s own record (1.0.1:
+/// `{"quota":0,"quota_type":"Hard","reservation_protocol":1,"reservation_quota":N,"created_at":…}`, the
+/// limit in `reservation_quota`). `set-bucket-quota` takes madmin's shape only: `RustFS` reads its own
+/// record there as "no quota", so restore through [`BucketQuota::to_request`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BucketQuota {
+    /// The limit in bytes.
+    pub limit: u64,
+    /// `hard` (the only kind MinIO and `RustFS` enforce), lower-case.
+    pub quota_type: String,
+}
+
+impl BucketQuota {
+    /// A hard quota of `limit` bytes.
+    #[must_use]
+    pub fn hard(limit: u64) -> Self {
+        Self { limit, quota_type: "hard".into() }
+    }
+
+    /// Reads `quota.json` of either shape; `Ok(None)` when it sets no limit.
+    ///
+    /// # Errors
+    /// Not a JSON object.
+    pub fn from_json(json: &[u8]) -> Result<Option<Self>, serde_json::Error> {
+        let value: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(json)?;
+        let number = |key: &str| value.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        let limit = ["size", "quota", "reservation_quota"].into_iter().map(number).find(|n| *n > 0);
+        let quota_type = ["quotatype", "quota_type"]
+            .into_iter()
+            .find_map(|key| value.get(key).and_then(serde_json::Value::as_str))
+            .unwrap_or("hard")
+            .to_ascii_lowercase();
+        Ok(limit.map(|limit| Self { limit, quota_type }))
+    }
+
+    /// The body of `set-bucket-quota`: madmin's shape, which MinIO and `RustFS` both read.
+    #[must_use]
+    pub fn to_request(&self) -> Vec<u8> {
+        serde_json::json!({"quota": self.limit, "size": self.limit, "quotatype": self.quota_type})
+            .to_string()
+            .into_bytes()
+    }
+}
+
 /// A server configuration in MinIO's KV text format (`GET /config`), with secrets in clear.
 ///
 /// `Debug` prints the length only; the text is zeroized on drop.
@@ -479,19 +544,24 @@ impl fmt::Debug for ConfigText {
     }
 }
 
-/// One entry of `GET /list-config-history-kv`: madmin's `ConfigHistoryEntry`.
+/// One entry of `GET /list-config-history-kv`: madmin's `ConfigHistoryEntry`
+/// (`restoreId`/`createTime`/`data`), or `RustFS`'s (`RestoreID`/`CreateTime`/`Data`/`DataRedacted`).
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConfigHistoryEntry {
     /// The id to pass to [`crate::AdminClient::restore_config_history`].
-    #[serde(default, rename = "restoreId")]
+    #[serde(default, rename = "restoreId", alias = "RestoreID")]
     pub restore_id: String,
     /// When it was stored.
-    #[serde(default, rename = "createTime", deserialize_with = "lenient_time")]
+    #[serde(default, rename = "createTime", alias = "CreateTime", deserialize_with = "lenient_time")]
     pub create_time: Option<OffsetDateTime>,
     /// The KV text that was set (may hold secrets: not shown by `Debug`).
-    #[serde(default, deserialize_with = "config_text")]
+    #[serde(default, alias = "Data", deserialize_with = "config_text")]
     pub data: ConfigText,
+    /// Whether the server replaced the secrets in [`ConfigHistoryEntry::data`] (`RustFS` does, and says so:
+    /// such an entry cannot serve as a backup of the configuration).
+    #[serde(default, rename = "dataRedacted", alias = "DataRedacted")]
+    pub data_redacted: bool,
 }
 
 fn config_text<'de, D: Deserializer<'de>>(d: D) -> Result<ConfigText, D::Error> {
@@ -510,6 +580,7 @@ impl fmt::Debug for ConfigHistoryEntry {
             .field("restore_id", &self.restore_id)
             .field("create_time", &self.create_time)
             .field("data", &self.data)
+            .field("data_redacted", &self.data_redacted)
             .finish()
     }
 }
@@ -524,9 +595,14 @@ pub struct ServiceActionResult {
     /// Whether it was a dry run.
     #[serde(default, rename = "dryRun")]
     pub dry_run: bool,
-    /// Per peer (empty from servers before the v2 service API, which answer with no body).
+    /// Per peer (empty from servers before the v2 service API, which answer with no body, and from
+    /// `RustFS`).
     #[serde(default, deserialize_with = "null_default")]
     pub results: Vec<ServicePeerResult>,
+    /// What the server says it did (`RustFS`: "graceful shutdown initiated; the supervising process
+    /// manager is responsible for relaunch": it exits and comes back only if something restarts it).
+    #[serde(default, deserialize_with = "null_default")]
+    pub message: String,
 }
 
 /// One peer of a service action.
@@ -587,6 +663,44 @@ mod tests {
             r.failures(),
             [("photos", "encryption", "Server side encryption specified but KMS is not configured")]
         );
+    }
+
+    #[test]
+    fn quotas_of_both_shapes() {
+        // Recorded from RustFS 1.0.1's export after `set-bucket-quota {"size":5000000,"quotatype":"hard"}`.
+        let rustfs = br#"{"quota":0,"quota_type":"Hard","reservation_protocol":1,"reservation_quota":5000000,"created_at":"2026-12-06T20:54:31.328131004Z"}"#;
+        assert_eq!(BucketQuota::from_json(rustfs).unwrap(), Some(BucketQuota::hard(5_000_000)));
+        let minio = br#"{"quota":1073741824,"size":1073741824,"rate":0,"requests":0,"quotatype":"hard"}"#;
+        assert_eq!(BucketQuota::from_json(minio).unwrap(), Some(BucketQuota::hard(1_073_741_824)));
+        let old_minio = br#"{"quota":2048,"quotatype":"hard"}"#;
+        assert_eq!(BucketQuota::from_json(old_minio).unwrap(), Some(BucketQuota::hard(2048)));
+        assert_eq!(BucketQuota::from_json(br#"{"quota":0,"size":0}"#).unwrap(), None);
+        assert!(BucketQuota::from_json(b"[1]").is_err());
+        let request: serde_json::Value = serde_json::from_slice(&BucketQuota::hard(7).to_request()).unwrap();
+        assert_eq!(request, serde_json::json!({"quota":7,"size":7,"quotatype":"hard"}));
+    }
+
+    #[test]
+    fn rustfs_shapes() {
+        // RustFS 1.0.1's history entry (`Data` shortened) and info wrapper.
+        let h: ConfigHistoryEntry = serde_json::from_str(
+            r#"{"RestoreID":"e164beeb-5010-4b2f-ac29-95bcb2b20a22","CreateTime":"2026-12-06T20:54:40.814585438Z","Data":"notify_webhook:a1 auth_token=\"*redacted*\"","DataRedacted":true}"#,
+        )
+        .unwrap();
+        assert_eq!(h.restore_id, "e164beeb-5010-4b2f-ac29-95bcb2b20a22");
+        assert!(h.create_time.is_some() && h.data_redacted && h.data.as_str().contains("a1"));
+        let info = ServerInfo::from_answer(
+            br#"{"info":{"mode":"online","region":null,"deploymentID":"cf3f33f4","servers":[{"state":"online","version":"@1.0.1","commitID":""}]},"admin_discovery":{},"bitrotSelftest":"passed"}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((info.deployment_id.as_str(), info.version()), ("cf3f33f4", Some("@1.0.1")));
+        assert_eq!(ServerInfo::from_answer(br#"{"hello":"world"}"#).unwrap(), None);
+        let restart: ServiceActionResult = serde_json::from_str(
+            r#"{"action":"restart","accepted":true,"effective":true,"message":"graceful shutdown initiated; the supervising process manager is responsible for relaunch"}"#,
+        )
+        .unwrap();
+        assert!(restart.message.contains("relaunch"));
     }
 
     #[test]

@@ -406,7 +406,7 @@ async fn non_admin_user_is_not_admin() {
         matches!(&err, Error::NotAdmin { code, api: "export-iam", .. } if code == "AccessDenied"),
         "{err:?}"
     );
-    assert!(err.to_string().contains("may not administer"), "{err}");
+    assert!(err.to_string().contains("lacks the permission admin:ExportIAM"), "{err}");
     assert_no_secret(&everything_shown(&err));
     assert_all_verified(&server);
 }
