@@ -512,6 +512,8 @@ struct Run<'a> {
     stopped: Option<Error>,
     /// An earlier run stopped without a snapshot and the location is not reconciled yet ([`Run::reconcile`]).
     unreconciled: bool,
+    /// The source answers MinIO's admin API but is not known to send tags and object lock with a GET.
+    head_for_attributes: bool,
 }
 
 /// The result of one action, in order.
@@ -567,6 +569,7 @@ impl<'a> Run<'a> {
             gate: Arc::clone(gate),
             stopped: None,
             unreconciled: previous.interrupted,
+            head_for_attributes: minio.is_some_and(|m| !m.get_carries_attributes()),
         })
     }
 
@@ -815,6 +818,7 @@ impl<'a> Run<'a> {
             dest_bucket: cx.bucket().to_owned(),
             layout: cx.layout.clone(),
             gate: Arc::clone(&self.gate) as Arc<dyn WriteGate>,
+            head_for_attributes: self.head_for_attributes,
         })
     }
 

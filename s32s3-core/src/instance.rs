@@ -20,6 +20,15 @@ pub(crate) struct Minio {
     pub(crate) refused: Option<String>,
 }
 
+impl Minio {
+    /// Whether the source's object GETs carry the tag count and the object lock that its HEADs do. MinIO's
+    /// do; `RustFS`'s (1.0.1) do not; a server whose admin answer was refused or unreadable is not known,
+    /// so not trusted (the copy asks with a HEAD: one request more per object).
+    pub(crate) fn get_carries_attributes(&self) -> bool {
+        self.refused.is_none() && self.info.flavour == s32s3_minio_admin::Flavour::Minio
+    }
+}
+
 /// Finds out whether the source answers MinIO's admin API (`provider` auto), or checks that it does
 /// (`provider = minio`). Read-only: one `GET /minio/admin/v3/info` (and `GET /minio/health/live` when
 /// that is refused).

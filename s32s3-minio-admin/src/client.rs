@@ -858,9 +858,10 @@ mod tests {
     fn what_a_200_to_info_says() {
         // RustFS 1.0.1 (shortened) and MinIO.
         let rustfs = br#"{"info":{"mode":"online","deploymentID":"cf3f33f4","servers":[{"version":"@1.0.1"}]},"bitrotSelftest":"passed"}"#;
-        assert!(matches!(probe_answer(rustfs), Probe::Admin(info) if info.deployment_id == "cf3f33f4"));
+        assert!(matches!(probe_answer(rustfs),
+            Probe::Admin(info) if info.deployment_id == "cf3f33f4" && info.flavour == crate::Flavour::RustFs));
         let minio = br#"{"mode":"online","deploymentID":"6faeded5","servers":[]}"#;
-        assert!(matches!(probe_answer(minio), Probe::Admin(_)));
+        assert!(matches!(probe_answer(minio), Probe::Admin(info) if info.flavour == crate::Flavour::Minio));
         // An admin API that answers something else: reported, never plain S3.
         assert!(matches!(probe_answer(br#"{"information":{"id":1}}"#), Probe::Unreadable(_)));
         assert!(matches!(probe_answer(br#"{"mode":17}"#), Probe::Unreadable(r) if r.contains("cannot read")));

@@ -50,6 +50,21 @@ pub struct ServerInfo {
     /// One entry per server of the deployment.
     #[serde(default, deserialize_with = "null_default")]
     pub servers: Vec<ServerProperties>,
+    /// Which server answered, as the shape of its answer tells.
+    #[serde(skip)]
+    pub flavour: Flavour,
+}
+
+/// Which MinIO-compatible server answered the admin API.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Flavour {
+    /// MinIO: server info as `InfoMessage` itself.
+    #[default]
+    Minio,
+    /// `RustFS`: server info wrapped as `{"info": …}`. Its object GETs carry neither
+    /// `x-amz-tagging-count` nor the object-lock headers (1.0.1); its HEADs do.
+    RustFs,
 }
 
 impl ServerInfo {
@@ -63,10 +78,12 @@ impl ServerInfo {
     pub fn from_answer(body: &[u8]) -> Result<Option<Self>, serde_json::Error> {
         let mut value: serde_json::Value = serde_json::from_slice(body)?;
         let top_level_info = ["deploymentID", "mode", "servers"].iter().any(|k| value.get(k).is_some());
+        let mut flavour = Flavour::Minio;
         if !top_level_info && value.get("info").is_some_and(serde_json::Value::is_object) {
             value = value["info"].take();
+            flavour = Flavour::RustFs;
         }
-        let info: Self = serde_json::from_value(value)?;
+        let info = Self { flavour, ..serde_json::from_value(value)? };
         let found = !info.deployment_id.is_empty() || !info.mode.is_empty() || !info.servers.is_empty();
         Ok(found.then_some(info))
     }

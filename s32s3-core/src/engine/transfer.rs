@@ -102,6 +102,9 @@ pub(crate) struct Copier {
     pub(crate) dest_bucket: String,
     pub(crate) layout: Layout,
     pub(crate) gate: Arc<dyn WriteGate>,
+    /// The source's GET answers lack the tag count and object lock (`RustFS`): each object's attributes
+    /// come from a HEAD.
+    pub(crate) head_for_attributes: bool,
 }
 
 impl Copier {
@@ -225,7 +228,9 @@ impl Copier {
         let key = listed.key.as_str();
         let _memory = self.run.limits.memory(listed.size * 2 + 64 * 1024).await;
         let read = ReadOptions::if_match(&listed.etag);
+        let attributes = self.attributes(bucket, key, read).await?;
         let (head, body) = self.source.get_small(bucket, key, read, listed.size).await?;
+        let head = attributes.unwrap_or(head);
         check_len(bucket, key, body.len() as u64, listed.size)?;
         // Everything the entry needs is read before anything is written.
         let tags = self.tags(bucket, key, head.tag_count).await?;
@@ -254,7 +259,10 @@ impl Copier {
         let _memory = self.run.limits.memory(STREAM_MEMORY).await;
         let read = ReadOptions::if_match(&listed.etag);
         let mut first = Some(self.source.read_range(bucket, key, read, 0..listed.size));
-        let head = first.as_mut().expect("set above").head().await?.clone();
+        let head = match self.attributes(bucket, key, read).await? {
+            Some(head) => head,
+            None => first.as_mut().expect("set above").head().await?.clone(),
+        };
         // Everything the entry needs is read before anything is written.
         let tags = self.tags(bucket, key, head.tag_count).await?;
         let stored = self.layout.data_key(bucket, key)?;
@@ -372,6 +380,11 @@ impl Copier {
             }
         }
         Ok(true)
+    }
+
+    /// The object's attributes from a HEAD, where its GET does not carry them all; `None`: the GET's own.
+    async fn attributes(&self, bucket: &str, key: &str, read: ReadOptions<'_>) -> Result<Option<ObjectHead>> {
+        if self.head_for_attributes { self.source.head(bucket, key, read).await.map(Some) } else { Ok(None) }
     }
 
     async fn tags(&self, bucket: &str, key: &str, count: i32) -> Result<BTreeMap<String, String>> {

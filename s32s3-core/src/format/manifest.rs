@@ -53,7 +53,8 @@ impl std::fmt::Display for SnapshotStatus {
 pub struct SourceInfo {
     /// The source endpoint URL.
     pub endpoint: String,
-    /// `minio` when the source was administered as MinIO, else `s3`.
+    /// `minio` when the source answers MinIO's admin API (MinIO, `RustFS`; also when these keys may not
+    /// administer it), else `s3`.
     pub kind: String,
     /// MinIO server version, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
