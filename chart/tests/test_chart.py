@@ -22,16 +22,21 @@ CHART_DIR = Path(__file__).resolve().parent.parent
 RELEASE = "prod"
 NAMESPACE = "minio"
 
-# The parameter table of issue 7 (from the original S32S3 chart): every name with its default.
+# The parameter table of issue 7 (from the original S32S3 chart) and issue 16's daemon mode:
+# every name with its default.
 EXPECTED_DEFAULTS: dict[str, Any] = {
     "image": {"name": "ctr.0x.pt/ops/s32s3", "pullPolicy": "IfNotPresent", "tag": ""},
     "imagePullSecrets": [],
     "nameOverride": "",
     "fullnameOverride": "",
+    "mode": "cronjob",
     "backup": {"args": ["backup"]},
+    "daemon": {"args": ["daemon"]},
     "restore": {"enabled": False, "at": ""},
     "config": {
         "schedule": "* * * * *",
+        "verifySchedule": "",
+        "verifyReadDataSubset": 0,
         "backupBucket": "backups",
         "expirationDays": 7,
         "extraEnv": {},
@@ -51,6 +56,9 @@ EXPECTED_DEFAULTS: dict[str, Any] = {
         },
         "crypt": {"password": {}, "password2": {}},
         "rclone": {},
+    },
+    "metrics": {
+        "port": 9090,
     },
     "podAnnotations": {},
     "podLabels": {},
@@ -84,6 +92,13 @@ DEFAULT_ENV = {
     "S32S3_SCHEDULE": "* * * * *",
 }
 
+DAEMON = {"mode": "daemon"}
+EVERYTHING = {
+    "mode": "daemon",
+    "daemon": {"args": ["daemon", "--bucket", "photos"]},
+    "config": {"verifySchedule": "0 5 * * 0", "verifyReadDataSubset": 5},
+}
+
 
 # --- helpers ----------------------------------------------------------------------------------------------
 
@@ -115,6 +130,13 @@ def workload(chart: helm.Chart, values: dict[str, Any] | None = None, **kwargs: 
     assert len(objects) == 1, f"expected one object, got {kinds(objects)}"
     assert objects[0]["kind"] in ("CronJob", "Job")
     return objects[0]
+
+
+def one(objects: list[dict], kind: str) -> dict:
+    """The single object of a kind among those rendered."""
+    found = [obj for obj in objects if obj["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, got {kinds(objects)}"
+    return found[0]
 
 
 def pod_template(obj: dict) -> dict:
@@ -643,6 +665,195 @@ def test_pod_security_context_can_override_and_drop_defaults(chart: helm.Chart) 
     }
 
 
+# --- daemon mode ------------------------------------------------------------------------------------------
+
+
+def test_daemon_mode_renders_a_deployment_and_a_service_and_no_cronjob(chart: helm.Chart) -> None:
+    objects = render(chart, DAEMON)
+    assert kinds(objects) == ["Deployment", "Service"]
+    deployment = one(objects, "Deployment")
+    assert deployment["apiVersion"] == "apps/v1"
+    assert deployment["metadata"]["name"] == "prod-s32s3-daemon"
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/component"] == "daemon"
+    spec = deployment["spec"]
+    # Never two daemons, not even during a rollout.
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "s32s3",
+        "app.kubernetes.io/instance": RELEASE,
+        "app.kubernetes.io/component": "daemon",
+    }
+    assert spec["selector"]["matchLabels"].items() <= pod_template(deployment)["metadata"]["labels"].items()
+    assert pod_spec(deployment)["restartPolicy"] == "Always"
+    main = container(deployment)
+    assert main["args"] == ["daemon"]
+    assert main["image"] == "ctr.0x.pt/ops/s32s3:0.1.0"
+    # The daemon takes its schedule from S32S3_SCHEDULE and listens where the port says.
+    assert env(deployment) == {**DEFAULT_ENV, "S32S3_LISTEN": "0.0.0.0:9090"}
+
+
+def test_daemon_args(chart: helm.Chart) -> None:
+    deployment = one(render(chart, {**DAEMON, "daemon": {"args": ["daemon", "--bucket", "photos"]}}), "Deployment")
+    assert container(deployment)["args"] == ["daemon", "--bucket", "photos"]
+
+
+@pytest.mark.parametrize("port", [9090, 8080])
+def test_the_metrics_port_is_the_container_port_the_probes_the_listen_address_and_the_service(
+    chart: helm.Chart, port: int
+) -> None:
+    objects = render(chart, {**DAEMON, "metrics": {"port": port}})
+    main = container(one(objects, "Deployment"))
+    assert main["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+    host, _, listen_port = env(one(objects, "Deployment"))["S32S3_LISTEN"].rpartition(":")
+    assert (host, int(listen_port)) == ("0.0.0.0", port)
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert main[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}, probe
+    service = one(objects, "Service")
+    assert service["metadata"]["name"] == "prod-s32s3-metrics"
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": port, "targetPort": "metrics", "protocol": "TCP"}]
+
+
+def test_the_service_selects_the_daemon_pods(chart: helm.Chart) -> None:
+    objects = render(chart, {**DAEMON, "podLabels": {"team": "storage"}})
+    pod_labels = pod_template(one(objects, "Deployment"))["metadata"]["labels"]
+    selector = one(objects, "Service")["spec"]["selector"]
+    assert selector == one(objects, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod_labels.items()
+
+
+POD_VALUES = {
+    "image": {"name": "registry.example/s32s3", "tag": "1.2.3", "pullPolicy": "Always"},
+    "imagePullSecrets": ["registry"],
+    "podAnnotations": {"a": "b"},
+    "podLabels": {"team": "storage"},
+    "podSecurityContext": {"fsGroup": 2000},
+    "resources": {"requests": {"cpu": "500m"}, "limits": {"memory": "1Gi"}},
+    "nodeSelector": {"kubernetes.io/arch": "amd64"},
+    "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+    "affinity": {"podAntiAffinity": {}},
+    **with_config(source={"endpoint": {"value": "http://minio:9000"}}, rclone={"transfers": 8}),
+}
+
+
+def test_the_daemon_pod_is_the_cronjob_pod_with_a_port_probes_and_restarts(chart: helm.Chart) -> None:
+    cronjob = workload(chart, POD_VALUES)
+    deployment = one(render(chart, {**POD_VALUES, **DAEMON}), "Deployment")
+    cron_pod, daemon_pod = copy.deepcopy(pod_template(cronjob)), copy.deepcopy(pod_template(deployment))
+    assert daemon_pod["spec"]["securityContext"] == cron_pod["spec"]["securityContext"]
+    assert container(deployment)["securityContext"] == container(cronjob)["securityContext"]
+    assert daemon_pod["spec"].pop("restartPolicy") == "Always"
+    assert cron_pod["spec"].pop("restartPolicy") == "Never"
+    assert daemon_pod["metadata"]["labels"].pop("app.kubernetes.io/component") == "daemon"
+    assert cron_pod["metadata"]["labels"].pop("app.kubernetes.io/component") == "backup"
+    daemon_main, cron_main = daemon_pod["spec"]["containers"][0], cron_pod["spec"]["containers"][0]
+    assert daemon_main.pop("args") == ["daemon"]
+    assert cron_main.pop("args") == ["backup"]
+    for key in ("ports", "livenessProbe", "readinessProbe"):
+        daemon_main.pop(key)
+    # The same environment, with the listen address after the backup settings (before tuning and extraEnv).
+    cron_env = cron_main.pop("env")
+    after_schedule = [entry["name"] for entry in cron_env].index("S32S3_SCHEDULE") + 1
+    listen = {"name": "S32S3_LISTEN", "value": "0.0.0.0:9090"}
+    assert daemon_main.pop("env") == [*cron_env[:after_schedule], listen, *cron_env[after_schedule:]]
+    assert cron_env[after_schedule:] == [{"name": "S32S3_TRANSFERS", "value": "8"}]
+    # Everything else is the same pod.
+    assert daemon_pod == cron_pod
+
+
+def test_verify_settings_reach_the_daemon_only_when_set(chart: helm.Chart) -> None:
+    assert "S32S3_VERIFY_SCHEDULE" not in env(one(render(chart, DAEMON), "Deployment"))
+    for unset in ({"verifySchedule": "", "verifyReadDataSubset": 0}, {"verifySchedule": "", "verifyReadDataSubset": ""}):
+        deployment = one(render(chart, {**DAEMON, **with_config(**unset)}), "Deployment")
+        assert not {"S32S3_VERIFY_SCHEDULE", "S32S3_VERIFY_READ_DATA_SUBSET"} & env(deployment).keys()
+
+    deployment = one(render(chart, {**DAEMON, **with_config(verifySchedule="0 5 * * 0")}), "Deployment")
+    assert env(deployment)["S32S3_VERIFY_SCHEDULE"] == "0 5 * * 0"
+    assert "S32S3_VERIFY_READ_DATA_SUBSET" not in env(deployment)
+
+    for subset, text in ((5, "5"), (2.5, "2.5"), (100, "100")):
+        values = {**DAEMON, **with_config(verifySchedule="@weekly", verifyReadDataSubset=subset)}
+        deployment = one(render(chart, values), "Deployment")
+        assert env(deployment)["S32S3_VERIFY_SCHEDULE"] == "@weekly"
+        assert env(deployment)["S32S3_VERIFY_READ_DATA_SUBSET"] == text
+        names = [entry["name"] for entry in env_list(deployment)]
+        assert names[names.index("S32S3_SCHEDULE") :] == [
+            "S32S3_SCHEDULE", "S32S3_VERIFY_SCHEDULE", "S32S3_VERIFY_READ_DATA_SUBSET", "S32S3_LISTEN"
+        ]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (with_config(verifySchedule="0 5 * * 0"), "config.verifySchedule and config.verifyReadDataSubset need mode=daemon"),
+        (with_config(verifyReadDataSubset=5), "need mode=daemon"),
+        ({**DAEMON, **with_config(verifyReadDataSubset=5)}, "set config.verifySchedule too"),
+        ({**DAEMON, **with_config(extraEnv={"S32S3_LISTEN": "0.0.0.0:1"})}, "S32S3_LISTEN is already set by metrics.port"),
+    ],
+)
+def test_verify_and_listen_misconfigurations_fail_the_render(chart: helm.Chart, values: dict, message: str) -> None:
+    with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
+        render(chart, values)
+
+
+def test_restore_renders_only_the_restore_job_in_daemon_mode_too(chart: helm.Chart) -> None:
+    values = {**EVERYTHING, "restore": {"enabled": True, "at": "2025-01-31T23:00:00Z"}}
+    objects = render(chart, values)
+    assert kinds(objects) == ["Job"]
+    job = objects[0]
+    assert container(job)["args"] == ["restore", "--at", "2025-01-31T23:00:00Z"]
+    assert pod_spec(job)["restartPolicy"] == "Never"
+    # The restore is not the daemon: no listen address, no probes.
+    assert "S32S3_LISTEN" not in env(job)
+    assert "ports" not in container(job)
+    assert "livenessProbe" not in container(job)
+
+
+def test_daemon_names_fit_kubernetes_limits(chart: helm.Chart) -> None:
+    long_name = "a" * 40 + "-" + "b" * 30
+    objects = render(chart, {**EVERYTHING, "fullnameOverride": long_name})
+    for obj in objects:
+        assert len(obj["metadata"]["name"]) <= 63, obj["kind"]
+    assert one(objects, "Deployment")["metadata"]["name"].endswith("-daemon")
+    assert one(objects, "Service")["metadata"]["name"].endswith("-metrics")
+
+
+# --- the daemon's settings in cronjob mode, lint -------------------------------------------------------------
+
+
+def test_daemon_settings_leave_the_cronjob_as_it_was(chart: helm.Chart) -> None:
+    """The daemon's settings leave no trace in cronjob mode."""
+    default = chart.render(None, name=RELEASE, namespace=NAMESPACE)
+    off = {
+        "mode": "cronjob",
+        "daemon": {"args": ["daemon", "--bucket", "photos"]},
+        **with_config(verifySchedule="", verifyReadDataSubset=""),
+        "metrics": {"port": 8080},
+    }
+    assert chart.render(off, name=RELEASE, namespace=NAMESPACE) == default
+    assert chart.render(EXPECTED_DEFAULTS, name=RELEASE, namespace=NAMESPACE) == default
+    # The daemon's files render nothing in cronjob mode.
+    assert {path for path, text in default.items() if text.strip()} == {
+        "s32s3/templates/cronjob.yaml",
+        "s32s3/templates/NOTES.txt",
+    }
+
+
+def test_lint_passes_in_daemon_mode() -> None:
+    report = helm.lint(CHART_DIR, EVERYTHING, strict=True, namespace=NAMESPACE)
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_notes_in_daemon_mode(chart: helm.Chart) -> None:
+    notes = chart.render(EVERYTHING, name=RELEASE, namespace=NAMESPACE)["s32s3/templates/NOTES.txt"]
+    assert "logs -f deploy/prod-s32s3-daemon" in notes
+    assert "port-forward svc/prod-s32s3-metrics 9090:9090" in notes
+    assert "http://localhost:9090/metrics" in notes
+    assert 'verifies the newest snapshot on schedule "0 5 * * 0"' in notes
+
+
 # --- the values schema ------------------------------------------------------------------------------------
 
 # A values file with a wrong type, and the path Helm's schema error must name. Together they cover every
@@ -698,6 +909,21 @@ WRONG_VALUES = [
     ("tolerations: {key: a}\n", "/tolerations"),
     ("affinity: []\n", "/affinity"),
     ("podAnnotation: {a: b}\n", ""),  # a typo of a top-level name
+    ("mode: deployment\n", "/mode"),
+    ("mode: Daemon\n", "/mode"),
+    ("daemon:\n  args: [backup]\n", "/daemon/args/0"),
+    ("daemon:\n  args: []\n", "/daemon/args"),
+    ("daemon:\n  args: [daemon, 3]\n", "/daemon/args/1"),
+    ("daemon:\n  schedule: x\n", "/daemon"),
+    ("config:\n  verifySchedule: weekly\n", "/config/verifySchedule"),
+    ("config:\n  verifySchedule: 5\n", "/config/verifySchedule"),
+    ("config:\n  verifyReadDataSubset: 101\n", "/config/verifyReadDataSubset"),
+    ("config:\n  verifyReadDataSubset: -1\n", "/config/verifyReadDataSubset"),
+    ("config:\n  verifyReadDataSubset: five\n", "/config/verifyReadDataSubset"),
+    ("metrics:\n  port: 0\n", "/metrics/port"),
+    ("metrics:\n  port: '9090'\n", "/metrics/port"),
+    ("metrics:\n  port: 70000\n", "/metrics/port"),
+    ("metrics:\n  listen: 0.0.0.0:9090\n", "/metrics"),
 ]
 
 
@@ -731,7 +957,8 @@ def test_the_schema_types_every_parameter(chart: helm.Chart) -> None:
         node = schema_node(schema, name)
         assert "type" in node or "anyOf" in node, f"{name} has no type in values.schema.json"
     # Unknown names (typos) are rejected everywhere but in the free-form maps (extraEnv, rclone, Kubernetes objects).
-    for name in ["", "image", "backup", "restore", "config", "config.source", "config.destination", "config.crypt"]:
+    for name in ["", "image", "backup", "daemon", "restore", "config", "config.source", "config.destination",
+                 "config.crypt", "metrics"]:
         assert schema_node(schema, name)["additionalProperties"] is False, name
 
 
@@ -743,7 +970,7 @@ README = (CHART_DIR / "README.md").read_text()
 def test_readme_documents_every_parameter(chart: helm.Chart) -> None:
     documented = set(re.findall(r"^\| `([A-Za-z0-9_.-]+)` \|", README, flags=re.MULTILINE))
     parameters = set(leaf_parameters(chart.values))
-    assert len(parameters) == 33  # the issue's table
+    assert len(parameters) == 33 + 5  # issue 7's table, then issue 16's
     assert parameters - documented == set(), "parameters missing from README.md"
     rclone_documented = {name for name in documented if name in RCLONE_ENV}
     assert rclone_documented == set(RCLONE_ENV), "rclone options missing from README.md"
@@ -797,7 +1024,13 @@ def test_the_packaged_chart_leaves_the_tests_out(tmp_path: Path) -> None:
     archive = helm.package(CHART_DIR, destination=tmp_path)
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
-    assert {"s32s3/Chart.yaml", "s32s3/values.schema.json", "s32s3/README.md", "s32s3/templates/cronjob.yaml"} <= names
+    assert {
+        "s32s3/Chart.yaml",
+        "s32s3/values.schema.json",
+        "s32s3/README.md",
+        "s32s3/templates/cronjob.yaml",
+        "s32s3/templates/deployment.yaml",
+    } <= names
     assert not any("/tests/" in name or "__pycache__" in name for name in names), names
     with helm.Chart.load(archive) as packaged:
         assert packaged.values == EXPECTED_DEFAULTS
