@@ -124,7 +124,7 @@ log-level: S32S3_LOG_LEVEL
 
 {{/*
 The container's environment, in a fixed order: log format, source, destination, crypt, backup settings, the
-component's own (the daemon's listen address), tuning (config.rclone), then
+component's own (the daemon's listen address, the backup's Pushgateway), tuning (config.rclone), then
 config.extraEnv (last, so it may refer to the others with $(NAME)). A variable set twice fails the render,
 except S32S3_LOG_FORMAT, which config.extraEnv may override. Settings left empty are left out, so a release that
 does not use them renders as it did before they existed.
@@ -161,6 +161,10 @@ Arguments: (dict "root" $ "component" "backup"|"daemon"|"restore").
 {{- end }}
 {{- if eq .component "daemon" }}
 {{- $vars = append $vars (list "metrics.port" "S32S3_LISTEN" (printf "0.0.0.0:%s" (include "s32s3.scalar" $metrics.port)) true) }}
+{{- end }}
+{{- $pushgateway := ($metrics.pushgateway | default dict).url }}
+{{- if and (eq .component "backup") $pushgateway }}
+{{- $vars = append $vars (list "metrics.pushgateway.url" "S32S3_PUSHGATEWAY" $pushgateway true) }}
 {{- end }}
 {{- $rcloneEnv := include "s32s3.rcloneEnv" $root | fromYaml }}
 {{- range $key, $v := $cfg.rclone }}
@@ -320,11 +324,28 @@ Names of the daemon-mode objects, 63 characters at most like the others (a Servi
 {{- end }}
 
 {{/*
-Labels that pick the daemon's pods: the Deployment's selector and the Service's.
+Labels that pick the daemon's pods: the Deployment's selector and the Service's; the Service carries them too,
+so the ServiceMonitor selects it with the same set.
 */}}
 {{- define "s32s3.daemonSelectorLabels" -}}
 {{ include "s32s3.selectorLabels" . }}
 app.kubernetes.io/component: daemon
+{{- end }}
+
+{{/*
+The label matchers of the PrometheusRule's expressions: metrics.prometheusRule.selector, or this release's
+series as they are scraped: from the daemon's Service (Prometheus names the job after the Service), or from the
+Pushgateway, where s32s3 backup pushes under job="s32s3".
+*/}}
+{{- define "s32s3.ruleSelector" -}}
+{{- $rule := .Values.metrics.prometheusRule }}
+{{- if $rule.selector }}
+{{- $rule.selector }}
+{{- else if eq .Values.mode "daemon" }}
+{{- printf "namespace=%s, job=%s" (.Release.Namespace | quote) (include "s32s3.metricsServiceName" . | quote) }}
+{{- else }}
+{{- print "job=\"s32s3\"" }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -333,9 +354,16 @@ the reason and the way out. The schema has already checked each value on its own
 */}}
 {{- define "s32s3.validate" -}}
 {{- $mode := .Values.mode }}
+{{- $metrics := .Values.metrics }}
 {{- $cfg := .Values.config }}
 {{- if not (has $mode (list "cronjob" "daemon")) }}
 {{- fail (printf "mode: %q is neither cronjob nor daemon" (toString $mode)) }}
+{{- end }}
+{{- if and (eq $mode "cronjob") $metrics.serviceMonitor.enabled }}
+{{- fail "metrics.serviceMonitor.enabled needs mode=daemon: in cronjob mode no Service serves /metrics; set metrics.pushgateway.url to push each run's metrics to a Pushgateway instead" }}
+{{- end }}
+{{- if and (eq $mode "daemon") $metrics.pushgateway.url }}
+{{- fail "metrics.pushgateway.url is for mode=cronjob: the daemon serves /metrics itself (scrape it with metrics.serviceMonitor.enabled)" }}
 {{- end }}
 {{- if and (eq $mode "cronjob") (or $cfg.verifySchedule $cfg.verifyReadDataSubset) }}
 {{- fail "config.verifySchedule and config.verifyReadDataSubset need mode=daemon: the CronJob runs backups only" }}
@@ -345,3 +373,15 @@ the reason and the way out. The schema has already checked each value on its own
 {{- end }}
 {{- end }}
 
+{{/*
+Labels of a monitoring object: the chart's, the component's, and extra labels from values (a Prometheus' or
+Grafana sidecar's selector). Merged as maps, so an extra label cannot repeat a key; the chart's win.
+Arguments: (dict "root" $ "component" <component or ""> "extra" <map>).
+*/}}
+{{- define "s32s3.labelsWith" -}}
+{{- $labels := include "s32s3.labels" .root | fromYaml }}
+{{- with .component }}
+{{- $_ := set $labels "app.kubernetes.io/component" . }}
+{{- end }}
+{{- toYaml (merge $labels (.extra | default dict)) }}
+{{- end }}

@@ -22,7 +22,7 @@ CHART_DIR = Path(__file__).resolve().parent.parent
 RELEASE = "prod"
 NAMESPACE = "minio"
 
-# The parameter table of issue 7 (from the original S32S3 chart) and issue 16's daemon mode:
+# The parameter table of issue 7 (from the original S32S3 chart) and issue 16's daemon mode and monitoring:
 # every name with its default.
 EXPECTED_DEFAULTS: dict[str, Any] = {
     "image": {"name": "ctr.0x.pt/ops/s32s3", "pullPolicy": "IfNotPresent", "tag": ""},
@@ -59,6 +59,16 @@ EXPECTED_DEFAULTS: dict[str, Any] = {
     },
     "metrics": {
         "port": 9090,
+        "serviceMonitor": {"enabled": False, "interval": "1m", "labels": {}},
+        "prometheusRule": {
+            "enabled": False,
+            "labels": {},
+            "selector": "",
+            "staleAfterHours": 26,
+            "for": "15m",
+            "severity": "warning",
+        },
+        "pushgateway": {"url": ""},
     },
     "podAnnotations": {},
     "podLabels": {},
@@ -92,11 +102,36 @@ DEFAULT_ENV = {
     "S32S3_SCHEDULE": "* * * * *",
 }
 
+# The metrics s32s3 exposes (the daemon's /metrics, a run's push): the rule and the dashboard use these only.
+METRICS = {
+    "s32s3_last_success_timestamp_seconds",
+    "s32s3_last_run_duration_seconds",
+    "s32s3_last_run_objects",
+    "s32s3_last_run_bytes",
+    "s32s3_runs_total",
+    "s32s3_errors_total",
+    "s32s3_running",
+    "s32s3_snapshots",
+    "s32s3_backup_bucket_bytes",
+    "s32s3_last_run_status",
+    "s32s3_snapshot_objects",
+    "s32s3_snapshot_bytes",
+    "s32s3_newest_snapshot_age_seconds",
+    "s32s3_last_verify_timestamp_seconds",
+    "s32s3_last_verify_objects",
+    "s32s3_last_verify_damaged_objects",
+    "s32s3_verify_runs_total",
+}
+
 DAEMON = {"mode": "daemon"}
 EVERYTHING = {
     "mode": "daemon",
     "daemon": {"args": ["daemon", "--bucket", "photos"]},
     "config": {"verifySchedule": "0 5 * * 0", "verifyReadDataSubset": 5},
+    "metrics": {
+        "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+        "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+    },
 }
 
 
@@ -819,17 +854,23 @@ def test_daemon_names_fit_kubernetes_limits(chart: helm.Chart) -> None:
     assert one(objects, "Service")["metadata"]["name"].endswith("-metrics")
 
 
-# --- the daemon's settings in cronjob mode, lint -------------------------------------------------------------
+# --- monitoring -------------------------------------------------------------------------------------------
 
 
-def test_daemon_settings_leave_the_cronjob_as_it_was(chart: helm.Chart) -> None:
-    """The daemon's settings leave no trace in cronjob mode."""
+def test_defaults_render_no_monitoring_objects_and_leave_the_cronjob_as_it_was(chart: helm.Chart) -> None:
+    """Monitoring that is off leaves no trace, however its other settings are given."""
     default = chart.render(None, name=RELEASE, namespace=NAMESPACE)
     off = {
         "mode": "cronjob",
         "daemon": {"args": ["daemon", "--bucket", "photos"]},
         **with_config(verifySchedule="", verifyReadDataSubset=""),
-        "metrics": {"port": 8080},
+        "metrics": {
+            "port": 8080,
+            "serviceMonitor": {"enabled": False, "interval": "30s", "labels": {"release": "x"}},
+            "prometheusRule": {"enabled": False, "labels": {"a": "b"}, "selector": 'job="x"', "staleAfterHours": 2,
+                               "for": "1h", "severity": "critical"},
+            "pushgateway": {"url": ""},
+        },
     }
     assert chart.render(off, name=RELEASE, namespace=NAMESPACE) == default
     assert chart.render(EXPECTED_DEFAULTS, name=RELEASE, namespace=NAMESPACE) == default
@@ -840,10 +881,127 @@ def test_daemon_settings_leave_the_cronjob_as_it_was(chart: helm.Chart) -> None:
     }
 
 
-def test_lint_passes_in_daemon_mode() -> None:
+def test_lint_passes_in_daemon_mode_with_everything_enabled() -> None:
     report = helm.lint(CHART_DIR, EVERYTHING, strict=True, namespace=NAMESPACE)
     assert report["errors"] == []
     assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_the_service_monitor_scrapes_the_daemon_service(chart: helm.Chart) -> None:
+    objects = render(chart, EVERYTHING)
+    monitor = one(objects, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["name"] == "prod-s32s3"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+    service = one(objects, "Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "1m"}]
+    assert service["spec"]["ports"][0]["name"] == "metrics"
+
+
+def test_the_service_monitor_interval(chart: helm.Chart) -> None:
+    values = {**DAEMON, "metrics": {"serviceMonitor": {"enabled": True, "interval": ""}}}
+    assert one(render(chart, values), "ServiceMonitor")["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics"}]
+    values["metrics"]["serviceMonitor"]["interval"] = "30s"
+    assert one(render(chart, values), "ServiceMonitor")["spec"]["endpoints"][0]["interval"] == "30s"
+
+
+def test_extra_labels_do_not_replace_the_chart_labels(chart: helm.Chart) -> None:
+    labels = {"app.kubernetes.io/instance": "other", "release": "kps"}
+    values = {**DAEMON, "metrics": {"serviceMonitor": {"enabled": True, "labels": labels}}}
+    monitor = one(render(chart, values), "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+
+
+def test_a_service_monitor_in_cronjob_mode_fails_the_render(chart: helm.Chart) -> None:
+    with pytest.raises(helm.HelmRenderError, match="metrics.serviceMonitor.enabled needs mode=daemon"):
+        render(chart, {"metrics": {"serviceMonitor": {"enabled": True}}})
+
+
+def rules(rule: dict) -> dict[str, dict]:
+    return {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
+
+
+def metric_names(expr: str) -> set[str]:
+    return set(re.findall(r"\bs32s3_[a-z_]+", expr))
+
+
+def assert_balanced(expr: str) -> None:
+    """PromQL brackets pair up and strings close; no PromQL parser is among the test dependencies."""
+    stack, pairs = [], {")": "(", "}": "{", "]": "["}
+    for char in re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr):
+        if char in "({[":
+            stack.append(char)
+        elif char in pairs:
+            assert stack and stack.pop() == pairs[char], expr
+    assert not stack, expr
+    assert expr.count('"') % 2 == 0, expr
+
+
+def test_the_prometheus_rule_alerts(chart: helm.Chart) -> None:
+    rule = one(render(chart, EVERYTHING), "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    alerts = rules(rule)
+    assert set(alerts) == {"S32S3BackupStale", "S32S3BackupFailed", "S32S3VerifyDamage"}
+    scope = 'namespace="minio", job="prod-s32s3-metrics"'
+    assert alerts["S32S3BackupStale"]["expr"] == (
+        f"time() - s32s3_last_success_timestamp_seconds{{{scope}}} > {26 * 3600}"
+    )
+    assert alerts["S32S3BackupFailed"]["expr"] == f's32s3_last_run_status{{{scope}, status=~"failed|partial"}} == 1'
+    assert alerts["S32S3VerifyDamage"]["expr"] == f"s32s3_last_verify_damaged_objects{{{scope}}} > 0"
+    for name, alert in alerts.items():
+        assert alert["for"] == "15m", name
+        assert alert["labels"] == {"severity": "warning"}, name
+        assert alert["annotations"]["summary"] and alert["annotations"]["description"], name
+        # Prometheus' own templating reaches the rule untouched by Helm's.
+        assert "{{ $labels.job }}" in alert["annotations"]["description"], name
+        assert metric_names(alert["expr"]) <= METRICS, name
+        assert_balanced(alert["expr"])
+
+
+def test_the_prometheus_rule_settings_reach_the_alerts(chart: helm.Chart) -> None:
+    values = {
+        **DAEMON,
+        "metrics": {
+            "prometheusRule": {"enabled": True, "staleAfterHours": 50, "for": "1h", "severity": "critical",
+                               "selector": 'cluster="a", job=~"s32s3.*"'}
+        },
+    }
+    alerts = rules(one(render(chart, values), "PrometheusRule"))
+    assert alerts["S32S3BackupStale"]["expr"] == (
+        'time() - s32s3_last_success_timestamp_seconds{cluster="a", job=~"s32s3.*"} > 180000'
+    )
+    assert alerts["S32S3BackupFailed"]["expr"] == (
+        's32s3_last_run_status{cluster="a", job=~"s32s3.*", status=~"failed|partial"} == 1'
+    )
+    assert "50 hours" in alerts["S32S3BackupStale"]["annotations"]["summary"]
+    for alert in alerts.values():
+        assert (alert["for"], alert["labels"]["severity"]) == ("1h", "critical")
+
+
+def test_the_prometheus_rule_in_cronjob_mode_watches_the_pushgateway_group(chart: helm.Chart) -> None:
+    values = {"metrics": {"prometheusRule": {"enabled": True}, "pushgateway": {"url": "http://pg.monitoring:9091"}}}
+    objects = render(chart, values)
+    assert kinds(objects) == ["CronJob", "PrometheusRule"]
+    alerts = rules(one(objects, "PrometheusRule"))
+    assert alerts["S32S3VerifyDamage"]["expr"] == 's32s3_last_verify_damaged_objects{job="s32s3"} > 0'
+    assert alerts["S32S3BackupFailed"]["expr"] == 's32s3_last_run_status{job="s32s3", status=~"failed|partial"} == 1'
+
+
+def test_the_pushgateway_url_reaches_the_backup_only(chart: helm.Chart) -> None:
+    assert "S32S3_PUSHGATEWAY" not in env(workload(chart))
+    values = {"metrics": {"pushgateway": {"url": "http://pushgateway.monitoring:9091"}}}
+    assert env(workload(chart, values)) == {**DEFAULT_ENV, "S32S3_PUSHGATEWAY": "http://pushgateway.monitoring:9091"}
+    # A restore pushes nothing.
+    assert "S32S3_PUSHGATEWAY" not in env(workload(chart, {**values, "restore": {"enabled": True}}))
+
+
+def test_a_pushgateway_in_daemon_mode_fails_the_render(chart: helm.Chart) -> None:
+    with pytest.raises(helm.HelmRenderError, match="metrics.pushgateway.url is for mode=cronjob"):
+        render(chart, {**DAEMON, "metrics": {"pushgateway": {"url": "http://pg:9091"}}})
 
 
 def test_notes_in_daemon_mode(chart: helm.Chart) -> None:
@@ -852,6 +1010,11 @@ def test_notes_in_daemon_mode(chart: helm.Chart) -> None:
     assert "port-forward svc/prod-s32s3-metrics 9090:9090" in notes
     assert "http://localhost:9090/metrics" in notes
     assert 'verifies the newest snapshot on schedule "0 5 * * 0"' in notes
+    assert "ServiceMonitor prod-s32s3" in notes
+    values = {"metrics": {"pushgateway": {"url": "http://pg:9091"}}}
+    notes = chart.render(values, name=RELEASE, namespace=NAMESPACE)["s32s3/templates/NOTES.txt"]
+    assert "pushes its metrics to the Pushgateway http://pg:9091" in notes
+    assert "Monitoring" not in notes
 
 
 # --- the values schema ------------------------------------------------------------------------------------
@@ -923,7 +1086,22 @@ WRONG_VALUES = [
     ("metrics:\n  port: 0\n", "/metrics/port"),
     ("metrics:\n  port: '9090'\n", "/metrics/port"),
     ("metrics:\n  port: 70000\n", "/metrics/port"),
-    ("metrics:\n  listen: 0.0.0.0:9090\n", "/metrics"),
+    ("metrics:\n  serviceMonitor: true\n", "/metrics/serviceMonitor"),
+    ("metrics:\n  serviceMonitor:\n    enabled: 'yes'\n", "/metrics/serviceMonitor/enabled"),
+    ("metrics:\n  serviceMonitor:\n    interval: 60\n", "/metrics/serviceMonitor/interval"),
+    ("metrics:\n  serviceMonitor:\n    interval: a minute\n", "/metrics/serviceMonitor/interval"),
+    ("metrics:\n  serviceMonitor:\n    labels: {release: 1}\n", "/metrics/serviceMonitor/labels/release"),
+    ("metrics:\n  prometheusRule:\n    enabled: 1\n", "/metrics/prometheusRule/enabled"),
+    ("metrics:\n  prometheusRule:\n    labels: [a]\n", "/metrics/prometheusRule/labels"),
+    ("metrics:\n  prometheusRule:\n    selector: '{job=\"a\"}'\n", "/metrics/prometheusRule/selector"),
+    ("metrics:\n  prometheusRule:\n    staleAfterHours: 1.5\n", "/metrics/prometheusRule/staleAfterHours"),
+    ("metrics:\n  prometheusRule:\n    staleAfterHours: 0\n", "/metrics/prometheusRule/staleAfterHours"),
+    ("metrics:\n  prometheusRule:\n    for: 15\n", "/metrics/prometheusRule/for"),
+    ("metrics:\n  prometheusRule:\n    severity: ''\n", "/metrics/prometheusRule/severity"),
+    ("metrics:\n  prometheusRule:\n    staleAfter: 26\n", "/metrics/prometheusRule"),
+    ("metrics:\n  pushgateway:\n    url: pushgateway:9091\n", "/metrics/pushgateway/url"),
+    ("metrics:\n  pushgateway: http://pg:9091\n", "/metrics/pushgateway"),
+    ("metrics:\n  serviceMonitors: {}\n", "/metrics"),
 ]
 
 
@@ -958,7 +1136,8 @@ def test_the_schema_types_every_parameter(chart: helm.Chart) -> None:
         assert "type" in node or "anyOf" in node, f"{name} has no type in values.schema.json"
     # Unknown names (typos) are rejected everywhere but in the free-form maps (extraEnv, rclone, Kubernetes objects).
     for name in ["", "image", "backup", "daemon", "restore", "config", "config.source", "config.destination",
-                 "config.crypt", "metrics"]:
+                 "config.crypt", "metrics", "metrics.serviceMonitor", "metrics.prometheusRule",
+                 "metrics.pushgateway"]:
         assert schema_node(schema, name)["additionalProperties"] is False, name
 
 
@@ -970,7 +1149,7 @@ README = (CHART_DIR / "README.md").read_text()
 def test_readme_documents_every_parameter(chart: helm.Chart) -> None:
     documented = set(re.findall(r"^\| `([A-Za-z0-9_.-]+)` \|", README, flags=re.MULTILINE))
     parameters = set(leaf_parameters(chart.values))
-    assert len(parameters) == 33 + 5  # issue 7's table, then issue 16's
+    assert len(parameters) == 33 + 15  # issue 7's table, then issue 16's
     assert parameters - documented == set(), "parameters missing from README.md"
     rclone_documented = {name for name in documented if name in RCLONE_ENV}
     assert rclone_documented == set(RCLONE_ENV), "rclone options missing from README.md"
