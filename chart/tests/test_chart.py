@@ -9,6 +9,7 @@ with PyYAML and asserts on the objects. Run from the repository root:
 from __future__ import annotations
 
 import copy
+import json
 import re
 import tarfile
 from pathlib import Path
@@ -68,6 +69,7 @@ EXPECTED_DEFAULTS: dict[str, Any] = {
             "for": "15m",
             "severity": "warning",
         },
+        "grafanaDashboard": {"enabled": False, "labelKey": "grafana_dashboard", "labelValue": "1", "annotations": {}},
         "pushgateway": {"url": ""},
     },
     "podAnnotations": {},
@@ -123,6 +125,8 @@ METRICS = {
     "s32s3_verify_runs_total",
 }
 
+DASHBOARD = json.loads((CHART_DIR / "dashboards" / "s32s3.json").read_text())
+
 DAEMON = {"mode": "daemon"}
 EVERYTHING = {
     "mode": "daemon",
@@ -131,6 +135,7 @@ EVERYTHING = {
     "metrics": {
         "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
         "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+        "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Backups"}},
     },
 }
 
@@ -852,6 +857,7 @@ def test_daemon_names_fit_kubernetes_limits(chart: helm.Chart) -> None:
         assert len(obj["metadata"]["name"]) <= 63, obj["kind"]
     assert one(objects, "Deployment")["metadata"]["name"].endswith("-daemon")
     assert one(objects, "Service")["metadata"]["name"].endswith("-metrics")
+    assert one(objects, "ConfigMap")["metadata"]["name"].endswith("-dashboard")
 
 
 # --- monitoring -------------------------------------------------------------------------------------------
@@ -869,6 +875,7 @@ def test_defaults_render_no_monitoring_objects_and_leave_the_cronjob_as_it_was(c
             "serviceMonitor": {"enabled": False, "interval": "30s", "labels": {"release": "x"}},
             "prometheusRule": {"enabled": False, "labels": {"a": "b"}, "selector": 'job="x"', "staleAfterHours": 2,
                                "for": "1h", "severity": "critical"},
+            "grafanaDashboard": {"enabled": False, "labelKey": "dash", "labelValue": "yes", "annotations": {"f": "g"}},
             "pushgateway": {"url": ""},
         },
     }
@@ -1004,6 +1011,69 @@ def test_a_pushgateway_in_daemon_mode_fails_the_render(chart: helm.Chart) -> Non
         render(chart, {**DAEMON, "metrics": {"pushgateway": {"url": "http://pg:9091"}}})
 
 
+def test_the_dashboard_config_map(chart: helm.Chart) -> None:
+    configmap = one(render(chart, EVERYTHING), "ConfigMap")
+    assert configmap["metadata"]["name"] == "prod-s32s3-dashboard"
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["metadata"]["annotations"] == {"grafana_folder": "Backups"}
+    assert list(configmap["data"]) == ["s32s3.json"]
+    assert json.loads(configmap["data"]["s32s3.json"]) == DASHBOARD
+
+
+def test_the_dashboard_label_is_configurable_and_works_in_cronjob_mode(chart: helm.Chart) -> None:
+    values = {"metrics": {"grafanaDashboard": {"enabled": True, "labelKey": "dashboards", "labelValue": "s32s3"}}}
+    objects = render(chart, values)
+    assert kinds(objects) == ["ConfigMap", "CronJob"]
+    labels = one(objects, "ConfigMap")["metadata"]["labels"]
+    assert labels["dashboards"] == "s32s3"
+    assert "grafana_dashboard" not in labels
+    assert "annotations" not in one(objects, "ConfigMap")["metadata"]
+
+
+def dashboard_exprs() -> list[str]:
+    return [target["expr"] for panel in DASHBOARD["panels"] for target in panel.get("targets", [])]
+
+
+def test_the_dashboard_panels_query_s32s3_metrics() -> None:
+    assert DASHBOARD["panels"]
+    for panel in DASHBOARD["panels"]:
+        exprs = [target.get("expr", "") for target in panel.get("targets", [])]
+        assert any(metric_names(expr) for expr in exprs), panel["title"]
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+    variable_queries = [v["query"]["query"] for v in DASHBOARD["templating"]["list"] if v["type"] == "query"]
+    for expr in dashboard_exprs() + variable_queries:
+        assert metric_names(expr) <= METRICS, expr
+        assert_balanced(expr)
+
+
+def test_the_dashboard_covers_the_issue_metrics() -> None:
+    used = set().union(*(metric_names(expr) for expr in dashboard_exprs()))
+    assert {
+        "s32s3_last_success_timestamp_seconds",
+        "s32s3_last_run_status",
+        "s32s3_last_run_duration_seconds",
+        "s32s3_last_run_objects",
+        "s32s3_last_run_bytes",
+        "s32s3_snapshots",
+        "s32s3_backup_bucket_bytes",
+        "s32s3_snapshot_objects",
+        "s32s3_snapshot_bytes",
+        "s32s3_last_verify_objects",
+        "s32s3_last_verify_damaged_objects",
+    } <= used
+
+
+def test_the_dashboard_picks_its_prometheus_with_a_datasource_variable() -> None:
+    variables = {v["name"]: v for v in DASHBOARD["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    # Every query is scoped by the release variables, so one dashboard serves several releases.
+    for expr in dashboard_exprs():
+        assert 'namespace=~"$namespace", job=~"$job"' in expr, expr
+    ids = [panel["id"] for panel in DASHBOARD["panels"]]
+    assert len(ids) == len(set(ids))
+
+
 def test_notes_in_daemon_mode(chart: helm.Chart) -> None:
     notes = chart.render(EVERYTHING, name=RELEASE, namespace=NAMESPACE)["s32s3/templates/NOTES.txt"]
     assert "logs -f deploy/prod-s32s3-daemon" in notes
@@ -1011,6 +1081,7 @@ def test_notes_in_daemon_mode(chart: helm.Chart) -> None:
     assert "http://localhost:9090/metrics" in notes
     assert 'verifies the newest snapshot on schedule "0 5 * * 0"' in notes
     assert "ServiceMonitor prod-s32s3" in notes
+    assert "ConfigMap prod-s32s3-dashboard" in notes
     values = {"metrics": {"pushgateway": {"url": "http://pg:9091"}}}
     notes = chart.render(values, name=RELEASE, namespace=NAMESPACE)["s32s3/templates/NOTES.txt"]
     assert "pushes its metrics to the Pushgateway http://pg:9091" in notes
@@ -1099,6 +1170,11 @@ WRONG_VALUES = [
     ("metrics:\n  prometheusRule:\n    for: 15\n", "/metrics/prometheusRule/for"),
     ("metrics:\n  prometheusRule:\n    severity: ''\n", "/metrics/prometheusRule/severity"),
     ("metrics:\n  prometheusRule:\n    staleAfter: 26\n", "/metrics/prometheusRule"),
+    ("metrics:\n  grafanaDashboard:\n    enabled: 'true'\n", "/metrics/grafanaDashboard/enabled"),
+    ("metrics:\n  grafanaDashboard:\n    labelKey: ''\n", "/metrics/grafanaDashboard/labelKey"),
+    ("metrics:\n  grafanaDashboard:\n    labelValue: 1\n", "/metrics/grafanaDashboard/labelValue"),
+    ("metrics:\n  grafanaDashboard:\n    annotations: {grafana_folder: 1}\n",
+     "/metrics/grafanaDashboard/annotations/grafana_folder"),
     ("metrics:\n  pushgateway:\n    url: pushgateway:9091\n", "/metrics/pushgateway/url"),
     ("metrics:\n  pushgateway: http://pg:9091\n", "/metrics/pushgateway"),
     ("metrics:\n  serviceMonitors: {}\n", "/metrics"),
@@ -1137,7 +1213,7 @@ def test_the_schema_types_every_parameter(chart: helm.Chart) -> None:
     # Unknown names (typos) are rejected everywhere but in the free-form maps (extraEnv, rclone, Kubernetes objects).
     for name in ["", "image", "backup", "daemon", "restore", "config", "config.source", "config.destination",
                  "config.crypt", "metrics", "metrics.serviceMonitor", "metrics.prometheusRule",
-                 "metrics.pushgateway"]:
+                 "metrics.grafanaDashboard", "metrics.pushgateway"]:
         assert schema_node(schema, name)["additionalProperties"] is False, name
 
 
@@ -1149,7 +1225,7 @@ README = (CHART_DIR / "README.md").read_text()
 def test_readme_documents_every_parameter(chart: helm.Chart) -> None:
     documented = set(re.findall(r"^\| `([A-Za-z0-9_.-]+)` \|", README, flags=re.MULTILINE))
     parameters = set(leaf_parameters(chart.values))
-    assert len(parameters) == 33 + 15  # issue 7's table, then issue 16's
+    assert len(parameters) == 33 + 19  # issue 7's table, then issue 16's
     assert parameters - documented == set(), "parameters missing from README.md"
     rclone_documented = {name for name in documented if name in RCLONE_ENV}
     assert rclone_documented == set(RCLONE_ENV), "rclone options missing from README.md"
@@ -1209,10 +1285,14 @@ def test_the_packaged_chart_leaves_the_tests_out(tmp_path: Path) -> None:
         "s32s3/README.md",
         "s32s3/templates/cronjob.yaml",
         "s32s3/templates/deployment.yaml",
+        # The dashboard is read with .Files.Get: a packaged chart without it would render an empty ConfigMap.
+        "s32s3/dashboards/s32s3.json",
     } <= names
     assert not any("/tests/" in name or "__pycache__" in name for name in names), names
     with helm.Chart.load(archive) as packaged:
         assert packaged.values == EXPECTED_DEFAULTS
+        configmap = one(render(packaged, {"metrics": {"grafanaDashboard": {"enabled": True}}}), "ConfigMap")
+        assert json.loads(configmap["data"]["s32s3.json"]) == DASHBOARD
 
 
 def test_notes(chart: helm.Chart) -> None:
