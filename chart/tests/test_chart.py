@@ -125,6 +125,9 @@ METRICS = {
     "s32s3_verify_runs_total",
 }
 
+# metrics.<name>.enabled -> the kind of object it adds.
+MONITORING_KINDS = {"serviceMonitor": "ServiceMonitor", "prometheusRule": "PrometheusRule", "grafanaDashboard": "ConfigMap"}
+
 DASHBOARD = json.loads((CHART_DIR / "dashboards" / "s32s3.json").read_text())
 
 DAEMON = {"mode": "daemon"}
@@ -1079,7 +1082,7 @@ def test_notes_in_daemon_mode(chart: helm.Chart) -> None:
     assert "logs -f deploy/prod-s32s3-daemon" in notes
     assert "port-forward svc/prod-s32s3-metrics 9090:9090" in notes
     assert "http://localhost:9090/metrics" in notes
-    assert 'verifies the newest snapshot on schedule "0 5 * * 0"' in notes
+    assert 'verifies the newest complete snapshot on schedule "0 5 * * 0"' in notes
     assert "ServiceMonitor prod-s32s3" in notes
     assert "ConfigMap prod-s32s3-dashboard" in notes
     values = {"metrics": {"pushgateway": {"url": "http://pg:9091"}}}
@@ -1245,13 +1248,32 @@ def test_readme_has_examples() -> None:
     assert len(README_EXAMPLES) >= 4
 
 
+def expected_kinds(values: dict) -> list[str]:
+    """The objects values must render: the restore Job alone, or the mode's workload and what metrics enables."""
+    if values.get("restore", {}).get("enabled"):
+        return ["Job"]
+    daemon = values.get("mode") == "daemon"
+    metrics = values.get("metrics", {})
+    enabled = {name: metrics.get(name, {}).get("enabled", False) for name in MONITORING_KINDS}
+    return sorted(
+        (["Deployment", "Service"] if daemon else ["CronJob"])
+        + [kind for name, kind in MONITORING_KINDS.items() if enabled[name]]
+    )
+
+
 @pytest.mark.parametrize("example", README_EXAMPLES, ids=[f"example{i}" for i in range(len(README_EXAMPLES))])
 def test_readme_examples_render(chart: helm.Chart, example: str) -> None:
     values = helm.values_from_yaml(example)
-    objects = render(chart, values)
-    assert len(objects) == 1
-    assert objects[0]["kind"] == ("Job" if values.get("restore", {}).get("enabled") else "CronJob")
+    assert kinds(render(chart, values)) == expected_kinds(values)
     assert helm.lint(CHART_DIR, values, strict=True)["errors"] == []
+
+
+def test_readme_has_a_daemon_example_with_all_monitoring(chart: helm.Chart) -> None:
+    daemon = next(example for example in README_EXAMPLES if "mode: daemon" in example)
+    objects = render(chart, helm.values_from_yaml(daemon))
+    assert kinds(objects) == ["ConfigMap", "Deployment", "PrometheusRule", "Service", "ServiceMonitor"]
+    assert one(objects, "ServiceMonitor")["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert env(one(objects, "Deployment"))["S32S3_VERIFY_SCHEDULE"] == "0 5 * * 0"
 
 
 def test_readme_minio_example_uses_the_minio_secrets(chart: helm.Chart) -> None:
