@@ -123,12 +123,17 @@ log-level: S32S3_LOG_LEVEL
 {{- end }}
 
 {{/*
-The container's environment, in a fixed order: log format, source, destination, crypt, backup settings, tuning
-(config.rclone), then config.extraEnv (last, so it may refer to the others with $(NAME)). A variable set twice
-fails the render, except S32S3_LOG_FORMAT, which config.extraEnv may override.
+The container's environment, in a fixed order: log format, source, destination, crypt, backup settings, the
+component's own (the daemon's listen address, the backup's Pushgateway), tuning (config.rclone), then
+config.extraEnv (last, so it may refer to the others with $(NAME)). A variable set twice fails the render,
+except S32S3_LOG_FORMAT, which config.extraEnv may override. Settings left empty are left out, so a release that
+does not use them renders as it did before they existed.
+Arguments: (dict "root" $ "component" "backup"|"daemon"|"restore").
 */}}
 {{- define "s32s3.env" -}}
-{{- $cfg := .Values.config }}
+{{- $root := .root }}
+{{- $cfg := $root.Values.config }}
+{{- $metrics := $root.Values.metrics | default dict }}
 {{- $extra := $cfg.extraEnv | default dict }}
 {{- $env := list }}
 {{- $seen := dict }}
@@ -148,7 +153,20 @@ fails the render, except S32S3_LOG_FORMAT, which config.extraEnv may override.
 {{- $vars = append $vars (list "config.backupBucket" "S32S3_BACKUP_BUCKET" $cfg.backupBucket true) }}
 {{- $vars = append $vars (list "config.expirationDays" "S32S3_EXPIRATION_DAYS" $cfg.expirationDays true) }}
 {{- $vars = append $vars (list "config.schedule" "S32S3_SCHEDULE" $cfg.schedule true) }}
-{{- $rcloneEnv := include "s32s3.rcloneEnv" . | fromYaml }}
+{{- if $cfg.verifySchedule }}
+{{- $vars = append $vars (list "config.verifySchedule" "S32S3_VERIFY_SCHEDULE" $cfg.verifySchedule true) }}
+{{- end }}
+{{- if $cfg.verifyReadDataSubset }}
+{{- $vars = append $vars (list "config.verifyReadDataSubset" "S32S3_VERIFY_READ_DATA_SUBSET" $cfg.verifyReadDataSubset true) }}
+{{- end }}
+{{- if eq .component "daemon" }}
+{{- $vars = append $vars (list "metrics.port" "S32S3_LISTEN" (printf "0.0.0.0:%s" (include "s32s3.scalar" $metrics.port)) true) }}
+{{- end }}
+{{- $pushgateway := ($metrics.pushgateway | default dict).url }}
+{{- if and (eq .component "backup") $pushgateway }}
+{{- $vars = append $vars (list "metrics.pushgateway.url" "S32S3_PUSHGATEWAY" $pushgateway true) }}
+{{- end }}
+{{- $rcloneEnv := include "s32s3.rcloneEnv" $root | fromYaml }}
 {{- range $key, $v := $cfg.rclone }}
 {{- $option := $key | replace "_" "-" }}
 {{- if not (hasKey $rcloneEnv $option) }}
@@ -189,8 +207,10 @@ Security Standard (the image runs as 65532, distroless's nonroot user). A key se
 {{- end }}
 
 {{/*
-The pod template shared by the backup CronJob and the restore Job.
-Arguments: (dict "root" $ "component" "backup"|"restore" "args" <container args>).
+The pod template shared by the backup CronJob, the restore Job and the daemon's Deployment.
+Arguments: (dict "root" $ "component" "backup"|"restore"|"daemon" "args" <container args>
+  ["restartPolicy" <Never (the default, for Jobs) or Always (a Deployment)>]
+  ["metricsPort" <port of /metrics and /healthz: the container declares it and is probed on it>]).
 */}}
 {{- define "s32s3.podTemplate" -}}
 {{- $root := .root }}
@@ -207,7 +227,7 @@ metadata:
     {{- toYaml . | nindent 4 }}
   {{- end }}
 spec:
-  restartPolicy: Never
+  restartPolicy: {{ $.restartPolicy | default "Never" }}
   # s32s3 talks to S3 endpoints only, never to the Kubernetes API.
   automountServiceAccountToken: false
   {{- with .Values.imagePullSecrets }}
@@ -225,7 +245,28 @@ spec:
       args:
         {{- toYaml $.args | nindent 8 }}
       env:
-        {{- include "s32s3.env" . | nindent 8 }}
+        {{- include "s32s3.env" (dict "root" . "component" $.component) | nindent 8 }}
+      {{- with $.metricsPort }}
+      ports:
+        - name: metrics
+          containerPort: {{ include "s32s3.scalar" . }}
+          protocol: TCP
+      # /healthz answers as soon as the daemon listens, also while a backup runs. Liveness is lenient: a
+      # restart stops a running backup, which the next scheduled run resumes from its checkpoint.
+      livenessProbe:
+        httpGet:
+          path: /healthz
+          port: metrics
+        periodSeconds: 20
+        timeoutSeconds: 5
+        failureThreshold: 6
+      readinessProbe:
+        httpGet:
+          path: /healthz
+          port: metrics
+        periodSeconds: 10
+        timeoutSeconds: 5
+      {{- end }}
       {{- with .Values.resources }}
       resources:
         {{- toYaml . | nindent 8 }}
@@ -269,4 +310,78 @@ podFailurePolicy:
         containerName: s32s3
         operator: In
         values: [2]
+{{- end }}
+
+{{/*
+Names of the daemon-mode objects, 63 characters at most like the others (a Service's name is a DNS label).
+*/}}
+{{- define "s32s3.daemonName" -}}
+{{- printf "%s-daemon" (include "s32s3.fullname" . | trunc 56 | trimSuffix "-") }}
+{{- end }}
+
+{{- define "s32s3.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "s32s3.fullname" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
+
+{{/*
+Labels that pick the daemon's pods: the Deployment's selector and the Service's; the Service carries them too,
+so the ServiceMonitor selects it with the same set.
+*/}}
+{{- define "s32s3.daemonSelectorLabels" -}}
+{{ include "s32s3.selectorLabels" . }}
+app.kubernetes.io/component: daemon
+{{- end }}
+
+{{/*
+The label matchers of the PrometheusRule's expressions: metrics.prometheusRule.selector, or this release's
+series as they are scraped: from the daemon's Service (Prometheus names the job after the Service), or from the
+Pushgateway, where s32s3 backup pushes under job="s32s3".
+*/}}
+{{- define "s32s3.ruleSelector" -}}
+{{- $rule := .Values.metrics.prometheusRule }}
+{{- if $rule.selector }}
+{{- $rule.selector }}
+{{- else if eq .Values.mode "daemon" }}
+{{- printf "namespace=%s, job=%s" (.Release.Namespace | quote) (include "s32s3.metricsServiceName" . | quote) }}
+{{- else }}
+{{- print "job=\"s32s3\"" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Combinations that would render something that cannot work, or silently do nothing: each fails the render with
+the reason and the way out. The schema has already checked each value on its own.
+*/}}
+{{- define "s32s3.validate" -}}
+{{- $mode := .Values.mode }}
+{{- $metrics := .Values.metrics }}
+{{- $cfg := .Values.config }}
+{{- if not (has $mode (list "cronjob" "daemon")) }}
+{{- fail (printf "mode: %q is neither cronjob nor daemon" (toString $mode)) }}
+{{- end }}
+{{- if and (eq $mode "cronjob") $metrics.serviceMonitor.enabled }}
+{{- fail "metrics.serviceMonitor.enabled needs mode=daemon: in cronjob mode no Service serves /metrics; set metrics.pushgateway.url to push each run's metrics to a Pushgateway instead" }}
+{{- end }}
+{{- if and (eq $mode "daemon") $metrics.pushgateway.url }}
+{{- fail "metrics.pushgateway.url is for mode=cronjob: the daemon serves /metrics itself (scrape it with metrics.serviceMonitor.enabled)" }}
+{{- end }}
+{{- if and (eq $mode "cronjob") (or $cfg.verifySchedule $cfg.verifyReadDataSubset) }}
+{{- fail "config.verifySchedule and config.verifyReadDataSubset need mode=daemon: the CronJob runs backups only" }}
+{{- end }}
+{{- if and $cfg.verifyReadDataSubset (not $cfg.verifySchedule) }}
+{{- fail "config.verifyReadDataSubset applies to scheduled verifies: set config.verifySchedule too" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Labels of a monitoring object: the chart's, the component's, and extra labels from values (a Prometheus' or
+Grafana sidecar's selector). Merged as maps, so an extra label cannot repeat a key; the chart's win.
+Arguments: (dict "root" $ "component" <component or ""> "extra" <map>).
+*/}}
+{{- define "s32s3.labelsWith" -}}
+{{- $labels := include "s32s3.labels" .root | fromYaml }}
+{{- with .component }}
+{{- $_ := set $labels "app.kubernetes.io/component" . }}
+{{- end }}
+{{- toYaml (merge $labels (.extra | default dict)) }}
 {{- end }}

@@ -9,6 +9,7 @@ with PyYAML and asserts on the objects. Run from the repository root:
 from __future__ import annotations
 
 import copy
+import json
 import re
 import tarfile
 from pathlib import Path
@@ -22,16 +23,21 @@ CHART_DIR = Path(__file__).resolve().parent.parent
 RELEASE = "prod"
 NAMESPACE = "minio"
 
-# The parameter table of issue 7 (from the original S32S3 chart): every name with its default.
+# The parameter table of issue 7 (from the original S32S3 chart) and issue 16's daemon mode and monitoring:
+# every name with its default.
 EXPECTED_DEFAULTS: dict[str, Any] = {
     "image": {"name": "ctr.0x.pt/ops/s32s3", "pullPolicy": "IfNotPresent", "tag": ""},
     "imagePullSecrets": [],
     "nameOverride": "",
     "fullnameOverride": "",
+    "mode": "cronjob",
     "backup": {"args": ["backup"]},
+    "daemon": {"args": ["daemon"]},
     "restore": {"enabled": False, "at": ""},
     "config": {
         "schedule": "* * * * *",
+        "verifySchedule": "",
+        "verifyReadDataSubset": 0,
         "backupBucket": "backups",
         "expirationDays": 7,
         "extraEnv": {},
@@ -51,6 +57,20 @@ EXPECTED_DEFAULTS: dict[str, Any] = {
         },
         "crypt": {"password": {}, "password2": {}},
         "rclone": {},
+    },
+    "metrics": {
+        "port": 9090,
+        "serviceMonitor": {"enabled": False, "interval": "1m", "labels": {}},
+        "prometheusRule": {
+            "enabled": False,
+            "labels": {},
+            "selector": "",
+            "staleAfterHours": 26,
+            "for": "15m",
+            "severity": "warning",
+        },
+        "grafanaDashboard": {"enabled": False, "labelKey": "grafana_dashboard", "labelValue": "1", "annotations": {}},
+        "pushgateway": {"url": ""},
     },
     "podAnnotations": {},
     "podLabels": {},
@@ -84,6 +104,44 @@ DEFAULT_ENV = {
     "S32S3_SCHEDULE": "* * * * *",
 }
 
+# The metrics s32s3 exposes (the daemon's /metrics, a run's push): the rule and the dashboard use these only.
+METRICS = {
+    "s32s3_last_success_timestamp_seconds",
+    "s32s3_last_run_duration_seconds",
+    "s32s3_last_run_objects",
+    "s32s3_last_run_bytes",
+    "s32s3_runs_total",
+    "s32s3_errors_total",
+    "s32s3_running",
+    "s32s3_snapshots",
+    "s32s3_backup_bucket_bytes",
+    "s32s3_last_run_status",
+    "s32s3_snapshot_objects",
+    "s32s3_snapshot_bytes",
+    "s32s3_newest_snapshot_age_seconds",
+    "s32s3_last_verify_timestamp_seconds",
+    "s32s3_last_verify_objects",
+    "s32s3_last_verify_damaged_objects",
+    "s32s3_verify_runs_total",
+}
+
+# metrics.<name>.enabled -> the kind of object it adds.
+MONITORING_KINDS = {"serviceMonitor": "ServiceMonitor", "prometheusRule": "PrometheusRule", "grafanaDashboard": "ConfigMap"}
+
+DASHBOARD = json.loads((CHART_DIR / "dashboards" / "s32s3.json").read_text())
+
+DAEMON = {"mode": "daemon"}
+EVERYTHING = {
+    "mode": "daemon",
+    "daemon": {"args": ["daemon", "--bucket", "photos"]},
+    "config": {"verifySchedule": "0 5 * * 0", "verifyReadDataSubset": 5},
+    "metrics": {
+        "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+        "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+        "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Backups"}},
+    },
+}
+
 
 # --- helpers ----------------------------------------------------------------------------------------------
 
@@ -115,6 +173,13 @@ def workload(chart: helm.Chart, values: dict[str, Any] | None = None, **kwargs: 
     assert len(objects) == 1, f"expected one object, got {kinds(objects)}"
     assert objects[0]["kind"] in ("CronJob", "Job")
     return objects[0]
+
+
+def one(objects: list[dict], kind: str) -> dict:
+    """The single object of a kind among those rendered."""
+    found = [obj for obj in objects if obj["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, got {kinds(objects)}"
+    return found[0]
 
 
 def pod_template(obj: dict) -> dict:
@@ -643,6 +708,389 @@ def test_pod_security_context_can_override_and_drop_defaults(chart: helm.Chart) 
     }
 
 
+# --- daemon mode ------------------------------------------------------------------------------------------
+
+
+def test_daemon_mode_renders_a_deployment_and_a_service_and_no_cronjob(chart: helm.Chart) -> None:
+    objects = render(chart, DAEMON)
+    assert kinds(objects) == ["Deployment", "Service"]
+    deployment = one(objects, "Deployment")
+    assert deployment["apiVersion"] == "apps/v1"
+    assert deployment["metadata"]["name"] == "prod-s32s3-daemon"
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/component"] == "daemon"
+    spec = deployment["spec"]
+    # Never two daemons, not even during a rollout.
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "s32s3",
+        "app.kubernetes.io/instance": RELEASE,
+        "app.kubernetes.io/component": "daemon",
+    }
+    assert spec["selector"]["matchLabels"].items() <= pod_template(deployment)["metadata"]["labels"].items()
+    assert pod_spec(deployment)["restartPolicy"] == "Always"
+    main = container(deployment)
+    assert main["args"] == ["daemon"]
+    assert main["image"] == "ctr.0x.pt/ops/s32s3:0.1.0"
+    # The daemon takes its schedule from S32S3_SCHEDULE and listens where the port says.
+    assert env(deployment) == {**DEFAULT_ENV, "S32S3_LISTEN": "0.0.0.0:9090"}
+
+
+def test_daemon_args(chart: helm.Chart) -> None:
+    deployment = one(render(chart, {**DAEMON, "daemon": {"args": ["daemon", "--bucket", "photos"]}}), "Deployment")
+    assert container(deployment)["args"] == ["daemon", "--bucket", "photos"]
+
+
+@pytest.mark.parametrize("port", [9090, 8080])
+def test_the_metrics_port_is_the_container_port_the_probes_the_listen_address_and_the_service(
+    chart: helm.Chart, port: int
+) -> None:
+    objects = render(chart, {**DAEMON, "metrics": {"port": port}})
+    main = container(one(objects, "Deployment"))
+    assert main["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+    host, _, listen_port = env(one(objects, "Deployment"))["S32S3_LISTEN"].rpartition(":")
+    assert (host, int(listen_port)) == ("0.0.0.0", port)
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert main[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}, probe
+    service = one(objects, "Service")
+    assert service["metadata"]["name"] == "prod-s32s3-metrics"
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": port, "targetPort": "metrics", "protocol": "TCP"}]
+
+
+def test_the_service_selects_the_daemon_pods(chart: helm.Chart) -> None:
+    objects = render(chart, {**DAEMON, "podLabels": {"team": "storage"}})
+    pod_labels = pod_template(one(objects, "Deployment"))["metadata"]["labels"]
+    selector = one(objects, "Service")["spec"]["selector"]
+    assert selector == one(objects, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod_labels.items()
+
+
+POD_VALUES = {
+    "image": {"name": "registry.example/s32s3", "tag": "1.2.3", "pullPolicy": "Always"},
+    "imagePullSecrets": ["registry"],
+    "podAnnotations": {"a": "b"},
+    "podLabels": {"team": "storage"},
+    "podSecurityContext": {"fsGroup": 2000},
+    "resources": {"requests": {"cpu": "500m"}, "limits": {"memory": "1Gi"}},
+    "nodeSelector": {"kubernetes.io/arch": "amd64"},
+    "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+    "affinity": {"podAntiAffinity": {}},
+    **with_config(source={"endpoint": {"value": "http://minio:9000"}}, rclone={"transfers": 8}),
+}
+
+
+def test_the_daemon_pod_is_the_cronjob_pod_with_a_port_probes_and_restarts(chart: helm.Chart) -> None:
+    cronjob = workload(chart, POD_VALUES)
+    deployment = one(render(chart, {**POD_VALUES, **DAEMON}), "Deployment")
+    cron_pod, daemon_pod = copy.deepcopy(pod_template(cronjob)), copy.deepcopy(pod_template(deployment))
+    assert daemon_pod["spec"]["securityContext"] == cron_pod["spec"]["securityContext"]
+    assert container(deployment)["securityContext"] == container(cronjob)["securityContext"]
+    assert daemon_pod["spec"].pop("restartPolicy") == "Always"
+    assert cron_pod["spec"].pop("restartPolicy") == "Never"
+    assert daemon_pod["metadata"]["labels"].pop("app.kubernetes.io/component") == "daemon"
+    assert cron_pod["metadata"]["labels"].pop("app.kubernetes.io/component") == "backup"
+    daemon_main, cron_main = daemon_pod["spec"]["containers"][0], cron_pod["spec"]["containers"][0]
+    assert daemon_main.pop("args") == ["daemon"]
+    assert cron_main.pop("args") == ["backup"]
+    for key in ("ports", "livenessProbe", "readinessProbe"):
+        daemon_main.pop(key)
+    # The same environment, with the listen address after the backup settings (before tuning and extraEnv).
+    cron_env = cron_main.pop("env")
+    after_schedule = [entry["name"] for entry in cron_env].index("S32S3_SCHEDULE") + 1
+    listen = {"name": "S32S3_LISTEN", "value": "0.0.0.0:9090"}
+    assert daemon_main.pop("env") == [*cron_env[:after_schedule], listen, *cron_env[after_schedule:]]
+    assert cron_env[after_schedule:] == [{"name": "S32S3_TRANSFERS", "value": "8"}]
+    # Everything else is the same pod.
+    assert daemon_pod == cron_pod
+
+
+def test_verify_settings_reach_the_daemon_only_when_set(chart: helm.Chart) -> None:
+    assert "S32S3_VERIFY_SCHEDULE" not in env(one(render(chart, DAEMON), "Deployment"))
+    for unset in ({"verifySchedule": "", "verifyReadDataSubset": 0}, {"verifySchedule": "", "verifyReadDataSubset": ""}):
+        deployment = one(render(chart, {**DAEMON, **with_config(**unset)}), "Deployment")
+        assert not {"S32S3_VERIFY_SCHEDULE", "S32S3_VERIFY_READ_DATA_SUBSET"} & env(deployment).keys()
+
+    deployment = one(render(chart, {**DAEMON, **with_config(verifySchedule="0 5 * * 0")}), "Deployment")
+    assert env(deployment)["S32S3_VERIFY_SCHEDULE"] == "0 5 * * 0"
+    assert "S32S3_VERIFY_READ_DATA_SUBSET" not in env(deployment)
+
+    for subset, text in ((5, "5"), (2.5, "2.5"), (100, "100")):
+        values = {**DAEMON, **with_config(verifySchedule="@weekly", verifyReadDataSubset=subset)}
+        deployment = one(render(chart, values), "Deployment")
+        assert env(deployment)["S32S3_VERIFY_SCHEDULE"] == "@weekly"
+        assert env(deployment)["S32S3_VERIFY_READ_DATA_SUBSET"] == text
+        names = [entry["name"] for entry in env_list(deployment)]
+        assert names[names.index("S32S3_SCHEDULE") :] == [
+            "S32S3_SCHEDULE", "S32S3_VERIFY_SCHEDULE", "S32S3_VERIFY_READ_DATA_SUBSET", "S32S3_LISTEN"
+        ]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (with_config(verifySchedule="0 5 * * 0"), "config.verifySchedule and config.verifyReadDataSubset need mode=daemon"),
+        (with_config(verifyReadDataSubset=5), "need mode=daemon"),
+        ({**DAEMON, **with_config(verifyReadDataSubset=5)}, "set config.verifySchedule too"),
+        ({**DAEMON, **with_config(extraEnv={"S32S3_LISTEN": "0.0.0.0:1"})}, "S32S3_LISTEN is already set by metrics.port"),
+    ],
+)
+def test_verify_and_listen_misconfigurations_fail_the_render(chart: helm.Chart, values: dict, message: str) -> None:
+    with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
+        render(chart, values)
+
+
+def test_restore_renders_only_the_restore_job_in_daemon_mode_too(chart: helm.Chart) -> None:
+    values = {**EVERYTHING, "restore": {"enabled": True, "at": "2025-01-31T23:00:00Z"}}
+    objects = render(chart, values)
+    assert kinds(objects) == ["Job"]
+    job = objects[0]
+    assert container(job)["args"] == ["restore", "--at", "2025-01-31T23:00:00Z"]
+    assert pod_spec(job)["restartPolicy"] == "Never"
+    # The restore is not the daemon: no listen address, no probes.
+    assert "S32S3_LISTEN" not in env(job)
+    assert "ports" not in container(job)
+    assert "livenessProbe" not in container(job)
+
+
+def test_daemon_names_fit_kubernetes_limits(chart: helm.Chart) -> None:
+    long_name = "a" * 40 + "-" + "b" * 30
+    objects = render(chart, {**EVERYTHING, "fullnameOverride": long_name})
+    for obj in objects:
+        assert len(obj["metadata"]["name"]) <= 63, obj["kind"]
+    assert one(objects, "Deployment")["metadata"]["name"].endswith("-daemon")
+    assert one(objects, "Service")["metadata"]["name"].endswith("-metrics")
+    assert one(objects, "ConfigMap")["metadata"]["name"].endswith("-dashboard")
+
+
+# --- monitoring -------------------------------------------------------------------------------------------
+
+
+def test_defaults_render_no_monitoring_objects_and_leave_the_cronjob_as_it_was(chart: helm.Chart) -> None:
+    """Monitoring that is off leaves no trace, however its other settings are given."""
+    default = chart.render(None, name=RELEASE, namespace=NAMESPACE)
+    off = {
+        "mode": "cronjob",
+        "daemon": {"args": ["daemon", "--bucket", "photos"]},
+        **with_config(verifySchedule="", verifyReadDataSubset=""),
+        "metrics": {
+            "port": 8080,
+            "serviceMonitor": {"enabled": False, "interval": "30s", "labels": {"release": "x"}},
+            "prometheusRule": {"enabled": False, "labels": {"a": "b"}, "selector": 'job="x"', "staleAfterHours": 2,
+                               "for": "1h", "severity": "critical"},
+            "grafanaDashboard": {"enabled": False, "labelKey": "dash", "labelValue": "yes", "annotations": {"f": "g"}},
+            "pushgateway": {"url": ""},
+        },
+    }
+    assert chart.render(off, name=RELEASE, namespace=NAMESPACE) == default
+    assert chart.render(EXPECTED_DEFAULTS, name=RELEASE, namespace=NAMESPACE) == default
+    # The daemon's files render nothing in cronjob mode.
+    assert {path for path, text in default.items() if text.strip()} == {
+        "s32s3/templates/cronjob.yaml",
+        "s32s3/templates/NOTES.txt",
+    }
+
+
+def test_lint_passes_in_daemon_mode_with_everything_enabled() -> None:
+    report = helm.lint(CHART_DIR, EVERYTHING, strict=True, namespace=NAMESPACE)
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_the_service_monitor_scrapes_the_daemon_service(chart: helm.Chart) -> None:
+    objects = render(chart, EVERYTHING)
+    monitor = one(objects, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["name"] == "prod-s32s3"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+    service = one(objects, "Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "1m"}]
+    assert service["spec"]["ports"][0]["name"] == "metrics"
+
+
+def test_the_service_monitor_interval(chart: helm.Chart) -> None:
+    values = {**DAEMON, "metrics": {"serviceMonitor": {"enabled": True, "interval": ""}}}
+    assert one(render(chart, values), "ServiceMonitor")["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics"}]
+    values["metrics"]["serviceMonitor"]["interval"] = "30s"
+    assert one(render(chart, values), "ServiceMonitor")["spec"]["endpoints"][0]["interval"] == "30s"
+
+
+def test_extra_labels_do_not_replace_the_chart_labels(chart: helm.Chart) -> None:
+    labels = {"app.kubernetes.io/instance": "other", "release": "kps"}
+    values = {**DAEMON, "metrics": {"serviceMonitor": {"enabled": True, "labels": labels}}}
+    monitor = one(render(chart, values), "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+
+
+def test_a_service_monitor_in_cronjob_mode_fails_the_render(chart: helm.Chart) -> None:
+    with pytest.raises(helm.HelmRenderError, match="metrics.serviceMonitor.enabled needs mode=daemon"):
+        render(chart, {"metrics": {"serviceMonitor": {"enabled": True}}})
+
+
+def rules(rule: dict) -> dict[str, dict]:
+    return {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
+
+
+def metric_names(expr: str) -> set[str]:
+    return set(re.findall(r"\bs32s3_[a-z_]+", expr))
+
+
+def assert_balanced(expr: str) -> None:
+    """PromQL brackets pair up and strings close; no PromQL parser is among the test dependencies."""
+    stack, pairs = [], {")": "(", "}": "{", "]": "["}
+    for char in re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr):
+        if char in "({[":
+            stack.append(char)
+        elif char in pairs:
+            assert stack and stack.pop() == pairs[char], expr
+    assert not stack, expr
+    assert expr.count('"') % 2 == 0, expr
+
+
+def test_the_prometheus_rule_alerts(chart: helm.Chart) -> None:
+    rule = one(render(chart, EVERYTHING), "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    alerts = rules(rule)
+    assert set(alerts) == {"S32S3BackupStale", "S32S3BackupFailed", "S32S3VerifyDamage"}
+    scope = 'namespace="minio", job="prod-s32s3-metrics"'
+    assert alerts["S32S3BackupStale"]["expr"] == (
+        f"time() - s32s3_last_success_timestamp_seconds{{{scope}}} > {26 * 3600}"
+    )
+    assert alerts["S32S3BackupFailed"]["expr"] == f's32s3_last_run_status{{{scope}, status=~"failed|partial"}} == 1'
+    assert alerts["S32S3VerifyDamage"]["expr"] == f"s32s3_last_verify_damaged_objects{{{scope}}} > 0"
+    for name, alert in alerts.items():
+        assert alert["for"] == "15m", name
+        assert alert["labels"] == {"severity": "warning"}, name
+        assert alert["annotations"]["summary"] and alert["annotations"]["description"], name
+        # Prometheus' own templating reaches the rule untouched by Helm's.
+        assert "{{ $labels.job }}" in alert["annotations"]["description"], name
+        assert metric_names(alert["expr"]) <= METRICS, name
+        assert_balanced(alert["expr"])
+
+
+def test_the_prometheus_rule_settings_reach_the_alerts(chart: helm.Chart) -> None:
+    values = {
+        **DAEMON,
+        "metrics": {
+            "prometheusRule": {"enabled": True, "staleAfterHours": 50, "for": "1h", "severity": "critical",
+                               "selector": 'cluster="a", job=~"s32s3.*"'}
+        },
+    }
+    alerts = rules(one(render(chart, values), "PrometheusRule"))
+    assert alerts["S32S3BackupStale"]["expr"] == (
+        'time() - s32s3_last_success_timestamp_seconds{cluster="a", job=~"s32s3.*"} > 180000'
+    )
+    assert alerts["S32S3BackupFailed"]["expr"] == (
+        's32s3_last_run_status{cluster="a", job=~"s32s3.*", status=~"failed|partial"} == 1'
+    )
+    assert "50 hours" in alerts["S32S3BackupStale"]["annotations"]["summary"]
+    for alert in alerts.values():
+        assert (alert["for"], alert["labels"]["severity"]) == ("1h", "critical")
+
+
+def test_the_prometheus_rule_in_cronjob_mode_watches_the_pushgateway_group(chart: helm.Chart) -> None:
+    values = {"metrics": {"prometheusRule": {"enabled": True}, "pushgateway": {"url": "http://pg.monitoring:9091"}}}
+    objects = render(chart, values)
+    assert kinds(objects) == ["CronJob", "PrometheusRule"]
+    alerts = rules(one(objects, "PrometheusRule"))
+    assert alerts["S32S3VerifyDamage"]["expr"] == 's32s3_last_verify_damaged_objects{job="s32s3"} > 0'
+    assert alerts["S32S3BackupFailed"]["expr"] == 's32s3_last_run_status{job="s32s3", status=~"failed|partial"} == 1'
+
+
+def test_the_pushgateway_url_reaches_the_backup_only(chart: helm.Chart) -> None:
+    assert "S32S3_PUSHGATEWAY" not in env(workload(chart))
+    values = {"metrics": {"pushgateway": {"url": "http://pushgateway.monitoring:9091"}}}
+    assert env(workload(chart, values)) == {**DEFAULT_ENV, "S32S3_PUSHGATEWAY": "http://pushgateway.monitoring:9091"}
+    # A restore pushes nothing.
+    assert "S32S3_PUSHGATEWAY" not in env(workload(chart, {**values, "restore": {"enabled": True}}))
+
+
+def test_a_pushgateway_in_daemon_mode_fails_the_render(chart: helm.Chart) -> None:
+    with pytest.raises(helm.HelmRenderError, match="metrics.pushgateway.url is for mode=cronjob"):
+        render(chart, {**DAEMON, "metrics": {"pushgateway": {"url": "http://pg:9091"}}})
+
+
+def test_the_dashboard_config_map(chart: helm.Chart) -> None:
+    configmap = one(render(chart, EVERYTHING), "ConfigMap")
+    assert configmap["metadata"]["name"] == "prod-s32s3-dashboard"
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["metadata"]["annotations"] == {"grafana_folder": "Backups"}
+    assert list(configmap["data"]) == ["s32s3.json"]
+    assert json.loads(configmap["data"]["s32s3.json"]) == DASHBOARD
+
+
+def test_the_dashboard_label_is_configurable_and_works_in_cronjob_mode(chart: helm.Chart) -> None:
+    values = {"metrics": {"grafanaDashboard": {"enabled": True, "labelKey": "dashboards", "labelValue": "s32s3"}}}
+    objects = render(chart, values)
+    assert kinds(objects) == ["ConfigMap", "CronJob"]
+    labels = one(objects, "ConfigMap")["metadata"]["labels"]
+    assert labels["dashboards"] == "s32s3"
+    assert "grafana_dashboard" not in labels
+    assert "annotations" not in one(objects, "ConfigMap")["metadata"]
+
+
+def dashboard_exprs() -> list[str]:
+    return [target["expr"] for panel in DASHBOARD["panels"] for target in panel.get("targets", [])]
+
+
+def test_the_dashboard_panels_query_s32s3_metrics() -> None:
+    assert DASHBOARD["panels"]
+    for panel in DASHBOARD["panels"]:
+        exprs = [target.get("expr", "") for target in panel.get("targets", [])]
+        assert any(metric_names(expr) for expr in exprs), panel["title"]
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+    variable_queries = [v["query"]["query"] for v in DASHBOARD["templating"]["list"] if v["type"] == "query"]
+    for expr in dashboard_exprs() + variable_queries:
+        assert metric_names(expr) <= METRICS, expr
+        assert_balanced(expr)
+
+
+def test_the_dashboard_covers_the_issue_metrics() -> None:
+    used = set().union(*(metric_names(expr) for expr in dashboard_exprs()))
+    assert {
+        "s32s3_last_success_timestamp_seconds",
+        "s32s3_last_run_status",
+        "s32s3_last_run_duration_seconds",
+        "s32s3_last_run_objects",
+        "s32s3_last_run_bytes",
+        "s32s3_snapshots",
+        "s32s3_backup_bucket_bytes",
+        "s32s3_snapshot_objects",
+        "s32s3_snapshot_bytes",
+        "s32s3_last_verify_objects",
+        "s32s3_last_verify_damaged_objects",
+    } <= used
+
+
+def test_the_dashboard_picks_its_prometheus_with_a_datasource_variable() -> None:
+    variables = {v["name"]: v for v in DASHBOARD["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    # Every query is scoped by the release variables, so one dashboard serves several releases.
+    for expr in dashboard_exprs():
+        assert 'namespace=~"$namespace", job=~"$job"' in expr, expr
+    ids = [panel["id"] for panel in DASHBOARD["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_notes_in_daemon_mode(chart: helm.Chart) -> None:
+    notes = chart.render(EVERYTHING, name=RELEASE, namespace=NAMESPACE)["s32s3/templates/NOTES.txt"]
+    assert "logs -f deploy/prod-s32s3-daemon" in notes
+    assert "port-forward svc/prod-s32s3-metrics 9090:9090" in notes
+    assert "http://localhost:9090/metrics" in notes
+    assert 'verifies the newest complete snapshot on schedule "0 5 * * 0"' in notes
+    assert "ServiceMonitor prod-s32s3" in notes
+    assert "ConfigMap prod-s32s3-dashboard" in notes
+    values = {"metrics": {"pushgateway": {"url": "http://pg:9091"}}}
+    notes = chart.render(values, name=RELEASE, namespace=NAMESPACE)["s32s3/templates/NOTES.txt"]
+    assert "pushes its metrics to the Pushgateway http://pg:9091" in notes
+    assert "Monitoring" not in notes
+
+
 # --- the values schema ------------------------------------------------------------------------------------
 
 # A values file with a wrong type, and the path Helm's schema error must name. Together they cover every
@@ -698,6 +1146,41 @@ WRONG_VALUES = [
     ("tolerations: {key: a}\n", "/tolerations"),
     ("affinity: []\n", "/affinity"),
     ("podAnnotation: {a: b}\n", ""),  # a typo of a top-level name
+    ("mode: deployment\n", "/mode"),
+    ("mode: Daemon\n", "/mode"),
+    ("daemon:\n  args: [backup]\n", "/daemon/args/0"),
+    ("daemon:\n  args: []\n", "/daemon/args"),
+    ("daemon:\n  args: [daemon, 3]\n", "/daemon/args/1"),
+    ("daemon:\n  schedule: x\n", "/daemon"),
+    ("config:\n  verifySchedule: weekly\n", "/config/verifySchedule"),
+    ("config:\n  verifySchedule: 5\n", "/config/verifySchedule"),
+    ("config:\n  verifyReadDataSubset: 101\n", "/config/verifyReadDataSubset"),
+    ("config:\n  verifyReadDataSubset: -1\n", "/config/verifyReadDataSubset"),
+    ("config:\n  verifyReadDataSubset: five\n", "/config/verifyReadDataSubset"),
+    ("metrics:\n  port: 0\n", "/metrics/port"),
+    ("metrics:\n  port: '9090'\n", "/metrics/port"),
+    ("metrics:\n  port: 70000\n", "/metrics/port"),
+    ("metrics:\n  serviceMonitor: true\n", "/metrics/serviceMonitor"),
+    ("metrics:\n  serviceMonitor:\n    enabled: 'yes'\n", "/metrics/serviceMonitor/enabled"),
+    ("metrics:\n  serviceMonitor:\n    interval: 60\n", "/metrics/serviceMonitor/interval"),
+    ("metrics:\n  serviceMonitor:\n    interval: a minute\n", "/metrics/serviceMonitor/interval"),
+    ("metrics:\n  serviceMonitor:\n    labels: {release: 1}\n", "/metrics/serviceMonitor/labels/release"),
+    ("metrics:\n  prometheusRule:\n    enabled: 1\n", "/metrics/prometheusRule/enabled"),
+    ("metrics:\n  prometheusRule:\n    labels: [a]\n", "/metrics/prometheusRule/labels"),
+    ("metrics:\n  prometheusRule:\n    selector: '{job=\"a\"}'\n", "/metrics/prometheusRule/selector"),
+    ("metrics:\n  prometheusRule:\n    staleAfterHours: 1.5\n", "/metrics/prometheusRule/staleAfterHours"),
+    ("metrics:\n  prometheusRule:\n    staleAfterHours: 0\n", "/metrics/prometheusRule/staleAfterHours"),
+    ("metrics:\n  prometheusRule:\n    for: 15\n", "/metrics/prometheusRule/for"),
+    ("metrics:\n  prometheusRule:\n    severity: ''\n", "/metrics/prometheusRule/severity"),
+    ("metrics:\n  prometheusRule:\n    staleAfter: 26\n", "/metrics/prometheusRule"),
+    ("metrics:\n  grafanaDashboard:\n    enabled: 'true'\n", "/metrics/grafanaDashboard/enabled"),
+    ("metrics:\n  grafanaDashboard:\n    labelKey: ''\n", "/metrics/grafanaDashboard/labelKey"),
+    ("metrics:\n  grafanaDashboard:\n    labelValue: 1\n", "/metrics/grafanaDashboard/labelValue"),
+    ("metrics:\n  grafanaDashboard:\n    annotations: {grafana_folder: 1}\n",
+     "/metrics/grafanaDashboard/annotations/grafana_folder"),
+    ("metrics:\n  pushgateway:\n    url: pushgateway:9091\n", "/metrics/pushgateway/url"),
+    ("metrics:\n  pushgateway: http://pg:9091\n", "/metrics/pushgateway"),
+    ("metrics:\n  serviceMonitors: {}\n", "/metrics"),
 ]
 
 
@@ -731,7 +1214,9 @@ def test_the_schema_types_every_parameter(chart: helm.Chart) -> None:
         node = schema_node(schema, name)
         assert "type" in node or "anyOf" in node, f"{name} has no type in values.schema.json"
     # Unknown names (typos) are rejected everywhere but in the free-form maps (extraEnv, rclone, Kubernetes objects).
-    for name in ["", "image", "backup", "restore", "config", "config.source", "config.destination", "config.crypt"]:
+    for name in ["", "image", "backup", "daemon", "restore", "config", "config.source", "config.destination",
+                 "config.crypt", "metrics", "metrics.serviceMonitor", "metrics.prometheusRule",
+                 "metrics.grafanaDashboard", "metrics.pushgateway"]:
         assert schema_node(schema, name)["additionalProperties"] is False, name
 
 
@@ -743,7 +1228,7 @@ README = (CHART_DIR / "README.md").read_text()
 def test_readme_documents_every_parameter(chart: helm.Chart) -> None:
     documented = set(re.findall(r"^\| `([A-Za-z0-9_.-]+)` \|", README, flags=re.MULTILINE))
     parameters = set(leaf_parameters(chart.values))
-    assert len(parameters) == 33  # the issue's table
+    assert len(parameters) == 33 + 19  # issue 7's table, then issue 16's
     assert parameters - documented == set(), "parameters missing from README.md"
     rclone_documented = {name for name in documented if name in RCLONE_ENV}
     assert rclone_documented == set(RCLONE_ENV), "rclone options missing from README.md"
@@ -763,13 +1248,32 @@ def test_readme_has_examples() -> None:
     assert len(README_EXAMPLES) >= 4
 
 
+def expected_kinds(values: dict) -> list[str]:
+    """The objects values must render: the restore Job alone, or the mode's workload and what metrics enables."""
+    if values.get("restore", {}).get("enabled"):
+        return ["Job"]
+    daemon = values.get("mode") == "daemon"
+    metrics = values.get("metrics", {})
+    enabled = {name: metrics.get(name, {}).get("enabled", False) for name in MONITORING_KINDS}
+    return sorted(
+        (["Deployment", "Service"] if daemon else ["CronJob"])
+        + [kind for name, kind in MONITORING_KINDS.items() if enabled[name]]
+    )
+
+
 @pytest.mark.parametrize("example", README_EXAMPLES, ids=[f"example{i}" for i in range(len(README_EXAMPLES))])
 def test_readme_examples_render(chart: helm.Chart, example: str) -> None:
     values = helm.values_from_yaml(example)
-    objects = render(chart, values)
-    assert len(objects) == 1
-    assert objects[0]["kind"] == ("Job" if values.get("restore", {}).get("enabled") else "CronJob")
+    assert kinds(render(chart, values)) == expected_kinds(values)
     assert helm.lint(CHART_DIR, values, strict=True)["errors"] == []
+
+
+def test_readme_has_a_daemon_example_with_all_monitoring(chart: helm.Chart) -> None:
+    daemon = next(example for example in README_EXAMPLES if "mode: daemon" in example)
+    objects = render(chart, helm.values_from_yaml(daemon))
+    assert kinds(objects) == ["ConfigMap", "Deployment", "PrometheusRule", "Service", "ServiceMonitor"]
+    assert one(objects, "ServiceMonitor")["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert env(one(objects, "Deployment"))["S32S3_VERIFY_SCHEDULE"] == "0 5 * * 0"
 
 
 def test_readme_minio_example_uses_the_minio_secrets(chart: helm.Chart) -> None:
@@ -797,10 +1301,20 @@ def test_the_packaged_chart_leaves_the_tests_out(tmp_path: Path) -> None:
     archive = helm.package(CHART_DIR, destination=tmp_path)
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
-    assert {"s32s3/Chart.yaml", "s32s3/values.schema.json", "s32s3/README.md", "s32s3/templates/cronjob.yaml"} <= names
+    assert {
+        "s32s3/Chart.yaml",
+        "s32s3/values.schema.json",
+        "s32s3/README.md",
+        "s32s3/templates/cronjob.yaml",
+        "s32s3/templates/deployment.yaml",
+        # The dashboard is read with .Files.Get: a packaged chart without it would render an empty ConfigMap.
+        "s32s3/dashboards/s32s3.json",
+    } <= names
     assert not any("/tests/" in name or "__pycache__" in name for name in names), names
     with helm.Chart.load(archive) as packaged:
         assert packaged.values == EXPECTED_DEFAULTS
+        configmap = one(render(packaged, {"metrics": {"grafanaDashboard": {"enabled": True}}}), "ConfigMap")
+        assert json.loads(configmap["data"]["s32s3.json"]) == DASHBOARD
 
 
 def test_notes(chart: helm.Chart) -> None:
