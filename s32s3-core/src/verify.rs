@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::stream::{
-    ChunkReader, Chunker, STREAM_MEMORY, hex_digest, integrity, open_chunk, read_header, total_size,
+    ChunkReader, STREAM_MEMORY, hex_digest, integrity, open_chunk, read_header, total_size,
 };
 use crate::engine::transfer::TransferRun;
 use crate::error::S3ErrorKind;
@@ -252,10 +252,12 @@ async fn read_one(cx: &Repository, run: &TransferRun, entry: &Entry) -> Result<(
         return Err(bad(format!("{total} bytes, {expected} expected")));
     }
     let (nonce, rest) = read_header(&mut reader, entry.stored_nonce().as_ref()).await?.map_err(bad)?;
-    let mut chunks = ChunkReader::new(reader, Chunker::sealed(&run.chunks), rest);
+    let mut chunks = ChunkReader::new(reader, s32s3_crypt::ENCRYPTED_CHUNK_SIZE, rest, &run.chunks);
     let (mut sha, mut size, mut index) = (Sha256::new(), 0u64, 0);
+    let mut plain = Vec::with_capacity(s32s3_crypt::CHUNK_SIZE);
     while let Some(chunk) = chunks.next().await {
-        let plain = open_chunk(&cx.cipher, &nonce, index, chunk?).map_err(bad)?;
+        plain.clear();
+        open_chunk(&cx.cipher, &nonce, index, &chunk?, &mut plain).map_err(bad)?;
         sha.update(&plain);
         (size, index) = (size + plain.len() as u64, index + 1);
     }

@@ -249,12 +249,15 @@ impl Cipher {
     /// boundaries, each part encrypted on its own (in any order, on any thread) with its first chunk
     /// index, and the parts concatenated after [`header`]: the result equals one sequential encryption.
     pub fn encrypt_chunks(&self, nonce: &Nonce, first_chunk: u64, plaintext: &[u8], out: &mut Vec<u8>) {
-        let start = out.len();
-        out.resize(start + encrypted_len(plaintext.len()), 0);
-        for (i, (plain, sealed)) in
-            plaintext.chunks(CHUNK_SIZE).zip(out[start..].chunks_mut(ENCRYPTED_CHUNK_SIZE)).enumerate()
-        {
-            self.seal_chunk(&nonce.add(first_chunk.wrapping_add(i as u64)), plain, sealed);
+        out.reserve(encrypted_len(plaintext.len()));
+        for (i, plain) in plaintext.chunks(CHUNK_SIZE).enumerate() {
+            // Appended, then sealed in place: one copy of the data, and no zeroing of room first.
+            let start = out.len();
+            out.extend_from_slice(&[0; TAG_SIZE]);
+            out.extend_from_slice(plain);
+            let (tag, body) = out[start..].split_at_mut(TAG_SIZE);
+            let nonce = nonce.add(first_chunk.wrapping_add(i as u64));
+            tag.copy_from_slice(&secretbox::seal(self.key().data_key(), nonce.as_bytes(), body));
         }
     }
 
@@ -294,24 +297,21 @@ impl Cipher {
         ciphertext: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<()> {
-        let start = out.len();
-        out.resize(start + decrypted_len(ciphertext.len()), 0);
-        let mut done = start;
-        for (i, (sealed, plain)) in
-            ciphertext.chunks(ENCRYPTED_CHUNK_SIZE).zip(out[start..].chunks_mut(CHUNK_SIZE)).enumerate()
-        {
+        out.reserve(decrypted_len(ciphertext.len()));
+        for (i, sealed) in ciphertext.chunks(ENCRYPTED_CHUNK_SIZE).enumerate() {
             let chunk = first_chunk.wrapping_add(i as u64);
-            if let Err(err) = self.open_chunk(&nonce.add(chunk), chunk, sealed, plain) {
-                out.truncate(done);
-                return Err(err);
+            let Some((tag, body)) =
+                sealed.split_first_chunk::<TAG_SIZE>().filter(|(_, body)| !body.is_empty())
+            else {
+                return Err(Error::TruncatedChunk { chunk, len: sealed.len() });
+            };
+            // Appended, then opened in place: one copy of the data, and no zeroing of room first.
+            let start = out.len();
+            out.extend_from_slice(body);
+            if !secretbox::open(self.key().data_key(), nonce.add(chunk).as_bytes(), tag, &mut out[start..]) {
+                out.truncate(start);
+                return Err(Error::Authentication { chunk });
             }
-            done += plain.len();
-        }
-        if let Some(last) = ciphertext.chunks(ENCRYPTED_CHUNK_SIZE).last().filter(|c| c.len() <= TAG_SIZE) {
-            // `decrypted_len` gave this chunk no room, so the loop above did not see it.
-            out.truncate(done);
-            let chunk = first_chunk.wrapping_add((ciphertext.len() / ENCRYPTED_CHUNK_SIZE) as u64);
-            return Err(Error::TruncatedChunk { chunk, len: last.len() });
         }
         Ok(())
     }

@@ -1,156 +1,180 @@
 //! Object data as streams of crypt chunks: every transfer, verification and comparison reads an object as
-//! frames ([`crate::store::RangeReader`]), cuts them into crypt chunks ([`Chunker`]), seals or opens each
-//! chunk in its own buffer, and sends it on ([`streamed`]). Memory per stream is a few chunks, whatever
-//! the object's size.
+//! frames ([`crate::store::RangeReader`]), takes whole crypt chunks out of them ([`ChunkReader`]: a slice of
+//! the frame, copied only when a chunk spans two frames), seals or opens each straight into the batch of
+//! output it belongs to ([`Batch`]) and sends batches on ([`streamed`]). Memory per stream is a few
+//! batches, whatever the object's size.
+
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use md5::Digest as _;
-use s32s3_crypt::{CHUNK_SIZE, Cipher, ENCRYPTED_CHUNK_SIZE, HEADER_SIZE, Nonce, TAG_SIZE};
+use s32s3_crypt::{Cipher, HEADER_SIZE, Nonce};
 use sha2::Sha256;
 
 use crate::error::{Error, Result};
 use crate::store::{BodyReceiver, BodySender, RangeReader, RetryPolicy, body_channel};
 
-/// Memory one stream holds at most besides its chunk buffers' payload: the HTTP client's read buffer
-/// (which grows to about 400 KiB on a fast connection), the frames queued in its request body and the
-/// chunk being filled. Reserved from the run's memory budget for every stream a budget pays for.
+/// Memory one stream holds at most: the HTTP client's read buffer (which grows to about 400 KiB on a fast
+/// connection), the batch being filled, the batches queued for the request body and the one being sent,
+/// and a chunk gathered across frames. Reserved from the run's memory budget for every stream a budget
+/// pays for.
 pub(crate) const STREAM_MEMORY: u64 = 1 << 20;
 
-/// Frames queued between a producer and the request body it feeds.
-const BODY_FRAMES: usize = 4;
+/// Bytes per batch sent into a request body: each send is a wake-up of the connection and a write, so
+/// fewer, larger ones cost less (64 KiB frames took about 10 % more of a large restore's CPU).
+const BATCH: usize = 128 << 10;
 
-/// Chunk buffers reused from one chunk to the next, shared by a run's streams. A chunk's buffer comes
-/// back to the pool when the last handle on it is dropped (after the HTTP client wrote it), so a stream
-/// cycles through a few buffers for a whole object. Without reuse the allocator sees a 64 KiB allocation
-/// and a free per chunk, hundreds of MiB a second, freed on other threads than allocated, and holds on to
-/// much of it (measured with mimalloc, the allocator then: a 256 MiB object backed up with a 32 MiB budget
-/// peaked at 110–122 MiB without reuse, 83–85 MiB with it).
+/// Batches queued between a producer and the request body it feeds.
+const BODY_FRAMES: usize = 2;
+
+/// Buffers reused from one chunk or batch to the next, shared by a run's streams. A buffer comes back to
+/// the pool when the last handle on it is dropped (after the HTTP client wrote it), so a stream cycles
+/// through a few buffers for a whole object. Without reuse the allocator sees an allocation and a free per
+/// chunk, hundreds of MiB a second, freed on other threads than allocated, and holds on to much of it
+/// (measured with mimalloc, the allocator then: a 256 MiB object backed up with a 32 MiB budget peaked at
+/// 110–122 MiB without reuse, 83–85 MiB with it).
 #[derive(Debug, Default)]
 pub(crate) struct ChunkPool {
     free: std::sync::Mutex<Vec<Vec<u8>>>,
 }
 
 impl ChunkPool {
-    /// At most this many idle buffers are kept (16 MiB): more than the streams of a run hold at once.
+    /// At most this many idle buffers are kept (up to 32 MiB): more than the streams of a run hold at
+    /// once.
     const MAX_IDLE: usize = 256;
 
+    /// An empty buffer with room for `capacity` bytes.
     fn take(&self, capacity: usize) -> Vec<u8> {
-        let reused = self.free.lock().expect("not poisoned").pop();
-        match reused {
-            Some(mut buf) if buf.capacity() >= capacity => {
-                buf.clear();
-                buf
-            }
-            _ => Vec::with_capacity(capacity),
-        }
+        let reused = {
+            let mut free = self.free.lock().expect("not poisoned");
+            free.iter().rposition(|b| b.capacity() >= capacity).map(|i| free.swap_remove(i))
+        };
+        reused.unwrap_or_else(|| Vec::with_capacity(capacity))
     }
 
-    fn give(&self, buf: Vec<u8>) {
+    fn give(&self, mut buf: Vec<u8>) {
+        buf.clear();
         let mut free = self.free.lock().expect("not poisoned");
         if buf.capacity() > 0 && free.len() < Self::MAX_IDLE {
             free.push(buf);
         }
     }
+
+    /// `buf` as shareable bytes; it returns to the pool when the last of them is dropped.
+    fn freeze(self: &Arc<Self>, buf: Vec<u8>) -> Bytes {
+        Bytes::from_owner(Pooled { buf, pool: Arc::clone(self) })
+    }
 }
 
-/// A chunk in a buffer of a [`ChunkPool`].
-#[derive(Debug)]
-pub(crate) struct Chunk {
+/// A pooled buffer behind [`Bytes`].
+struct Pooled {
     buf: Vec<u8>,
-    pool: std::sync::Arc<ChunkPool>,
+    pool: Arc<ChunkPool>,
 }
 
-impl Chunk {
-    /// The chunk's bytes (after the room a [`Chunker`] leaves in front).
-    pub(crate) fn as_mut(&mut self) -> &mut [u8] {
-        &mut self.buf
-    }
-
-    /// The chunk as shareable bytes; the buffer returns to its pool when the last of them is dropped.
-    pub(crate) fn freeze(self) -> Bytes {
-        Bytes::from_owner(self)
-    }
-}
-
-impl std::ops::Deref for Chunk {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        &self.buf
-    }
-}
-
-impl AsRef<[u8]> for Chunk {
+impl AsRef<[u8]> for Pooled {
     fn as_ref(&self) -> &[u8] {
         &self.buf
     }
 }
 
-impl Drop for Chunk {
+impl Drop for Pooled {
     fn drop(&mut self) {
         self.pool.give(std::mem::take(&mut self.buf));
     }
 }
 
-/// Cuts a byte stream into chunks of `size` bytes (the last one shorter), each in a pooled buffer of its
-/// own that starts with `prefix` bytes of room (where a sealed chunk's tag goes).
-#[derive(Debug)]
-pub(crate) struct Chunker {
-    size: usize,
-    prefix: usize,
-    pool: std::sync::Arc<ChunkPool>,
-    buf: Vec<u8>,
+/// Whole chunks of `size` bytes (the last one shorter) out of what a [`RangeReader`] reads.
+pub(crate) struct ChunkReader {
+    reader: RangeReader,
+    cutter: Cutter,
 }
 
-impl Chunker {
-    /// Chunks of plaintext to seal: room for the tag, then up to 64 KiB.
-    pub(crate) fn plain(pool: &std::sync::Arc<ChunkPool>) -> Self {
-        Self::new(CHUNK_SIZE, TAG_SIZE, pool)
+impl ChunkReader {
+    /// The chunks of what `reader` reads from here on, after `pending` (bytes it already read).
+    pub(crate) fn new(reader: RangeReader, size: usize, pending: Bytes, pool: &Arc<ChunkPool>) -> Self {
+        Self { reader, cutter: Cutter { size, pending, gather: None, pool: Arc::clone(pool) } }
     }
 
-    /// Stored chunks to open: tag and ciphertext as read.
-    pub(crate) fn sealed(pool: &std::sync::Arc<ChunkPool>) -> Self {
-        Self::new(ENCRYPTED_CHUNK_SIZE, 0, pool)
+    /// The next chunk; `None` at the end.
+    pub(crate) async fn next(&mut self) -> Option<Result<Bytes>> {
+        loop {
+            if let Some(chunk) = self.cutter.cut() {
+                return Some(Ok(chunk));
+            }
+            match self.reader.next().await {
+                Some(Ok(frame)) => self.cutter.pending = frame,
+                Some(Err(e)) => return Some(Err(e)),
+                None => return self.cutter.rest().map(Ok),
+            }
+        }
     }
+}
 
-    fn new(size: usize, prefix: usize, pool: &std::sync::Arc<ChunkPool>) -> Self {
-        let mut chunker = Self { size, prefix, pool: std::sync::Arc::clone(pool), buf: Vec::new() };
-        chunker.buf = chunker.fresh();
-        chunker
-    }
+/// Cuts frames into chunks: a chunk that lies inside one frame is a slice of it; one that spans frames is
+/// gathered into a pooled buffer.
+struct Cutter {
+    size: usize,
+    pending: Bytes,
+    gather: Option<Vec<u8>>,
+    pool: Arc<ChunkPool>,
+}
 
-    fn fresh(&self) -> Vec<u8> {
-        let mut buf = self.pool.take(self.prefix + self.size);
-        buf.resize(self.prefix, 0);
-        buf
-    }
-
-    fn chunk(&self, buf: Vec<u8>) -> Chunk {
-        Chunk { buf, pool: std::sync::Arc::clone(&self.pool) }
-    }
-
-    /// Takes bytes from the front of `frame` until a chunk is full, and returns it; `None` once `frame` is
-    /// used up without filling one (call again with the next frame).
-    pub(crate) fn fill(&mut self, frame: &mut Bytes) -> Option<Chunk> {
-        let want = self.prefix + self.size - self.buf.len();
-        let take = want.min(frame.len());
-        self.buf.extend_from_slice(&frame.split_to(take));
-        if self.buf.len() < self.prefix + self.size {
+impl Cutter {
+    /// A whole chunk out of what is pending, if there is one (else feed the next frame as `pending`).
+    fn cut(&mut self) -> Option<Bytes> {
+        if self.gather.is_none() && self.pending.len() >= self.size {
+            return Some(self.pending.split_to(self.size));
+        }
+        if self.pending.is_empty() {
             return None;
         }
-        let fresh = self.fresh();
-        let full = std::mem::replace(&mut self.buf, fresh);
-        Some(self.chunk(full))
+        let (pool, size) = (&self.pool, self.size);
+        let gather = self.gather.get_or_insert_with(|| pool.take(size));
+        let take = (size - gather.len()).min(self.pending.len());
+        gather.extend_from_slice(&self.pending.split_to(take));
+        if gather.len() < size {
+            return None;
+        }
+        let full = self.gather.take().expect("gathered above");
+        Some(self.pool.freeze(full))
     }
 
-    /// The last, shorter chunk, if any bytes are left.
-    pub(crate) fn rest(mut self) -> Option<Chunk> {
-        let buf = std::mem::take(&mut self.buf);
-        (buf.len() > self.prefix).then(|| self.chunk(buf))
+    /// The last, shorter chunk, once the frames are over.
+    fn rest(&mut self) -> Option<Bytes> {
+        let rest = self.gather.take().filter(|g| !g.is_empty());
+        rest.map(|g| self.pool.freeze(g))
     }
 }
 
-impl Drop for Chunker {
+/// Output being gathered into batches of about [`BATCH`] bytes in pooled buffers: sealed or opened chunks
+/// are written straight into it by the cipher.
+pub(crate) struct Batch {
+    buf: Vec<u8>,
+    pool: Arc<ChunkPool>,
+}
+
+impl Batch {
+    pub(crate) fn new(pool: &Arc<ChunkPool>) -> Self {
+        Self { buf: Vec::new(), pool: Arc::clone(pool) }
+    }
+
+    /// The buffer to append to (room for a batch and one more sealed chunk).
+    pub(crate) fn buf(&mut self) -> &mut Vec<u8> {
+        if self.buf.capacity() == 0 {
+            self.buf = self.pool.take(BATCH + s32s3_crypt::ENCRYPTED_CHUNK_SIZE + HEADER_SIZE);
+        }
+        &mut self.buf
+    }
+
+    /// The batch, once it is full (or `last`: whatever it holds), as bytes to send.
+    pub(crate) fn ready(&mut self, last: bool) -> Option<Bytes> {
+        let full = self.buf.len() >= BATCH || (last && !self.buf.is_empty());
+        full.then(|| self.pool.freeze(std::mem::take(&mut self.buf)))
+    }
+}
+
+impl Drop for Batch {
     fn drop(&mut self) {
         self.pool.give(std::mem::take(&mut self.buf));
     }
@@ -193,7 +217,7 @@ pub(crate) async fn read_header(
     Ok(Ok((nonce, rest)))
 }
 
-/// Opens stored chunk `index` (as the [`Chunker::sealed`] cut it) in place; the plaintext.
+/// Opens stored chunk `index` of the object with `nonce`, appending its plaintext to `out`.
 ///
 /// # Errors
 /// The chunk does not authenticate (damaged, or not this object's), as a reason string.
@@ -201,10 +225,10 @@ pub(crate) fn open_chunk(
     cipher: &Cipher,
     nonce: &Nonce,
     index: u64,
-    mut sealed: Chunk,
-) -> std::result::Result<Bytes, String> {
-    cipher.open_chunk_in_place(nonce, index, sealed.as_mut()).map_err(|e| e.to_string())?;
-    Ok(sealed.freeze().split_off(TAG_SIZE))
+    sealed: &[u8],
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), String> {
+    cipher.decrypt_chunks(nonce, index, sealed, out).map_err(|e| e.to_string())
 }
 
 /// Where a producer's frames go: the request body they become, or only an MD5 (a first pass for writes
@@ -290,37 +314,6 @@ pub(crate) async fn streamed<T>(
     }
 }
 
-/// A [`RangeReader`]'s bytes as a [`Chunker`] cuts them.
-pub(crate) struct ChunkReader {
-    reader: RangeReader,
-    chunker: Option<Chunker>,
-    pending: Bytes,
-}
-
-impl ChunkReader {
-    /// The chunks of what `reader` reads from here on, after `pending` (bytes it already read).
-    pub(crate) fn new(reader: RangeReader, chunker: Chunker, pending: Bytes) -> Self {
-        Self { reader, chunker: Some(chunker), pending }
-    }
-
-    /// The next chunk; `None` at the end.
-    pub(crate) async fn next(&mut self) -> Option<Result<Chunk>> {
-        loop {
-            let chunker = self.chunker.as_mut()?;
-            while !self.pending.is_empty() {
-                if let Some(chunk) = chunker.fill(&mut self.pending) {
-                    return Some(Ok(chunk));
-                }
-            }
-            match self.reader.next().await {
-                Some(Ok(frame)) => self.pending = frame,
-                Some(Err(e)) => return Some(Err(e)),
-                None => return self.chunker.take().and_then(Chunker::rest).map(Ok),
-            }
-        }
-    }
-}
-
 /// SHA-256 (hex) of everything `reader` reads.
 ///
 /// # Errors
@@ -356,43 +349,35 @@ mod tests {
 
     #[test]
     fn chunks_are_cut_at_the_same_places_whatever_the_frames() {
-        let data: Vec<u8> = (0..CHUNK_SIZE * 3 + 17).map(|i| (i % 253) as u8).collect();
-        for frame_len in [1, 1000, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 5, data.len()] {
-            let mut chunker = Chunker::plain(&std::sync::Arc::default());
+        let data: Vec<u8> = (0..65_536 * 3 + 17).map(|i| (i % 253) as u8).collect();
+        for frame_len in [1, 1000, 65_535, 65_536, 65_541, data.len()] {
+            let pool = Arc::new(ChunkPool::default());
+            let mut cutter = Cutter { size: 65_536, pending: Bytes::new(), gather: None, pool };
             let mut chunks = Vec::new();
             for frame in data.chunks(frame_len) {
-                let mut frame = Bytes::copy_from_slice(frame);
-                while !frame.is_empty() {
-                    if let Some(chunk) = chunker.fill(&mut frame) {
-                        chunks.push(chunk);
-                    }
-                }
+                cutter.pending = Bytes::copy_from_slice(frame);
+                chunks.extend(std::iter::from_fn(|| cutter.cut()));
             }
-            chunks.extend(chunker.rest());
-            let lens: Vec<usize> = chunks.iter().map(|c| c.len() - TAG_SIZE).collect();
-            assert_eq!(lens, [CHUNK_SIZE, CHUNK_SIZE, CHUNK_SIZE, 17], "frames of {frame_len}");
-            let joined: Vec<u8> = chunks.iter().flat_map(|c| c[TAG_SIZE..].to_vec()).collect();
-            assert_eq!(joined, data);
+            chunks.extend(cutter.rest());
+            let lens: Vec<usize> = chunks.iter().map(Bytes::len).collect();
+            assert_eq!(lens, [65_536, 65_536, 65_536, 17], "frames of {frame_len}");
+            assert_eq!(chunks.concat(), data, "frames of {frame_len}");
         }
-        // Buffers come back to the pool once the last handle is gone, and are handed out again.
-        let pool = std::sync::Arc::new(ChunkPool::default());
-        let mut chunker = Chunker::plain(&pool);
-        let chunk = chunker.fill(&mut Bytes::from(vec![1; CHUNK_SIZE])).unwrap();
-        let address = chunk.as_ptr();
-        let bytes = chunk.freeze();
-        let shared = bytes.slice(TAG_SIZE..);
+    }
+
+    #[test]
+    fn pooled_buffers_come_back_when_the_last_handle_is_gone() {
+        let pool = Arc::new(ChunkPool::default());
+        let mut batch = Batch::new(&pool);
+        batch.buf().extend_from_slice(&vec![1; BATCH]);
+        let bytes = batch.ready(false).expect("a full batch");
+        let address = bytes.as_ptr();
+        let shared = bytes.slice(10..);
         drop(bytes);
         assert!(pool.free.lock().unwrap().is_empty(), "still in use");
         drop(shared);
         assert_eq!(pool.free.lock().unwrap().len(), 1);
-        // The chunker gives back the buffer it was filling too; a new one takes both before allocating.
-        drop(chunker);
-        assert_eq!(pool.free.lock().unwrap().len(), 2);
-        let mut again = Chunker::plain(&pool);
-        let first = again.fill(&mut Bytes::from(vec![2; CHUNK_SIZE])).unwrap();
-        let second = again.fill(&mut Bytes::from(vec![3; CHUNK_SIZE])).unwrap();
-        assert!([first.as_ptr(), second.as_ptr()].contains(&address));
-        assert!(pool.free.lock().unwrap().is_empty());
-        assert!(Chunker::sealed(&std::sync::Arc::default()).rest().is_none(), "no bytes, no chunk");
+        assert_eq!(batch.buf().as_ptr(), address, "handed out again");
+        assert!(batch.ready(false).is_none() && batch.ready(true).is_none(), "nothing to send");
     }
 }

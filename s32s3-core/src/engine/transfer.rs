@@ -15,14 +15,14 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use s32s3_crypt::{Cipher, ENCRYPTED_CHUNK_SIZE, HEADER_SIZE, Nonce, encrypted_size};
+use s32s3_crypt::{CHUNK_SIZE, Cipher, ENCRYPTED_CHUNK_SIZE, HEADER_SIZE, Nonce, encrypted_size};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::listing::{Listed, relist};
 use crate::engine::parts::{Direction, Part, PartHash, PartsPlan, part_size_for};
 use crate::engine::stream::{
-    ChunkPool, ChunkReader, Chunker, Failed, STREAM_MEMORY, Sink, content_md5, hex_digest, integrity,
+    Batch, ChunkPool, ChunkReader, Failed, STREAM_MEMORY, Sink, content_md5, hex_digest, integrity,
     open_chunk, read_header, streamed, total_size,
 };
 use crate::error::{Error, Result};
@@ -357,29 +357,33 @@ impl Copier {
         sink: &mut Sink,
         mut feed: impl FnMut(u64, &[u8]),
     ) -> Result<bool> {
-        if first_chunk == 0 && !sink.send(Bytes::copy_from_slice(&self.run.cipher.header(nonce))).await {
-            return Ok(false);
+        let mut batch = Batch::new(&self.run.chunks);
+        if first_chunk == 0 {
+            batch.buf().extend_from_slice(&self.run.cipher.header(nonce));
         }
-        let mut chunks = ChunkReader::new(reader, Chunker::plain(&self.run.chunks), Bytes::new());
+        let mut chunks = ChunkReader::new(reader, CHUNK_SIZE, Bytes::new(), &self.run.chunks);
         let (mut index, mut offset) = (first_chunk, 0);
-        while let Some(chunk) = chunks.next().await {
+        loop {
+            let chunk = chunks.next().await.transpose()?;
             if self.run.cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
-            let mut chunk = chunk?;
-            feed(offset, &chunk[s32s3_crypt::TAG_SIZE..]);
-            offset += (chunk.len() - s32s3_crypt::TAG_SIZE) as u64;
-            self.run
-                .cipher
-                .seal_chunk_in_place(nonce, index, chunk.as_mut())
-                .map_err(|source| Error::Crypt { what: "chunk".into(), source })?;
-            index += 1;
-            self.run.limits.bandwidth(chunk.len() as u64, &self.run.cancel).await?;
-            if !sink.send(chunk.freeze()).await {
-                return Ok(false);
+            if let Some(plain) = &chunk {
+                feed(offset, plain);
+                offset += plain.len() as u64;
+                self.run.cipher.encrypt_chunks(nonce, index, plain, batch.buf());
+                index += 1;
+            }
+            if let Some(ready) = batch.ready(chunk.is_none()) {
+                self.run.limits.bandwidth(ready.len() as u64, &self.run.cancel).await?;
+                if !sink.send(ready).await {
+                    return Ok(false);
+                }
+            }
+            if chunk.is_none() {
+                return Ok(true);
             }
         }
-        Ok(true)
     }
 
     /// The object's attributes from a HEAD, where its GET does not carry them all; `None`: the GET's own.
@@ -657,29 +661,41 @@ impl Restorer {
         let (nonce, rest) =
             read_header(&mut reader, recorded.as_ref()).await?.map_err(|r| self.integrity(item, r))?;
         let mut sha = Self::hashed(item).then(Sha256::new);
-        let mut chunks = ChunkReader::new(reader, Chunker::sealed(&self.run.chunks), rest);
-        let mut held: Option<Bytes> = None;
+        let mut chunks = ChunkReader::new(reader, ENCRYPTED_CHUNK_SIZE, rest, &self.run.chunks);
+        let (mut batch, mut held) = (Batch::new(&self.run.chunks), None);
         let mut index = 0;
-        while let Some(chunk) = chunks.next().await {
-            let plain =
-                open_chunk(&self.run.cipher, &nonce, index, chunk?).map_err(|r| self.integrity(item, r))?;
-            index += 1;
-            if let Some(sha) = &mut sha {
-                sha.update(&plain);
+        loop {
+            let chunk = chunks.next().await.transpose()?;
+            if let Some(sealed) = &chunk {
+                let out = batch.buf();
+                let start = out.len();
+                open_chunk(&self.run.cipher, &nonce, index, sealed, out)
+                    .map_err(|r| self.integrity(item, r))?;
+                if let Some(sha) = &mut sha {
+                    sha.update(&out[start..]);
+                }
+                index += 1;
             }
-            self.run.limits.bandwidth(plain.len() as u64, &self.run.cancel).await?;
-            let ready = if sha.is_some() { held.replace(plain) } else { Some(plain) };
-            if let Some(frame) = ready
-                && !sink.send(frame).await
-            {
-                return Ok(());
+            let last = chunk.is_none();
+            if let Some(ready) = batch.ready(last) {
+                self.run.limits.bandwidth(ready.len() as u64, &self.run.cancel).await?;
+                // With a hash to check, the newest batch is held back: the last goes only once it matches.
+                let send = if sha.is_some() { held.replace(ready) } else { Some(ready) };
+                if let Some(frame) = send
+                    && !sink.send(frame).await
+                {
+                    return Ok(());
+                }
+            }
+            if last {
+                break;
             }
         }
         if let Some(sha) = sha {
             self.check_sha256(item, &hex_digest(sha))?;
         }
-        if let Some(last) = held {
-            sink.send(last).await;
+        if let Some(held) = held {
+            sink.send(held).await;
         }
         Ok(())
     }
@@ -751,22 +767,31 @@ impl Restorer {
         let (bucket, key) = (&self.backup_bucket, &item.entry.stored_key);
         let mut reader = self.backup.read_range(bucket, key, Self::stored_version(item), range);
         self.check_total(item, reader.head().await?)?;
-        let mut chunks = ChunkReader::new(reader, Chunker::sealed(&self.run.chunks), Bytes::new());
-        let (mut index, mut offset) = (part.first_chunk(), 0);
-        while let Some(chunk) = chunks.next().await {
+        let mut chunks = ChunkReader::new(reader, ENCRYPTED_CHUNK_SIZE, Bytes::new(), &self.run.chunks);
+        let (mut batch, mut index, mut offset) = (Batch::new(&self.run.chunks), part.first_chunk(), 0);
+        loop {
+            let chunk = chunks.next().await.transpose()?;
             if self.run.cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
-            let plain =
-                open_chunk(&self.run.cipher, nonce, index, chunk?).map_err(|r| self.integrity(item, r))?;
-            hash.feed(offset, &plain);
-            (index, offset) = (index + 1, offset + plain.len() as u64);
-            self.run.limits.bandwidth(plain.len() as u64, &self.run.cancel).await?;
-            if !sink.send(plain).await {
-                break;
+            if let Some(sealed) = &chunk {
+                let out = batch.buf();
+                let start = out.len();
+                open_chunk(&self.run.cipher, nonce, index, sealed, out)
+                    .map_err(|r| self.integrity(item, r))?;
+                hash.feed(offset, &out[start..]);
+                (index, offset) = (index + 1, offset + (out.len() - start) as u64);
+            }
+            if let Some(ready) = batch.ready(chunk.is_none()) {
+                self.run.limits.bandwidth(ready.len() as u64, &self.run.cancel).await?;
+                if !sink.send(ready).await {
+                    return Ok(());
+                }
+            }
+            if chunk.is_none() {
+                return Ok(());
             }
         }
-        Ok(())
     }
 
     /// Whether the target holds the object with the restored size (a completion whose answer was lost).
