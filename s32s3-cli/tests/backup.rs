@@ -211,7 +211,8 @@ fn assert_headers_metadata_and_tags_recorded(env: &Env, meta: &Entry) {
 }
 
 /// The real rclone, given a crypt remote over the backup bucket and the same passwords, lists and decrypts
-/// every data object byte-exact.
+/// every data object byte-exact, and `rclone cryptcheck` checks every one, those uploaded in parts included
+/// (their stored MD5 is in `X-Amz-Meta-Md5chksum`, as rclone keeps it).
 #[test]
 fn rclone_reads_the_backup() {
     let env = Env::new(testkit::seaweedfs(), testkit::seaweedfs(), "rclone");
@@ -226,6 +227,7 @@ fn rclone_reads_the_backup() {
             ("chunk/65537".into(), pattern(65537, 4)),
             ("large/3MiB+1".into(), pattern((3 << 20) + 1, 5)),
             ("large/multipart".into(), pattern((11 << 20) + 7, 6)),
+            ("large/multipart 2".into(), pattern(16 << 20, 7)),
         ];
         objects.extend((0..20).map(|i| (format!("many/{i}"), pattern(i * 100, i as u64))));
         put_many(env.source, &bucket, objects).await;
@@ -246,7 +248,17 @@ fn rclone_reads_the_backup() {
     let log = String::from_utf8_lossy(&check.stderr);
     assert!(check.status.success(), "rclone check failed:\n{log}");
     assert!(log.contains("0 differences found"), "{log}");
-    assert!(log.contains("27 matching files"), "{log}");
+    assert!(log.contains("28 matching files"), "{log}");
+
+    let crypt_check = common::rclone(&config)
+        .args(["cryptcheck", &format!("src:{bucket}"), &format!("crypt:{bucket}")])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&crypt_check.stderr);
+    assert!(crypt_check.status.success(), "rclone cryptcheck failed:\n{log}");
+    assert!(log.contains("0 differences found"), "{log}");
+    assert!(log.contains("28 matching files"), "{log}");
+    assert!(!log.contains("could not be checked") && !log.contains("hashes could not"), "{log}");
 
     let listed = common::rclone(&config)
         .args(["lsf", "-R", "--files-only", &format!("crypt:{bucket}")])
@@ -255,7 +267,7 @@ fn rclone_reads_the_backup() {
     let mut names: Vec<&str> = std::str::from_utf8(&listed.stdout).unwrap().lines().collect();
     names.sort_unstable();
     assert!(names.contains(&"unicode ünï 日本/ça va.txt"), "{names:?}");
-    assert_eq!(names.len(), 27);
+    assert_eq!(names.len(), 28);
 }
 
 /// `kill -9` in the middle of a large backup, then run again: it resumes from the checkpoint without

@@ -165,3 +165,63 @@ async fn seaweedfs_multipart() {
 async fn moto_multipart() {
     multipart_12_mib(testkit::moto()).await;
 }
+
+/// `Store::copy_in_place` (how a multipart backup gets rclone's `md5chksum` after its upload) on a real
+/// server: one `CopyObject`, and the multipart copy used above 5 GiB (forced here with a limit of 0);
+/// both write a new version with the same bytes and the new metadata, and `delete_version` removes the first.
+async fn copy_in_place(server: &TestServer) {
+    use s32s3_core::store::{ObjectAttrs, ReadOptions, s3::Store};
+    let s3 = server.client();
+    let bucket = server.unique_bucket("smoke-copy");
+    s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+    s3.put_bucket_versioning()
+        .bucket(&bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
+        )
+        .send()
+        .await
+        .expect("enable versioning");
+    let store = Store::new(s32s3_core::error::Side::Destination, server.endpoint(), 3).unwrap();
+    let body = pattern((11 << 20) + 5, 9);
+    for (key, single_max) in [("dir/one copy", s32s3_core::store::s3::COPY_OBJECT_MAX), ("dir/in parts", 0)] {
+        let put = s3
+            .put_object()
+            .bucket(&bucket)
+            .key(key)
+            .metadata("mtime", "1")
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await
+            .expect("put");
+        let first = put.version_id().expect("a version id").to_owned();
+        let attrs = ObjectAttrs::typed("application/octet-stream")
+            .with_metadata("mtime", "1")
+            .with_metadata("md5chksum", "abc=");
+        let size = body.len() as u64;
+        let copied =
+            store.copy_in_place(&bucket, key, &first, size, &attrs, 5 << 20, single_max).await.unwrap();
+        let second = copied.version_id.expect("the copy is a new version");
+        assert_ne!(second, first, "{key}");
+        let head = store.head(&bucket, key, ReadOptions::current()).await.unwrap();
+        assert_eq!(head.version_id.as_deref(), Some(second.as_str()), "{key}");
+        assert_eq!(head.metadata.get("md5chksum").map(String::as_str), Some("abc="), "{key}");
+        assert_eq!(head.metadata.get("mtime").map(String::as_str), Some("1"), "{key}");
+        let got = s3.get_object().bucket(&bucket).key(key).send().await.expect("get").body.collect().await;
+        assert!(got.unwrap().into_bytes() == body, "{key}: the copy is byte-exact");
+        store.delete_version(&bucket, key, &first).await.unwrap();
+        let versions = s3.list_object_versions().bucket(&bucket).prefix(key).send().await.unwrap();
+        let ids: Vec<&str> = versions.versions().iter().filter_map(|v| v.version_id()).collect();
+        assert_eq!(ids, [second.as_str()], "{key}: only the copy is left");
+    }
+}
+
+#[tokio::test]
+async fn seaweedfs_copy_in_place() {
+    copy_in_place(testkit::seaweedfs()).await;
+}
+
+#[tokio::test]
+async fn moto_copy_in_place() {
+    copy_in_place(testkit::moto()).await;
+}

@@ -1,11 +1,13 @@
 //! Large objects in parts, for both directions: the part arithmetic, the multipart upload that is
 //! aborted unless completed, and the fan-out of parts, each streamed from its producer into its upload,
-//! with the plaintext hashed in object order.
+//! with the plaintext (SHA-256) and the stored bytes (MD5, for rclone's `md5chksum`) hashed in object order.
 
 use std::sync::Mutex;
 
-use bytes::BytesMut;
+use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
 use futures::{StreamExt as _, TryStreamExt as _};
+use md5::Md5;
 use s32s3_crypt::{CHUNK_SIZE, encrypted_size};
 use sha2::{Digest, Sha256};
 use tokio::sync::{SemaphorePermit, watch};
@@ -106,6 +108,10 @@ pub(crate) struct PartsPlan<'a> {
     pub(crate) direction: Direction,
     /// The plaintext is hashed (SHA-256, in object order) as the parts go.
     pub(crate) hashed: bool,
+    /// The request bodies (the stored object, when sealing) are hashed (MD5, in object order) as the parts
+    /// go: rclone keeps the MD5 of a multipart object's stored bytes in `X-Amz-Meta-Md5chksum`, which its
+    /// `cryptcheck` compares.
+    pub(crate) body_md5: bool,
     /// Each part is sent with its `Content-MD5` (S3 requires it in buckets with object lock), which a first
     /// pass over the part computes.
     pub(crate) content_md5: bool,
@@ -116,6 +122,8 @@ pub(crate) struct PartsPlan<'a> {
 /// after the object was stored, which the caller resolves).
 pub(crate) struct PartsDone {
     pub(crate) sha256: Option<String>,
+    /// The MD5 of the uploaded bytes, base64 (when `body_md5`).
+    pub(crate) body_md5: Option<String>,
     pub(crate) completed: Result<Written>,
 }
 
@@ -131,13 +139,13 @@ impl PartsPlan<'_> {
         check: impl FnOnce(Option<&str>) -> Result<()>,
     ) -> Result<PartsDone> {
         let pending = PendingUpload::create(self.store, self.bucket, self.key, self.attrs).await?;
-        let hasher = self.hashed.then(OrderedHasher::new);
+        let hasher = (self.hashed || self.body_md5).then(|| OrderedHasher::new(self.hashed, self.body_md5));
         let uploaded: Result<Vec<CompletedPart>> = futures::stream::iter(parts_of(self.size, self.part_size))
             .map(|part| self.one_part(part, &pending.upload_id, hasher.as_ref(), &produce))
             .buffer_unordered(self.concurrency)
             .try_collect()
             .await;
-        let sha256 = hasher.map(OrderedHasher::finish);
+        let (sha256, body_md5) = hasher.map(OrderedHasher::finish).unwrap_or_default();
         let parts = match uploaded.and_then(|parts| check(sha256.as_deref()).map(|()| parts)) {
             Ok(mut parts) => {
                 parts.sort_by_key(|p| p.number);
@@ -149,7 +157,7 @@ impl PartsPlan<'_> {
                 return Err(e);
             }
         };
-        Ok(PartsDone { sha256, completed: pending.complete(&parts).await })
+        Ok(PartsDone { sha256, body_md5, completed: pending.complete(&parts).await })
     }
 
     /// Streams one part into its upload (retried as a whole while the upload fails temporarily).
@@ -160,7 +168,7 @@ impl PartsPlan<'_> {
         hasher: Option<&OrderedHasher>,
         produce: &impl AsyncFn(Part, &mut PartHash<'_>, &mut Sink) -> Result<()>,
     ) -> Result<CompletedPart> {
-        let mut hash = PartHash { hasher, index: part.index, fed: 0, held: BytesMut::new(), may_hold: false };
+        let mut hash = PartHash::new(hasher, part.index);
         let _memory = self.admit(part, &mut hash).await;
         let md5 = if self.content_md5 {
             Some(content_md5(async |sink| produce(part, &mut hash, sink).await).await?)
@@ -182,14 +190,16 @@ impl PartsPlan<'_> {
     }
 
     /// Waits until the part may start. Without a hash, a part needs memory for its stream only. With one,
-    /// it starts either when the hash has reached it (its plaintext is hashed as it streams: no memory
-    /// needed) or, before that, once the budget can hold its whole plaintext until then. A part never
-    /// waits for memory once the hash has reached it, so every object keeps moving.
+    /// it starts either when the hash has reached it (it is hashed as it streams: no memory needed) or,
+    /// before that, once the budget can hold what it must keep until then (its plaintext, its body, or
+    /// both). A part never waits for memory once the hash has reached it, so every object keeps moving.
     async fn admit(&self, part: Part, hash: &mut PartHash<'_>) -> Option<SemaphorePermit<'_>> {
         let Some(hasher) = hash.hasher else {
             return Some(self.limits.memory(STREAM_MEMORY).await);
         };
-        let need = part.len + STREAM_MEMORY;
+        let held = if self.hashed { part.len } else { 0 }
+            + if self.body_md5 { self.direction.body_len(part) } else { 0 };
+        let need = held + STREAM_MEMORY;
         if !self.limits.fits(need) {
             hasher.wait_turn(part.index).await;
             return None;
@@ -200,7 +210,9 @@ impl PartsPlan<'_> {
             permit = self.limits.memory(need) => {
                 // Its whole plaintext at most, allocated once (growing by doubling would copy and, for a
                 // moment, hold half as much again).
-                hash.held = BytesMut::with_capacity(usize::try_from(part.len).unwrap_or(usize::MAX));
+                if self.hashed {
+                    hash.held = BytesMut::with_capacity(usize::try_from(part.len).unwrap_or(usize::MAX));
+                }
                 hash.may_hold = true;
                 Some(permit)
             }
@@ -306,17 +318,22 @@ async fn abort_others(store: &Store, bucket: &str, key: &str, ours: &str) {
     }
 }
 
-/// SHA-256 over parts that stream at the same time, hashed in object order: the part whose turn it is
-/// hashes as it streams; a part ahead of its turn holds its plaintext (memory it reserved) until the turn
-/// reaches it.
+/// Hashes over parts that stream at the same time, in object order: SHA-256 of the plaintext, MD5 of the
+/// request bodies, or both. The part whose turn it is hashes as it streams; a part ahead of its turn holds
+/// what it fed (memory it reserved) until the turn reaches it.
 pub(crate) struct OrderedHasher {
     turn: watch::Sender<u64>,
-    state: Mutex<Sha256>,
+    sha256: Option<Mutex<Sha256>>,
+    md5: Option<Mutex<Md5>>,
 }
 
 impl OrderedHasher {
-    fn new() -> Self {
-        Self { turn: watch::Sender::new(0), state: Mutex::new(Sha256::new()) }
+    fn new(sha256: bool, md5: bool) -> Self {
+        Self {
+            turn: watch::Sender::new(0),
+            sha256: sha256.then(|| Mutex::new(Sha256::new())),
+            md5: md5.then(|| Mutex::new(Md5::new())),
+        }
     }
 
     fn is_turn(&self, index: u64) -> bool {
@@ -328,12 +345,25 @@ impl OrderedHasher {
         turn.wait_for(|next| *next == index).await.expect("the sender lives as long as self");
     }
 
-    fn update(&self, data: &[u8]) {
-        self.state.lock().expect("hashing does not panic").update(data);
+    fn update_plain(&self, data: &[u8]) {
+        if let Some(sha) = &self.sha256 {
+            sha.lock().expect("hashing does not panic").update(data);
+        }
     }
 
-    fn finish(self) -> String {
-        hex::encode(self.state.into_inner().expect("not poisoned").finalize())
+    fn update_body(&self, data: &[u8]) {
+        if let Some(md5) = &self.md5 {
+            md5.lock().expect("hashing does not panic").update(data);
+        }
+    }
+
+    /// The SHA-256 (hex) and the MD5 (base64), each when asked for.
+    fn finish(self) -> (Option<String>, Option<String>) {
+        let sha256 = self.sha256.map(|s| hex::encode(s.into_inner().expect("not poisoned").finalize()));
+        let md5 = self.md5.map(|m| {
+            base64::engine::general_purpose::STANDARD.encode(m.into_inner().expect("not poisoned").finalize())
+        });
+        (sha256, md5)
     }
 }
 
@@ -341,47 +371,90 @@ impl OrderedHasher {
 pub(crate) struct PartHash<'a> {
     hasher: Option<&'a OrderedHasher>,
     index: u64,
-    /// Bytes of the part fed so far (hashed or held).
+    /// Plaintext bytes of the part fed so far (hashed or held).
     fed: u64,
     /// Plaintext fed before the part's turn.
     held: BytesMut,
-    /// The part reserved memory for its whole plaintext (it may hold it).
+    /// Body bytes of the part fed so far (hashed or held).
+    fed_body: u64,
+    /// Body fed before the part's turn: the frames themselves, no copy.
+    held_body: Vec<Bytes>,
+    /// The part reserved memory for what it may hold.
     may_hold: bool,
 }
 
-impl PartHash<'_> {
+impl<'a> PartHash<'a> {
+    fn new(hasher: Option<&'a OrderedHasher>, index: u64) -> Self {
+        Self {
+            hasher,
+            index,
+            fed: 0,
+            held: BytesMut::new(),
+            fed_body: 0,
+            held_body: Vec::new(),
+            may_hold: false,
+        }
+    }
+
     /// Feeds the part's plaintext `data`, which starts at `offset` in the part. Bytes fed before (by an
     /// attempt that failed) are skipped, so each byte is hashed exactly once.
     pub(crate) fn feed(&mut self, offset: u64, data: &[u8]) {
-        let Some(hasher) = self.hasher else { return };
-        let end = offset + data.len() as u64;
-        if end <= self.fed {
-            return;
-        }
-        let data = &data[usize::try_from(self.fed.saturating_sub(offset)).unwrap_or(usize::MAX)..];
+        let Some(hasher) = self.hasher.filter(|h| h.sha256.is_some()) else { return };
+        let Some(data) = unfed(&mut self.fed, offset, data) else { return };
         if hasher.is_turn(self.index) {
             if !self.held.is_empty() {
-                hasher.update(&std::mem::take(&mut self.held));
+                hasher.update_plain(&std::mem::take(&mut self.held));
             }
-            hasher.update(data);
+            hasher.update_plain(data);
         } else {
             assert!(self.may_hold, "a part that started in turn stays in turn");
             self.held.extend_from_slice(data);
         }
-        self.fed = end;
+    }
+
+    /// Feeds a frame of the part's request body, which starts at `offset` in the body; as
+    /// [`PartHash::feed`], bytes fed before are skipped.
+    pub(crate) fn feed_body(&mut self, offset: u64, frame: &Bytes) {
+        let Some(hasher) = self.hasher.filter(|h| h.md5.is_some()) else { return };
+        let Some(data) = unfed(&mut self.fed_body, offset, frame) else { return };
+        if hasher.is_turn(self.index) {
+            for held in self.held_body.drain(..) {
+                hasher.update_body(&held);
+            }
+            hasher.update_body(data);
+        } else {
+            assert!(self.may_hold, "a part that started in turn stays in turn");
+            self.held_body.push(frame.slice(frame.len() - data.len()..));
+        }
     }
 
     /// Once the whole part was fed: waits for its turn, hashes what it held and passes the turn on.
     async fn finish(mut self) {
         let Some(hasher) = self.hasher else { return };
         hasher.wait_turn(self.index).await;
-        // Up to a part of plaintext: in slices, so the async worker keeps serving other tasks.
+        // Up to a part: in slices, so the async worker keeps serving other tasks.
         for slice in std::mem::take(&mut self.held).chunks(256 << 10) {
-            hasher.update(slice);
+            hasher.update_plain(slice);
+            tokio::task::yield_now().await;
+        }
+        for frame in std::mem::take(&mut self.held_body) {
+            hasher.update_body(&frame);
             tokio::task::yield_now().await;
         }
         hasher.turn.send_replace(self.index + 1);
     }
+}
+
+/// The part of `data` (starting at `offset`) past the `fed` bytes already seen, moving `fed` to its end;
+/// `None` when all of it was fed before.
+fn unfed<'d>(fed: &mut u64, offset: u64, data: &'d [u8]) -> Option<&'d [u8]> {
+    let end = offset + data.len() as u64;
+    if end <= *fed {
+        return None;
+    }
+    let skip = usize::try_from(fed.saturating_sub(offset)).unwrap_or(usize::MAX);
+    *fed = end;
+    Some(&data[skip..])
 }
 
 #[cfg(test)]
@@ -411,30 +484,39 @@ mod tests {
 
     #[tokio::test]
     async fn parts_are_hashed_in_order_whatever_the_arrival_and_the_retries() {
-        let hasher = OrderedHasher::new();
+        let hasher = OrderedHasher::new(true, true);
         let parts: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 1000 + usize::from(i)]).collect();
+        // The "body" of a part: its plaintext reversed, so a mix-up of the two hashes shows.
+        let bodies: Vec<Bytes> = parts
+            .iter()
+            .map(|p| Bytes::from(p.iter().rev().map(|b| b ^ 0x5a).collect::<Vec<u8>>()))
+            .collect();
         let mut hashes: Vec<PartHash<'_>> = (0..6)
-            .map(|index| PartHash {
-                hasher: Some(&hasher),
-                index,
-                fed: 0,
-                held: BytesMut::new(),
-                may_hold: index > 0,
-            })
+            .map(|index| PartHash { may_hold: index > 0, ..PartHash::new(Some(&hasher), index) })
             .collect();
         // Later parts stream first and hold; part 0 streams in turn, with a failed attempt fed again.
         for (i, hash) in hashes.iter_mut().enumerate().rev() {
             hash.feed(0, &parts[i][..500]);
+            hash.feed_body(0, &bodies[i].slice(..300));
             hash.feed(0, &parts[i][..700]);
+            hash.feed_body(0, &bodies[i].slice(..600));
             hash.feed(700, &parts[i][700..]);
+            hash.feed_body(600, &bodies[i].slice(600..));
         }
-        assert!(hashes[0].held.is_empty(), "the part in turn holds nothing");
+        assert!(
+            hashes[0].held.is_empty() && hashes[0].held_body.is_empty(),
+            "the part in turn holds nothing"
+        );
         assert_eq!(hashes[3].held.len(), parts[3].len());
+        assert_eq!(hashes[3].held_body.iter().map(Bytes::len).sum::<usize>(), bodies[3].len());
         futures::future::join_all(hashes.into_iter().rev().map(PartHash::finish)).await;
-        let mut want = Sha256::new();
-        for p in &parts {
-            want.update(p);
+        let (mut want_sha, mut want_md5) = (Sha256::new(), Md5::new());
+        for (p, b) in parts.iter().zip(&bodies) {
+            want_sha.update(p);
+            want_md5.update(b);
         }
-        assert_eq!(hasher.finish(), hex::encode(want.finalize()));
+        let (sha256, md5) = hasher.finish();
+        assert_eq!(sha256.unwrap(), hex::encode(want_sha.finalize()));
+        assert_eq!(md5.unwrap(), base64::engine::general_purpose::STANDARD.encode(want_md5.finalize()));
     }
 }

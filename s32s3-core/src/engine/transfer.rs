@@ -33,7 +33,7 @@ use crate::format::mtime;
 use crate::options::TransferOptions;
 use crate::progress::{Event, Progress};
 use crate::store::limit::Limits;
-use crate::store::{ContentHeaders, ObjectAttrs, ObjectHead, RangeReader, ReadOptions, Store};
+use crate::store::{ContentHeaders, ObjectAttrs, ObjectHead, RangeReader, ReadOptions, Store, Written};
 
 /// Objects up to this size are hashed and encrypted on the async worker itself (a few microseconds per
 /// KiB); larger ones on the blocking pool, so listings and uploads keep flowing. They are also read and
@@ -276,7 +276,12 @@ impl Copier {
                 let reader =
                     first.take().unwrap_or_else(|| self.source.read_range(bucket, key, read, 0..listed.size));
                 let mut sha = Sha256::new();
-                if self.seal(reader, &nonce, 0, sink, |_, plain| sha.update(plain)).await? {
+                let feed = |_, plain: &[u8], frame: Option<&Bytes>| {
+                    if frame.is_none() {
+                        sha.update(plain);
+                    }
+                };
+                if self.seal(reader, &nonce, 0, sink, feed).await? {
                     sha256 = hex_digest(sha);
                 }
                 Ok(())
@@ -302,6 +307,7 @@ impl Copier {
         let stored = self.layout.data_key(bucket, key)?;
         let attrs = stored_attrs(listed, &head);
         let nonce = random_nonce()?;
+        let part_size = part_size_for(listed.size, self.run.options.part_size);
         self.gate.before_write().await?;
         let plan = PartsPlan {
             store: &self.dest,
@@ -309,11 +315,12 @@ impl Copier {
             key: &stored.key,
             attrs: &attrs,
             size: listed.size,
-            part_size: part_size_for(listed.size, self.run.options.part_size),
+            part_size,
             concurrency: self.run.options.part_concurrency,
             limits: &self.run.limits,
             direction: Direction::Seal,
             hashed: true,
+            body_md5: true,
             content_md5: false,
         };
         let read = ReadOptions::if_match(&listed.etag);
@@ -325,10 +332,13 @@ impl Copier {
                     self.gate.before_write().await?;
                     let reader = self.source.read_range(bucket, key, read, part.start..part.start + part.len);
                     let first = part.first_chunk();
-                    if self
-                        .seal(reader, &nonce, first, sink, |offset, plain| hash.feed(offset, plain))
-                        .await?
-                    {
+                    let sealed = self
+                        .seal(reader, &nonce, first, sink, |offset, plain, frame| match frame {
+                            Some(frame) => hash.feed_body(offset, frame),
+                            None => hash.feed(offset, plain),
+                        })
+                        .await?;
+                    if sealed {
                         self.run.progress.event(&Event::Bytes(part.len));
                     }
                     Ok(())
@@ -339,42 +349,94 @@ impl Copier {
         let sha256 = done.sha256.unwrap_or_default();
         let candidate = entry(bucket, listed, head, tags, sha256, stored.key, &nonce);
         match done.completed {
-            Ok(written) => Ok(Entry { version_id: written.version_id, ..candidate }),
+            Ok(written) => {
+                let written = self.with_body_md5(&candidate, written, &attrs, done.body_md5, part_size).await;
+                Ok(Entry { version_id: written.version_id, ..candidate })
+            }
             // Completed with its answer lost (a retry then finds no such upload), or not at all: the caller
             // asks the destination which.
             Err(error) => Err(Attempt { error, wrote: Some(candidate) }),
         }
     }
 
+    /// rclone keeps the MD5 of a multipart object's stored bytes in `X-Amz-Meta-Md5chksum` (base64), which
+    /// `rclone cryptcheck` compares; the ETag of an upload in parts is no MD5. S3 takes metadata only when
+    /// an upload starts, before its bytes exist, so the completed version is copied in place inside the
+    /// store with the MD5 added, and the version without it deleted. If that fails, the version without it
+    /// stays (a complete, valid backup that cryptcheck cannot check), with a warning.
+    async fn with_body_md5(
+        &self,
+        stored: &Entry,
+        written: Written,
+        attrs: &ObjectAttrs,
+        md5: Option<String>,
+        part_len: u64,
+    ) -> Written {
+        let (Some(md5), Some(first)) = (md5, written.version_id.clone()) else { return written };
+        let key = &stored.stored_key;
+        let attrs = attrs.clone().with_metadata("md5chksum", &md5);
+        let size = encrypted_size(stored.size);
+        let copied = async {
+            self.gate.before_write().await?;
+            let (bucket, max) = (&self.dest_bucket, crate::store::s3::COPY_OBJECT_MAX);
+            self.dest.copy_in_place(bucket, key, &first, size, &attrs, part_len, max).await
+        };
+        let warn = |what: &str| {
+            self.run
+                .progress
+                .event(&Event::Warning(&format!("s3://{}/{}: {what}", stored.bucket, stored.key)));
+        };
+        match copied.await {
+            Ok(copied) if copied.version_id.is_some() && copied.version_id != written.version_id => {
+                if let Err(e) = self.dest.delete_version(&self.dest_bucket, key, &first).await {
+                    warn(&format!(
+                        "its upload's first version (before its MD5 was added) could not be deleted and stays \
+                         until the lifecycle expires it: {e}"
+                    ));
+                }
+                copied
+            }
+            Ok(_) => written,
+            Err(e) => {
+                warn(&format!("stored without rclone's md5chksum (rclone cryptcheck cannot check it): {e}"));
+                written
+            }
+        }
+    }
+
     /// Seals the plaintext `reader` reads as chunks from `first_chunk` of the object with `nonce` into
     /// `sink` (the crypt header first when the read starts the object), showing `feed` each chunk's
-    /// plaintext with its offset in the read. `false` when the sink's request ended before all was sent.
+    /// plaintext with its offset in the read (`feed(offset, plain, None)`), and each frame of the body
+    /// with its offset in the body before it is sent (`feed(offset, &[], Some(frame))`). `false` when the
+    /// sink's request ended before all was sent.
     async fn seal(
         &self,
         reader: RangeReader,
         nonce: &Nonce,
         first_chunk: u64,
         sink: &mut Sink,
-        mut feed: impl FnMut(u64, &[u8]),
+        mut feed: impl FnMut(u64, &[u8], Option<&Bytes>),
     ) -> Result<bool> {
         let mut batch = Batch::new(&self.run.chunks);
         if first_chunk == 0 {
             batch.buf().extend_from_slice(&self.run.cipher.header(nonce));
         }
         let mut chunks = ChunkReader::new(reader, CHUNK_SIZE, Bytes::new(), &self.run.chunks);
-        let (mut index, mut offset) = (first_chunk, 0);
+        let (mut index, mut offset, mut sent) = (first_chunk, 0, 0);
         loop {
             let chunk = chunks.next().await.transpose()?;
             if self.run.cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
             if let Some(plain) = &chunk {
-                feed(offset, plain);
+                feed(offset, plain, None);
                 offset += plain.len() as u64;
                 self.run.cipher.encrypt_chunks(nonce, index, plain, batch.buf());
                 index += 1;
             }
             if let Some(ready) = batch.ready(chunk.is_none()) {
+                feed(sent, &[], Some(&ready));
+                sent += ready.len() as u64;
                 self.run.limits.bandwidth(ready.len() as u64, &self.run.cancel).await?;
                 if !sink.send(ready).await {
                     return Ok(false);
@@ -720,6 +782,7 @@ impl Restorer {
             limits: &self.run.limits,
             direction: Direction::Open,
             hashed,
+            body_md5: false,
             content_md5: item.object_lock,
         };
         let done = plan

@@ -1016,6 +1016,95 @@ impl Store {
         .map(|_| ())
     }
 
+    /// Writes a new version of `key` with the bytes of its version `version_id` and `attrs` in place of its
+    /// attributes, copied inside the store (no byte passes through this process): one `CopyObject` up to
+    /// `single_max` bytes (pass [`COPY_OBJECT_MAX`], S3's limit on it; less only to test), else a multipart
+    /// copy in ranges of `part_len` stored bytes (at least 5 MiB; the last shorter).
+    ///
+    /// # Errors
+    /// S3 failures, classified.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn copy_in_place(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+        size: u64,
+        attrs: &ObjectAttrs,
+        part_len: u64,
+        single_max: u64,
+    ) -> Result<Written> {
+        let source = format!(
+            "{}/{}?versionId={}",
+            uri_encode(bucket),
+            key.split('/').map(uri_encode).collect::<Vec<_>>().join("/"),
+            uri_encode(version_id)
+        );
+        if size <= single_max {
+            let out = self
+                .send("CopyObject", bucket, Some(key), || {
+                    let request = self
+                        .client
+                        .copy_object()
+                        .bucket(bucket)
+                        .key(key)
+                        .copy_source(&source)
+                        .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+                        .tagging_directive(aws_sdk_s3::types::TaggingDirective::Replace);
+                    with_attrs!(request, attrs).send()
+                })
+                .await?;
+            return Ok(Written {
+                version_id: out.version_id().map(str::to_owned),
+                etag: out.copy_object_result().and_then(|r| r.e_tag()).map(str::to_owned),
+            });
+        }
+        let (upload_id, _) = self.create_multipart(bucket, key, attrs).await?;
+        let copied = async {
+            let mut parts = Vec::new();
+            let part_len = part_len.max(5 << 20);
+            for (index, start) in
+                (0..size).step_by(usize::try_from(part_len).unwrap_or(usize::MAX)).enumerate()
+            {
+                let number = i32::try_from(index + 1).expect("at most 10,000 parts");
+                let range = format!("bytes={start}-{}", (start + part_len).min(size) - 1);
+                let out = self
+                    .send("UploadPartCopy", bucket, Some(key), || {
+                        self.client
+                            .upload_part_copy()
+                            .bucket(bucket)
+                            .key(key)
+                            .upload_id(&upload_id)
+                            .part_number(number)
+                            .copy_source(&source)
+                            .copy_source_range(&range)
+                            .send()
+                    })
+                    .await?;
+                let etag = out.copy_part_result().and_then(|r| r.e_tag()).map(str::to_owned);
+                parts.push(CompletedPart { number, etag });
+            }
+            self.complete_multipart(bucket, key, &upload_id, &parts).await
+        }
+        .await;
+        if copied.is_err() {
+            let _ = self.abort_multipart(bucket, key, &upload_id).await;
+        }
+        copied
+    }
+
+    /// Deletes one version of an object for good.
+    ///
+    /// # Errors
+    /// S3 failures, classified.
+    pub async fn delete_version(&self, bucket: &str, key: &str, version_id: &str) -> Result<()> {
+        self.send("DeleteObject", bucket, Some(key), || {
+            self.client.delete_object().bucket(bucket).key(key).version_id(version_id).send()
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Every incomplete multipart upload under `prefix`, page by page.
     ///
     /// # Errors
@@ -1398,6 +1487,9 @@ pub(super) fn body_error(
     let message = format!("reading the body: {}", source_chain(err));
     Error::S3(S3Error::local(side, operation, bucket, key, S3ErrorKind::Temporary, message))
 }
+
+/// S3's limit on the size of an object `CopyObject` copies (larger ones are copied in parts).
+pub const COPY_OBJECT_MAX: u64 = 5 << 30;
 
 /// Percent-encodes everything but RFC 3986's unreserved characters (a URL path segment, a tag key or value).
 pub(crate) fn uri_encode(text: &str) -> String {
