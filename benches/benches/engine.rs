@@ -49,6 +49,7 @@ fn listed(i: u64, changed: bool) -> Listed {
         etag: format!("\"{:032x}\"", i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(changed)),
         last_modified: "2026-11-30T10:00:00.000Z".into(),
         storage_class: Some("STANDARD".into()),
+        tags: None,
     }
 }
 
@@ -135,6 +136,7 @@ fn plan_and_write(cipher: &Cipher, previous: &std::fs::File, dir: &Path) -> Resu
         match action? {
             Action::Keep(entry) => writer.push_line(&entry)?,
             Action::Copy { listed, .. } => writer.push(&entry(&listed))?,
+            Action::Retag { previous, tags } => writer.push(&previous.retagged(tags)?)?,
             Action::Delete(_) => {}
         }
     }

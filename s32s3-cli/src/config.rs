@@ -198,6 +198,17 @@ layer! {
         /// How long the lease on the backup location lasts without renewal (`5m`, `30s`) [default: 5m].
         #[arg(long, env = "S32S3_LEASE_TTL", help_heading = "Tuning")]
         lease_ttl: Option<String>,
+        /// Read each unchanged object's tags (one `GetObjectTagging` each) so tag-only changes are backed
+        /// up; MinIO sources need not: their listing carries the tags [default: false].
+        #[arg(
+            long,
+            env = "S32S3_CHECK_TAGS",
+            help_heading = "Tuning",
+            num_args = 0..=1,
+            default_missing_value = "true",
+            value_name = "BOOL"
+        )]
+        check_tags: Option<bool>,
         /// Directory for temporary files [default: the system's].
         #[arg(long, env = "S32S3_WORK_DIR", help_heading = "Tuning")]
         work_dir: Option<PathBuf>,
@@ -531,6 +542,7 @@ impl ConfigLayer {
         options.max_delete_percent = self.max_delete.unwrap_or(defaults.max_delete_percent);
         options.checkpoint_interval = checkpoint_interval;
         options.lease_ttl = lease_ttl;
+        options.check_tags = self.check_tags.unwrap_or(defaults.check_tags);
         Ok(options)
     }
 }
@@ -628,6 +640,7 @@ impl Effective {
             ("max_delete", format!("{}%", t.max_delete_percent)),
             ("checkpoint_interval", format!("{}s", t.checkpoint_interval.as_secs())),
             ("lease_ttl", format!("{}s", t.lease_ttl.as_secs())),
+            ("check_tags", t.check_tags.to_string()),
             ("work_dir", run.work_dir.display().to_string()),
             ("log_level", self.output.level.clone()),
             ("log_format", if self.output.json { "json".into() } else { "text".into() }),

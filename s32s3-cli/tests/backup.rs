@@ -507,3 +507,92 @@ fn expired_snapshots_are_pruned() {
         "{current:?}"
     );
 }
+
+/// `PutObjectTagging` changes neither ETag nor last-modified. With `--check-tags` a backup reads each
+/// unchanged object's tags (one `GetObjectTagging` each, said in the summary), records the objects whose
+/// tags alone changed with their new tags and copies no data; a restore brings the new tags back. Without
+/// it (the default) nothing is read.
+#[test]
+fn tag_only_changes_are_backed_up_with_check_tags() {
+    let env = Env::new(testkit::seaweedfs(), testkit::moto(), "retag");
+    let bucket = env.source.unique_bucket("retag-src");
+    let s3 = env.source.client();
+    let tagging = |pairs: &[(&str, &str)]| {
+        let tags =
+            pairs.iter().map(|(k, v)| aws_sdk_s3::types::Tag::builder().key(*k).value(*v).build().unwrap());
+        aws_sdk_s3::types::Tagging::builder().set_tag_set(Some(tags.collect())).build().unwrap()
+    };
+    rt().block_on(async {
+        create_bucket(env.source, &bucket).await;
+        let objects = (0..10).map(|i| (format!("o/{i}"), pattern(100 + i, i as u64))).collect();
+        put_many(env.source, &bucket, objects).await;
+        for i in [0, 1, 2] {
+            let t = tagging(&[("team", "a"), ("n", &i.to_string())]);
+            s3.put_object_tagging().bucket(&bucket).key(format!("o/{i}")).tagging(t).send().await.unwrap();
+        }
+    });
+    let first = env.backup(&[&bucket], 0);
+    assert_eq!(counts(&first)["new"], 10);
+
+    // New tags on a tagged object and on an untagged one; one object's tags removed.
+    let want: BTreeMap<String, BTreeMap<String, String>> = rt().block_on(async {
+        let t = tagging(&[("team", "b"), ("n", "0")]);
+        s3.put_object_tagging().bucket(&bucket).key("o/0").tagging(t).send().await.unwrap();
+        let t = tagging(&[("new tag", "x y")]);
+        s3.put_object_tagging().bucket(&bucket).key("o/5").tagging(t).send().await.unwrap();
+        s3.delete_object_tagging().bucket(&bucket).key("o/1").send().await.unwrap();
+        let mut want = BTreeMap::new();
+        for i in 0..10 {
+            let key = format!("o/{i}");
+            let got = s3.get_object_tagging().bucket(&bucket).key(&key).send().await.unwrap();
+            let tags = got.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
+            want.insert(key, tags);
+        }
+        want
+    });
+
+    let unchecked = env.backup(&[&bucket], 0);
+    assert_eq!(counts(&unchecked)["unchanged"], 10, "off by default: {unchecked}");
+    assert_eq!(unchecked["tag_checks"], 0);
+    assert!(unchecked["requests"]["source"].get("GetObjectTagging").is_none(), "{unchecked}");
+
+    let out = env.s32s3().args(["backup", "--json", "--check-tags", "--bucket", &bucket]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let checked: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(checked["retagged"]["objects"], 3, "{checked}");
+    assert_eq!(
+        counts(&checked),
+        BTreeMap::from([("new", 0), ("changed", 0), ("unchanged", 7), ("deleted", 0)])
+    );
+    assert_eq!(checked["tag_checks"], 10, "one GetObjectTagging per unchanged object");
+    let source = &checked["requests"]["source"];
+    assert_eq!(source["GetObjectTagging"], 10, "{source}");
+    assert!(source.get("GetObject").is_none(), "no data read: {source}");
+    let dest = &checked["requests"]["destination"];
+    assert_eq!(
+        dest["PutObject"], unchecked["requests"]["destination"]["PutObject"],
+        "no data written: {dest}"
+    );
+    assert!(dest.get("CreateMultipartUpload").is_none(), "{dest}");
+    let (_, entries) = env.manifest();
+    let recorded: BTreeMap<String, BTreeMap<String, String>> =
+        entries.iter().map(|e| (e.key.clone(), e.tags.clone())).collect();
+    assert_eq!(recorded, want);
+
+    // The source loses its objects; the restore brings them back with the new tags.
+    rt().block_on(async {
+        for key in want.keys() {
+            s3.delete_object().bucket(&bucket).key(key).send().await.unwrap();
+        }
+    });
+    let out = env.s32s3().args(["restore", "--json", "--bucket", &bucket]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    rt().block_on(async {
+        for (key, tags) in &want {
+            let got = s3.get_object_tagging().bucket(&bucket).key(key).send().await.unwrap();
+            let got: BTreeMap<String, String> =
+                got.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
+            assert_eq!(&got, tags, "{key}");
+        }
+    });
+}

@@ -17,7 +17,7 @@ use aws_sdk_s3::types::{
     ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
     VersioningConfiguration,
 };
-use common::{Env, rt};
+use common::{Env, counts, pattern, rt};
 use s32s3_core::testkit::{self, RustFsOptions, ServerKind, TestServer};
 use s32s3_core::{S3Endpoint, Secret};
 use s32s3_minio_admin::{AdminClient, AdminOptions, BucketQuota, NewServiceAccount};
@@ -753,4 +753,76 @@ fn a_restart_nobody_answers_ends_the_restore_in_time() {
     let line = err.to_string();
     assert!(line.contains("has not answered for 8s since it was told to restart"), "{line}");
     assert!(line.contains("process manager") && !line.contains('\n'), "{line}");
+}
+
+/// Tag-only changes on a MinIO source: the listing carries the tags (`metadata=true`), so a backup sees a
+/// `PutObjectTagging` without any `GetObjectTagging` (none in either run: copies take the listed tags too)
+/// and copies no data for it; the restore onto a fresh server has the new tags.
+#[test]
+#[ignore = "MinIO suite: run by scripts/test-minio (needs RustFS)"]
+fn tag_only_changes_come_with_the_listing() {
+    let source = fresh_rustfs();
+    let bucket = "retag";
+    let s3 = source.client();
+    let tagging = |pairs: &[(&str, &str)]| {
+        let tags =
+            pairs.iter().map(|(k, v)| aws_sdk_s3::types::Tag::builder().key(*k).value(*v).build().unwrap());
+        aws_sdk_s3::types::Tagging::builder().set_tag_set(Some(tags.collect())).build().unwrap()
+    };
+    rt().block_on(async {
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+        for i in 0..8 {
+            let put = s3.put_object().bucket(bucket).key(format!("o/{i}")).body(pattern(100 + i, 1).into());
+            let put = if i < 3 { put.tagging(format!("team=a&n={i}")) } else { put };
+            put.send().await.unwrap();
+        }
+    });
+    let env = Env::new(source, testkit::seaweedfs(), "minio-retag");
+    let first = env.backup(&[bucket], 0);
+    assert_eq!(counts(&first)["new"], 8, "{first}");
+    assert!(first["requests"]["source"].get("GetObjectTagging").is_none(), "{first}");
+
+    let want: BTreeMap<String, BTreeMap<String, String>> = rt().block_on(async {
+        let t = tagging(&[("team", "b"), ("n", "0")]);
+        s3.put_object_tagging().bucket(bucket).key("o/0").tagging(t).send().await.unwrap();
+        let t = tagging(&[("new tag", "x y+z=1")]);
+        s3.put_object_tagging().bucket(bucket).key("o/5").tagging(t).send().await.unwrap();
+        s3.delete_object_tagging().bucket(bucket).key("o/1").send().await.unwrap();
+        let mut want = BTreeMap::new();
+        for i in 0..8 {
+            let key = format!("o/{i}");
+            let got = s3.get_object_tagging().bucket(bucket).key(&key).send().await.unwrap();
+            want.insert(
+                key,
+                got.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect(),
+            );
+        }
+        want
+    });
+
+    let second = env.backup(&[bucket], 0);
+    assert_eq!(second["retagged"]["objects"], 3, "{second}");
+    assert_eq!(
+        counts(&second),
+        BTreeMap::from([("new", 0), ("changed", 0), ("unchanged", 5), ("deleted", 0)])
+    );
+    assert_eq!(second["tag_checks"], 0);
+    let source_requests = &second["requests"]["source"];
+    assert!(source_requests.get("GetObjectTagging").is_none(), "{source_requests}");
+    assert!(source_requests.get("GetObject").is_none(), "no data read: {source_requests}");
+    let recorded: BTreeMap<String, BTreeMap<String, String>> =
+        env.manifest().1.into_iter().map(|e| (e.key, e.tags)).collect();
+    assert_eq!(recorded, want);
+
+    let target = fresh_rustfs();
+    json_run(against(&env, target).args(["restore", "--json", "--bucket", bucket]), 0);
+    rt().block_on(async {
+        let t3 = target.client();
+        for (key, tags) in &want {
+            let got = t3.get_object_tagging().bucket(bucket).key(key).send().await.unwrap();
+            let got: BTreeMap<String, String> =
+                got.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
+            assert_eq!(&got, tags, "{key}");
+        }
+    });
 }

@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use futures::StreamExt as _;
@@ -89,7 +90,10 @@ impl Backup {
         let cx = Repository::open(&self.config, progress, true).await?;
         let plan = self.plan(&cx).await?;
         if self.dry_run {
-            return cx.dry_run(plan.snapshot_id, plan.selected, plan.previous, started_at).await;
+            let listing_tags = plan.minio.as_ref().is_some_and(crate::instance::Minio::lists_tags);
+            return cx
+                .dry_run(plan.snapshot_id, plan.selected, plan.previous, listing_tags, started_at)
+                .await;
         }
         Box::pin(self.execute(&cx, plan, cancel, started_at)).await
     }
@@ -454,12 +458,13 @@ impl Repository {
         snapshot_id: String,
         selected: Vec<String>,
         mut previous: Previous,
+        listing_tags: bool,
         started_at: Instant,
     ) -> Result<BackupSummary> {
         let mut counts = PlanCounts::default();
         for bucket in &selected {
             let mut sorter = SortedListing::new(self.work.path());
-            list_into(&self.source, bucket, None, &mut sorter).await?;
+            list_into(&self.source, bucket, None, listing_tags, &mut sorter).await?;
             let mut sorted = sorter.finish()?;
             let mut bucket_counts = PlanCounts::default();
             for action in MergeJoin::new(sorted.iter()?, previous.entries.lines(bucket)?) {
@@ -477,8 +482,14 @@ impl Repository {
             failed: Vec::new(),
             vanished: Vec::new(),
             totals: Totals {
-                objects: counts.new.objects + counts.changed.objects + counts.unchanged.objects,
-                bytes: counts.new.bytes + counts.changed.bytes + counts.unchanged.bytes,
+                objects: counts.new.objects
+                    + counts.changed.objects
+                    + counts.unchanged.objects
+                    + counts.retagged.objects,
+                bytes: counts.new.bytes
+                    + counts.changed.bytes
+                    + counts.unchanged.bytes
+                    + counts.retagged.bytes,
             },
             buckets: selected.len(),
             parent: previous.parent.map(|p| p.id),
@@ -486,6 +497,7 @@ impl Repository {
             pruned: Vec::new(),
             duration: started_at.elapsed(),
             requests: Requests { source: self.source.requests(), destination: self.dest.requests() },
+            tag_checks: 0,
         })
     }
 }
@@ -514,6 +526,10 @@ struct Run<'a> {
     unreconciled: bool,
     /// The source answers MinIO's admin API but is not known to send tags and object lock with a GET.
     head_for_attributes: bool,
+    /// The source lists each object's tags (MinIO's `metadata=true` listing).
+    listing_tags: bool,
+    /// `GetObjectTagging` requests `check_tags` sent.
+    tag_checks: Arc<AtomicU64>,
 }
 
 /// The result of one action, in order.
@@ -570,6 +586,8 @@ impl<'a> Run<'a> {
             stopped: None,
             unreconciled: previous.interrupted,
             head_for_attributes: minio.is_some_and(|m| !m.get_carries_attributes()),
+            listing_tags: minio.is_some_and(crate::instance::Minio::lists_tags),
+            tag_checks: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -620,6 +638,7 @@ impl<'a> Run<'a> {
             pruned,
             duration,
             requests: Requests { source: self.cx.source.requests(), destination: self.cx.dest.requests() },
+            tag_checks: self.tag_checks.load(Ordering::Relaxed),
         }
     }
 
@@ -718,7 +737,7 @@ impl<'a> Run<'a> {
         let listed = async {
             let config = bucket_config::read(&cx.source, bucket, cx.config.transfer.checkers).await?;
             let mut sorter = SortedListing::new(cx.work.path());
-            list_into(&cx.source, bucket, None, &mut sorter).await?;
+            list_into(&cx.source, bucket, None, self.listing_tags, &mut sorter).await?;
             Ok::<_, Error>((config, sorter.finish()?))
         };
         match listed.await {
@@ -788,11 +807,16 @@ impl<'a> Run<'a> {
         let window = (cx.config.transfer.transfers * 32).max(256);
         let (cancel, gate) = (self.cancel.clone(), Arc::clone(&self.gate));
         let actions = MergeJoin::new(sorted.iter()?, previous.lines(bucket)?);
+        // Where the listing carries no tags (not MinIO), `check_tags` reads them.
+        let check_tags =
+            (cx.config.transfer.check_tags && !self.listing_tags).then(|| Arc::clone(&self.tag_checks));
         let mut steps = futures::stream::iter(actions)
             .map(|action| {
                 let (copier, cancel, gate) = (Arc::clone(&copier), cancel.clone(), Arc::clone(&gate));
+                let checks = check_tags.clone();
                 async move {
-                    act(action?, bucket, &copier, &gate, deletes_allowed && !cancel.is_cancelled()).await
+                    let may_delete = deletes_allowed && !cancel.is_cancelled();
+                    act(action?, bucket, &copier, &gate, may_delete, checks.as_deref()).await
                 }
             })
             .buffered(window);
@@ -905,6 +929,7 @@ impl<'a> Run<'a> {
                 etag: entry.etag.clone(),
                 last_modified: entry.last_modified.clone(),
                 storage_class: entry.storage_class.clone(),
+                tags: None,
             };
             let change = match copier.copy(&entry.bucket, &listed, Some(&entry)).await {
                 Ok(Copied::Stored(copied)) => {
@@ -939,6 +964,7 @@ impl<'a> Run<'a> {
                 match outcome {
                     Outcome::New => self.counts.new.add(entry.size),
                     Outcome::Changed => self.counts.changed.add(entry.size),
+                    Outcome::Retagged => self.counts.retagged.add(entry.size),
                     _ => self.counts.unchanged.add(entry.size),
                 }
                 cx.progress.event(&Event::Object { bucket, key: &entry.key, outcome, size: entry.size });
@@ -1188,16 +1214,45 @@ fn stale_and_orphans(
     Ok((stale, orphans))
 }
 
-/// Does one action of the merge-join: what it became.
+/// `check_tags`: an unchanged object's tags, read (one `GetObjectTagging` under a transfer permit, counted
+/// in `checks`) and compared with its entry's; new tags make a new entry, no data is copied.
+async fn read_tags(bucket: &str, entry: EntryLine, copier: &Copier, checks: &AtomicU64) -> Result<Step> {
+    let read = {
+        let _transfer = copier.run.limits.transfer().await;
+        checks.fetch_add(1, Ordering::Relaxed);
+        copier.source.tags(bucket, &entry.key).await
+    };
+    Ok(match read {
+        Ok(tags) if tags == entry.tags()? => Step::Unchanged(entry),
+        Ok(tags) => Step::Record(Box::new(entry.retagged(tags)?), Outcome::Retagged),
+        // Gone since the listing: kept as it was; the next listing deletes it.
+        Err(error) if error.s3_kind() == Some(S3ErrorKind::NotFound) => Step::Unchanged(entry),
+        Err(error) => Step::Failed {
+            key: entry.key.clone(),
+            previous: Some(entry),
+            failure: CopyFailure { error, previous_current: true },
+        },
+    })
+}
+
+/// Does one action of the merge-join: what it became. `check_tags`: read the tags of unchanged objects,
+/// counting the requests there.
 async fn act(
     action: Action,
     bucket: &str,
     copier: &Copier,
     gate: &RunGate,
     may_delete: bool,
+    check_tags: Option<&AtomicU64>,
 ) -> Result<Step> {
     Ok(match action {
+        Action::Keep(entry) if check_tags.is_some() => {
+            Box::pin(read_tags(bucket, entry, copier, check_tags.expect("checked"))).await?
+        }
         Action::Keep(entry) => Step::Unchanged(entry),
+        Action::Retag { previous, tags } => {
+            Step::Record(Box::new(previous.retagged(tags)?), Outcome::Retagged)
+        }
         Action::Delete(entry) if !may_delete => Step::Carry(entry),
         Action::Delete(line) => {
             let entry = line.entry()?;

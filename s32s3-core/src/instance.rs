@@ -27,6 +27,13 @@ impl Minio {
     pub(crate) fn get_carries_attributes(&self) -> bool {
         self.refused.is_none() && self.info.flavour == s32s3_minio_admin::Flavour::Minio
     }
+
+    /// Whether the source's listing carries each object's tags (`ListObjectsV2` with `metadata=true`, a
+    /// MinIO extension `RustFS` serves too). Only a server known as one of them is trusted: one that ignored
+    /// the parameter would list every object without tags, which would read as "all tags removed".
+    pub(crate) fn lists_tags(&self) -> bool {
+        self.refused.is_none()
+    }
 }
 
 /// Finds out whether the source answers MinIO's admin API (`provider` auto), or checks that it does

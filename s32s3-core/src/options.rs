@@ -151,6 +151,10 @@ pub struct TransferOptions {
     pub checkpoint_interval: Duration,
     /// How long the lease on the backup location lasts without renewal (renewed every third of it).
     pub lease_ttl: Duration,
+    /// Read each unchanged object's tags (`GetObjectTagging`, `transfers` at once) to back up tag-only
+    /// changes, which change neither ETag nor last-modified. Not needed on MinIO sources, whose listing
+    /// carries the tags at no cost.
+    pub check_tags: bool,
 }
 
 impl Default for TransferOptions {
@@ -167,6 +171,7 @@ impl Default for TransferOptions {
             max_delete_percent: 50,
             checkpoint_interval: Duration::from_secs(20),
             lease_ttl: LEASE_TTL,
+            check_tags: false,
         }
     }
 }

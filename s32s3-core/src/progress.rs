@@ -30,6 +30,8 @@ pub enum Outcome {
     Changed,
     /// Carried over without a request.
     Unchanged,
+    /// Its tags alone changed: recorded with the new tags, no data copied.
+    Retagged,
     /// Deleted on the destination.
     Deleted,
     /// Restored (or verified).
@@ -107,6 +109,9 @@ pub struct PlanCounts {
     pub unchanged: Totals,
     /// Objects gone from the source.
     pub deleted: Totals,
+    /// Objects whose tags alone changed (`PutObjectTagging` changes neither ETag nor last-modified): a new
+    /// entry with the new tags, no data copied.
+    pub retagged: Totals,
 }
 
 impl PlanCounts {
@@ -117,6 +122,7 @@ impl PlanCounts {
             (&mut self.changed, other.changed),
             (&mut self.unchanged, other.unchanged),
             (&mut self.deleted, other.deleted),
+            (&mut self.retagged, other.retagged),
         ] {
             mine.objects += theirs.objects;
             mine.bytes += theirs.bytes;
@@ -126,7 +132,8 @@ impl PlanCounts {
     /// Whether deleting `deleted` of the previous snapshot's objects stays within `max_delete_percent`.
     #[must_use]
     pub fn deletes_allowed(&self, max_delete_percent: u32) -> bool {
-        let previous = self.unchanged.objects + self.changed.objects + self.deleted.objects;
+        let previous =
+            self.unchanged.objects + self.changed.objects + self.deleted.objects + self.retagged.objects;
         previous == 0 || self.deleted.objects * 100 <= previous * u64::from(max_delete_percent)
     }
 }

@@ -582,8 +582,14 @@ impl RestoreRun<'_> {
         let prefix = self.job.prefix.clone().unwrap_or_default();
         let mut present = SortedListing::new(cx.work.path());
         if self.existing_buckets.iter().any(|b| b == target) {
-            list_into(&cx.source, target, (!prefix.is_empty()).then_some(prefix.as_str()), &mut present)
-                .await?;
+            list_into(
+                &cx.source,
+                target,
+                (!prefix.is_empty()).then_some(prefix.as_str()),
+                false,
+                &mut present,
+            )
+            .await?;
         }
         let mut present = present.finish()?;
         let restorer = self.restorer();

@@ -58,6 +58,9 @@ pub struct BackupSummary {
     pub duration: Duration,
     /// Requests sent, by side and S3 operation.
     pub requests: Requests,
+    /// `GetObjectTagging` requests `check_tags` sent to find tag-only changes (0 when it is off, and on
+    /// MinIO sources, whose listing carries the tags).
+    pub tag_checks: u64,
 }
 
 /// Requests sent to each side, by S3 operation (every attempt counts).

@@ -89,11 +89,12 @@ fn print_summary(s: &BackupSummary, json: bool) {
         s.buckets
     );
     println!(
-        "  new {} ({}), changed {} ({}), unchanged {} ({}), deleted {} ({}), failed {}",
+        "  new {} ({}), changed {} ({}), tags changed {}, unchanged {} ({}), deleted {} ({}), failed {}",
         c.new.objects,
         human_bytes(c.new.bytes),
         c.changed.objects,
         human_bytes(c.changed.bytes),
+        c.retagged.objects,
         c.unchanged.objects,
         human_bytes(c.unchanged.bytes),
         c.deleted.objects,
@@ -109,6 +110,9 @@ fn print_summary(s: &BackupSummary, json: bool) {
     }
     for f in &s.vanished {
         println!("  VANISHED s3://{}/{}: {}", f.bucket, f.key, f.error);
+    }
+    if s.tag_checks > 0 {
+        println!("  tag check: {} GetObjectTagging requests (check_tags)", s.tag_checks);
     }
     if !s.pruned.is_empty() {
         println!("  pruned {} snapshots past their restorable window", s.pruned.len());

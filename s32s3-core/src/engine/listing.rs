@@ -18,7 +18,8 @@ pub const RUN_LEN: usize = 20_000;
 /// One object of a source listing.
 pub use crate::store::ObjectInfo as Listed;
 
-/// Lists every object of `bucket` (under `prefix`) into `sorter`.
+/// Lists every object of `bucket` (under `prefix`) into `sorter`; `with_tags`: with each object's tags
+/// (MinIO's listing extension, [`crate::store::s3::Store::list_objects_with_tags`]).
 ///
 /// Keys are requested URL-encoded (`encoding-type=url`), so keys with characters XML 1.0 cannot carry still
 /// list, and decoded ([`crate::store::s3::Store::list_objects`]).
@@ -29,16 +30,20 @@ pub async fn list_into(
     store: &crate::store::s3::Store,
     bucket: &str,
     prefix: Option<&str>,
+    with_tags: bool,
     sorter: &mut SortedListing,
 ) -> Result<()> {
-    store
-        .list_objects(bucket, prefix, |objects| {
-            for object in objects {
-                sorter.push(object)?;
-            }
-            Ok(true)
-        })
-        .await
+    let visit = |objects: Vec<Listed>| {
+        for object in objects {
+            sorter.push(object)?;
+        }
+        Ok(true)
+    };
+    if with_tags {
+        store.list_objects_with_tags(bucket, prefix, visit).await
+    } else {
+        store.list_objects(bucket, prefix, visit).await
+    }
 }
 
 /// The current listing entry of one key, or `None` if it is gone: pages through every key that starts
@@ -123,6 +128,16 @@ impl Record for Listed {
         out.str(&self.etag);
         out.str(&self.last_modified);
         out.opt_str(self.storage_class.as_deref());
+        match &self.tags {
+            None => out.u64(u64::MAX),
+            Some(tags) => {
+                out.u64(tags.len() as u64);
+                for (k, v) in tags {
+                    out.str(k);
+                    out.str(v);
+                }
+            }
+        }
     }
 
     fn decode(input: &mut RecordReader<'_>) -> Option<Self> {
@@ -132,6 +147,10 @@ impl Record for Listed {
             etag: input.str()?,
             last_modified: input.str()?,
             storage_class: input.opt_str()?,
+            tags: match input.u64()? {
+                u64::MAX => None,
+                n => Some((0..n).map(|_| Some((input.str()?, input.str()?))).collect::<Option<_>>()?),
+            },
         })
     }
 }
@@ -148,6 +167,8 @@ mod tests {
             etag: "e".into(),
             last_modified: "t".into(),
             storage_class: None,
+            // Half of them with listed tags, so spilled runs carry both forms.
+            tags: (key.len() % 2 == 1).then(|| [("k".to_owned(), key.to_owned())].into()),
         }
     }
 
@@ -158,7 +179,11 @@ mod tests {
             sorter.push(item(k)).unwrap();
         }
         let mut sorted = sorter.finish().unwrap();
-        let first: Vec<String> = sorted.iter().unwrap().map(|r| r.unwrap().key).collect();
+        let items: Vec<Listed> = sorted.iter().unwrap().map(Result::unwrap).collect();
+        for got in &items {
+            assert_eq!(*got, item(&got.key), "read back whole, listed tags included");
+        }
+        let first: Vec<String> = items.into_iter().map(|i| i.key).collect();
         let again: Vec<String> = sorted.iter().unwrap().map(|r| r.unwrap().key).collect();
         assert_eq!(first, again, "a finished listing reads the same every time");
         first

@@ -30,6 +30,14 @@ pub enum Action {
     },
     /// Gone from the source: delete it on the destination (a delete marker; history stays).
     Delete(EntryLine),
+    /// The same object with other tags (the listing carries them: MinIO): record the previous entry with
+    /// the listed tags, copying nothing.
+    Retag {
+        /// The previous snapshot's entry.
+        previous: EntryLine,
+        /// The tags listed now.
+        tags: BTreeMap<String, String>,
+    },
 }
 
 /// Merges a sorted listing with sorted previous entries of the same bucket.
@@ -84,10 +92,16 @@ where
                 let (Some(Ok(listed)), Some(Ok(entry))) = (self.listing.next(), self.previous.next()) else {
                     unreachable!("peeked")
                 };
-                if entry.same_source(listed.size, &listed.etag, &listed.last_modified) {
-                    Action::Keep(entry)
-                } else {
+                if !entry.same_source(listed.size, &listed.etag, &listed.last_modified) {
                     Action::Copy { listed, previous: Some(entry) }
+                } else if let Some(tags) = listed.tags {
+                    match entry.tags() {
+                        Ok(recorded) if recorded == tags => Action::Keep(entry),
+                        Ok(_) => Action::Retag { previous: entry, tags },
+                        Err(e) => return Some(Err(e)),
+                    }
+                } else {
+                    Action::Keep(entry)
                 }
             }
         }))
@@ -102,6 +116,7 @@ impl PlanCounts {
             Action::Copy { listed, previous: None } => self.new.add(listed.size),
             Action::Copy { listed, previous: Some(_) } => self.changed.add(listed.size),
             Action::Delete(e) => self.deleted.add(e.size),
+            Action::Retag { previous, .. } => self.retagged.add(previous.size),
         }
     }
 }
@@ -212,6 +227,7 @@ mod tests {
             etag: etag.into(),
             last_modified: "t0".into(),
             storage_class: None,
+            tags: None,
         }
     }
 
@@ -261,6 +277,57 @@ mod tests {
         // 2 of 4 previous objects deleted: 50 %.
         assert!(counts.deletes_allowed(50));
         assert!(!counts.deletes_allowed(49));
+    }
+
+    /// Listed tags (MinIO) that differ from the entry's make a retag, no copy; equal ones, or a listing
+    /// without tags, keep the entry.
+    #[test]
+    fn listed_tags_that_differ_retag() {
+        let tags = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        };
+        let tagged = |key: &str, t: &[(&str, &str)]| {
+            EntryLine::of(&Entry { tags: tags(t), ..entry("x", key, "e").entry().unwrap() })
+        };
+        let with = |key: &str, t: Option<&[(&str, &str)]>| Listed { tags: t.map(tags), ..listed(key, "e") };
+        let actions = join(
+            vec![
+                with("a", Some(&[("k", "new")])),
+                with("b", Some(&[("k", "v")])),
+                with("c", None),
+                with("d", Some(&[])),
+                with("e", Some(&[("k", "v")])),
+            ],
+            vec![
+                tagged("a", &[("k", "old")]),
+                tagged("b", &[("k", "v")]),
+                tagged("c", &[("k", "v")]),
+                tagged("d", &[("k", "v")]),
+                tagged("e", &[]),
+            ],
+        );
+        assert_eq!(
+            actions,
+            vec![
+                Action::Retag { previous: tagged("a", &[("k", "old")]), tags: tags(&[("k", "new")]) },
+                Action::Keep(tagged("b", &[("k", "v")])),
+                Action::Keep(tagged("c", &[("k", "v")])),
+                Action::Retag { previous: tagged("d", &[("k", "v")]), tags: tags(&[]) },
+                Action::Retag { previous: tagged("e", &[]), tags: tags(&[("k", "v")]) },
+            ]
+        );
+        let Action::Retag { previous, tags: new } = &actions[0] else { unreachable!() };
+        let retagged = previous.retagged(new.clone()).unwrap();
+        assert_eq!(
+            retagged,
+            Entry { tags: new.clone(), ..previous.entry().unwrap() },
+            "only the tags differ"
+        );
+        let mut counts = PlanCounts::default();
+        for a in &actions {
+            counts.count(a);
+        }
+        assert_eq!((counts.retagged.objects, counts.unchanged.objects), (3, 2));
     }
 
     #[test]

@@ -233,7 +233,7 @@ impl Copier {
         let head = attributes.unwrap_or(head);
         check_len(bucket, key, body.len() as u64, listed.size)?;
         // Everything the entry needs is read before anything is written.
-        let tags = self.tags(bucket, key, head.tag_count).await?;
+        let tags = self.tags(bucket, listed, head.tag_count).await?;
         let nonce = random_nonce()?;
         let sha256 = hex::encode(Sha256::digest(&body));
         let ciphertext = Bytes::from(self.run.cipher.encrypt(&nonce, &body));
@@ -264,7 +264,7 @@ impl Copier {
             None => first.as_mut().expect("set above").head().await?.clone(),
         };
         // Everything the entry needs is read before anything is written.
-        let tags = self.tags(bucket, key, head.tag_count).await?;
+        let tags = self.tags(bucket, listed, head.tag_count).await?;
         let stored = self.layout.data_key(bucket, key)?;
         let attrs = stored_attrs(listed, &head);
         let nonce = random_nonce()?;
@@ -303,7 +303,7 @@ impl Copier {
     async fn copy_in_parts(&self, bucket: &str, listed: &Listed) -> std::result::Result<Entry, Attempt> {
         let key = listed.key.as_str();
         let head = self.source.head(bucket, key, ReadOptions::if_match(&listed.etag)).await?;
-        let tags = self.tags(bucket, key, head.tag_count).await?;
+        let tags = self.tags(bucket, listed, head.tag_count).await?;
         let stored = self.layout.data_key(bucket, key)?;
         let attrs = stored_attrs(listed, &head);
         let nonce = random_nonce()?;
@@ -453,11 +453,15 @@ impl Copier {
         if self.head_for_attributes { self.source.head(bucket, key, read).await.map(Some) } else { Ok(None) }
     }
 
-    async fn tags(&self, bucket: &str, key: &str, count: i32) -> Result<BTreeMap<String, String>> {
+    /// The object's tags: as listed (MinIO), else read when the object has any.
+    async fn tags(&self, bucket: &str, listed: &Listed, count: i32) -> Result<BTreeMap<String, String>> {
+        if let Some(tags) = &listed.tags {
+            return Ok(tags.clone());
+        }
         if count <= 0 {
             return Ok(BTreeMap::new());
         }
-        self.source.tags(bucket, key).await
+        self.source.tags(bucket, &listed.key).await
     }
 }
 

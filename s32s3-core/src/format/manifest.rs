@@ -312,6 +312,30 @@ impl EntryLine {
         })
     }
 
+    /// The entry's tags (parsed from its line on each call: only tag comparisons need them).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when the line's tags are not a map of strings.
+    pub fn tags(&self) -> Result<BTreeMap<String, String>> {
+        #[derive(Deserialize)]
+        struct Tags {
+            #[serde(default)]
+            tags: BTreeMap<String, String>,
+        }
+        serde_json::from_str::<Tags>(&self.line).map(|t| t.tags).map_err(|e| {
+            Error::corrupt(format!("s3://{}/{}", self.bucket, self.key), format!("bad entry tags: {e}"))
+        })
+    }
+
+    /// The same entry with other tags: the source object's tags changed, nothing else (its stored version
+    /// is the same).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when the line is not an entry's.
+    pub fn retagged(&self, tags: BTreeMap<String, String>) -> Result<Entry> {
+        Ok(Entry { tags, ..self.entry()? })
+    }
+
     /// The entry's JSON line, as read.
     #[must_use]
     pub fn line(&self) -> &str {

@@ -43,6 +43,10 @@ pub struct ObjectInfo {
     /// Storage class, if listed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class: Option<String>,
+    /// The object's tags, when the listing carries them (MinIO's `ListObjectsV2` with `metadata=true`);
+    /// `None`: the listing does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeMap<String, String>>,
 }
 
 /// An object's content headers, as read and as written back.

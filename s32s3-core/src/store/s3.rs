@@ -353,6 +353,60 @@ impl Store {
         }
     }
 
+    /// As [`Store::list_objects`], with each object's tags: MinIO's `ListObjectsV2` extension
+    /// `metadata=true` (also served by `RustFS`) lists user metadata and tags (`<UserTags>`, a URL-encoded
+    /// query string) with each object, which the SDK's typed answer drops; this reads the server's XML
+    /// itself. Every object comes with `tags: Some(…)` (empty when it has none).
+    ///
+    /// # Errors
+    /// S3 failures; [`Error::Corrupt`] for an answer that is not an object listing.
+    pub async fn list_objects_with_tags(
+        &self,
+        bucket: &str,
+        prefix: Option<&str>,
+        mut visit: impl FnMut(Vec<ObjectInfo>) -> Result<bool>,
+    ) -> Result<()> {
+        let mut token: Option<String> = None;
+        loop {
+            // Sorted by name, as SigV4's canonical query string wants them.
+            let mut query = Vec::new();
+            if let Some(token) = &token {
+                query.push(format!("continuation-token={}", uri_encode(token)));
+            }
+            query.extend([
+                "encoding-type=url".to_owned(),
+                "list-type=2".to_owned(),
+                "metadata=true".to_owned(),
+            ]);
+            if let Some(prefix) = prefix.filter(|p| !p.is_empty()) {
+                query.push(format!("prefix={}", uri_encode(prefix)));
+            }
+            let url = format!(
+                "{}/{}?{}",
+                self.endpoint.endpoint.trim_end_matches('/'),
+                uri_encode(bucket),
+                query.join("&")
+            );
+            let place = Place { operation: "ListObjectsV2", bucket, key: prefix };
+            let (_, body) = self
+                .raw(&place, || {
+                    let mut headers = http::HeaderMap::new();
+                    self.sign(&reqwest::Method::GET, &url, &mut headers, SignableBody::Bytes(&[]))?;
+                    Ok(self.http.get(&url).headers(headers))
+                })
+                .await?;
+            let page =
+                parse_object_listing(&body).map_err(|e| Error::corrupt(format!("s3://{bucket}"), e))?;
+            if !visit(page.objects)? {
+                return Ok(());
+            }
+            token = page.next_token.filter(|t| !t.is_empty());
+            if !page.truncated || token.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
     /// The first page (at most `max_keys` objects) of a listing under `prefix`.
     ///
     /// # Errors
@@ -1350,6 +1404,98 @@ fn header_value(value: &str) -> Result<http::HeaderValue> {
     })
 }
 
+struct ObjectPage {
+    objects: Vec<ObjectInfo>,
+    truncated: bool,
+    next_token: Option<String>,
+}
+
+/// Parses a `ListBucketResult` (`ListObjectsV2`) with MinIO's `<UserTags>` per object; keys, and tags,
+/// URL-decoded. Times are written as the SDK path writes them, so both paths compare equal.
+fn parse_object_listing(body: &[u8]) -> std::result::Result<ObjectPage, String> {
+    use aws_smithy_xml::decode::{Document, try_data};
+    let text = std::str::from_utf8(body).map_err(|e| format!("not UTF-8: {e}"))?;
+    let mut doc = Document::new(text);
+    let mut root = doc.root_element().map_err(|e| e.to_string())?;
+    if !root.start_el().matches("ListBucketResult") {
+        return Err(format!("a <{}> where a ListBucketResult was expected", root.start_el().local()));
+    }
+    let mut page = ObjectPage { objects: Vec::new(), truncated: false, next_token: None };
+    let mut url_encoded = false;
+    while let Some(mut tag) = root.next_tag() {
+        let name = tag.start_el().local().to_owned();
+        if name != "Contents" {
+            let value = try_data(&mut tag).map_err(|e| e.to_string())?;
+            match name.as_str() {
+                "IsTruncated" => page.truncated = value.trim() == "true",
+                "NextContinuationToken" => page.next_token = Some(value.into_owned()),
+                "EncodingType" => url_encoded = value.trim() == "url",
+                _ => {}
+            }
+            continue;
+        }
+        let mut object = ObjectInfo {
+            key: String::new(),
+            size: 0,
+            etag: String::new(),
+            last_modified: String::new(),
+            storage_class: None,
+            tags: Some(BTreeMap::new()),
+        };
+        while let Some(mut field) = tag.next_tag() {
+            let field_name = field.start_el().local().to_owned();
+            if !matches!(
+                field_name.as_str(),
+                "Key" | "Size" | "ETag" | "LastModified" | "StorageClass" | "UserTags"
+            ) {
+                continue; // UserMetadata, Owner, Internal, …
+            }
+            let value = try_data(&mut field).map_err(|e| e.to_string())?.into_owned();
+            match field_name.as_str() {
+                "Key" => object.key = value,
+                "Size" => {
+                    object.size = value.trim().parse().map_err(|e| format!("bad Size {value:?}: {e}"))?;
+                }
+                "ETag" => object.etag = value,
+                "LastModified" => {
+                    use aws_smithy_types::date_time::Format;
+                    let bad = |e: &dyn fmt::Display| format!("bad LastModified {value:?}: {e}");
+                    let time = aws_smithy_types::DateTime::from_str(value.trim(), Format::DateTime)
+                        .map_err(|e| bad(&e))?;
+                    object.last_modified = time.fmt(Format::DateTime).map_err(|e| bad(&e))?;
+                }
+                "StorageClass" => object.storage_class = Some(value),
+                _ => {
+                    object.tags =
+                        Some(parse_tag_query(&value).ok_or_else(|| format!("bad UserTags {value:?}"))?);
+                }
+            }
+        }
+        if object.key.is_empty() {
+            return Err("an object without a Key".into());
+        }
+        page.objects.push(object);
+    }
+    if url_encoded {
+        for object in &mut page.objects {
+            object.key = url_decode(&object.key)
+                .ok_or_else(|| format!("listed key {:?} is not URL-encoded UTF-8", object.key))?;
+        }
+    }
+    Ok(page)
+}
+
+/// Tags as MinIO lists them: `k1=v1&k2=v2`, each name and value URL-encoded; `None` if not decodable.
+fn parse_tag_query(text: &str) -> Option<BTreeMap<String, String>> {
+    text.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((url_decode(k)?, url_decode(v)?))
+        })
+        .collect()
+}
+
 struct VersionPage {
     items: Vec<VersionItem>,
     truncated: bool,
@@ -1594,6 +1740,7 @@ fn object_info(bucket: &str, object: &aws_sdk_s3::types::Object, url_encoded: bo
             .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
             .unwrap_or_default(),
         storage_class: object.storage_class().map(|s| s.as_str().to_owned()),
+        tags: None,
     })
 }
 
@@ -1891,6 +2038,29 @@ mod tests {
             assert_eq!(store.object_url("b", key), None, "{key}");
         }
         assert!(store.object_url("b", "a/.../b.").is_some());
+    }
+
+    /// The answer of `RustFS` 1.0.1 to `ListObjectsV2` with `metadata=true` (as seen), plus a second page.
+    #[test]
+    fn object_listings_with_user_tags() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>tagt</Name><Prefix></Prefix><MaxKeys>1000</MaxKeys><KeyCount>2</KeyCount><IsTruncated>true</IsTruncated><NextContinuationToken>t+1=</NextContinuationToken><Contents><ETag>"9dd4e461268c8034f5c8564e155c67a6"</ETag><Key>a%20b</Key><LastModified>2026-12-07T00:29:08.629Z</LastModified><Size>1</Size><StorageClass>STANDARD</StorageClass><UserMetadata><foo>bar</foo></UserMetadata><UserTags>k1=v1&amp;k%202=v%3D2+x</UserTags><Internal><K>1</K><M>0</M></Internal></Contents><Contents><ETag>&quot;41&quot;</ETag><Key>b</Key><LastModified>2026-12-07T00:29:08Z</LastModified><Size>12</Size></Contents><EncodingType>url</EncodingType></ListBucketResult>"#;
+        let page = parse_object_listing(xml.as_bytes()).unwrap();
+        assert!(page.truncated);
+        assert_eq!(page.next_token.as_deref(), Some("t+1="));
+        let [a, b] = &page.objects[..] else { panic!("{:?}", page.objects) };
+        assert_eq!(
+            (a.key.as_str(), a.size, a.etag.as_str()),
+            ("a b", 1, "\"9dd4e461268c8034f5c8564e155c67a6\"")
+        );
+        assert_eq!(a.last_modified, "2026-12-07T00:29:08.629Z");
+        assert_eq!(a.storage_class.as_deref(), Some("STANDARD"));
+        let want: BTreeMap<String, String> =
+            [("k1".into(), "v1".into()), ("k 2".into(), "v=2 x".into())].into();
+        assert_eq!(a.tags.as_ref(), Some(&want));
+        assert_eq!((b.key.as_str(), b.size, b.etag.as_str()), ("b", 12, "\"41\""));
+        assert_eq!(b.last_modified, "2026-12-07T00:29:08Z");
+        assert_eq!(b.tags, Some(BTreeMap::new()), "no UserTags: listed as having none");
+        assert!(parse_object_listing(b"<Error><Code>NoSuchBucket</Code></Error>").is_err());
     }
 
     #[test]
