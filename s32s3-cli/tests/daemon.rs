@@ -8,8 +8,7 @@ use std::io::{Read as _, Write as _};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{Env, create_bucket, pattern, put, put_many, rt};
-use prometheus_parse::{Scrape, Value};
+use common::{Env, Metrics, create_bucket, pattern, put, put_many, rt};
 use s32s3_core::testkit;
 
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
@@ -26,46 +25,6 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 /// The metrics page, parsed (empty while the daemon does not answer).
 fn scrape(port: u16) -> Metrics {
     Metrics::parse(&http_get(port, "/metrics").map(|(_, body)| body).unwrap_or_default())
-}
-
-/// A metrics page read by `prometheus-parse`, with what that parser lets pass checked too: it skips lines
-/// it cannot read and takes an untyped sample, so every line must be a comment or a sample it read, every
-/// sample must have its HELP and TYPE, and no series may appear twice.
-struct Metrics {
-    text: String,
-    scrape: Scrape,
-}
-
-impl Metrics {
-    fn parse(text: &str) -> Self {
-        let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
-        let sample_lines = text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).count();
-        assert_eq!(scrape.samples.len(), sample_lines, "lines the parser could not read:\n{text}");
-        let mut series = std::collections::BTreeSet::new();
-        for sample in &scrape.samples {
-            assert!(!matches!(sample.value, Value::Untyped(_)), "{} has no TYPE:\n{text}", sample.metric);
-            assert!(scrape.docs.contains_key(&sample.metric), "{} has no HELP:\n{text}", sample.metric);
-            assert!(series.insert(format!("{}{{{}}}", sample.metric, sample.labels)), "twice:\n{text}");
-        }
-        Self { text: text.to_owned(), scrape }
-    }
-
-    /// The value of the series `name` with exactly these labels.
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let sample = self.scrape.samples.iter().find(|s| {
-            s.metric == name
-                && s.labels.len() == labels.len()
-                && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
-        })?;
-        match sample.value {
-            Value::Counter(v) | Value::Gauge(v) => Some(v),
-            _ => panic!("{name} is not a counter or a gauge:\n{}", self.text),
-        }
-    }
-
-    fn value(&self, name: &str) -> Option<f64> {
-        self.get(name, &[])
-    }
 }
 
 fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
