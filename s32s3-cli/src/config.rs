@@ -223,6 +223,14 @@ layer! {
         /// Daemon schedule, standard 5-field cron in UTC.
         #[arg(long, env = "S32S3_SCHEDULE", help_heading = "Daemon")]
         schedule: Option<String>,
+        /// Daemon: also verify the newest complete snapshot on this schedule (5-field cron, UTC), never
+        /// while a backup runs [default: never].
+        #[arg(long, env = "S32S3_VERIFY_SCHEDULE", help_heading = "Daemon")]
+        verify_schedule: Option<String>,
+        /// Daemon: percentage of the objects whose data each scheduled verify reads (0 to 100; 0: sizes
+        /// only) [default: 0].
+        #[arg(long, env = "S32S3_VERIFY_READ_DATA_SUBSET", value_name = "PERCENT", help_heading = "Daemon")]
+        verify_read_data_subset: Option<NumberValue>,
     }
 }
 
@@ -239,6 +247,33 @@ fn secret<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Secret>, 
 enum SizeValue {
     Bytes(u64),
     Text(String),
+}
+
+/// A number: in TOML a number (or a string), on the command line a string. Parsed only once merged, like
+/// [`SizeValue`], so that a malformed value is one line naming its field.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum NumberValue {
+    Number(f64),
+    Text(String),
+}
+
+impl From<String> for NumberValue {
+    fn from(text: String) -> Self {
+        Self::Text(text)
+    }
+}
+
+impl NumberValue {
+    fn parse(&self, field: &str) -> Result<f64> {
+        match self {
+            Self::Number(n) => Ok(*n),
+            Self::Text(text) => text
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::invalid(field, format!("{text:?} is not a number")).into()),
+        }
+    }
 }
 
 impl From<String> for SizeValue {
@@ -361,6 +396,10 @@ pub struct Effective {
     pub obscured: bool,
     /// The daemon's schedule.
     pub schedule: Option<String>,
+    /// The daemon's verify schedule.
+    pub verify_schedule: Option<String>,
+    /// The percentage of objects a scheduled verify reads.
+    pub verify_read_data_subset: Option<f64>,
     /// Log settings.
     pub output: OutputSettings,
 }
@@ -478,6 +517,11 @@ impl ConfigLayer {
             .unwrap_or_default()
             .parse()
             .map_err(|reason: String| ConfigError::invalid("source.provider", reason))?;
+        let verify_read_data_subset = self
+            .verify_read_data_subset
+            .as_ref()
+            .map(|value| value.parse("verify_read_data_subset"))
+            .transpose()?;
         let (password, password2) = self.crypt.passwords(imported)?;
         let transfer = self.transfer()?;
         let mut run =
@@ -499,6 +543,8 @@ impl ConfigLayer {
             destination_provider: self.destination.destination_provider.unwrap_or_default(),
             obscured: self.crypt.crypt_obscured.unwrap_or(false),
             schedule: self.schedule,
+            verify_schedule: self.verify_schedule,
+            verify_read_data_subset,
             output,
         })
     }
@@ -576,7 +622,7 @@ impl CryptLayer {
 
 impl Effective {
     /// Every invalid field as `field: reason`, one per line (empty when all are fine): the library's
-    /// checks of the run configuration, then the CLI's own (the schedule).
+    /// checks of the run configuration, then the CLI's own (the daemon's schedules).
     pub fn problems(&self, need_source: bool) -> Vec<String> {
         let mut problems: Vec<String> = self
             .run
@@ -584,10 +630,18 @@ impl Effective {
             .into_iter()
             .map(|(field, reason)| format!("{field}: {reason}"))
             .collect();
-        if let Some(schedule) = &self.schedule
-            && let Err(e) = crate::schedule::Schedule::parse(schedule)
+        for (field, schedule) in [("schedule", &self.schedule), ("verify_schedule", &self.verify_schedule)] {
+            if let Some(schedule) = schedule
+                && let Err(e) = crate::schedule::Schedule::parse(schedule)
+            {
+                problems.push(format!("{field}: {e}"));
+            }
+        }
+        if let Some(percent) = self.verify_read_data_subset
+            && !(0.0..=100.0).contains(&percent)
         {
-            problems.push(format!("schedule: {e}"));
+            problems
+                .push(format!("verify_read_data_subset: {percent} is not a percentage between 0 and 100"));
         }
         problems
     }
@@ -645,6 +699,8 @@ impl Effective {
             ("log_level", self.output.level.clone()),
             ("log_format", if self.output.json { "json".into() } else { "text".into() }),
             ("schedule", self.schedule.clone().unwrap_or_else(|| "(not set)".into())),
+            ("verify_schedule", self.verify_schedule.clone().unwrap_or_else(|| "(not set)".into())),
+            ("verify_read_data_subset", format!("{}%", self.verify_read_data_subset.unwrap_or(0.0))),
         ];
         lines.iter().fold(String::new(), |mut out, (k, v)| {
             out.push_str(k);
@@ -850,6 +906,34 @@ mod tests {
         }
         let from_file = file("[source]\nsecret_access_key = \"file-source-secret\"\n");
         assert!(!format!("{from_file:?}").contains("file-source-secret"));
+    }
+
+    #[test]
+    fn verify_settings_are_checked_by_name() {
+        let effective = |toml: &str| ConfigArgs::default().effective(file(toml));
+        let e = effective("verify_schedule = \"0 4 * * 0\"\nverify_read_data_subset = 10\n").unwrap();
+        assert_eq!(e.verify_schedule.as_deref(), Some("0 4 * * 0"));
+        assert_eq!(e.verify_read_data_subset, Some(10.0));
+        assert!(!e.problems(false).iter().any(|p| p.starts_with("verify")), "{:?}", e.problems(false));
+        assert!(e.masked().contains("verify_schedule = 0 4 * * 0\nverify_read_data_subset = 10%\n"));
+        // As a string too (flags and environment variables are strings).
+        assert_eq!(
+            effective("verify_read_data_subset = \" 2.5 \"").unwrap().verify_read_data_subset,
+            Some(2.5)
+        );
+        let err = effective("verify_read_data_subset = \"lots\"").unwrap_err().to_string();
+        assert!(err.contains("verify_read_data_subset") && err.contains("\"lots\" is not a number"), "{err}");
+        let e = effective("verify_schedule = \"every sunday\"\nverify_read_data_subset = 150").unwrap();
+        let problems = e.problems(false);
+        assert!(problems.iter().any(|p| p.starts_with("verify_schedule: \"every sunday\"")), "{problems:?}");
+        assert!(
+            problems
+                .contains(&"verify_read_data_subset: 150 is not a percentage between 0 and 100".to_owned()),
+            "{problems:?}"
+        );
+        // Unset: no verification.
+        let e = effective("").unwrap();
+        assert_eq!((e.verify_schedule, e.verify_read_data_subset), (None, None));
     }
 
     /// An rclone.conf with an S3 source, an S3 destination and a crypt remote over it (passwords

@@ -15,7 +15,7 @@ mod signals;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 /// Back up S3-compatible object stores (MinIO first) into rclone-crypt encrypted backups, and restore them.
 #[derive(Debug, Parser)]
@@ -35,7 +35,7 @@ enum Command {
     Verify(cmd::restore::VerifyArgs),
     /// List the snapshots in the backup location.
     Snapshots(cmd::restore::SnapshotsArgs),
-    /// Run backups on the cron schedule (UTC), serving /metrics and /healthz.
+    /// Run backups on the cron schedule (UTC), and verifications on their own, serving /metrics and /healthz.
     Daemon(cmd::daemon::DaemonArgs),
     /// Check and show the effective configuration.
     #[command(subcommand)]
@@ -47,6 +47,26 @@ enum Command {
     Obscure(cmd::crypt::ObscureArgs),
     /// Reveal a password obscured by rclone (or by `s32s3 obscure`).
     Reveal(cmd::crypt::RevealArgs),
+    /// Print a shell completion script, e.g. `source <(s32s3 completions bash)`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), e.g. `s32s3 man | man -l -`, or a command's (`s32s3 man backup`).
+    Man(ManArgs),
+}
+
+/// `s32s3 completions` arguments.
+#[derive(Debug, Args)]
+struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
+}
+
+/// `s32s3 man` arguments.
+#[derive(Debug, Args)]
+struct ManArgs {
+    /// The command whose page to print (`backup`, `crypt encrypt`) [default: s32s3's, which lists them].
+    #[arg(value_name = "COMMAND")]
+    command: Vec<String>,
 }
 
 /// Exit codes shared by every command.
@@ -68,6 +88,8 @@ fn main() -> ExitCode {
         Command::Crypt(command) => cmd::crypt::run(command),
         Command::Obscure(args) => cmd::crypt::obscure(&args),
         Command::Reveal(args) => cmd::crypt::reveal(&args),
+        Command::Completions(args) => completions(args.shell),
+        Command::Man(args) => man(&args.command),
         Command::Backup(args) => with_runtime(&args.config.clone(), true, |config| async move {
             cmd::backup::run(&args, &config).await
         }),
@@ -91,6 +113,44 @@ fn main() -> ExitCode {
             ExitCode::from(exit_code(&err))
         }
     }
+}
+
+/// Prints the completion script for `shell`, generated from the command-line definitions.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<u8> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "s32s3", &mut script);
+    print(&script)
+}
+
+/// Prints the man page of `s32s3` or of one of its commands (`s32s3-backup(1)`, as the pages name each
+/// other), generated from the command-line definitions.
+fn man(path: &[String]) -> anyhow::Result<u8> {
+    let mut cli = Cli::command();
+    // Built, the commands carry their full names (`s32s3-backup`) and the version.
+    cli.build();
+    let mut command = &cli;
+    for name in path {
+        command = command.find_subcommand(name).unwrap_or_else(|| {
+            let known: Vec<&str> = command.get_subcommands().map(clap::Command::get_name).collect();
+            let message =
+                format!("{} has no command {name:?} (one of: {})", command.get_name(), known.join(", "));
+            Cli::command().error(clap::error::ErrorKind::InvalidSubcommand, message).exit()
+        });
+    }
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command.clone()).render(&mut page)?;
+    print(&page)
+}
+
+/// Writes `bytes` to stdout: an error (a closed pipe) is the command's, not a panic.
+fn print(bytes: &[u8]) -> anyhow::Result<u8> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| anyhow::anyhow!("writing to stdout: {e}"))?;
+    Ok(exit::OK)
 }
 
 /// Loads the configuration, sets up logging and a tokio runtime, and runs `f`.

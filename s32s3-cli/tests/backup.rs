@@ -596,3 +596,61 @@ fn tag_only_changes_are_backed_up_with_check_tags() {
         }
     });
 }
+
+/// `--metrics-file` and `--pushgateway` after a one-shot backup: the metrics in the Prometheus text format,
+/// with the run, the location and the newest snapshot per bucket, but not the snapshot's age (it would be
+/// frozen there). The file is written whole; the push is a PUT to `/metrics/job/s32s3` that names its
+/// format (an HTTP server standing in for the Pushgateway takes it).
+#[test]
+fn one_shot_metrics_to_a_textfile_and_a_pushgateway() {
+    let env = Env::new(testkit::seaweedfs(), testkit::seaweedfs(), "oneshot-metrics");
+    let bucket = env.source.unique_bucket("om-src");
+    rt().block_on(async {
+        create_bucket(env.source, &bucket).await;
+        put_many(env.source, &bucket, (0..4).map(|i| (format!("o/{i}"), pattern(500, i))).collect()).await;
+    });
+    let (pushed_tx, pushed) = std::sync::mpsc::channel();
+    let gateway = rt().block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = axum::Router::new().route(
+            "/metrics/job/s32s3",
+            axum::routing::put(move |headers: axum::http::HeaderMap, body: String| async move {
+                let content_type = headers.get("content-type").map(|v| v.to_str().unwrap().to_owned());
+                pushed_tx.send((content_type, body)).unwrap();
+                axum::http::StatusCode::OK
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{address}")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s32s3.prom");
+    let out = env
+        .s32s3()
+        .args(["backup", "--json", "--bucket", &bucket, "--pushgateway", &gateway, "--metrics-file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    let (content_type, body) = pushed.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    assert_eq!(content_type.as_deref(), Some("text/plain; version=0.0.4; charset=utf-8"));
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "the temporary file is gone");
+    for text in [written, body] {
+        let m = common::Metrics::parse(&text);
+        assert_eq!(m.get("s32s3_runs_total", &[("status", "complete")]), Some(1.0), "{text}");
+        for (status, value) in [("complete", 1.0), ("partial", 0.0), ("failed", 0.0)] {
+            assert_eq!(m.get("s32s3_last_run_status", &[("status", status)]), Some(value), "{text}");
+        }
+        assert_eq!(m.get("s32s3_last_run_objects", &[("outcome", "new")]), Some(4.0), "{text}");
+        assert!(m.value("s32s3_last_success_timestamp_seconds").is_some_and(|t| t > 0.0), "{text}");
+        assert_eq!(m.value("s32s3_snapshots"), Some(1.0), "{text}");
+        assert_eq!(m.get("s32s3_snapshot_objects", &[("bucket", &bucket)]), Some(4.0), "{text}");
+        assert_eq!(m.get("s32s3_snapshot_bytes", &[("bucket", &bucket)]), Some(2000.0), "{text}");
+        assert_eq!(m.value("s32s3_newest_snapshot_age_seconds"), None, "{text}");
+        assert!(!text.contains(common::PASSWORD), "a secret in the metrics");
+    }
+}

@@ -177,3 +177,30 @@ fn config_check_masks_secrets_and_names_every_bad_field() {
     }
     assert!(!String::from_utf8_lossy(&out.stdout).contains(&secret));
 }
+
+#[test]
+fn malformed_daemon_settings_are_one_line_naming_the_setting() {
+    let env = Env::new(testkit::moto(), testkit::moto(), "daemonconf");
+    let cases: [(&str, &str, &[&str]); 5] = [
+        ("S32S3_SCHEDULE", "* * *", &["schedule", "5 (minute hour day month weekday)"]),
+        ("S32S3_VERIFY_SCHEDULE", "every day", &["verify_schedule", "\"every day\""]),
+        ("S32S3_VERIFY_SCHEDULE", "61 * * * *", &["verify_schedule", "not a valid cron schedule"]),
+        ("S32S3_VERIFY_READ_DATA_SUBSET", "lots", &["verify_read_data_subset", "\"lots\" is not a number"]),
+        ("S32S3_VERIFY_READ_DATA_SUBSET", "150", &["verify_read_data_subset", "not a percentage"]),
+    ];
+    for (var, value, needles) in cases {
+        // An address nothing can listen on: a setting let through would fail here, not serve forever.
+        let mut cmd = env.s32s3();
+        cmd.env("S32S3_SCHEDULE", "0 2 * * *").env(var, value).args(["daemon", "--listen", "nowhere"]);
+        assert_one_line(&run(&mut cmd), 2, needles);
+    }
+    let mut flag = env.s32s3();
+    flag.env("S32S3_SCHEDULE", "0 2 * * *").args([
+        "daemon",
+        "--listen",
+        "nowhere",
+        "--verify-schedule",
+        "@often",
+    ]);
+    assert_one_line(&run(&mut flag), 2, &["verify_schedule", "@often"]);
+}

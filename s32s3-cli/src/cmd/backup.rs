@@ -51,6 +51,9 @@ pub async fn run(args: &BackupArgs, config: &Effective) -> Result<u8> {
         if let Ok(stats) = s32s3_core::storage_stats(&config.run, progress.clone()).await {
             metrics.storage(stats);
         }
+        if let Ok(list) = s32s3_core::describe(&config.run, progress.clone()).await {
+            metrics.newest_snapshot(crate::metrics::NewestSnapshot::of(&list));
+        }
         if let Some(path) = &args.metrics_file
             && let Err(e) = metrics.write_textfile(path)
         {

@@ -204,3 +204,47 @@ pub fn rclone(config: &std::path::Path) -> Command {
     cmd.env("RCLONE_CONFIG", config).env_remove("AWS_CA_BUNDLE");
     cmd
 }
+
+/// A metrics page read by `prometheus-parse`, with what that parser lets pass checked too: it skips lines
+/// it cannot read and takes an untyped sample, so every line must be a comment or a sample it read, every
+/// sample must have its HELP and TYPE, and no series may appear twice.
+pub struct Metrics {
+    pub text: String,
+    scrape: prometheus_parse::Scrape,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Self {
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+        let sample_lines = text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).count();
+        assert_eq!(scrape.samples.len(), sample_lines, "lines the parser could not read:\n{text}");
+        let mut series = std::collections::BTreeSet::new();
+        for sample in &scrape.samples {
+            assert!(
+                !matches!(sample.value, prometheus_parse::Value::Untyped(_)),
+                "{} has no TYPE:\n{text}",
+                sample.metric
+            );
+            assert!(scrape.docs.contains_key(&sample.metric), "{} has no HELP:\n{text}", sample.metric);
+            assert!(series.insert(format!("{}{{{}}}", sample.metric, sample.labels)), "twice:\n{text}");
+        }
+        Self { text: text.to_owned(), scrape }
+    }
+
+    /// The value of the series `name` with exactly these labels.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let sample = self.scrape.samples.iter().find(|s| {
+            s.metric == name
+                && s.labels.len() == labels.len()
+                && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+        })?;
+        match sample.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => Some(v),
+            _ => panic!("{name} is not a counter or a gauge:\n{}", self.text),
+        }
+    }
+
+    pub fn value(&self, name: &str) -> Option<f64> {
+        self.get(name, &[])
+    }
+}
