@@ -164,6 +164,10 @@ layer! {
         /// Days old versions and snapshots are kept [default: 7].
         #[arg(long, env = "S32S3_EXPIRATION_DAYS", help_heading = "Backup location")]
         expiration_days: Option<u32>,
+        /// S3 Object Lock on the backup bucket: off, governance or compliance. When on, every version
+        /// written there (but the lease) is retained until its snapshots' window has passed [default: off].
+        #[arg(long, env = "S32S3_OBJECT_LOCK", help_heading = "Backup location", value_name = "MODE")]
+        object_lock: Option<String>,
 
         /// Objects copied at once [default: 16].
         #[arg(long, env = "S32S3_TRANSFERS", help_heading = "Tuning")]
@@ -522,12 +526,19 @@ impl ConfigLayer {
             .as_ref()
             .map(|value| value.parse("verify_read_data_subset"))
             .transpose()?;
+        let object_lock: s32s3_core::ObjectLock = self
+            .object_lock
+            .as_deref()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|reason: String| ConfigError::invalid("object_lock", reason))?;
         let (password, password2) = self.crypt.passwords(imported)?;
         let transfer = self.transfer()?;
         let mut run =
             RunConfig::new(self.source.s3(), self.destination.s3(), password).with_transfer(transfer);
         run.source_provider = source_provider;
         run.password2 = password2;
+        run.object_lock = object_lock;
         if let Some(bucket) = self.backup_bucket.as_deref().map(str::trim).filter(|b| !b.is_empty()) {
             bucket.clone_into(&mut run.backup_bucket);
         }
@@ -683,6 +694,7 @@ impl Effective {
             ("backup_bucket", run.backup_bucket.clone()),
             ("backup_prefix", run.backup_prefix.clone()),
             ("expiration_days", run.expiration_days.to_string()),
+            ("object_lock", run.object_lock.name().to_owned()),
             ("transfers", t.transfers.to_string()),
             ("checkers", t.checkers.to_string()),
             ("bwlimit", t.bwlimit.map_or_else(|| "off".into(), |b| format!("{b} bytes/s"))),
@@ -934,6 +946,25 @@ mod tests {
         // Unset: no verification.
         let e = effective("").unwrap();
         assert_eq!((e.verify_schedule, e.verify_read_data_subset), (None, None));
+    }
+
+    #[test]
+    fn object_lock_is_one_of_three_modes() {
+        let effective = |toml: &str| ConfigArgs::default().effective(file(toml));
+        assert_eq!(effective("").unwrap().run.object_lock, s32s3_core::ObjectLock::Off);
+        let e = effective("object_lock = \"Governance\"").unwrap();
+        assert_eq!(e.run.object_lock, s32s3_core::ObjectLock::Governance);
+        assert!(e.masked().contains("object_lock = governance\n"));
+        assert_eq!(
+            effective("object_lock = \"compliance\"").unwrap().run.object_lock,
+            s32s3_core::ObjectLock::Compliance
+        );
+        let err = effective("object_lock = \"sometimes\"").unwrap_err().to_string();
+        assert!(
+            err.contains("object_lock") && err.contains("not one of off, governance, compliance"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
     }
 
     /// An rclone.conf with an S3 source, an S3 destination and a crypt remote over it (passwords

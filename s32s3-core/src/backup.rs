@@ -40,7 +40,7 @@ use crate::format::manifest::{
     BucketRecord, Entry, EntryLine, Header, InstanceRefs, Location, ManifestWriter, SnapshotStatus,
     SourceInfo, Totals,
 };
-use crate::format::retention::{min_days, prune_plan};
+use crate::format::retention::{lock_needs_extension, lock_until, min_days, prune_plan};
 use crate::format::snapshots::{self, Catalog, SnapshotRef};
 use crate::format::spool::{ExternalSort, SortedItems};
 use crate::options::RunConfig;
@@ -125,7 +125,7 @@ impl Backup {
         let BackupPlan { snapshot_id, started, source_buckets, selected, minio, state, catalog, previous } =
             plan;
         cx.progress.event(&Event::Phase("preparing the backup location"));
-        destination::ensure_bucket(&cx.dest, cx.bucket(), &state).await?;
+        destination::ensure_bucket(&cx.dest, cx.bucket(), &state, cx.config.object_lock).await?;
         let lease = cx.lease(&snapshot_id, "backup").await?;
         let prepared =
             prepare_under_lease(cx, &state, &catalog, &snapshot_id, lease, previous.interrupted).await;
@@ -810,13 +810,18 @@ impl<'a> Run<'a> {
         // Where the listing carries no tags (not MinIO), `check_tags` reads them.
         let check_tags =
             (cx.config.transfer.check_tags && !self.listing_tags).then(|| Arc::clone(&self.tag_checks));
+        let lock = cx
+            .config
+            .object_lock
+            .mode()
+            .map(|mode| Arc::new(Lock { mode, days: cx.config.expiration_days, now: cx.now() }));
         let mut steps = futures::stream::iter(actions)
             .map(|action| {
                 let (copier, cancel, gate) = (Arc::clone(&copier), cancel.clone(), Arc::clone(&gate));
-                let checks = check_tags.clone();
+                let (checks, lock) = (check_tags.clone(), lock.clone());
                 async move {
                     let may_delete = deletes_allowed && !cancel.is_cancelled();
-                    act(action?, bucket, &copier, &gate, may_delete, checks.as_deref()).await
+                    act(action?, bucket, &copier, &gate, may_delete, checks.as_deref(), lock.as_deref()).await
                 }
             })
             .buffered(window);
@@ -1144,6 +1149,9 @@ impl<'a> Run<'a> {
         now.runs.extend(self.gate.record.get().cloned());
         let pruned =
             prune(cx, &self.gate, &now, records_since, self.gate.days, &self.snapshot_id, true).await?;
+        if let Some(mode) = cx.config.object_lock.mode() {
+            retain_meta(cx, mode).await;
+        }
         if let Some(stopped) = stopped {
             cx.progress.event(&Event::Warning(&format!(
                 "partial snapshot {} written: what was done is kept, the rest carried over; the next backup continues \
@@ -1153,6 +1161,54 @@ impl<'a> Run<'a> {
             return Err(stopped);
         }
         Ok((key, pruned))
+    }
+}
+
+/// With `object_lock`: keeps the location's own objects retained while they are current (the config file,
+/// the manifests and run records of the listed snapshots, the MinIO exports): each is read with a HEAD, and
+/// one whose retention runs short (less than two windows left) is extended to three windows from now. The
+/// lease and checkpoints are left alone (they are deleted as a matter of course); data objects, overflow
+/// ones included, are kept retained through their entries. A failure is a warning: the next run tries again.
+async fn retain_meta(cx: &Repository, mode: &str) {
+    let (meta, days, now) = (cx.layout.meta(""), cx.config.expiration_days, cx.now());
+    let (lock, overflow) = (cx.layout.meta("lock"), cx.layout.meta("overflow/"));
+    let mut keys = Vec::new();
+    let listed = cx
+        .dest
+        .list_objects(cx.bucket(), Some(&meta), |objects| {
+            keys.extend(
+                objects
+                    .into_iter()
+                    .map(|o| o.key)
+                    .filter(|k| *k != lock && !k.starts_with(&overflow) && !k.ends_with(".partial")),
+            );
+            Ok(true)
+        })
+        .await;
+    let warn = |what: String| cx.progress.event(&Event::Warning(&what));
+    if let Err(e) = listed {
+        warn(format!("keeping the backup location's own objects retained: listing them failed: {e}"));
+        return;
+    }
+    let extend = |key: String| async move {
+        let head = cx.dest.head(cx.bucket(), &key, ReadOptions::current()).await?;
+        let Some(version) = head.version_id.as_deref() else { return Ok(()) };
+        if lock_needs_extension(head.lock_retain_until.as_deref(), now, days) {
+            cx.dest.put_retention(cx.bucket(), &key, version, mode, lock_until(now, days)).await?;
+        }
+        Ok::<_, Error>(())
+    };
+    let failed: Vec<Error> = futures::stream::iter(keys)
+        .map(extend)
+        .buffer_unordered(cx.config.transfer.checkers)
+        .filter_map(|r| async move { r.err() })
+        .collect()
+        .await;
+    if let Some(first) = failed.first() {
+        warn(format!(
+            "keeping the backup location's own objects retained: {} failed, the first: {first}",
+            failed.len()
+        ));
     }
 }
 
@@ -1235,9 +1291,72 @@ async fn read_tags(bucket: &str, entry: EntryLine, copier: &Copier, checks: &Ato
     })
 }
 
+/// With `object_lock`: when the retention of the version an unchanged entry names runs short (less than two
+/// windows left), extends it to three windows from now (`PutObjectRetention`, under a transfer permit) and
+/// records the new date; at most once per version per window.
+async fn keep_retained(step: Step, copier: &Copier, lock: Option<&Lock>) -> Result<Step> {
+    let Some(lock) = lock else { return Ok(step) };
+    let (entry, outcome) = match step {
+        Step::Unchanged(line) => {
+            if !lock_needs_extension(line.retained_until()?.as_deref(), lock.now, lock.days) {
+                return Ok(Step::Unchanged(line));
+            }
+            (line.entry()?, Outcome::Unchanged)
+        }
+        Step::Record(entry, Outcome::Retagged)
+            if lock_needs_extension(entry.retained_until.as_deref(), lock.now, lock.days) =>
+        {
+            (*entry, Outcome::Retagged)
+        }
+        other => return Ok(other),
+    };
+    let Some(version) = entry.version_id.as_deref() else {
+        return Ok(Step::Record(Box::new(entry), outcome));
+    };
+    let until = lock_until(lock.now, lock.days);
+    let extended = {
+        let _transfer = copier.run.limits.transfer().await;
+        copier.dest.put_retention(&copier.dest_bucket, &entry.stored_key, version, lock.mode, until).await
+    };
+    match extended {
+        Ok(()) => {
+            let retained_until = Some(crate::clock::format_rfc3339(until));
+            Ok(Step::Record(Box::new(Entry { retained_until, ..entry }), outcome))
+        }
+        // The entry stays as it was (its version still retained for a while): the next run tries again.
+        Err(error) => {
+            copier.run.progress.event(&Event::Warning(&format!(
+                "s3://{}/{}: extending the retention of its stored version failed: {error}",
+                entry.bucket, entry.key
+            )));
+            Ok(Step::Record(Box::new(entry), outcome))
+        }
+    }
+}
+
+/// What a run with `object_lock` needs to keep what its snapshot names retained.
+struct Lock {
+    mode: &'static str,
+    days: u32,
+    now: OffsetDateTime,
+}
+
 /// Does one action of the merge-join: what it became. `check_tags`: read the tags of unchanged objects,
-/// counting the requests there.
+/// counting the requests there; `lock`: keep what the entries name retained.
 async fn act(
+    action: Action,
+    bucket: &str,
+    copier: &Copier,
+    gate: &RunGate,
+    may_delete: bool,
+    check_tags: Option<&AtomicU64>,
+    lock: Option<&Lock>,
+) -> Result<Step> {
+    let step = act_unretained(action, bucket, copier, gate, may_delete, check_tags).await?;
+    keep_retained(step, copier, lock).await
+}
+
+async fn act_unretained(
     action: Action,
     bucket: &str,
     copier: &Copier,

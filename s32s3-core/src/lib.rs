@@ -86,7 +86,7 @@ pub use format::retention::Window;
 pub use format::snapshots::{Selector, parse_point_in_time};
 pub use inspect::{SnapshotInfo, StorageStats, describe, storage_stats};
 pub use options::validate_bucket_name;
-pub use options::{Provider, RunConfig, S3Endpoint, TransferOptions};
+pub use options::{ObjectLock, Provider, RunConfig, S3Endpoint, TransferOptions};
 pub use progress::{Event, NoProgress, Outcome, PlanCounts, Progress, Totals};
 pub use restore::Restore;
 pub use restore::{BucketMapping, RestoreMode};

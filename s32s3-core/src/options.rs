@@ -123,6 +123,54 @@ impl std::str::FromStr for Provider {
     }
 }
 
+/// S3 Object Lock on the backup location: every version s32s3 writes there (but the lease) is retained in
+/// this mode, so nothing a listed snapshot needs can be deleted or shortened, by anyone, within its window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ObjectLock {
+    /// No retention (the default).
+    #[default]
+    Off,
+    /// `GOVERNANCE`: only a credential with `s3:BypassGovernanceRetention` can delete or shorten early.
+    Governance,
+    /// `COMPLIANCE`: nobody can, the account's root included.
+    Compliance,
+}
+
+impl ObjectLock {
+    /// The setting's value: `off`, `governance`, `compliance`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Governance => "governance",
+            Self::Compliance => "compliance",
+        }
+    }
+
+    /// S3's name of the mode (`None` when off).
+    #[must_use]
+    pub fn mode(self) -> Option<&'static str> {
+        match self {
+            Self::Off => None,
+            Self::Governance => Some("GOVERNANCE"),
+            Self::Compliance => Some("COMPLIANCE"),
+        }
+    }
+}
+
+impl std::str::FromStr for ObjectLock {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "" | "off" => Ok(Self::Off),
+            "governance" => Ok(Self::Governance),
+            "compliance" => Ok(Self::Compliance),
+            _ => Err(format!("{s:?} is not one of off, governance, compliance")),
+        }
+    }
+}
+
 /// Tuning. Defaults suit a small machine talking to a nearby store: start from
 /// [`TransferOptions::default`] and set what differs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -264,6 +312,8 @@ pub struct RunConfig {
     pub work_dir: PathBuf,
     /// What time it is (the system clock, unless a test moves it).
     pub clock: crate::clock::Clock,
+    /// Object Lock retention on everything written to the backup location.
+    pub object_lock: ObjectLock,
 }
 
 impl RunConfig {
@@ -284,6 +334,7 @@ impl RunConfig {
             transfer: TransferOptions::default(),
             work_dir: std::env::temp_dir(),
             clock: crate::clock::Clock::system(),
+            object_lock: ObjectLock::Off,
         }
     }
 
@@ -298,6 +349,8 @@ impl RunConfig {
     setters! {
         /// The same configuration keeping old versions and snapshots this many days.
         with_expiration_days(expiration_days: u32);
+        /// The same configuration with Object Lock retention on the backup location.
+        with_object_lock(object_lock: ObjectLock);
         /// The same configuration with other tuning.
         with_transfer(transfer: TransferOptions);
     }

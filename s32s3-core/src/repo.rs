@@ -50,6 +50,15 @@ impl Repository {
         progress.event(&Event::Phase("deriving keys"));
         let cipher = crate::format::derive_cipher(&config.password, &config.password2).await?;
         let layout = Layout::new(&cipher, &config.backup_prefix)?;
+        let dest = match config.object_lock.mode() {
+            Some(mode) => dest.with_retention(
+                mode,
+                crate::format::retention::lock_period(config.expiration_days),
+                config.clock.clone(),
+                layout.meta("lock"),
+            ),
+            None => dest,
+        };
         let work = tempfile::Builder::new().prefix("s32s3-").tempdir_in(&config.work_dir).map_err(|e| {
             Error::io(format!("creating a work directory in {}", config.work_dir.display()), e)
         })?;

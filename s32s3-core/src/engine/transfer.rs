@@ -246,7 +246,11 @@ impl Copier {
         match self.dest.put_small(&self.dest_bucket, &candidate.stored_key, ciphertext, &attrs).await {
             Ok(written) => {
                 self.run.progress.event(&Event::Bytes(listed.size));
-                Ok(Entry { version_id: written.version_id, ..candidate })
+                Ok(Entry {
+                    version_id: written.version_id,
+                    retained_until: written.retain_until,
+                    ..candidate
+                })
             }
             Err(error) => Err(Attempt { error, wrote: Some(candidate) }),
         }
@@ -293,7 +297,11 @@ impl Copier {
         match written {
             Ok(written) => {
                 self.run.progress.event(&Event::Bytes(listed.size));
-                Ok(Entry { version_id: written.version_id, ..candidate })
+                Ok(Entry {
+                    version_id: written.version_id,
+                    retained_until: written.retain_until,
+                    ..candidate
+                })
             }
             Err(Failed::Producer(error)) => Err(error.into()),
             Err(Failed::Upload(error)) => Err(Attempt { error, wrote: Some(candidate) }),
@@ -309,8 +317,11 @@ impl Copier {
         let nonce = random_nonce()?;
         let part_size = part_size_for(listed.size, self.run.options.part_size);
         self.gate.before_write().await?;
+        // The upload's own version is replaced at once by its copy with the MD5 (`with_body_md5`), which is
+        // retained; the upload is not, so it can be deleted.
+        let unretained = self.dest.without_retention();
         let plan = PartsPlan {
-            store: &self.dest,
+            store: &unretained,
             bucket: &self.dest_bucket,
             key: &stored.key,
             attrs: &attrs,
@@ -350,8 +361,16 @@ impl Copier {
         let candidate = entry(bucket, listed, head, tags, sha256, stored.key, &nonce);
         match done.completed {
             Ok(written) => {
-                let written = self.with_body_md5(&candidate, written, &attrs, done.body_md5, part_size).await;
-                Ok(Entry { version_id: written.version_id, ..candidate })
+                let written =
+                    match self.with_body_md5(&candidate, written, &attrs, done.body_md5, part_size).await {
+                        Ok(written) => written,
+                        Err(error) => return Err(Attempt { error, wrote: Some(candidate) }),
+                    };
+                Ok(Entry {
+                    version_id: written.version_id,
+                    retained_until: written.retain_until,
+                    ..candidate
+                })
             }
             // Completed with its answer lost (a retry then finds no such upload), or not at all: the caller
             // asks the destination which.
@@ -363,7 +382,11 @@ impl Copier {
     /// `rclone cryptcheck` compares; the ETag of an upload in parts is no MD5. S3 takes metadata only when
     /// an upload starts, before its bytes exist, so the completed version is copied in place inside the
     /// store with the MD5 added, and the version without it deleted. If that fails, the version without it
-    /// stays (a complete, valid backup that cryptcheck cannot check), with a warning.
+    /// stays (a complete, valid backup that cryptcheck cannot check), with a warning — and, with
+    /// `object_lock`, gets its retention then.
+    ///
+    /// # Errors
+    /// Only from setting that retention: the version was written but is not retained.
     async fn with_body_md5(
         &self,
         stored: &Entry,
@@ -371,9 +394,11 @@ impl Copier {
         attrs: &ObjectAttrs,
         md5: Option<String>,
         part_len: u64,
-    ) -> Written {
-        let (Some(md5), Some(first)) = (md5, written.version_id.clone()) else { return written };
+    ) -> Result<Written> {
         let key = &stored.stored_key;
+        let (Some(md5), Some(first)) = (md5, written.version_id.clone()) else {
+            return self.dest.protect(&self.dest_bucket, key, written).await;
+        };
         let attrs = attrs.clone().with_metadata("md5chksum", &md5);
         let size = encrypted_size(stored.size);
         let copied = async {
@@ -394,12 +419,12 @@ impl Copier {
                          until the lifecycle expires it: {e}"
                     ));
                 }
-                copied
+                Ok(copied)
             }
-            Ok(_) => written,
+            Ok(_) => self.dest.protect(&self.dest_bucket, key, written).await,
             Err(e) => {
                 warn(&format!("stored without rclone's md5chksum (rclone cryptcheck cannot check it): {e}"));
-                written
+                self.dest.protect(&self.dest_bucket, key, written).await
             }
         }
     }
@@ -509,6 +534,7 @@ fn entry(
         stored_key,
         version_id: None,
         nonce: Some(hex::encode(nonce.as_bytes())),
+        retained_until: None,
     }
 }
 

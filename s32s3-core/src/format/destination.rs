@@ -188,14 +188,32 @@ async fn check_foreign_names(dest: &Store, bucket: &str, layout: &Layout) -> Res
     Ok(())
 }
 
-/// Creates the bucket when it is missing and turns versioning on (both idempotent: done before the lease,
-/// which lives in the bucket).
+/// Creates the bucket when it is missing (with Object Lock when `lock` is on) and turns versioning on
+/// (both idempotent: done before the lease, which lives in the bucket). With `lock` on, an existing bucket
+/// without Object Lock is refused before anything is written.
 ///
 /// # Errors
-/// S3 failures.
-pub async fn ensure_bucket(dest: &Store, bucket: &str, state: &DestinationState) -> Result<()> {
+/// S3 failures; [`Error::Config`] for an existing bucket without Object Lock.
+pub async fn ensure_bucket(
+    dest: &Store,
+    bucket: &str,
+    state: &DestinationState,
+    lock: crate::options::ObjectLock,
+) -> Result<()> {
+    let locked = lock.mode().is_some();
     if !state.bucket_exists {
-        dest.create_bucket(bucket, false).await?;
+        dest.create_bucket(bucket, locked).await?;
+    } else if locked && !dest.object_lock_enabled(bucket).await? {
+        return Err(Error::Config {
+            field: "object_lock".into(),
+            reason: format!(
+                "is {}, but the backup bucket {bucket:?} has no Object Lock: enable it on the bucket \
+                 (`aws s3api put-object-lock-configuration --bucket {bucket} --object-lock-configuration \
+                 ObjectLockEnabled=Enabled`, on a versioned bucket) or back up into a new bucket, which \
+                 s32s3 creates with Object Lock",
+                lock.name()
+            ),
+        });
     }
     if !dest.versioning_enabled(bucket).await? {
         dest.enable_versioning(bucket).await?;

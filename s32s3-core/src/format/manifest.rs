@@ -217,6 +217,10 @@ pub struct Entry {
     /// needs no second hash of them (absent in manifests of s32s3 before 0.3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+    /// Until when Object Lock retains the stored version (RFC 3339), with `object_lock` on: what tells a
+    /// later run, without a request, whether to extend it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retained_until: Option<String>,
 }
 
 impl Entry {
@@ -324,6 +328,22 @@ impl EntryLine {
         }
         serde_json::from_str::<Tags>(&self.line).map(|t| t.tags).map_err(|e| {
             Error::corrupt(format!("s3://{}/{}", self.bucket, self.key), format!("bad entry tags: {e}"))
+        })
+    }
+
+    /// The Object Lock retain-until date of the stored version, as recorded (parsed from the line on each
+    /// call: only runs with `object_lock` need it).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] when the line's field is not a string.
+    pub fn retained_until(&self) -> Result<Option<String>> {
+        #[derive(Deserialize)]
+        struct Retained {
+            #[serde(default)]
+            retained_until: Option<String>,
+        }
+        serde_json::from_str::<Retained>(&self.line).map(|r| r.retained_until).map_err(|e| {
+            Error::corrupt(format!("s3://{}/{}", self.bucket, self.key), format!("bad entry retention: {e}"))
         })
     }
 

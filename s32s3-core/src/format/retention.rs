@@ -101,6 +101,43 @@ impl Window {
 }
 
 /// Smallest of two expirations, `None` meaning "never expires".
+/// How long Object Lock retains a version s32s3 writes (`object_lock`): three windows of `days`.
+///
+/// A run extends the retention of every version its snapshot names once less than two windows remain
+/// ([`lock_needs_extension`]), back to three: at most once per version per window. So after each run,
+/// everything its snapshot names stays retained for two more windows: past the window that snapshot stays
+/// listed after the next run replaces what it names, as long as runs come at least once per window.
+#[must_use]
+pub fn lock_period(days: u32) -> time::Duration {
+    time::Duration::days(3 * i64::from(days))
+}
+
+/// The retain-until date for a version retained from `now`: [`lock_period`] later, rounded up to a whole
+/// second (servers keep no more; a recorded date must read back the same).
+#[must_use]
+pub fn lock_until(now: OffsetDateTime, days: u32) -> OffsetDateTime {
+    whole_second_after(now + lock_period(days))
+}
+
+/// `t` rounded up to a whole second.
+#[must_use]
+pub fn whole_second_after(t: OffsetDateTime) -> OffsetDateTime {
+    if t.nanosecond() == 0 {
+        t
+    } else {
+        t.replace_nanosecond(0).expect("0 is valid") + time::Duration::SECOND
+    }
+}
+
+/// Whether a version retained until `retain_until` (RFC 3339; `None`: not retained) needs its retention
+/// extended now (less than two windows of `days` left).
+#[must_use]
+pub fn lock_needs_extension(retain_until: Option<&str>, now: OffsetDateTime, days: u32) -> bool {
+    let until = retain_until
+        .and_then(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok());
+    until.is_none_or(|until| until < now + time::Duration::days(2 * i64::from(days)))
+}
+
 pub(crate) fn min_days(a: Option<u32>, b: Option<u32>) -> Option<u32> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),

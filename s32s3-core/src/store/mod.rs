@@ -181,6 +181,9 @@ pub struct Written {
     pub version_id: Option<String>,
     /// The new object's ETag.
     pub etag: Option<String>,
+    /// The Object Lock retain-until date (RFC 3339) the store set on it, when it retains what it writes
+    /// ([`s3::Store::with_retention`]).
+    pub retain_until: Option<String>,
 }
 
 /// One uploaded part of a multipart upload, for its completion.

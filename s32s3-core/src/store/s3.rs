@@ -138,6 +138,17 @@ pub struct Store {
     identity: aws_smithy_runtime_api::client::identity::Identity,
     requests: Arc<RequestCounter>,
     policy: RetryPolicy,
+    /// Object Lock retention set on every version written (but one key, the lease), when configured.
+    retention: Option<Arc<Retention>>,
+}
+
+/// The retention a store sets on what it writes ([`Store::with_retention`]).
+#[derive(Debug)]
+struct Retention {
+    mode: String,
+    period: time::Duration,
+    clock: crate::clock::Clock,
+    exempt: String,
 }
 
 impl Store {
@@ -170,7 +181,97 @@ impl Store {
             "s32s3",
         )
         .into();
-        Ok(Self { side, endpoint, client, http, identity, requests, policy: RetryPolicy::new(max_attempts) })
+        let policy = RetryPolicy::new(max_attempts);
+        Ok(Self { side, endpoint, client, http, identity, requests, policy, retention: None })
+    }
+
+    /// The same store setting Object Lock retention in `mode` (`GOVERNANCE`, `COMPLIANCE`) until `period`
+    /// after `clock`'s now on every version it writes, except on the key `exempt` (the lease, which must
+    /// stay deletable): each write is followed by a `PutObjectRetention` on the version it wrote, so no
+    /// body needs a `Content-MD5` (which S3 demands of writes carrying retention themselves).
+    #[must_use]
+    pub fn with_retention(
+        mut self,
+        mode: &str,
+        period: time::Duration,
+        clock: crate::clock::Clock,
+        exempt: String,
+    ) -> Self {
+        self.retention = Some(Arc::new(Retention { mode: mode.to_owned(), period, clock, exempt }));
+        self
+    }
+
+    /// The same store without retention (for a version replaced at once by a retained copy).
+    #[must_use]
+    pub fn without_retention(&self) -> Self {
+        Self { retention: None, ..self.clone() }
+    }
+
+    /// Whether this store retains what it writes.
+    #[must_use]
+    pub fn retains(&self) -> bool {
+        self.retention.is_some()
+    }
+
+    /// After a write: the retention this store sets, on the version written (unless exempt).
+    pub(crate) async fn protect(&self, bucket: &str, key: &str, written: Written) -> Result<Written> {
+        let Some(retention) = &self.retention else { return Ok(written) };
+        let Some(version) = written.version_id.as_deref().filter(|_| key != retention.exempt) else {
+            return Ok(written);
+        };
+        let until = crate::format::retention::whole_second_after(retention.clock.now() + retention.period);
+        self.put_retention(bucket, key, version, &retention.mode, until).await?;
+        Ok(Written { retain_until: Some(crate::clock::format_rfc3339(until)), ..written })
+    }
+
+    /// Sets (or extends) the Object Lock retention of one version.
+    ///
+    /// # Errors
+    /// S3 failures, classified (access denied for a shorter date in compliance mode, or without the bucket
+    /// having Object Lock).
+    pub async fn put_retention(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+        mode: &str,
+        until: time::OffsetDateTime,
+    ) -> Result<()> {
+        let until = aws_smithy_types::DateTime::from_nanos(until.unix_timestamp_nanos())
+            .map_err(|e| Error::Config { field: "object_lock".into(), reason: e.to_string() })?;
+        let retention = aws_sdk_s3::types::ObjectLockRetention::builder()
+            .mode(aws_sdk_s3::types::ObjectLockRetentionMode::from(mode))
+            .retain_until_date(until)
+            .build();
+        self.send("PutObjectRetention", bucket, Some(key), || {
+            self.client
+                .put_object_retention()
+                .bucket(bucket)
+                .key(key)
+                .version_id(version_id)
+                .retention(retention.clone())
+                .send()
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Whether `bucket` has Object Lock enabled.
+    ///
+    /// # Errors
+    /// S3 failures other than "no Object Lock configuration".
+    pub async fn object_lock_enabled(&self, bucket: &str) -> Result<bool> {
+        let answer = self
+            .send("GetObjectLockConfiguration", bucket, None, || {
+                self.client.get_object_lock_configuration().bucket(bucket).send()
+            })
+            .await;
+        match answer {
+            Ok(out) => Ok(out.object_lock_configuration().and_then(|c| c.object_lock_enabled())
+                == Some(&aws_sdk_s3::types::ObjectLockEnabled::Enabled)),
+            Err(e) if e.s3_kind() == Some(S3ErrorKind::NotFound) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// The same store under another retry policy.
@@ -641,7 +742,12 @@ impl Store {
                 .filter(|v| !v.is_empty())
                 .map(str::to_owned)
         };
-        Ok(Written { version_id: text("x-amz-version-id").filter(|v| v != "null"), etag: text("etag") })
+        let written = Written {
+            version_id: text("x-amz-version-id").filter(|v| v != "null"),
+            etag: text("etag"),
+            retain_until: None,
+        };
+        Box::pin(self.protect(bucket, key, written)).await
     }
 
     /// `HEAD` of an object (a given version, or the current one if it still has an ETag).
@@ -800,7 +906,12 @@ impl Store {
             .send()
             .await
             .map_err(|e| self.err("PutObject", bucket, Some(key), e))?;
-        Ok(Written { version_id: out.version_id().map(str::to_owned), etag: out.e_tag().map(str::to_owned) })
+        let written = Written {
+            version_id: out.version_id().map(str::to_owned),
+            etag: out.e_tag().map(str::to_owned),
+            retain_until: None,
+        };
+        Box::pin(self.protect(bucket, key, written)).await
     }
 
     /// [`Store::get`] of the current version, `None` when there is no such object.
@@ -878,7 +989,12 @@ impl Store {
                 .send()
             })
             .await?;
-        Ok(Written { version_id: out.version_id().map(str::to_owned), etag: out.e_tag().map(str::to_owned) })
+        let written = Written {
+            version_id: out.version_id().map(str::to_owned),
+            etag: out.e_tag().map(str::to_owned),
+            retain_until: None,
+        };
+        Box::pin(self.protect(bucket, key, written)).await
     }
 
     /// Uploads `len` bytes of a local file as one object (each attempt reads it from the start).
@@ -924,7 +1040,12 @@ impl Store {
                 .map_err(|e| self.err("PutObject", bucket, Some(key), e))
             })
             .await?;
-        Ok(Written { version_id: out.version_id().map(str::to_owned), etag: out.e_tag().map(str::to_owned) })
+        let written = Written {
+            version_id: out.version_id().map(str::to_owned),
+            etag: out.e_tag().map(str::to_owned),
+            retain_until: None,
+        };
+        Box::pin(self.protect(bucket, key, written)).await
     }
 
     /// Deletes the current version of an object (a delete marker in a versioned bucket).
@@ -1055,7 +1176,12 @@ impl Store {
                     .send()
             })
             .await?;
-        Ok(Written { version_id: out.version_id().map(str::to_owned), etag: out.e_tag().map(str::to_owned) })
+        let written = Written {
+            version_id: out.version_id().map(str::to_owned),
+            etag: out.e_tag().map(str::to_owned),
+            retain_until: None,
+        };
+        Box::pin(self.protect(bucket, key, written)).await
     }
 
     /// Aborts an upload.
@@ -1108,10 +1234,12 @@ impl Store {
                     with_attrs!(request, attrs).send()
                 })
                 .await?;
-            return Ok(Written {
+            let written = Written {
                 version_id: out.version_id().map(str::to_owned),
                 etag: out.copy_object_result().and_then(|r| r.e_tag()).map(str::to_owned),
-            });
+                retain_until: None,
+            };
+            return Box::pin(self.protect(bucket, key, written)).await;
         }
         let (upload_id, _) = self.create_multipart(bucket, key, attrs).await?;
         let copied = async {
