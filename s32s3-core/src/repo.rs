@@ -51,12 +51,11 @@ impl Repository {
         let cipher = crate::format::derive_cipher(&config.password, &config.password2).await?;
         let layout = Layout::new(&cipher, &config.backup_prefix)?;
         let dest = match config.object_lock.mode() {
-            Some(mode) => dest.with_retention(
-                mode,
-                crate::format::retention::lock_period(config.expiration_days),
-                config.clock.clone(),
-                layout.meta("lock"),
-            ),
+            Some(mode) => {
+                let (clock, days) = (config.clock.clone(), config.expiration_days);
+                let until = move || crate::format::retention::lock_until(clock.now(), days);
+                dest.with_retention(mode, until, layout.meta("lock"))
+            }
             None => dest,
         };
         let work = tempfile::Builder::new().prefix("s32s3-").tempdir_in(&config.work_dir).map_err(|e| {

@@ -100,7 +100,6 @@ impl Window {
     }
 }
 
-/// Smallest of two expirations, `None` meaning "never expires".
 /// How long Object Lock retains a version s32s3 writes (`object_lock`): three windows of `days`.
 ///
 /// A run extends the retention of every version its snapshot names once less than two windows remain
@@ -120,8 +119,7 @@ pub fn lock_until(now: OffsetDateTime, days: u32) -> OffsetDateTime {
 }
 
 /// `t` rounded up to a whole second.
-#[must_use]
-pub fn whole_second_after(t: OffsetDateTime) -> OffsetDateTime {
+fn whole_second_after(t: OffsetDateTime) -> OffsetDateTime {
     if t.nanosecond() == 0 {
         t
     } else {
@@ -138,6 +136,7 @@ pub fn lock_needs_extension(retain_until: Option<&str>, now: OffsetDateTime, day
     until.is_none_or(|until| until < now + time::Duration::days(2 * i64::from(days)))
 }
 
+/// Smallest of two expirations, `None` meaning "never expires".
 pub(crate) fn min_days(a: Option<u32>, b: Option<u32>) -> Option<u32> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),

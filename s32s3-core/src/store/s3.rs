@@ -143,12 +143,20 @@ pub struct Store {
 }
 
 /// The retention a store sets on what it writes ([`Store::with_retention`]).
-#[derive(Debug)]
 struct Retention {
     mode: String,
-    period: time::Duration,
-    clock: crate::clock::Clock,
+    /// The retain-until date a version written now gets.
+    until: Box<dyn Fn() -> time::OffsetDateTime + Send + Sync>,
     exempt: String,
+}
+
+impl fmt::Debug for Retention {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retention")
+            .field("mode", &self.mode)
+            .field("exempt", &self.exempt)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Store {
@@ -185,19 +193,19 @@ impl Store {
         Ok(Self { side, endpoint, client, http, identity, requests, policy, retention: None })
     }
 
-    /// The same store setting Object Lock retention in `mode` (`GOVERNANCE`, `COMPLIANCE`) until `period`
-    /// after `clock`'s now on every version it writes, except on the key `exempt` (the lease, which must
-    /// stay deletable): each write is followed by a `PutObjectRetention` on the version it wrote, so no
-    /// body needs a `Content-MD5` (which S3 demands of writes carrying retention themselves).
+    /// The same store setting Object Lock retention in `mode` (`GOVERNANCE`, `COMPLIANCE`) on every
+    /// version it writes, until the date `until` gives at the time of the write, except on the key `exempt`
+    /// (the lease, which must stay deletable): each write is followed by a `PutObjectRetention` on the
+    /// version it wrote, so no body needs a `Content-MD5` (which S3 demands of writes carrying retention
+    /// themselves). How long is the backup format's rule, not the store's.
     #[must_use]
     pub fn with_retention(
         mut self,
         mode: &str,
-        period: time::Duration,
-        clock: crate::clock::Clock,
+        until: impl Fn() -> time::OffsetDateTime + Send + Sync + 'static,
         exempt: String,
     ) -> Self {
-        self.retention = Some(Arc::new(Retention { mode: mode.to_owned(), period, clock, exempt }));
+        self.retention = Some(Arc::new(Retention { mode: mode.to_owned(), until: Box::new(until), exempt }));
         self
     }
 
@@ -207,20 +215,16 @@ impl Store {
         Self { retention: None, ..self.clone() }
     }
 
-    /// Whether this store retains what it writes.
-    #[must_use]
-    pub fn retains(&self) -> bool {
-        self.retention.is_some()
-    }
-
     /// After a write: the retention this store sets, on the version written (unless exempt).
     pub(crate) async fn protect(&self, bucket: &str, key: &str, written: Written) -> Result<Written> {
         let Some(retention) = &self.retention else { return Ok(written) };
         let Some(version) = written.version_id.as_deref().filter(|_| key != retention.exempt) else {
             return Ok(written);
         };
-        let until = crate::format::retention::whole_second_after(retention.clock.now() + retention.period);
-        self.put_retention(bucket, key, version, &retention.mode, until).await?;
+        let until = (retention.until)();
+        // Boxed: the request's future is large, and every write awaits this one, which without retention
+        // returns at once and allocates nothing.
+        Box::pin(self.put_retention(bucket, key, version, &retention.mode, until)).await?;
         Ok(Written { retain_until: Some(crate::clock::format_rfc3339(until)), ..written })
     }
 
@@ -469,33 +473,18 @@ impl Store {
     ) -> Result<()> {
         let mut token: Option<String> = None;
         loop {
-            // Sorted by name, as SigV4's canonical query string wants them.
-            let mut query = Vec::new();
+            let mut query = vec![
+                ("encoding-type", "url".to_owned()),
+                ("list-type", "2".to_owned()),
+                ("metadata", "true".to_owned()),
+            ];
             if let Some(token) = &token {
-                query.push(format!("continuation-token={}", uri_encode(token)));
+                query.push(("continuation-token", token.clone()));
             }
-            query.extend([
-                "encoding-type=url".to_owned(),
-                "list-type=2".to_owned(),
-                "metadata=true".to_owned(),
-            ]);
             if let Some(prefix) = prefix.filter(|p| !p.is_empty()) {
-                query.push(format!("prefix={}", uri_encode(prefix)));
+                query.push(("prefix", prefix.to_owned()));
             }
-            let url = format!(
-                "{}/{}?{}",
-                self.endpoint.endpoint.trim_end_matches('/'),
-                uri_encode(bucket),
-                query.join("&")
-            );
-            let place = Place { operation: "ListObjectsV2", bucket, key: prefix };
-            let (_, body) = self
-                .raw(&place, || {
-                    let mut headers = http::HeaderMap::new();
-                    self.sign(&reqwest::Method::GET, &url, &mut headers, SignableBody::Bytes(&[]))?;
-                    Ok(self.http.get(&url).headers(headers))
-                })
-                .await?;
+            let body = self.raw_bucket_get("ListObjectsV2", bucket, prefix, &query).await?;
             let page =
                 parse_object_listing(&body).map_err(|e| Error::corrupt(format!("s3://{bucket}"), e))?;
             if !visit(page.objects)? {
@@ -595,24 +584,8 @@ impl Store {
             if let Some(marker) = &version_marker {
                 query.push(("version-id-marker", marker.clone()));
             }
-            query.sort();
-            let query: Vec<String> = std::iter::once("versions".to_owned())
-                .chain(query.iter().map(|(k, v)| format!("{k}={}", uri_encode(v))))
-                .collect();
-            let url = format!(
-                "{}/{}?{}",
-                self.endpoint.endpoint.trim_end_matches('/'),
-                uri_encode(bucket),
-                query.join("&")
-            );
-            let place = Place { operation: "ListObjectVersions", bucket, key: None };
-            let (_, body) = self
-                .raw(&place, || {
-                    let mut headers = http::HeaderMap::new();
-                    self.sign(&reqwest::Method::GET, &url, &mut headers, SignableBody::Bytes(&[]))?;
-                    Ok(self.http.get(&url).headers(headers))
-                })
-                .await?;
+            query.push(("versions", String::new()));
+            let body = self.raw_bucket_get("ListObjectVersions", bucket, None, &query).await?;
             let page = parse_version_listing(&body)
                 .map_err(|e| Error::corrupt(format!("s3://{bucket}?versions"), e))?;
             for item in page.items {
@@ -626,6 +599,43 @@ impl Store {
                 return Ok(());
             }
         }
+    }
+
+    /// A signed `GET` of `bucket` with the query `params` (a name with an empty value is sent bare, as
+    /// `?versions`), outside the SDK's typed model: the server's own bytes, retried under the policy.
+    async fn raw_bucket_get(
+        &self,
+        operation: &'static str,
+        bucket: &str,
+        key: Option<&str>,
+        params: &[(&str, String)],
+    ) -> Result<bytes::Bytes> {
+        let query: Vec<String> =
+            params
+                .iter()
+                .map(|(name, value)| {
+                    if value.is_empty() {
+                        (*name).to_owned()
+                    } else {
+                        format!("{name}={}", uri_encode(value))
+                    }
+                })
+                .collect();
+        let url = format!(
+            "{}/{}?{}",
+            self.endpoint.endpoint.trim_end_matches('/'),
+            uri_encode(bucket),
+            query.join("&")
+        );
+        let place = Place { operation, bucket, key };
+        let (_, body) = self
+            .raw(&place, || {
+                let mut headers = http::HeaderMap::new();
+                self.sign(&reqwest::Method::GET, &url, &mut headers, SignableBody::Bytes(&[]))?;
+                Ok(self.http.get(&url).headers(headers))
+            })
+            .await?;
+        Ok(body)
     }
 
     /// A signed request outside the SDK's typed model: a bucket sub-resource such as `?lifecycle`, sent and
@@ -747,7 +757,7 @@ impl Store {
             etag: text("etag"),
             retain_until: None,
         };
-        Box::pin(self.protect(bucket, key, written)).await
+        self.protect(bucket, key, written).await
     }
 
     /// `HEAD` of an object (a given version, or the current one if it still has an ETag).
@@ -911,7 +921,7 @@ impl Store {
             etag: out.e_tag().map(str::to_owned),
             retain_until: None,
         };
-        Box::pin(self.protect(bucket, key, written)).await
+        self.protect(bucket, key, written).await
     }
 
     /// [`Store::get`] of the current version, `None` when there is no such object.
@@ -994,7 +1004,7 @@ impl Store {
             etag: out.e_tag().map(str::to_owned),
             retain_until: None,
         };
-        Box::pin(self.protect(bucket, key, written)).await
+        self.protect(bucket, key, written).await
     }
 
     /// Uploads `len` bytes of a local file as one object (each attempt reads it from the start).
@@ -1045,7 +1055,7 @@ impl Store {
             etag: out.e_tag().map(str::to_owned),
             retain_until: None,
         };
-        Box::pin(self.protect(bucket, key, written)).await
+        self.protect(bucket, key, written).await
     }
 
     /// Deletes the current version of an object (a delete marker in a versioned bucket).
@@ -1181,7 +1191,7 @@ impl Store {
             etag: out.e_tag().map(str::to_owned),
             retain_until: None,
         };
-        Box::pin(self.protect(bucket, key, written)).await
+        self.protect(bucket, key, written).await
     }
 
     /// Aborts an upload.
@@ -1239,7 +1249,7 @@ impl Store {
                 etag: out.copy_object_result().and_then(|r| r.e_tag()).map(str::to_owned),
                 retain_until: None,
             };
-            return Box::pin(self.protect(bucket, key, written)).await;
+            return self.protect(bucket, key, written).await;
         }
         let (upload_id, _) = self.create_multipart(bucket, key, attrs).await?;
         let copied = async {
