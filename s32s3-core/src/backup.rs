@@ -1352,19 +1352,7 @@ async fn act(
     check_tags: Option<&AtomicU64>,
     lock: Option<&Lock>,
 ) -> Result<Step> {
-    let step = act_unretained(action, bucket, copier, gate, may_delete, check_tags).await?;
-    keep_retained(step, copier, lock).await
-}
-
-async fn act_unretained(
-    action: Action,
-    bucket: &str,
-    copier: &Copier,
-    gate: &RunGate,
-    may_delete: bool,
-    check_tags: Option<&AtomicU64>,
-) -> Result<Step> {
-    Ok(match action {
+    let step = match action {
         Action::Keep(entry) if check_tags.is_some() => {
             Box::pin(read_tags(bucket, entry, copier, check_tags.expect("checked"))).await?
         }
@@ -1393,7 +1381,8 @@ async fn act_unretained(
                 Err(failure) => Step::Failed { key: listed.key, previous, failure },
             }
         }
-    })
+    };
+    keep_retained(step, copier, lock).await
 }
 
 /// Deletes a stored object gone from the source (a delete marker: its versions stay until they expire).

@@ -246,11 +246,7 @@ impl Copier {
         match self.dest.put_small(&self.dest_bucket, &candidate.stored_key, ciphertext, &attrs).await {
             Ok(written) => {
                 self.run.progress.event(&Event::Bytes(listed.size));
-                Ok(Entry {
-                    version_id: written.version_id,
-                    retained_until: written.retain_until,
-                    ..candidate
-                })
+                Ok(stored_as(candidate, written))
             }
             Err(error) => Err(Attempt { error, wrote: Some(candidate) }),
         }
@@ -297,11 +293,7 @@ impl Copier {
         match written {
             Ok(written) => {
                 self.run.progress.event(&Event::Bytes(listed.size));
-                Ok(Entry {
-                    version_id: written.version_id,
-                    retained_until: written.retain_until,
-                    ..candidate
-                })
+                Ok(stored_as(candidate, written))
             }
             Err(Failed::Producer(error)) => Err(error.into()),
             Err(Failed::Upload(error)) => Err(Attempt { error, wrote: Some(candidate) }),
@@ -366,11 +358,7 @@ impl Copier {
                         Ok(written) => written,
                         Err(error) => return Err(Attempt { error, wrote: Some(candidate) }),
                     };
-                Ok(Entry {
-                    version_id: written.version_id,
-                    retained_until: written.retain_until,
-                    ..candidate
-                })
+                Ok(stored_as(candidate, written))
             }
             // Completed with its answer lost (a retry then finds no such upload), or not at all: the caller
             // asks the destination which.
@@ -536,6 +524,11 @@ fn entry(
         nonce: Some(hex::encode(nonce.as_bytes())),
         retained_until: None,
     }
+}
+
+/// The candidate entry of a copy, as `written` stored it: its version and retention.
+fn stored_as(candidate: Entry, written: Written) -> Entry {
+    Entry { version_id: written.version_id, retained_until: written.retain_until, ..candidate }
 }
 
 fn random_nonce() -> Result<Nonce> {
