@@ -461,15 +461,7 @@ fn gauges<'a>(
     label: &'static str,
     samples: impl IntoIterator<Item = (&'a str, u64)>,
 ) -> fmt::Result {
-    let mut samples = samples.into_iter().peekable();
-    if samples.peek().is_none() {
-        return Ok(());
-    }
-    let mut family = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (value, sample) in samples {
-        ConstGauge::new(sample).encode(family.encode_family(&[(label, value)])?)?;
-    }
-    Ok(())
+    labelled(e, (name, help, MetricType::Gauge), label, samples, ConstGauge::new)
 }
 
 /// A counter without labels, `name` without the `_total` the encoder appends.
@@ -485,13 +477,25 @@ fn counters<'a>(
     label: &'static str,
     samples: impl IntoIterator<Item = (&'a str, u64)>,
 ) -> fmt::Result {
+    labelled(e, (name, help, MetricType::Counter), label, samples, ConstCounter::new)
+}
+
+/// A family of `(name, help, kind)` with one label, each sample made into a metric by `metric`; nothing at
+/// all without samples.
+fn labelled<'a, M: prometheus_client::encoding::EncodeMetric>(
+    e: &mut DescriptorEncoder,
+    (name, help, kind): (&str, &str, MetricType),
+    label: &'static str,
+    samples: impl IntoIterator<Item = (&'a str, u64)>,
+    metric: impl Fn(u64) -> M,
+) -> fmt::Result {
     let mut samples = samples.into_iter().peekable();
     if samples.peek().is_none() {
         return Ok(());
     }
-    let mut family = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    let mut family = e.encode_descriptor(name, help, None, kind)?;
     for (value, sample) in samples {
-        ConstCounter::new(sample).encode(family.encode_family(&[(label, value)])?)?;
+        metric(sample).encode(family.encode_family(&[(label, value)])?)?;
     }
     Ok(())
 }
