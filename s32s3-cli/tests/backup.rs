@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::process::Child;
 
 use aws_sdk_s3::primitives::ByteStream;
-use common::{Env, counts, create_bucket, pattern, put, put_many, rt};
+use common::{Env, counts, create_bucket, object_tags, pattern, put, put_many, rt, tagging};
 use s32s3_core::format::manifest::Entry;
 use s32s3_core::testkit;
 use sha2::{Digest, Sha256};
@@ -241,24 +241,20 @@ fn rclone_reads_the_backup() {
 
     let dir = tempfile::tempdir().unwrap();
     let config = common::rclone_config(&env, dir.path());
-    let check = common::rclone(&config)
-        .args(["check", "--download", &format!("src:{bucket}"), &format!("crypt:{bucket}")])
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&check.stderr);
-    assert!(check.status.success(), "rclone check failed:\n{log}");
-    assert!(log.contains("0 differences found"), "{log}");
-    assert!(log.contains("28 matching files"), "{log}");
-
-    let crypt_check = common::rclone(&config)
-        .args(["cryptcheck", &format!("src:{bucket}"), &format!("crypt:{bucket}")])
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&crypt_check.stderr);
-    assert!(crypt_check.status.success(), "rclone cryptcheck failed:\n{log}");
-    assert!(log.contains("0 differences found"), "{log}");
-    assert!(log.contains("28 matching files"), "{log}");
-    assert!(!log.contains("could not be checked") && !log.contains("hashes could not"), "{log}");
+    // `check --download` decrypts and compares the bytes; `cryptcheck` compares the stored objects' MD5
+    // with the source encrypted under each one's nonce.
+    for command in [&["check", "--download"][..], &["cryptcheck"]] {
+        let out = common::rclone(&config)
+            .args(command)
+            .args([format!("src:{bucket}"), format!("crypt:{bucket}")])
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "rclone {command:?} failed:\n{log}");
+        assert!(log.contains("0 differences found"), "{log}");
+        assert!(log.contains("28 matching files"), "{log}");
+        assert!(!log.contains("could not be checked") && !log.contains("hashes could not"), "{log}");
+    }
 
     let listed = common::rclone(&config)
         .args(["lsf", "-R", "--files-only", &format!("crypt:{bucket}")])
@@ -517,11 +513,6 @@ fn tag_only_changes_are_backed_up_with_check_tags() {
     let env = Env::new(testkit::seaweedfs(), testkit::moto(), "retag");
     let bucket = env.source.unique_bucket("retag-src");
     let s3 = env.source.client();
-    let tagging = |pairs: &[(&str, &str)]| {
-        let tags =
-            pairs.iter().map(|(k, v)| aws_sdk_s3::types::Tag::builder().key(*k).value(*v).build().unwrap());
-        aws_sdk_s3::types::Tagging::builder().set_tag_set(Some(tags.collect())).build().unwrap()
-    };
     rt().block_on(async {
         create_bucket(env.source, &bucket).await;
         let objects = (0..10).map(|i| (format!("o/{i}"), pattern(100 + i, i as u64))).collect();
@@ -544,8 +535,7 @@ fn tag_only_changes_are_backed_up_with_check_tags() {
         let mut want = BTreeMap::new();
         for i in 0..10 {
             let key = format!("o/{i}");
-            let got = s3.get_object_tagging().bucket(&bucket).key(&key).send().await.unwrap();
-            let tags = got.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
+            let tags = object_tags(&s3, &bucket, &key).await;
             want.insert(key, tags);
         }
         want
@@ -589,10 +579,7 @@ fn tag_only_changes_are_backed_up_with_check_tags() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     rt().block_on(async {
         for (key, tags) in &want {
-            let got = s3.get_object_tagging().bucket(&bucket).key(key).send().await.unwrap();
-            let got: BTreeMap<String, String> =
-                got.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
-            assert_eq!(&got, tags, "{key}");
+            assert_eq!(&object_tags(&s3, &bucket, key).await, tags, "{key}");
         }
     });
 }

@@ -218,10 +218,7 @@ fn bucket_view(server: &TestServer, bucket: &str) -> BTreeMap<String, View> {
 }
 
 fn tags(server: &TestServer, bucket: &str, key: &str) -> BTreeMap<String, String> {
-    rt().block_on(async {
-        let out = server.client().get_object_tagging().bucket(bucket).key(key).send().await.unwrap();
-        out.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect()
-    })
+    rt().block_on(common::object_tags(&server.client(), bucket, key))
 }
 
 /// Incomplete multipart uploads in `bucket` (listed directly): (key, upload id).

@@ -17,7 +17,7 @@ use aws_sdk_s3::types::{
     ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
     VersioningConfiguration,
 };
-use common::{Env, counts, pattern, rt};
+use common::{Env, counts, object_tags, pattern, rt, tagging};
 use s32s3_core::testkit::{self, RustFsOptions, ServerKind, TestServer};
 use s32s3_core::{S3Endpoint, Secret};
 use s32s3_minio_admin::{AdminClient, AdminOptions, BucketQuota, NewServiceAccount};
@@ -764,11 +764,6 @@ fn tag_only_changes_come_with_the_listing() {
     let source = fresh_rustfs();
     let bucket = "retag";
     let s3 = source.client();
-    let tagging = |pairs: &[(&str, &str)]| {
-        let tags =
-            pairs.iter().map(|(k, v)| aws_sdk_s3::types::Tag::builder().key(*k).value(*v).build().unwrap());
-        aws_sdk_s3::types::Tagging::builder().set_tag_set(Some(tags.collect())).build().unwrap()
-    };
     rt().block_on(async {
         s3.create_bucket().bucket(bucket).send().await.unwrap();
         for i in 0..8 {
@@ -791,11 +786,8 @@ fn tag_only_changes_come_with_the_listing() {
         let mut want = BTreeMap::new();
         for i in 0..8 {
             let key = format!("o/{i}");
-            let got = s3.get_object_tagging().bucket(bucket).key(&key).send().await.unwrap();
-            want.insert(
-                key,
-                got.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect(),
-            );
+            let tags = object_tags(&s3, bucket, &key).await;
+            want.insert(key, tags);
         }
         want
     });
@@ -819,10 +811,7 @@ fn tag_only_changes_come_with_the_listing() {
     rt().block_on(async {
         let t3 = target.client();
         for (key, tags) in &want {
-            let got = t3.get_object_tagging().bucket(bucket).key(key).send().await.unwrap();
-            let got: BTreeMap<String, String> =
-                got.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
-            assert_eq!(&got, tags, "{key}");
+            assert_eq!(&object_tags(&t3, bucket, key).await, tags, "{key}");
         }
     });
 }

@@ -11,9 +11,10 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
 }
 
-async fn versions_metadata_tags(server: &TestServer) {
+/// A new bucket with versioning enabled.
+async fn versioned_bucket(server: &TestServer, prefix: &str) -> String {
     let s3 = server.client();
-    let bucket = server.unique_bucket("smoke-versions");
+    let bucket = server.unique_bucket(prefix);
     s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
     s3.put_bucket_versioning()
         .bucket(&bucket)
@@ -23,6 +24,12 @@ async fn versions_metadata_tags(server: &TestServer) {
         .send()
         .await
         .expect("enable versioning");
+    bucket
+}
+
+async fn versions_metadata_tags(server: &TestServer) {
+    let s3 = server.client();
+    let bucket = versioned_bucket(server, "smoke-versions").await;
     let status = s3.get_bucket_versioning().bucket(&bucket).send().await.expect("get versioning");
     assert_eq!(status.status(), Some(&BucketVersioningStatus::Enabled));
 
@@ -172,16 +179,7 @@ async fn moto_multipart() {
 async fn copy_in_place(server: &TestServer) {
     use s32s3_core::store::{ObjectAttrs, ReadOptions, s3::Store};
     let s3 = server.client();
-    let bucket = server.unique_bucket("smoke-copy");
-    s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
-    s3.put_bucket_versioning()
-        .bucket(&bucket)
-        .versioning_configuration(
-            VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
-        )
-        .send()
-        .await
-        .expect("enable versioning");
+    let bucket = versioned_bucket(server, "smoke-copy").await;
     let store = Store::new(s32s3_core::error::Side::Destination, server.endpoint(), 3).unwrap();
     let body = pattern((11 << 20) + 5, 9);
     for (key, single_max) in [("dir/one copy", s32s3_core::store::s3::COPY_OBJECT_MAX), ("dir/in parts", 0)] {

@@ -164,6 +164,19 @@ pub async fn put_many(server: &TestServer, bucket: &str, objects: Vec<(String, V
         .await;
 }
 
+/// A tag set of `pairs`, for `PutObjectTagging`.
+pub fn tagging(pairs: &[(&str, &str)]) -> aws_sdk_s3::types::Tagging {
+    let tags =
+        pairs.iter().map(|(k, v)| aws_sdk_s3::types::Tag::builder().key(*k).value(*v).build().unwrap());
+    aws_sdk_s3::types::Tagging::builder().set_tag_set(Some(tags.collect())).build().unwrap()
+}
+
+/// An object's tags (`GetObjectTagging`).
+pub async fn object_tags(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> BTreeMap<String, String> {
+    let out = s3.get_object_tagging().bucket(bucket).key(key).send().await.unwrap();
+    out.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect()
+}
+
 pub fn counts(summary: &serde_json::Value) -> BTreeMap<&'static str, u64> {
     ["new", "changed", "unchanged", "deleted"]
         .into_iter()
