@@ -168,6 +168,17 @@ layer! {
         /// written there (but the lease) is retained until its snapshots' window has passed [default: off].
         #[arg(long, env = "S32S3_OBJECT_LOCK", help_heading = "Backup location", value_name = "MODE")]
         object_lock: Option<String>,
+        /// Back up every version and delete marker of versioned source buckets, not only their current
+        /// state; `restore` then replays each key's history into versioned buckets [default: false].
+        #[arg(
+            long,
+            env = "S32S3_SOURCE_VERSIONS",
+            help_heading = "Backup location",
+            num_args = 0..=1,
+            default_missing_value = "true",
+            value_name = "BOOL"
+        )]
+        source_versions: Option<bool>,
 
         /// Objects copied at once [default: 16].
         #[arg(long, env = "S32S3_TRANSFERS", help_heading = "Tuning")]
@@ -539,6 +550,7 @@ impl ConfigLayer {
         run.source_provider = source_provider;
         run.password2 = password2;
         run.object_lock = object_lock;
+        run.source_versions = self.source_versions.unwrap_or(false);
         if let Some(bucket) = self.backup_bucket.as_deref().map(str::trim).filter(|b| !b.is_empty()) {
             bucket.clone_into(&mut run.backup_bucket);
         }
@@ -695,6 +707,7 @@ impl Effective {
             ("backup_prefix", run.backup_prefix.clone()),
             ("expiration_days", run.expiration_days.to_string()),
             ("object_lock", run.object_lock.name().to_owned()),
+            ("source_versions", run.source_versions.to_string()),
             ("transfers", t.transfers.to_string()),
             ("checkers", t.checkers.to_string()),
             ("bwlimit", t.bwlimit.map_or_else(|| "off".into(), |b| format!("{b} bytes/s"))),

@@ -28,6 +28,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::bucket_config;
+use crate::engine::history::SourceHistory;
 use crate::engine::listing::{Sorted, SortedListing, list_into};
 use crate::engine::parts::PendingUpload;
 use crate::engine::plan::{Action, MergeJoin, MergeNewest, PlanCounts, PreviousEntries};
@@ -498,6 +499,7 @@ impl Repository {
             duration: started_at.elapsed(),
             requests: Requests { source: self.source.requests(), destination: self.dest.requests() },
             tag_checks: 0,
+            history: None,
         })
     }
 }
@@ -530,6 +532,9 @@ struct Run<'a> {
     listing_tags: bool,
     /// `GetObjectTagging` requests `check_tags` sent.
     tag_checks: Arc<AtomicU64>,
+    /// `source_versions`: the source's version history, and what the header says of it once written.
+    history: Option<SourceHistory>,
+    history_ref: Option<crate::format::history::HistoryRef>,
 }
 
 /// The result of one action, in order.
@@ -588,6 +593,8 @@ impl<'a> Run<'a> {
             head_for_attributes: minio.is_some_and(|m| !m.get_carries_attributes()),
             listing_tags: minio.is_some_and(crate::instance::Minio::lists_tags),
             tag_checks: Arc::new(AtomicU64::new(0)),
+            history: None,
+            history_ref: None,
         })
     }
 
@@ -604,6 +611,12 @@ impl<'a> Run<'a> {
             && let Err(e) = self.export_instance(minio).await
         {
             self.stop(e);
+        }
+        if self.cx.config.source_versions {
+            match SourceHistory::load(self.cx, previous.parent_header.as_ref()).await {
+                Ok(history) => self.history = Some(history),
+                Err(e) => self.stop(e),
+            }
         }
         if let Err(e) = self.all_buckets(selected, source_buckets, previous).await {
             self.stop(e);
@@ -639,6 +652,7 @@ impl<'a> Run<'a> {
             duration,
             requests: Requests { source: self.cx.source.requests(), destination: self.cx.dest.requests() },
             tag_checks: self.tag_checks.load(Ordering::Relaxed),
+            history: self.history.as_ref().map(SourceHistory::counts),
         }
     }
 
@@ -681,6 +695,7 @@ impl<'a> Run<'a> {
         for bucket in &all {
             if selected.contains(bucket) && self.stopped.is_none() {
                 self.one_bucket(bucket, &mut previous.entries).await?;
+                self.history_of(bucket, &mut previous.entries).await?;
                 continue;
             }
             let mut record = previous_records
@@ -695,6 +710,42 @@ impl<'a> Run<'a> {
                 )));
             }
             self.carry_bucket(record, &mut previous.entries)?;
+            if let Some(history) = &mut self.history {
+                history.carry(bucket)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `source_versions`: after a bucket's current state, its version history ([`SourceHistory::bucket`]),
+    /// when the source keeps versions in it; else its previous history is carried.
+    async fn history_of(&mut self, bucket: &str, previous: &mut PreviousEntries) -> Result<()> {
+        let Some(mut history) = self.history.take() else { return Ok(()) };
+        let versioned = self.records.last().filter(|r| r.name == bucket).is_some_and(|r| {
+            r.config.get("versioning").is_some_and(|d| d.contains("Enabled") || d.contains("Suspended"))
+        });
+        if !versioned || self.stopped.is_some() {
+            history.carry(bucket)?;
+            self.history = Some(history);
+            return Ok(());
+        }
+        let copier = self.copier();
+        let done = history.bucket(&copier, bucket, previous.lines(bucket)?).await;
+        self.history = Some(history);
+        match done {
+            Ok(failures) => {
+                for failure in failures {
+                    if stops_the_run(&failure.error) {
+                        self.stop(failure.error);
+                    } else {
+                        let why =
+                            format!("{} (this version is not in this snapshot's history)", failure.error);
+                        self.fail(bucket, &failure.key, &why);
+                    }
+                }
+            }
+            Err(e) if stops_the_run(&e) => self.stop(e),
+            Err(e) => self.fail(bucket, "", &format!("backing up its version history failed: {e}")),
         }
         Ok(())
     }
@@ -1073,6 +1124,7 @@ impl<'a> Run<'a> {
                 bucket: self.cx.bucket().to_owned(),
                 prefix: self.cx.layout.root().to_owned(),
             }),
+            history: self.history_ref.clone(),
         }
     }
 
@@ -1119,6 +1171,10 @@ impl<'a> Run<'a> {
         } else {
             SnapshotStatus::Complete
         };
+        if let Some(history) = &mut self.history {
+            cx.progress.event(&Event::Phase("writing the version history"));
+            self.history_ref = Some(history.write(cx, &self.snapshot_id).await?);
+        }
         cx.progress.event(&Event::Phase("writing the snapshot manifest"));
         let finished = cx.now();
         let (file, len) = self.writer.encode(&self.header(status, finished), &cx.cipher, cx.work.path())?;
@@ -1172,16 +1228,17 @@ impl<'a> Run<'a> {
 async fn retain_meta(cx: &Repository, mode: &str) {
     let (meta, days, now) = (cx.layout.meta(""), cx.config.expiration_days, cx.now());
     let (lock, overflow) = (cx.layout.meta("lock"), cx.layout.meta("overflow/"));
+    let versions = cx.layout.meta("versions/");
     let mut keys = Vec::new();
     let listed = cx
         .dest
         .list_objects(cx.bucket(), Some(&meta), |objects| {
-            keys.extend(
-                objects
-                    .into_iter()
-                    .map(|o| o.key)
-                    .filter(|k| *k != lock && !k.starts_with(&overflow) && !k.ends_with(".partial")),
-            );
+            keys.extend(objects.into_iter().map(|o| o.key).filter(|k| {
+                *k != lock
+                    && !k.starts_with(&overflow)
+                    && !k.starts_with(&versions)
+                    && !k.ends_with(".partial")
+            }));
             Ok(true)
         })
         .await;

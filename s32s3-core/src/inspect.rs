@@ -42,6 +42,10 @@ impl serde::Serialize for SnapshotInfo {
                 row.serialize_entry("buckets", &h.buckets.iter().map(|b| &b.name).collect::<Vec<_>>())?;
                 row.serialize_entry("objects", &h.totals.objects)?;
                 row.serialize_entry("bytes", &h.totals.bytes)?;
+                if let Some(history) = &h.history {
+                    row.serialize_entry("source_versions", &history.versions)?;
+                    row.serialize_entry("source_delete_markers", &history.delete_markers)?;
+                }
                 row.serialize_entry("source", &h.source.endpoint)?;
                 row.serialize_entry("source_kind", &h.source.kind)?;
                 row.serialize_entry("minio_version", &h.source.minio_version)?;

@@ -314,6 +314,9 @@ pub struct RunConfig {
     pub clock: crate::clock::Clock,
     /// Object Lock retention on everything written to the backup location.
     pub object_lock: ObjectLock,
+    /// Back up (and, when a restore asks for it, restore) every version and delete marker of versioned
+    /// source buckets, not only their current state (DESIGN.md §3.1). Off: nothing changes.
+    pub source_versions: bool,
 }
 
 impl RunConfig {
@@ -335,6 +338,7 @@ impl RunConfig {
             work_dir: std::env::temp_dir(),
             clock: crate::clock::Clock::system(),
             object_lock: ObjectLock::Off,
+            source_versions: false,
         }
     }
 
@@ -351,6 +355,8 @@ impl RunConfig {
         with_expiration_days(expiration_days: u32);
         /// The same configuration with Object Lock retention on the backup location.
         with_object_lock(object_lock: ObjectLock);
+        /// The same configuration backing up the source's version history too.
+        with_source_versions(source_versions: bool);
         /// The same configuration with other tuning.
         with_transfer(transfer: TransferOptions);
     }

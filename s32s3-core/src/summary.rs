@@ -61,6 +61,9 @@ pub struct BackupSummary {
     /// `GetObjectTagging` requests `check_tags` sent to find tag-only changes (0 when it is off, and on
     /// MinIO sources, whose listing carries the tags).
     pub tag_checks: u64,
+    /// `source_versions`: what the backup of the source's version history did (`None` when off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<crate::engine::history::HistoryCounts>,
 }
 
 /// Requests sent to each side, by S3 operation (every attempt counts).
@@ -113,6 +116,9 @@ pub struct RestoreSummary {
     pub failed: Vec<Failure>,
     /// Things done besides data: IAM import, configuration applied.
     pub notes: Vec<String>,
+    /// `--source-versions`: delete markers replayed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub delete_markers: u64,
     /// Wall time.
     #[serde(rename = "duration_seconds", serialize_with = "seconds")]
     pub duration: Duration,
@@ -154,4 +160,9 @@ fn until<S: Serializer>(window: &Window, serializer: S) -> Result<S::Ok, S::Erro
 #[allow(clippy::ref_option)] // serde hands serialize_with a reference to the field
 fn until_of<S: Serializer>(window: &Option<Window>, serializer: S) -> Result<S::Ok, S::Error> {
     window.and_then(|w| w.until()).map(crate::clock::format_rfc3339).serialize(serializer)
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -18,7 +18,7 @@ use crate::engine::stream::{
 use crate::engine::transfer::TransferRun;
 use crate::error::S3ErrorKind;
 use crate::error::{Error, Result};
-use crate::format::manifest::{Entry, InstanceRefs, ManifestReader, Totals};
+use crate::format::manifest::{Entry, InstanceRefs, Totals};
 use crate::format::snapshots::Selector;
 use crate::options::RunConfig;
 use crate::progress::{Event, Outcome, Progress};
@@ -97,7 +97,23 @@ impl Verify {
         if let Some(refs) = &header.instance {
             check_exports(&cx, refs, &mut summary).await?;
         }
-        self.check_entries(&cx, reader, &cancel, &mut summary).await?;
+        // The source's version history (`source_versions`): every stored version it names, too.
+        let versions: Box<dyn Iterator<Item = Result<Entry>> + Send> = match &header.history {
+            Some(history) => Box::new(
+                crate::format::history::open(
+                    &cx.dest,
+                    cx.bucket(),
+                    history,
+                    &header.snapshot_id,
+                    &cx.cipher,
+                    cx.work.path(),
+                )
+                .await?
+                .filter_map(|r| r.map(|r| r.stored.map(|e| *e)).transpose()),
+            ),
+            None => Box::new(std::iter::empty()),
+        };
+        self.check_entries(&cx, reader.chain(versions), &cancel, &mut summary).await?;
         summary.bad.sort_by(|a, b| (&a.bucket, &a.key).cmp(&(&b.bucket, &b.key)));
         summary.unreadable.sort_by(|a, b| (&a.bucket, &a.key).cmp(&(&b.bucket, &b.key)));
         summary.duration = started.elapsed();
@@ -108,7 +124,7 @@ impl Verify {
     async fn check_entries(
         &self,
         cx: &Repository,
-        reader: ManifestReader,
+        reader: impl Iterator<Item = Result<Entry>>,
         cancel: &CancellationToken,
         summary: &mut VerifySummary,
     ) -> Result<()> {

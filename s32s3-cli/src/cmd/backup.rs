@@ -114,6 +114,18 @@ fn print_summary(s: &BackupSummary, json: bool) {
     for f in &s.vanished {
         println!("  VANISHED s3://{}/{}: {}", f.bucket, f.key, f.error);
     }
+    if let Some(h) = &s.history {
+        println!(
+            "  source history: {} versions, {} delete markers; stored now: {} versions read from the source, {} \
+             copied inside the backup store ({}); {} dropped past the window",
+            h.versions,
+            h.delete_markers,
+            h.versions_copied,
+            h.versions_copied_in_place,
+            human_bytes(h.bytes_copied),
+            h.dropped
+        );
+    }
     if s.tag_checks > 0 {
         println!("  tag check: {} GetObjectTagging requests (check_tags)", s.tag_checks);
     }

@@ -111,6 +111,7 @@ pub async fn restore(args: &RestoreArgs, config: &Effective) -> Result<u8> {
         .with_bucket_config(!args.no_config)
         .with_server_config(args.server_config)
         .with_overwrite(args.overwrite)
+        .with_source_versions(config.run.source_versions)
         .with_dry_run(args.dry_run);
     let result = Box::pin(job.run(progress.clone(), crate::signals::cancel_on_signals())).await;
     progress.finish();
@@ -132,6 +133,9 @@ pub async fn restore(args: &RestoreArgs, config: &Effective) -> Result<u8> {
             s.buckets.len(),
             s.skipped.objects
         );
+        if s.delete_markers > 0 {
+            println!("  source history replayed: {} delete markers in their places", s.delete_markers);
+        }
         for note in &s.notes {
             println!("  {note}");
         }
@@ -228,6 +232,13 @@ pub async fn snapshots(args: &SnapshotsArgs, config: &Effective) -> Result<u8> {
                 human_bytes(h.totals.bytes),
                 h.source.endpoint,
                 h.source.minio_version.as_ref().map(|v| format!(" (MinIO {v})")).unwrap_or_default()
+                    + &h.history
+                        .as_ref()
+                        .map(|v| format!(
+                            ", source history: {} versions, {} delete markers",
+                            v.versions, v.delete_markers
+                        ))
+                        .unwrap_or_default()
             ),
             Err(e) => println!("{:<10} {:<25} unreadable: {e}", info.snapshot.id, finished),
         }

@@ -3,6 +3,7 @@
 //! bucket configuration documents that travel beside the data ([`bucket_config`]).
 
 pub mod bucket_config;
+pub mod history;
 pub mod listing;
 pub mod parts;
 pub mod plan;

@@ -107,6 +107,28 @@ pub(crate) struct Copier {
     pub(crate) head_for_attributes: bool,
 }
 
+/// Which source version a copy reads, and where it stores it: the current version at its rclone name
+/// ([`Origin::CURRENT`]), or one version by id at a name of its own (the source's version history).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Origin<'a> {
+    /// The source version (`None`: the current one, read with `If-Match` on the listed ETag).
+    pub(crate) version_id: Option<&'a str>,
+    /// The stored key (`None`: the layout's name for the source key).
+    pub(crate) stored_key: Option<&'a str>,
+}
+
+impl<'a> Origin<'a> {
+    /// The current version, stored at its rclone name.
+    pub(crate) const CURRENT: Origin<'static> = Origin { version_id: None, stored_key: None };
+
+    fn read(self, etag: &'a str) -> ReadOptions<'a> {
+        match self.version_id {
+            Some(version) => ReadOptions::version(Some(version)),
+            None => ReadOptions::if_match(etag),
+        }
+    }
+}
+
 impl Copier {
     /// Copies `listed` from `bucket`; `previous` is the entry the previous snapshot has for it.
     ///
@@ -119,6 +141,20 @@ impl Copier {
         listed: &Listed,
         previous: Option<&Entry>,
     ) -> std::result::Result<Copied, CopyFailure> {
+        self.copy_from(bucket, listed, previous, Origin::CURRENT).await
+    }
+
+    /// [`Copier::copy`] of the version and to the stored key `at` names.
+    ///
+    /// # Cancel safety
+    /// As [`Copier::copy`].
+    pub(crate) async fn copy_from(
+        &self,
+        bucket: &str,
+        listed: &Listed,
+        previous: Option<&Entry>,
+        at: Origin<'_>,
+    ) -> std::result::Result<Copied, CopyFailure> {
         let _transfer = self.run.limits.transfer().await;
         let mut listed = listed.clone();
         let mut attempt = 0;
@@ -130,11 +166,11 @@ impl Copier {
             // The streamed copies' futures hold request futures of several KiB: boxed, so a small object's
             // copy (the most common) stays small while it waits in the merge-join's window.
             let result = if listed.size <= INLINE_CRYPTO_MAX {
-                self.copy_small(bucket, &listed).await
+                self.copy_small(bucket, &listed, at).await
             } else if listed.size <= self.run.options.multipart_threshold {
-                Box::pin(self.copy_streamed(bucket, &listed)).await
+                Box::pin(self.copy_streamed(bucket, &listed, at)).await
             } else {
-                Box::pin(self.copy_in_parts(bucket, &listed)).await
+                Box::pin(self.copy_in_parts(bucket, &listed, at)).await
             };
             let failed = match result {
                 Ok(entry) => return Ok(Copied::Stored(Box::new(self.moved(entry, previous).await))),
@@ -224,24 +260,29 @@ impl Copier {
     }
 
     /// A small object whole: one raw GET, sealed on the async worker (microseconds), one raw PUT.
-    async fn copy_small(&self, bucket: &str, listed: &Listed) -> std::result::Result<Entry, Attempt> {
+    async fn copy_small(
+        &self,
+        bucket: &str,
+        listed: &Listed,
+        at: Origin<'_>,
+    ) -> std::result::Result<Entry, Attempt> {
         let key = listed.key.as_str();
         let _memory = self.run.limits.memory(listed.size * 2 + 64 * 1024).await;
-        let read = ReadOptions::if_match(&listed.etag);
+        let read = at.read(&listed.etag);
         let attributes = self.attributes(bucket, key, read).await?;
         let (head, body) = self.source.get_small(bucket, key, read, listed.size).await?;
         let head = attributes.unwrap_or(head);
         check_len(bucket, key, body.len() as u64, listed.size)?;
         // Everything the entry needs is read before anything is written.
-        let tags = self.tags(bucket, listed, head.tag_count).await?;
+        let tags = self.tags(bucket, listed, head.tag_count, at).await?;
         let nonce = random_nonce()?;
         let sha256 = hex::encode(Sha256::digest(&body));
         let ciphertext = Bytes::from(self.run.cipher.encrypt(&nonce, &body));
 
-        let stored = self.layout.data_key(bucket, key)?;
+        let stored = self.stored_key(bucket, key, at)?;
         self.run.limits.bandwidth(ciphertext.len() as u64, &self.run.cancel).await?;
         let attrs = stored_attrs(listed, &head);
-        let candidate = entry(bucket, listed, head, tags, sha256, stored.key, &nonce);
+        let candidate = entry(bucket, listed, head, tags, sha256, stored, &nonce);
         self.gate.before_write().await?;
         match self.dest.put_small(&self.dest_bucket, &candidate.stored_key, ciphertext, &attrs).await {
             Ok(written) => {
@@ -254,18 +295,23 @@ impl Copier {
 
     /// An object up to the multipart threshold: one GET streamed through SHA-256 and the cipher into one
     /// PUT, a few chunks in memory whatever its size.
-    async fn copy_streamed(&self, bucket: &str, listed: &Listed) -> std::result::Result<Entry, Attempt> {
+    async fn copy_streamed(
+        &self,
+        bucket: &str,
+        listed: &Listed,
+        at: Origin<'_>,
+    ) -> std::result::Result<Entry, Attempt> {
         let key = listed.key.as_str();
         let _memory = self.run.limits.memory(STREAM_MEMORY).await;
-        let read = ReadOptions::if_match(&listed.etag);
+        let read = at.read(&listed.etag);
         let mut first = Some(self.source.read_range(bucket, key, read, 0..listed.size));
         let head = match self.attributes(bucket, key, read).await? {
             Some(head) => head,
             None => first.as_mut().expect("set above").head().await?.clone(),
         };
         // Everything the entry needs is read before anything is written.
-        let tags = self.tags(bucket, listed, head.tag_count).await?;
-        let stored = self.layout.data_key(bucket, key)?;
+        let tags = self.tags(bucket, listed, head.tag_count, at).await?;
+        let stored = self.stored_key(bucket, key, at)?;
         let attrs = stored_attrs(listed, &head);
         let nonce = random_nonce()?;
         let mut sha256 = String::new();
@@ -286,10 +332,10 @@ impl Copier {
                 }
                 Ok(())
             },
-            async |body| self.dest.put_stream(&self.dest_bucket, &stored.key, body, &attrs).await,
+            async |body| self.dest.put_stream(&self.dest_bucket, &stored, body, &attrs).await,
         )
         .await;
-        let candidate = entry(bucket, listed, head, tags, sha256, stored.key, &nonce);
+        let candidate = entry(bucket, listed, head, tags, sha256, stored, &nonce);
         match written {
             Ok(written) => {
                 self.run.progress.event(&Event::Bytes(listed.size));
@@ -300,11 +346,16 @@ impl Copier {
         }
     }
 
-    async fn copy_in_parts(&self, bucket: &str, listed: &Listed) -> std::result::Result<Entry, Attempt> {
+    async fn copy_in_parts(
+        &self,
+        bucket: &str,
+        listed: &Listed,
+        at: Origin<'_>,
+    ) -> std::result::Result<Entry, Attempt> {
         let key = listed.key.as_str();
-        let head = self.source.head(bucket, key, ReadOptions::if_match(&listed.etag)).await?;
-        let tags = self.tags(bucket, listed, head.tag_count).await?;
-        let stored = self.layout.data_key(bucket, key)?;
+        let head = self.source.head(bucket, key, at.read(&listed.etag)).await?;
+        let tags = self.tags(bucket, listed, head.tag_count, at).await?;
+        let stored = self.stored_key(bucket, key, at)?;
         let attrs = stored_attrs(listed, &head);
         let nonce = random_nonce()?;
         let part_size = part_size_for(listed.size, self.run.options.part_size);
@@ -315,7 +366,7 @@ impl Copier {
         let plan = PartsPlan {
             store: &unretained,
             bucket: &self.dest_bucket,
-            key: &stored.key,
+            key: &stored,
             attrs: &attrs,
             size: listed.size,
             part_size,
@@ -326,7 +377,7 @@ impl Copier {
             body_md5: true,
             content_md5: false,
         };
-        let read = ReadOptions::if_match(&listed.etag);
+        let read = at.read(&listed.etag);
         let done = plan
             .run(
                 async |part, hash, sink| {
@@ -350,7 +401,7 @@ impl Copier {
             )
             .await?;
         let sha256 = done.sha256.unwrap_or_default();
-        let candidate = entry(bucket, listed, head, tags, sha256, stored.key, &nonce);
+        let candidate = entry(bucket, listed, head, tags, sha256, stored, &nonce);
         match done.completed {
             Ok(written) => {
                 let written =
@@ -467,14 +518,28 @@ impl Copier {
     }
 
     /// The object's tags: as listed (MinIO), else read when the object has any.
-    async fn tags(&self, bucket: &str, listed: &Listed, count: i32) -> Result<BTreeMap<String, String>> {
+    async fn tags(
+        &self,
+        bucket: &str,
+        listed: &Listed,
+        count: i32,
+        at: Origin<'_>,
+    ) -> Result<BTreeMap<String, String>> {
         if let Some(tags) = &listed.tags {
             return Ok(tags.clone());
         }
         if count <= 0 {
             return Ok(BTreeMap::new());
         }
-        self.source.tags(bucket, &listed.key).await
+        self.source.version_tags(bucket, &listed.key, at.version_id).await
+    }
+
+    /// Where the copy is stored: the name `at` gives, else the layout's.
+    fn stored_key(&self, bucket: &str, key: &str, at: Origin<'_>) -> Result<String> {
+        match at.stored_key {
+            Some(stored) => Ok(stored.to_owned()),
+            None => Ok(self.layout.data_key(bucket, key)?.key),
+        }
     }
 }
 

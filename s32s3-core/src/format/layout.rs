@@ -128,6 +128,25 @@ impl Layout {
         Ok(self.meta(&format!("overflow/{name}")))
     }
 
+    /// Where a version of `bucket`/`key` other than its current one is stored (the source's version
+    /// history): `.s32s3/versions/` and the encrypted hex SHA-256 of bucket, key and version id, each
+    /// followed by a NUL (the `null` version as the empty id). Deterministic, so a version is stored under
+    /// one name only; keyed by the name encryption, so it reveals nothing of the key.
+    ///
+    /// # Errors
+    /// A crypt error would mean a bug.
+    pub fn version_key(&self, bucket: &str, key: &str, version_id: Option<&str>) -> Result<String> {
+        let mut hash = Sha256::new();
+        for part in [bucket, key, version_id.unwrap_or_default()] {
+            hash.update(part.as_bytes());
+            hash.update([0]);
+        }
+        let name = self.names.encrypt_segment(&hex::encode(hash.finalize())).map_err(|source| {
+            Error::Crypt { what: format!("version name of s3://{bucket}/{key}"), source }
+        })?;
+        Ok(self.meta(&format!("versions/{name}")))
+    }
+
     /// The source bucket and key of a data object rclone's way (no overflow): for backups without manifests.
     ///
     /// # Errors

@@ -145,6 +145,9 @@ pub struct Header {
     /// s32s3 before 0.2, which are checked by id and time only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
+    /// The source's version history (`source_versions`), stored beside the manifest (absent when off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<crate::format::history::HistoryRef>,
 }
 
 /// Where a manifest belongs.
@@ -673,6 +676,7 @@ mod tests {
             instance: None,
             totals: Totals { objects: 2, bytes: 3 },
             location: Some(Location { bucket: "backups".into(), prefix: String::new() }),
+            history: None,
         }
     }
 

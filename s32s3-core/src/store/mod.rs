@@ -219,4 +219,7 @@ pub struct VersionItem {
     pub size: u64,
     /// The newest entry of its key.
     pub is_latest: bool,
+    /// ETag, as listed (empty for delete markers).
+    #[serde(default)]
+    pub etag: String,
 }

@@ -1075,9 +1075,27 @@ impl Store {
     /// # Errors
     /// S3 failures, classified.
     pub async fn tags(&self, bucket: &str, key: &str) -> Result<BTreeMap<String, String>> {
+        self.version_tags(bucket, key, None).await
+    }
+
+    /// The tags of one version of an object (`None`: the current one).
+    ///
+    /// # Errors
+    /// S3 failures, classified.
+    pub async fn version_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<BTreeMap<String, String>> {
         let out = self
             .send("GetObjectTagging", bucket, Some(key), || {
-                self.client.get_object_tagging().bucket(bucket).key(key).send()
+                self.client
+                    .get_object_tagging()
+                    .bucket(bucket)
+                    .key(key)
+                    .set_version_id(version_id.map(str::to_owned))
+                    .send()
             })
             .await?;
         Ok(out.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect())
@@ -1224,10 +1242,30 @@ impl Store {
         part_len: u64,
         single_max: u64,
     ) -> Result<Written> {
+        self.copy_version(bucket, (key, version_id), key, size, attrs, part_len, single_max).await
+    }
+
+    /// Writes a new version of `key` with the bytes of version `from.1` of `from.0` (in the same bucket)
+    /// and `attrs` as its attributes, copied inside the store as [`Store::copy_in_place`] does.
+    ///
+    /// # Errors
+    /// S3 failures, classified ("not found" when that version is gone).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn copy_version(
+        &self,
+        bucket: &str,
+        from: (&str, &str),
+        key: &str,
+        size: u64,
+        attrs: &ObjectAttrs,
+        part_len: u64,
+        single_max: u64,
+    ) -> Result<Written> {
+        let (from_key, version_id) = from;
         let source = format!(
             "{}/{}?versionId={}",
             uri_encode(bucket),
-            key.split('/').map(uri_encode).collect::<Vec<_>>().join("/"),
+            from_key.split('/').map(uri_encode).collect::<Vec<_>>().join("/"),
             uri_encode(version_id)
         );
         if size <= single_max {
@@ -1658,15 +1696,15 @@ fn parse_version_listing(body: &[u8]) -> std::result::Result<VersionPage, String
         let name = tag.start_el().local().to_owned();
         match name.as_str() {
             "Version" | "DeleteMarker" => {
-                let (mut key, mut version_id, mut modified, mut size, mut is_latest) =
-                    (None, None, None, 0, false);
+                let (mut key, mut version_id, mut modified, mut size, mut is_latest, mut etag) =
+                    (None, None, None, 0, false, String::new());
                 while let Some(mut field) = tag.next_tag() {
                     let field_name = field.start_el().local().to_owned();
                     if !matches!(
                         field_name.as_str(),
-                        "Key" | "VersionId" | "LastModified" | "Size" | "IsLatest"
+                        "Key" | "VersionId" | "LastModified" | "Size" | "IsLatest" | "ETag"
                     ) {
-                        continue; // ETag, IsLatest, Owner, StorageClass, …
+                        continue; // Owner, StorageClass, …
                     }
                     let value = try_data(&mut field).map_err(|e| e.to_string())?.into_owned();
                     match field_name.as_str() {
@@ -1674,6 +1712,7 @@ fn parse_version_listing(body: &[u8]) -> std::result::Result<VersionPage, String
                         "VersionId" => version_id = Some(value).filter(|v| !v.is_empty() && v != "null"),
                         "LastModified" => modified = Some(value),
                         "IsLatest" => is_latest = value.trim() == "true",
+                        "ETag" => etag = value,
                         _ => size = value.trim().parse().map_err(|e| format!("bad Size {value:?}: {e}"))?,
                     }
                 }
@@ -1689,6 +1728,7 @@ fn parse_version_listing(body: &[u8]) -> std::result::Result<VersionPage, String
                     last_modified,
                     size,
                     is_latest,
+                    etag,
                 });
             }
             "IsTruncated" => page.truncated = try_data(&mut tag).map_err(|e| e.to_string())?.trim() == "true",

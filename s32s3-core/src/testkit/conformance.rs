@@ -100,6 +100,7 @@ impl<'a> Pair<'a> {
             work_dir: self.work.path().to_owned(),
             clock: crate::Clock::default(),
             object_lock: crate::ObjectLock::Off,
+            source_versions: false,
         }
     }
 
