@@ -48,3 +48,7 @@ on_every_pair!(damaged_objects:
     damaged_objects_seaweedfs_to_moto,
     damaged_objects_moto_to_seaweedfs,
     damaged_objects_seaweedfs_to_seaweedfs);
+on_every_pair!(source_history:
+    source_history_seaweedfs_to_moto,
+    source_history_moto_to_seaweedfs,
+    source_history_seaweedfs_to_seaweedfs);

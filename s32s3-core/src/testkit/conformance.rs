@@ -36,6 +36,9 @@ use crate::{
     Backup, BackupSummary, Provider, RestoreSummary, RunConfig, Secret, TransferOptions, VerifySummary,
 };
 
+mod history;
+pub use history::source_history;
+
 /// The crypt password of every scenario's backups.
 pub const PASSWORD: &str = "conformance: correct horse battery staple";
 /// The crypt salt password of every scenario's backups.
