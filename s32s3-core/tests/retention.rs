@@ -35,6 +35,8 @@ struct Location {
     lifecycle: Vec<(OffsetDateTime, u32)>,
     /// What the source held at each run, by run day.
     states: BTreeMap<i64, BTreeMap<String, Vec<u8>>>,
+    /// Runs back up the source's version history too.
+    source_versions: bool,
 }
 
 impl Location {
@@ -52,6 +54,7 @@ impl Location {
             runs: Arc::default(),
             lifecycle: Vec::new(),
             states: BTreeMap::new(),
+            source_versions: false,
         }
     }
 
@@ -68,6 +71,7 @@ impl Location {
         config.source_provider = Provider::Other;
         config.password2 = Secret::new("salt");
         config.clock = Clock::offset(Duration::days(day));
+        config.source_versions = self.source_versions;
         config
     }
 
@@ -383,5 +387,64 @@ async fn a_changed_expiration_keeps_every_listed_snapshot_restorable() {
         let (summary, restored) = loc.restore(day, Selector::Id(id.to_owned())).await;
         assert_eq!(summary.snapshot_id.as_deref(), Some(id));
         assert!(restored["a"].starts_with(b"a (day"), "{restored:?}");
+    }
+}
+
+/// `source_versions`: a version that left the source's history (deleted for good) is kept
+/// `expiration_days` after the run that first found it gone, then dropped from the history and its stored
+/// copy deleted. The snapshots that name it stay restorable for their whole windows: the dropping run
+/// writes its run record first, so the copy, noncurrent from then on, outlives every window (audited).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_gone_from_the_source() {
+    let mut loc = Location::new("history").await;
+    loc.source_versions = true;
+    let s3 = loc.source.client();
+    s3.put_bucket_versioning()
+        .bucket(&loc.bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    loc.put(0, "k", "k, first").await;
+    loc.put(0, "k", "k, second").await;
+    loc.put(0, "other", "other").await;
+    let first = loc.backup(0, 7, Vec::new()).await.unwrap();
+    let h = first.history.unwrap();
+    assert_eq!((h.versions, h.versions_copied), (3, 1), "{h:?}");
+    loc.audited(0, 7).await;
+
+    // k's first version is deleted for good: only the backup keeps it now.
+    let versions = s3.list_object_versions().bucket(&loc.bucket).prefix("k").send().await.unwrap();
+    let old = versions.versions().iter().find(|v| v.is_latest() == Some(false)).unwrap();
+    s3.delete_object()
+        .bucket(&loc.bucket)
+        .key("k")
+        .set_version_id(old.version_id().map(str::to_owned))
+        .send()
+        .await
+        .unwrap();
+
+    for day in [1, 5] {
+        let run = loc.backup(day, 7, Vec::new()).await.unwrap();
+        let h = run.history.unwrap();
+        assert_eq!((h.versions, h.dropped, h.versions_copied), (3, 0, 0), "day {day}: {h:?}");
+        let listed = loc.audited(day, 7).await;
+        let newest = listed.last().unwrap();
+        assert!(newest.versions.iter().any(|v| v.key == "k"), "day {day}: kept: {newest:#?}");
+    }
+    // First found gone on day 1: dropped on day 9 (1 + 7 days), its stored copy deleted.
+    let run = loc.backup(9, 7, Vec::new()).await.unwrap();
+    let h = run.history.unwrap();
+    assert_eq!((h.versions, h.dropped), (2, 1), "{h:?}");
+    let listed = loc.audited(9, 7).await;
+    assert!(listed.last().unwrap().versions.is_empty(), "{listed:#?}");
+    let older: Vec<_> = listed.iter().filter(|s| s.versions.iter().any(|v| v.key == "k")).collect();
+    assert_eq!(older.len(), 3, "the snapshots of days 0, 1 and 5 still name it: {listed:#?}");
+    for snapshot in older {
+        assert!(matches!(snapshot.window, Window::Until(_)), "closed by the day 9 run: {snapshot:?}");
     }
 }

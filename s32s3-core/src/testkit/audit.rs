@@ -1,5 +1,5 @@
 //! Checks, against the backup bucket's own version listing, that every snapshot s32s3 lists is as safe as
-//! its restorable window says: every version it names exists, and none of them expires (under a modelled
+//! its restorable window says: every version it names (in its entries and its source history) exists, and none of them expires (under a modelled
 //! lifecycle) before the window ends. A window that is still open may name only current versions: a run
 //! that replaces anything writes a run record first, which closes it.
 
@@ -57,6 +57,8 @@ pub struct Audited {
     pub window: Window,
     /// Its entries.
     pub entries: Vec<Entry>,
+    /// The versions its source history (`source_versions`) stores beside the entries.
+    pub versions: Vec<Entry>,
 }
 
 /// Per stored key: its versions and delete markers, newest first, with when each was written.
@@ -125,8 +127,22 @@ pub async fn audit(
         };
         let reader = location.open(&info.snapshot).await.expect("open a listed snapshot");
         let entries: Vec<Entry> = reader.map(|e| e.expect("a readable entry")).collect();
+        let mut versions = Vec::new();
+        if let Some(history) = &header.history {
+            let records = crate::format::history::open(
+                &store,
+                bucket,
+                history,
+                &header.snapshot_id,
+                &cipher,
+                dir.path(),
+            )
+            .await
+            .expect("open a listed snapshot's version history");
+            versions.extend(records.filter_map(|r| r.expect("a readable record").stored.map(|e| *e)));
+        }
         if window.restorable_at(now) {
-            for entry in &entries {
+            for entry in entries.iter().chain(&versions) {
                 let what = format!(
                     "snapshot {} ({}), s3://{}/{}",
                     info.snapshot.id, header.status, entry.bucket, entry.key
@@ -161,6 +177,7 @@ pub async fn audit(
             status: header.status.to_string(),
             window,
             entries,
+            versions,
         });
     }
     (audited, problems)
