@@ -744,8 +744,21 @@ impl<'a> Run<'a> {
                     }
                 }
             }
-            Err(e) if stops_the_run(&e) => self.stop(e),
-            Err(e) => self.fail(bucket, "", &format!("backing up its version history failed: {e}")),
+            Err(e) => {
+                // What is left of the bucket's previous history is kept (all of it when the listing failed).
+                if let Some(history) = &mut self.history {
+                    history.carry(bucket)?;
+                }
+                if stops_the_run(&e) {
+                    self.stop(e);
+                } else {
+                    self.fail(
+                        bucket,
+                        "",
+                        &format!("backing up its version history failed, the previous one is kept: {e}"),
+                    );
+                }
+            }
         }
         Ok(())
     }

@@ -102,55 +102,24 @@ impl RestoreRun<'_> {
             spilled?;
         }
         let mut present = present.finish()?;
-        let mut present = present.iter()?.peekable();
-        let mut entries = entries.peekable();
-        let mut jobs = Vec::new();
-        // The keys of the history and of the entries (a key without history: its entry alone), in order.
-        loop {
-            let next_entry = match entries.peek() {
-                Some(Err(_)) => return Err(entries.next().expect("peeked").expect_err("an error")),
-                Some(Ok(e)) => Some(e.key.clone()),
-                None => None,
-            };
-            let group = records.next_until(bucket, next_entry.as_deref())?;
-            let key = match (&group, &next_entry) {
-                (Some(g), _) => g[0].key.clone(),
-                (None, Some(k)) => k.clone(),
-                (None, None) => break,
-            };
-            let entry =
-                if next_entry.as_deref() == Some(key.as_str()) { entries.next().transpose()? } else { None };
-            if !key.starts_with(&prefix) {
-                continue;
-            }
-            let steps = steps_of(group.unwrap_or_default(), entry);
-            let mut held = Vec::new();
-            loop {
-                match present.peek() {
-                    Some(Err(_)) => return Err(present.next().expect("peeked").expect_err("an error")),
-                    Some(Ok(v)) if v.key < key => {
-                        present.next();
-                    }
-                    Some(Ok(v)) if v.key == key => held.push(present.next().expect("peeked")?),
-                    _ => break,
-                }
-            }
-            let present =
-                chronological(held).into_iter().map(|v| (v.delete_marker, v.size, v.etag)).collect();
-            jobs.push(KeyReplay { key, steps, present });
-        }
+        let present = present.iter()?.peekable();
+        // The keys of the history and of the entries (a key without history: its entry alone), in order,
+        // each with what the target holds of it: streamed, a window of keys at a time.
+        let jobs = ReplayJobs { entries: entries.peekable(), records, present, bucket, prefix: &prefix };
         let restorer = self.restorer();
         let (dry_run, now) = (self.job.dry_run, cx.now());
         let mut done = futures::stream::iter(jobs)
             .map(|job| {
                 let restorer = &restorer;
                 async move {
+                    let job = job?;
                     let outcome = replay_key(restorer, target, object_lock, &job, dry_run, now).await;
-                    (job.key, outcome)
+                    Ok::<_, Error>((job.key, outcome))
                 }
             })
             .buffer_unordered(cx.config.transfer.transfers);
-        while let Some((key, outcome)) = done.next().await {
+        while let Some(done) = done.next().await {
+            let (key, outcome) = done?;
             match outcome {
                 Replayed::Done { versions, bytes, markers, skipped_versions, skipped_bytes } => {
                     self.summary.restored.objects += versions;
@@ -176,6 +145,66 @@ impl RestoreRun<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The merge-join, by key, of a bucket's history records, its entries and what the target holds.
+struct ReplayJobs<'a, E: Iterator<Item = Result<Entry>>, P: Iterator<Item = Result<VersionItem>>> {
+    entries: std::iter::Peekable<E>,
+    records: &'a mut ByKey<HistoryReader>,
+    present: std::iter::Peekable<P>,
+    bucket: &'a str,
+    prefix: &'a str,
+}
+
+impl<E: Iterator<Item = Result<Entry>>, P: Iterator<Item = Result<VersionItem>>> ReplayJobs<'_, E, P> {
+    fn next_job(&mut self) -> Result<Option<KeyReplay>> {
+        loop {
+            let next_entry = match self.entries.peek() {
+                Some(Err(_)) => return Err(self.entries.next().expect("peeked").expect_err("an error")),
+                Some(Ok(e)) => Some(e.key.clone()),
+                None => None,
+            };
+            let group = self.records.next_until(self.bucket, next_entry.as_deref())?;
+            let key = match (&group, &next_entry) {
+                (Some(g), _) => g[0].key.clone(),
+                (None, Some(k)) => k.clone(),
+                (None, None) => return Ok(None),
+            };
+            let entry = if next_entry.as_deref() == Some(key.as_str()) {
+                self.entries.next().transpose()?
+            } else {
+                None
+            };
+            if !key.starts_with(self.prefix) {
+                continue;
+            }
+            let steps = steps_of(group.unwrap_or_default(), entry);
+            let mut held = Vec::new();
+            loop {
+                match self.present.peek() {
+                    Some(Err(_)) => return Err(self.present.next().expect("peeked").expect_err("an error")),
+                    Some(Ok(v)) if v.key < key => {
+                        self.present.next();
+                    }
+                    Some(Ok(v)) if v.key == key => held.push(self.present.next().expect("peeked")?),
+                    _ => break,
+                }
+            }
+            let present =
+                chronological(held).into_iter().map(|v| (v.delete_marker, v.size, v.etag)).collect();
+            return Ok(Some(KeyReplay { key, steps, present }));
+        }
+    }
+}
+
+impl<E: Iterator<Item = Result<Entry>>, P: Iterator<Item = Result<VersionItem>>> Iterator
+    for ReplayJobs<'_, E, P>
+{
+    type Item = Result<KeyReplay>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_job().transpose()
     }
 }
 
