@@ -89,6 +89,7 @@ fn header() -> Header {
         instance: None,
         totals: Totals::default(),
         location: Some(Location { bucket: "backups".into(), prefix: String::new() }),
+        history: None,
     }
 }
 

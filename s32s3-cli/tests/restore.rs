@@ -721,32 +721,27 @@ fn history_views(server: &TestServer, bucket: &str) -> BTreeMap<String, HistoryV
     })
 }
 
-/// `--source-versions` end to end through the binary: a versioned bucket's history (versions with their own
-/// content type, metadata and tags, a key deleted, one deleted and written again) is backed up, shown by
-/// `snapshots`, verified, and replayed into a new bucket version by version; a bucket without versioning
-/// is refused in one line.
-#[test]
-fn source_versions_are_backed_up_and_replayed() {
-    let env = Env::new(testkit::moto(), testkit::seaweedfs(), "history");
-    let bucket = env.source.unique_bucket("history");
+/// Creates the versioned `bucket` on `server` with a history: `doc` in three versions, each with its own
+/// content type, metadata and tags; `gone` deleted; `again` deleted and written again.
+fn fill_history(server: &TestServer, bucket: &str) {
     // A second apart: the source's history is read from its listing.
     let step = || std::thread::sleep(std::time::Duration::from_millis(1100));
     rt().block_on(async {
-        create_bucket(env.source, &bucket).await;
+        create_bucket(server, bucket).await;
         let versioning = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
-        let s3 = env.source.client();
-        s3.put_bucket_versioning().bucket(&bucket).versioning_configuration(versioning).send().await.unwrap();
+        let s3 = server.client();
+        s3.put_bucket_versioning().bucket(bucket).versioning_configuration(versioning).send().await.unwrap();
     });
     let put_version = |key: &str, body: &str, kind: &str, n: &str| {
         rt().block_on(async {
-            let s3 = env.source.client();
+            let s3 = server.client();
             s3.put_object()
-                .bucket(&bucket)
+                .bucket(bucket)
                 .key(key)
                 .body(ByteStream::from(body.as_bytes().to_vec()))
                 .content_type(kind)
                 .metadata("n", n)
-                .tagging(&format!("n={n}"))
+                .tagging(format!("n={n}"))
                 .send()
                 .await
                 .unwrap();
@@ -754,7 +749,7 @@ fn source_versions_are_backed_up_and_replayed() {
     };
     let delete = |key: &str| {
         rt().block_on(async {
-            env.source.client().delete_object().bucket(&bucket).key(key).send().await.unwrap()
+            server.client().delete_object().bucket(bucket).key(key).send().await.unwrap()
         });
     };
     put_version("doc", "first", "text/plain", "1");
@@ -767,6 +762,17 @@ fn source_versions_are_backed_up_and_replayed() {
     step();
     put_version("doc", "third", "text/markdown", "3");
     put_version("again", "again, second", "text/csv", "2");
+}
+
+/// `--source-versions` end to end through the binary: a versioned bucket's history (versions with their own
+/// content type, metadata and tags, a key deleted, one deleted and written again) is backed up, shown by
+/// `snapshots`, verified, and replayed into a new bucket version by version; a bucket without versioning
+/// is refused in one line.
+#[test]
+fn source_versions_are_backed_up_and_replayed() {
+    let env = Env::new(testkit::moto(), testkit::seaweedfs(), "history");
+    let bucket = env.source.unique_bucket("history");
+    fill_history(env.source, &bucket);
     let want = history_views(env.source, &bucket);
     assert_eq!(want["doc"].versions.len(), 3);
     assert!(want["gone"].latest_is_delete_marker && !want["again"].latest_is_delete_marker);

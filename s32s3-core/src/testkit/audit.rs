@@ -80,6 +80,20 @@ async fn version_history(
     history
 }
 
+/// The versions a snapshot's source history stores beside its entries (none without a history).
+async fn stored_versions(
+    location: &crate::format::snapshots::Snapshots<'_>,
+    header: &crate::format::manifest::Header,
+) -> Vec<Entry> {
+    let Some(history) = &header.history else { return Vec::new() };
+    let (store, bucket, cipher, dir) = (location.dest, location.bucket, location.cipher, location.dir);
+    crate::format::history::open(store, bucket, history, &header.snapshot_id, cipher, dir)
+        .await
+        .expect("open a listed snapshot's version history")
+        .filter_map(|r| r.expect("a readable record").stored.map(|e| *e))
+        .collect()
+}
+
 /// Audits every snapshot of the location `config` describes, at `now` (the run clock's time).
 /// `to_clock` maps a time the server wrote (a version's last-modified) to the run clock's time (identity
 /// unless the test moved the clock). Returns the snapshots and the problems found, one line each.
@@ -127,20 +141,7 @@ pub async fn audit(
         };
         let reader = location.open(&info.snapshot).await.expect("open a listed snapshot");
         let entries: Vec<Entry> = reader.map(|e| e.expect("a readable entry")).collect();
-        let mut versions = Vec::new();
-        if let Some(history) = &header.history {
-            let records = crate::format::history::open(
-                &store,
-                bucket,
-                history,
-                &header.snapshot_id,
-                &cipher,
-                dir.path(),
-            )
-            .await
-            .expect("open a listed snapshot's version history");
-            versions.extend(records.filter_map(|r| r.expect("a readable record").stored.map(|e| *e)));
-        }
+        let versions = stored_versions(&location, header).await;
         if window.restorable_at(now) {
             for entry in entries.iter().chain(&versions) {
                 let what = format!(

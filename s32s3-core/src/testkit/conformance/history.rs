@@ -152,10 +152,36 @@ async fn replay(
 pub async fn source_history(source: &TestServer, destination: &TestServer) {
     let pair = Pair::new(source, destination, "hist");
     let bucket = pair.source_bucket("hist");
+    let at_first = fill(source, &bucket).await;
+    let (first, at_second) = incremental_backups(&pair, &bucket).await;
+    replays(&pair, &bucket, &first.snapshot_id, &at_first, &at_second).await;
+
+    let verify = Verify::new(pair.config()).with_read_data(ReadData::All);
+    let verified =
+        Box::pin(verify.run(Arc::new(NoProgress), CancellationToken::new())).await.expect("verify");
+    assert!(verified.bad.is_empty() && verified.unreadable.is_empty(), "{verified:?}");
+    // 22 current objects + 7 stored versions (big's first, three's first three, gone's, again's first,
+    // many/00's).
+    assert_eq!(verified.checked.objects, 22 + 7, "{verified:?}");
+    assert_eq!(verified.read.objects, verified.checked.objects, "{verified:?}");
+
+    let config = rclone_config(&pair).await;
+    let (from, to) = (format!("src:{bucket}"), format!("crypt:{bucket}"));
+    rclone(Some(&config), &["check", "--download", &from, &to]).await;
+    pair.remove_buckets().await;
+}
+
+/// Some servers list times to the second: the steps of one key a second apart keep their order.
+async fn step() {
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+}
+
+/// Creates the versioned `bucket` with its history: 20 keys of one version, `big` (6 MiB, two versions),
+/// `three` (three versions), `gone` (deleted), `again` (deleted and written again). Returns it.
+async fn fill(source: &TestServer, bucket: &str) -> History {
+    let bucket = bucket.to_owned();
     create_bucket(source, &bucket).await;
     enable_versioning(source, &bucket).await;
-    // Some servers list times to the second: the steps of one key a second apart keep their order.
-    let step = || tokio::time::sleep(std::time::Duration::from_millis(1100));
     for i in 0..20 {
         put(source, &bucket, &format!("many/{i:02}"), pattern(50 + i, i as u64)).await;
     }
@@ -174,8 +200,16 @@ pub async fn source_history(source: &TestServer, destination: &TestServer) {
     let at_first = history(source, &bucket).await;
     assert_eq!(at_first["three"].len(), 3, "{:?}", at_first.keys());
     assert_eq!(markers(&at_first), 2);
+    at_first
+}
 
-    let first = backup(&pair, &bucket).await;
+/// Three backups: all of it; after one more version and one more delete (only those stored: the new
+/// version read from the source, the two versions made noncurrent copied inside the backup store); with
+/// nothing changed (no per-object request at all). Returns the first's summary and the history at the
+/// second.
+async fn incremental_backups(pair: &Pair<'_>, bucket: &str) -> (BackupSummary, History) {
+    let (source, bucket) = (pair.source, bucket.to_owned());
+    let first = backup(pair, &bucket).await;
     assert!(first.failed.is_empty(), "{first:?}");
     let h = first.history.expect("the history is backed up");
     // 20 + 2 (big) + 3 (three) + 1 (gone) + 2 (again) versions; gone's and again's delete markers.
@@ -190,7 +224,7 @@ pub async fn source_history(source: &TestServer, destination: &TestServer) {
     put(source, &bucket, "three", b"three, fourth and last".to_vec()).await;
     delete(source, &bucket, "many/00").await;
     let at_second = history(source, &bucket).await;
-    let second = backup(&pair, &bucket).await;
+    let second = backup(pair, &bucket).await;
     assert!(second.failed.is_empty(), "{second:?}");
     let c = second.counts;
     assert_eq!([c.changed.objects, c.deleted.objects, c.new.objects], [1, 1, 0], "{second:?}");
@@ -200,9 +234,15 @@ pub async fn source_history(source: &TestServer, destination: &TestServer) {
     // from what the first snapshot stored; the source is read for the new version only.
     assert_eq!((h.versions_copied, h.versions_copied_in_place, h.dropped), (0, 2, 0), "{h:?}");
     assert_eq!(requests(&second.requests.source, "GetObject"), 1, "{:?}", second.requests.source);
-    assert_eq!(requests(&second.requests.destination, "CopyObject"), 2, "{:?}", second.requests.destination);
+    let written = &second.requests.destination;
+    assert_eq!(requests(written, "CopyObject"), 2, "{written:?}");
+    // The lease, its confirmation, the manifest (every run); three's new version, the run record before
+    // it, the history.
+    assert_eq!(requests(written, "PutObject"), 3 + 3, "{written:?}");
+    // many/00 deleted, the lease released.
+    assert_eq!(requests(written, "DeleteObject"), 1 + 1, "{written:?}");
 
-    let third = backup(&pair, &bucket).await;
+    let third = backup(pair, &bucket).await;
     let h = third.history.expect("the history is backed up");
     assert_eq!((h.versions, h.delete_markers), (29, 3), "{h:?}");
     assert_eq!((h.versions_copied, h.versions_copied_in_place), (0, 0), "{h:?}");
@@ -215,34 +255,48 @@ pub async fn source_history(source: &TestServer, destination: &TestServer) {
         );
     }
     assert_eq!(requests(&third.requests.source, "ListObjectVersions"), 1, "{:?}", third.requests.source);
-    assert_eq!(requests(&third.requests.destination, "CopyObject"), 0, "{:?}", third.requests.destination);
+    let written = &third.requests.destination;
+    assert_eq!(
+        requests(written, "CopyObject") + requests(written, "CreateMultipartUpload"),
+        0,
+        "{written:?}"
+    );
+    // The lease, its confirmation, the manifest and the history.
+    assert_eq!(requests(written, "PutObject"), 3 + 1, "{written:?}");
+    (first, at_second)
+}
+
+/// The newest history replayed, then again (nothing written), then the first snapshot's (by its time); a
+/// bucket without versioning refused.
+async fn replays(pair: &Pair<'_>, bucket: &str, first_id: &str, at_first: &History, at_second: &History) {
+    let (source, bucket) = (pair.source, bucket.to_owned());
 
     // The newest history, replayed; then again (nothing written); then the first snapshot's, by its time.
     let to = pair.source_bucket("replayed");
-    let summary = replay(&pair, &bucket, &to, Selector::Newest, true).await.expect("the replay");
+    let summary = replay(pair, &bucket, &to, Selector::Newest, true).await.expect("the replay");
     assert!(summary.failed.is_empty() && summary.conflicts.is_empty(), "{summary:?}");
     assert_eq!((summary.restored.objects, summary.delete_markers), (29, 3), "{summary:?}");
     let replayed = history(source, &to).await;
-    let diff = history_differences(&replayed, &at_second);
+    let diff = history_differences(&replayed, at_second);
     assert!(diff.is_empty(), "the newest history: {diff:?}");
     assert_eq!(markers(&replayed), 3);
-    assert_eq!(latest(&replayed), latest(&at_second), "what is latest");
-    let again = replay(&pair, &bucket, &to, Selector::Newest, true).await.expect("the replay, again");
+    assert_eq!(latest(&replayed), latest(at_second), "what is latest");
+    let again = replay(pair, &bucket, &to, Selector::Newest, true).await.expect("the replay, again");
     assert_eq!((again.restored.objects, again.delete_markers), (0, 0), "{again:?}");
     assert_eq!(again.skipped.objects, 29, "{again:?}");
-    assert!(history_differences(&history(source, &to).await, &at_second).is_empty());
+    assert!(history_differences(&history(source, &to).await, at_second).is_empty());
 
     let to_first = pair.source_bucket("replayed-at");
-    let t1 = finished(&pair, &first.snapshot_id).await;
-    let summary = replay(&pair, &bucket, &to_first, Selector::At(t1), true).await.expect("the replay at t1");
-    assert_eq!(summary.snapshot_id.as_ref(), Some(&first.snapshot_id), "{summary:?}");
-    let diff = history_differences(&history(source, &to_first).await, &at_first);
+    let t1 = finished(pair, first_id).await;
+    let summary = replay(pair, &bucket, &to_first, Selector::At(t1), true).await.expect("the replay at t1");
+    assert_eq!(summary.snapshot_id.as_deref(), Some(first_id), "{summary:?}");
+    let diff = history_differences(&history(source, &to_first).await, at_first);
     assert!(diff.is_empty(), "the history as of the first backup: {diff:?}");
 
     // Without versioning (and without the configuration that would turn it on): refused, nothing written.
     let plain = pair.source_bucket("plain");
     create_bucket(source, &plain).await;
-    let refused = replay(&pair, &bucket, &plain, Selector::Newest, false).await;
+    let refused = replay(pair, &bucket, &plain, Selector::Newest, false).await;
     match refused {
         Err(Error::Config { field, reason }) => {
             assert_eq!(field, "source_versions");
@@ -251,18 +305,4 @@ pub async fn source_history(source: &TestServer, destination: &TestServer) {
         other => panic!("a replay into a bucket without versioning must be refused: {other:?}"),
     }
     assert!(history(source, &plain).await.is_empty(), "nothing written");
-
-    let verify = Verify::new(pair.config()).with_read_data(ReadData::All);
-    let verified =
-        Box::pin(verify.run(Arc::new(NoProgress), CancellationToken::new())).await.expect("verify");
-    assert!(verified.bad.is_empty() && verified.unreadable.is_empty(), "{verified:?}");
-    // 22 current objects + 7 stored versions (big's first, three's first three, gone's, again's first,
-    // many/00's).
-    assert_eq!(verified.checked.objects, 22 + 7, "{verified:?}");
-    assert_eq!(verified.read.objects, verified.checked.objects, "{verified:?}");
-
-    let config = rclone_config(&pair).await;
-    let (from, to) = (format!("src:{bucket}"), format!("crypt:{bucket}"));
-    rclone(Some(&config), &["check", "--download", &from, &to]).await;
-    pair.remove_buckets().await;
 }
