@@ -208,8 +208,8 @@ impl<E: Iterator<Item = Result<Entry>>, P: Iterator<Item = Result<VersionItem>>>
     }
 }
 
-/// A key's steps, oldest first: its records, the current version taken from the snapshot's entry (a
-/// key without records is its entry alone).
+/// A key's steps, oldest first: its records, the current version taken from the snapshot's entry when
+/// that is this version (a key without records is its entry alone).
 fn steps_of(records: Vec<VersionRecord>, entry: Option<Entry>) -> Vec<Step> {
     if records.is_empty() {
         return entry.map(|e| vec![Step::Version(Box::new(e))]).unwrap_or_default();
@@ -222,12 +222,22 @@ fn steps_of(records: Vec<VersionRecord>, entry: Option<Entry>) -> Vec<Step> {
         } else if let Some(stored) = record.stored {
             steps.push(Step::Version(stored));
         } else if record.current
-            && let Some(current) = entry.take()
+            && let Some(current) = entry.take_if(|e| is_record(e, &record))
         {
+            // Only the entry of this very version: one carried from an earlier run (its copy failed) is not.
             steps.push(Step::Version(Box::new(current)));
         }
     }
     steps
+}
+
+/// Whether the snapshot's entry is the version `record` names (same size, and ETag where both have one).
+fn is_record(entry: &Entry, record: &VersionRecord) -> bool {
+    let unquoted = |e: &str| e.trim_matches('"').to_owned();
+    entry.size == record.size
+        && (record.etag.is_empty()
+            || entry.etag.is_empty()
+            || unquoted(&entry.etag) == unquoted(&record.etag))
 }
 
 /// Whether what the target holds is this step (an ETag compared only where both are a plain MD5: a
@@ -326,7 +336,51 @@ mod tests {
     use super::*;
 
     fn entry(size: u64, etag: &str) -> Step {
-        Step::Version(Box::new(Entry {
+        Step::Version(Box::new(plain(size, etag)))
+    }
+
+    fn record(version: &str, size: u64, marker: bool, current: bool, stored: Option<Entry>) -> VersionRecord {
+        VersionRecord {
+            bucket: "b".into(),
+            key: "k".into(),
+            version_id: Some(version.into()),
+            last_modified: "2026-01-01T00:00:00Z".into(),
+            delete_marker: marker,
+            current,
+            size,
+            etag: String::new(),
+            stored: stored.map(Box::new),
+            gone_since: None,
+        }
+    }
+
+    #[test]
+    fn the_current_step_is_the_entry_of_that_very_version() {
+        let records = || {
+            vec![
+                record("1", 1, false, false, Some(plain(1, "a"))),
+                record("2", 0, true, false, None),
+                record("3", 3, false, true, None),
+            ]
+        };
+        let kinds = |steps: Vec<Step>| {
+            steps
+                .iter()
+                .map(|s| match s {
+                    Step::Version(e) => e.size,
+                    Step::DeleteMarker => 0,
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kinds(steps_of(records(), Some(plain(3, "c")))), [1, 0, 3]);
+        // The entry carried from an earlier run (this version's copy failed): not replayed as this one.
+        assert_eq!(kinds(steps_of(records(), Some(plain(1, "a")))), [1, 0]);
+        // A key without history: its entry alone.
+        assert_eq!(kinds(steps_of(Vec::new(), Some(plain(5, "e")))), [5]);
+    }
+
+    fn plain(size: u64, etag: &str) -> Entry {
+        Entry {
             bucket: "b".into(),
             key: "k".into(),
             size,
@@ -349,7 +403,7 @@ mod tests {
             version_id: None,
             nonce: None,
             retained_until: None,
-        }))
+        }
     }
 
     #[test]
