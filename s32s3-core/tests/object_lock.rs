@@ -243,3 +243,46 @@ async fn a_bucket_without_object_lock_is_refused_before_any_write() {
         testkit::moto().client().get_bucket_versioning().bucket(&backup_bucket).send().await.unwrap();
     assert!(versioning.status().is_none(), "versioning was turned on before the refusal");
 }
+
+/// With `source_versions`, the versions of the source's history stored under `.s32s3/versions/` are
+/// retained like every other version written, and a later run extends their retention as it does entries'.
+#[tokio::test]
+async fn stored_source_versions_are_retained_and_extended() {
+    let source = testkit::seaweedfs();
+    let bucket = source.unique_bucket("lock-hist");
+    let s3 = source.client();
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let versioning = aws_sdk_s3::types::VersioningConfiguration::builder()
+        .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+        .build();
+    s3.put_bucket_versioning().bucket(&bucket).versioning_configuration(versioning).send().await.unwrap();
+    put(source, &bucket, "k", b"one".to_vec()).await;
+    put(source, &bucket, "k", b"two".to_vec()).await;
+    let backup_bucket = testkit::moto().unique_bucket("bk-lock-hist");
+    let with_history = |day| {
+        let mut config = config(source, &backup_bucket, day);
+        config.source_versions = true;
+        config
+    };
+    let stored_version = || async {
+        let (written, _) = versions(&backup_bucket).await;
+        let stored: Vec<_> = written.into_iter().filter(|(k, _)| k.contains(".s32s3/versions/")).collect();
+        assert_eq!(stored.len(), 1, "k's first version, stored once: {stored:?}");
+        stored.into_iter().next().unwrap()
+    };
+
+    let first = backup(with_history(0), &bucket).await;
+    assert_eq!(first.history.unwrap().versions_copied, 1);
+    let (key, version) = stored_version().await;
+    let (mode, until) = retention(&backup_bucket, &key, &version).await;
+    assert_eq!(mode.as_deref(), Some("GOVERNANCE"));
+    assert!(until.unwrap() > OffsetDateTime::now_utc() + Duration::days(2 * i64::from(DAYS)), "{until:?}");
+
+    // Day 3, more than a window later: nothing changed, the stored version's retention is extended.
+    let second = backup(with_history(3), &bucket).await;
+    assert_eq!(second.history.unwrap().versions_copied + second.counts.changed.objects, 0);
+    assert_eq!(stored_version().await, (key.clone(), version.clone()), "not stored again");
+    let (_, until) = retention(&backup_bucket, &key, &version).await;
+    let day3 = OffsetDateTime::now_utc() + Duration::days(3);
+    assert!(until.unwrap() > day3 + Duration::days(2 * i64::from(DAYS)), "{until:?}");
+}

@@ -52,6 +52,8 @@ pub(crate) struct SourceHistory {
     writer: HistoryWriter,
     now: OffsetDateTime,
     days: u32,
+    /// `object_lock`'s mode: the stored versions are kept retained as entries are.
+    lock: Option<&'static str>,
     counts: HistoryCounts,
 }
 
@@ -86,6 +88,7 @@ impl SourceHistory {
             writer: HistoryWriter::new(cx.work.path())?,
             now: cx.now(),
             days: cx.config.expiration_days,
+            lock: cx.config.object_lock.mode(),
             counts: HistoryCounts::default(),
         })
     }
@@ -140,7 +143,7 @@ impl SourceHistory {
         spilled?;
         let mut sorted = sorter.finish()?;
         let listing = sorted.iter()?;
-        let (now, days) = (self.now, self.days);
+        let (now, days, lock) = (self.now, self.days, self.lock);
         let window = (copier.run.options.transfers * 4).max(16);
         let jobs = Jobs {
             listing: listing.peekable(),
@@ -149,7 +152,7 @@ impl SourceHistory {
             bucket,
         };
         let mut done = futures::stream::iter(jobs)
-            .map(|job| async move { one_key(copier, bucket, job?, now, days).await })
+            .map(|job| async move { one_key(copier, bucket, job?, now, days, lock).await })
             .buffered(window);
         let mut failures = Vec::new();
         let mut records = Vec::new();
@@ -276,13 +279,14 @@ async fn one_key(
     job: KeyJob,
     now: OffsetDateTime,
     days: u32,
+    lock: Option<&'static str>,
 ) -> Result<KeyOutcome> {
     let KeyJob { key, listed, mut previous, entry } = job;
     let entry = entry.as_ref().map(EntryLine::entry).transpose()?;
     let mut out = KeyOutcome::default();
     for item in chronological(listed) {
         let known = previous.iter().position(|p| p.version_id == item.version_id).map(|i| previous.remove(i));
-        let record = VersionRecord {
+        let mut record = VersionRecord {
             bucket: bucket.to_owned(),
             key: key.clone(),
             version_id: item.version_id.clone(),
@@ -294,6 +298,9 @@ async fn one_key(
             stored: known.and_then(|k| k.stored),
             gone_since: None,
         };
+        if let Some(stored) = &mut record.stored {
+            keep_retained(copier, stored, lock, now, days).await;
+        }
         if record.delete_marker || record.current || record.stored.is_some() {
             out.records.push(record);
             continue;
@@ -332,6 +339,9 @@ async fn one_key(
             continue;
         }
         let mut record = VersionRecord { gone_since: Some(since), current: false, ..gone };
+        if let Some(stored) = &mut record.stored {
+            keep_retained(copier, stored, lock, now, days).await;
+        }
         if !record.delete_marker && record.stored.is_none() {
             // It was current at the last run and is gone since: its bytes are the previous entry's.
             match store_version(copier, &record, entry.as_ref(), false).await {
@@ -349,6 +359,37 @@ async fn one_key(
         insert_in_order(&mut out.records, record);
     }
     Ok(out)
+}
+
+/// With `object_lock`: a stored version whose retention runs short (less than two windows left) is
+/// extended to three windows from now, as entries are (DESIGN.md §4.1), at most once per window and without
+/// a request to find out. A failure is a warning: the version stays retained a while, the next run tries
+/// again.
+async fn keep_retained(
+    copier: &Copier,
+    stored: &mut Entry,
+    mode: Option<&'static str>,
+    now: OffsetDateTime,
+    days: u32,
+) {
+    use crate::format::retention::{lock_needs_extension, lock_until};
+    let Some(mode) = mode else { return };
+    let Some(version) = stored.version_id.clone() else { return };
+    if !lock_needs_extension(stored.retained_until.as_deref(), now, days) {
+        return;
+    }
+    let until = lock_until(now, days);
+    let extended = {
+        let _transfer = copier.run.limits.transfer().await;
+        copier.dest.put_retention(&copier.dest_bucket, &stored.stored_key, &version, mode, until).await
+    };
+    match extended {
+        Ok(()) => stored.retained_until = Some(format_rfc3339(until)),
+        Err(e) => copier.run.progress.event(&Event::Warning(&format!(
+            "s3://{}/{}: extending the retention of a stored version of its history failed: {e}",
+            stored.bucket, stored.key
+        ))),
+    }
 }
 
 fn count_stored(counts: &mut HistoryCounts, stored: &Entry, in_place: bool) {
