@@ -266,22 +266,31 @@ async fn incremental_backups(pair: &Pair<'_>, bucket: &str) -> (BackupSummary, H
     (first, at_second)
 }
 
-/// The newest history replayed, then again (nothing written), then the first snapshot's (by its time); a
-/// bucket without versioning refused.
+/// The newest history replayed into a bucket where an interrupted replay wrote its first steps (they are
+/// not written again), then again (nothing written), then the first snapshot's (by its time); a bucket
+/// without versioning refused.
 async fn replays(pair: &Pair<'_>, bucket: &str, first_id: &str, at_first: &History, at_second: &History) {
     let (source, bucket) = (pair.source, bucket.to_owned());
 
     // The newest history, replayed; then again (nothing written); then the first snapshot's, by its time.
+    // A replay that was interrupted after the first version of `three` and the whole of `gone`.
     let to = pair.source_bucket("replayed");
+    create_bucket(source, &to).await;
+    enable_versioning(source, &to).await;
+    put(source, &to, "three", b"three, first".to_vec()).await;
+    put(source, &to, "gone", b"gone soon".to_vec()).await;
+    delete(source, &to, "gone").await;
     let summary = replay(pair, &bucket, &to, Selector::Newest, true).await.expect("the replay");
     assert!(summary.failed.is_empty() && summary.conflicts.is_empty(), "{summary:?}");
-    assert_eq!((summary.restored.objects, summary.delete_markers), (29, 3), "{summary:?}");
+    assert_eq!((summary.restored.objects, summary.delete_markers), (27, 2), "{summary:?}");
+    assert_eq!(summary.skipped.objects, 2, "{summary:?}");
     let replayed = history(source, &to).await;
     let diff = history_differences(&replayed, at_second);
     assert!(diff.is_empty(), "the newest history: {diff:?}");
     assert_eq!(markers(&replayed), 3);
     assert_eq!(latest(&replayed), latest(at_second), "what is latest");
     let again = replay(pair, &bucket, &to, Selector::Newest, true).await.expect("the replay, again");
+    assert!(again.failed.is_empty() && again.conflicts.is_empty(), "{again:?}");
     assert_eq!((again.restored.objects, again.delete_markers), (0, 0), "{again:?}");
     assert_eq!(again.skipped.objects, 29, "{again:?}");
     assert!(history_differences(&history(source, &to).await, at_second).is_empty());
