@@ -313,6 +313,14 @@ podFailurePolicy:
 {{- end }}
 
 {{/*
+The backup CronJob's name: 52 characters at most, since the controller appends an 11-character suffix to the
+name of each Job it creates.
+*/}}
+{{- define "s32s3.backupName" -}}
+{{- printf "%s-backup" (include "s32s3.fullname" . | trunc 45 | trimSuffix "-") }}
+{{- end }}
+
+{{/*
 Names of the daemon-mode objects, 63 characters at most like the others (a Service's name is a DNS label).
 */}}
 {{- define "s32s3.daemonName" -}}
