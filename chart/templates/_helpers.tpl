@@ -123,8 +123,15 @@ log-level: S32S3_LOG_LEVEL
 {{- end }}
 
 {{/*
+backup.shards as an integer (Helm reads the numbers of a values file as float64): the pods of each backup run.
+*/}}
+{{- define "s32s3.shards" -}}
+{{- int64 ((.Values.backup | default dict).shards | default 1) }}
+{{- end }}
+
+{{/*
 The container's environment, in a fixed order: log format, source, destination, crypt, backup settings, the
-component's own (the daemon's listen address, the backup's Pushgateway), tuning (config.rclone), then
+component's own (the daemon's listen address, the backup's Pushgateway and shard), tuning (config.rclone), then
 config.extraEnv (last, so it may refer to the others with $(NAME)). A variable set twice fails the render,
 except S32S3_LOG_FORMAT, which config.extraEnv may override. Settings left empty are left out, so a release that
 does not use them renders as it did before they existed.
@@ -165,6 +172,17 @@ Arguments: (dict "root" $ "component" "backup"|"daemon"|"restore").
 {{- $pushgateway := ($metrics.pushgateway | default dict).url }}
 {{- if and (eq .component "backup") $pushgateway }}
 {{- $vars = append $vars (list "metrics.pushgateway.url" "S32S3_PUSHGATEWAY" $pushgateway true) }}
+{{- end }}
+{{- $shards := include "s32s3.shards" $root | int64 }}
+{{- if and (eq .component "backup") (gt $shards 1) }}
+{{- /* Kubernetes sets JOB_COMPLETION_INDEX itself, but after the others, where $(JOB_COMPLETION_INDEX) would not
+expand: declared here, before S32S3_SHARD, it is used as it is (the Job controller adds none then). */}}
+{{- $index := dict "fieldRef" (dict "fieldPath" "metadata.annotations['batch.kubernetes.io/job-completion-index']") }}
+{{- $vars = append $vars (list "backup.shards" "JOB_COMPLETION_INDEX" (dict "valueFrom" $index) false) }}
+{{- $vars = append $vars (list "backup.shards" "S32S3_SHARD" (printf "$(JOB_COMPLETION_INDEX)/%d" $shards) true) }}
+{{- /* The Job's name: one per run, the same for all its pods and their retries (the label is set since 1.27). */}}
+{{- $job := dict "fieldRef" (dict "fieldPath" "metadata.labels['batch.kubernetes.io/job-name']") }}
+{{- $vars = append $vars (list "backup.shards" "S32S3_RUN_ID" (dict "valueFrom" $job) false) }}
 {{- end }}
 {{- $rcloneEnv := include "s32s3.rcloneEnv" $root | fromYaml }}
 {{- range $key, $v := $cfg.rclone }}
