@@ -397,6 +397,21 @@ the reason and the way out. The schema has already checked each value on its own
 {{- if and $cfg.verifyReadDataSubset (not $cfg.verifySchedule) }}
 {{- fail "config.verifyReadDataSubset applies to scheduled verifies: set config.verifySchedule too" }}
 {{- end }}
+{{- if gt (include "s32s3.shards" . | int64) 1 }}
+{{- if eq $mode "daemon" }}
+{{- fail "backup.shards needs mode=cronjob: the daemon is one pod (a Deployment of one replica); set backup.shards to 1, or use mode=cronjob to run each backup as an Indexed Job of backup.shards pods" }}
+{{- end }}
+{{- range .Values.backup.args }}
+{{- if or (has . (list "--shard" "--run-id")) (hasPrefix "--shard=" .) (hasPrefix "--run-id=" .) }}
+{{- fail (printf "backup.args: %s would override the shard and the run id backup.shards gives each pod (S32S3_SHARD, S32S3_RUN_ID): remove it" .) }}
+{{- end }}
+{{- end }}
+{{- /* A run id is [A-Za-z0-9_-]{1,64}: Job names have 63 characters at most, but may have dots (so may releases'). */}}
+{{- $cronjob := include "s32s3.backupName" . }}
+{{- if not (regexMatch "^[A-Za-z0-9_-]+$" $cronjob) }}
+{{- fail (printf "backup.shards: a sharded run's id is its Job's name, %s-<time>, and s32s3 takes letters, digits, _ and - only: set fullnameOverride to a name without dots" $cronjob) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*

@@ -824,6 +824,44 @@ def test_the_restore_job_ignores_shards(chart: helm.Chart) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({**SHARDS, **DAEMON}, "backup.shards needs mode=cronjob: the daemon is one pod"),
+        ({"backup": {"shards": 2, "args": ["backup", "--shard", "0/2"]}}, "backup.args: --shard would override"),
+        ({"backup": {"shards": 2, "args": ["backup", "--shard=1/2"]}}, "backup.args: --shard=1/2 would override"),
+        ({"backup": {"shards": 2, "args": ["backup", "--run-id", "nightly"]}}, "backup.args: --run-id would override"),
+        ({"backup": {"shards": 2, "args": ["backup", "--run-id=nightly"]}}, "backup.args: --run-id=nightly would"),
+        (
+            {**SHARDS, **with_config(extraEnv={"S32S3_SHARD": "0/3"})},
+            "config.extraEnv.S32S3_SHARD: S32S3_SHARD is already set by backup.shards",
+        ),
+        ({**SHARDS, **with_config(extraEnv={"S32S3_RUN_ID": "x"})}, "S32S3_RUN_ID is already set by backup.shards"),
+        ({**SHARDS, **with_config(extraEnv={"JOB_COMPLETION_INDEX": "0"})}, "JOB_COMPLETION_INDEX is already set by"),
+    ],
+    ids=["daemon", "shard", "shard=", "run-id", "run-id=", "extraEnv-shard", "extraEnv-run-id", "extraEnv-index"],
+)
+def test_sharding_misconfigurations_fail_the_render(chart: helm.Chart, values: dict, message: str) -> None:
+    with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
+        render(chart, values)
+
+
+def test_without_shards_the_backup_args_and_environment_are_the_users(chart: helm.Chart) -> None:
+    values = {"backup": {"args": ["backup", "--shard", "0/2"]}, **with_config(extraEnv={"S32S3_RUN_ID": "x"})}
+    cronjob = workload(chart, values)
+    assert container(cronjob)["args"] == ["backup", "--shard", "0/2"]
+    assert env(cronjob)["S32S3_RUN_ID"] == "x"
+
+
+def test_a_release_name_with_a_dot_cannot_name_a_sharded_run(chart: helm.Chart) -> None:
+    # Helm allows dots in release names and Kubernetes in CronJob and Job names; s32s3's run ids do not.
+    with pytest.raises(helm.HelmRenderError, match=re.escape("Job's name, prod.eu-s32s3-backup-<time>")):
+        render(chart, SHARDS, release="prod.eu")
+    assert workload(chart, release="prod.eu")["metadata"]["name"] == "prod.eu-s32s3-backup"
+    cronjob = workload(chart, {**SHARDS, "fullnameOverride": "prod-eu-s32s3"}, release="prod.eu")
+    assert cronjob["metadata"]["name"] == "prod-eu-s32s3-backup"
+
+
 def test_every_scheduled_job_name_is_a_run_id(chart: helm.Chart) -> None:
     for fullname in ("s32s3", "a" * 40 + "-" + "b" * 30, "a" * 44 + "-" + "b" * 30):
         cronjob = workload(chart, {**SHARDS, "fullnameOverride": fullname})
