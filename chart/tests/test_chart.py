@@ -871,6 +871,14 @@ def test_every_scheduled_job_name_is_a_run_id(chart: helm.Chart) -> None:
         assert RUN_ID.fullmatch(job_name), job_name
 
 
+def test_notes_with_shards(chart: helm.Chart) -> None:
+    notes = chart.render({"backup": {"shards": 4}}, name=RELEASE, namespace=NAMESPACE)["s32s3/templates/NOTES.txt"]
+    assert "Indexed Job of 4 pods, shards 0/4 to 3/4" in notes
+    assert "logs -f -l batch.kubernetes.io/job-name=prod-s32s3-backup-manual --prefix --max-log-requests 4" in notes
+    assert "logs -f job/" not in notes
+    assert "Indexed" not in chart.render(None, name=RELEASE, namespace=NAMESPACE)["s32s3/templates/NOTES.txt"]
+
+
 # --- daemon mode ------------------------------------------------------------------------------------------
 
 
