@@ -1474,6 +1474,18 @@ def test_readme_minio_example_uses_the_minio_secrets(chart: helm.Chart) -> None:
     assert env(job) == variables
 
 
+def test_readme_shards_example(chart: helm.Chart) -> None:
+    example = next(example for example in README_EXAMPLES if "shards:" in example)
+    cronjob = workload(chart, helm.values_from_yaml(example))
+    spec = job_spec(cronjob)
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 4, 4)
+    assert env(cronjob)["S32S3_SHARD"] == "$(JOB_COMPLETION_INDEX)/4"
+    # The anti-affinity selects the backup pods, so it keeps the shards apart.
+    [term] = pod_spec(cronjob)["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    selector = term["podAffinityTerm"]["labelSelector"]["matchLabels"]
+    assert selector.items() <= pod_template(cronjob)["metadata"]["labels"].items()
+
+
 def test_the_packaged_chart_leaves_the_tests_out(tmp_path: Path) -> None:
     archive = helm.package(CHART_DIR, destination=tmp_path)
     with tarfile.open(archive) as tar:
