@@ -846,16 +846,35 @@ impl<'a> Run<'a> {
                     "bucket {bucket:?} is gone from the source; its backup is kept and carried over"
                 )));
             }
-            self.carry_bucket(record, &mut previous.entries)?;
+            self.carry_bucket(record, &mut previous.entries).await?;
         }
         Ok(())
     }
 
-    /// Records a bucket's previous entries unchanged.
-    fn carry_bucket(&mut self, mut record: BucketRecord, previous: &mut PreviousEntries) -> Result<()> {
+    /// Records a bucket's previous entries unchanged (with `object_lock`, their stored versions' retention
+    /// extended where it runs short, as for unchanged objects of the buckets backed up).
+    async fn carry_bucket(&mut self, mut record: BucketRecord, previous: &mut PreviousEntries) -> Result<()> {
         let before = self.writer.totals();
-        for entry in previous.lines(&record.name)? {
-            self.writer.push_line(&entry?)?;
+        if let Some(lock) = self.lock() {
+            let copier = self.copier();
+            let window = (self.cx.config.transfer.transfers * 32).max(256);
+            let mut steps = futures::stream::iter(previous.lines(&record.name)?)
+                .map(|line| {
+                    let (copier, lock) = (Arc::clone(&copier), Arc::clone(&lock));
+                    async move { keep_retained(Step::Unchanged(line?), &copier, Some(&lock)).await }
+                })
+                .buffered(window);
+            while let Some(step) = steps.next().await {
+                match step? {
+                    Step::Record(entry, _) => self.writer.push(&entry)?,
+                    Step::Unchanged(line) => self.writer.push_line(&line)?,
+                    _ => unreachable!("keep_retained turns an unchanged entry into itself or a record"),
+                }
+            }
+        } else {
+            for entry in previous.lines(&record.name)? {
+                self.writer.push_line(&entry?)?;
+            }
         }
         let after = self.writer.totals();
         record.objects = after.objects - before.objects;
@@ -870,7 +889,7 @@ impl<'a> Run<'a> {
         let mut record = BucketRecord { name: bucket.to_owned(), ..Default::default() };
         let Some(mut sorted) = self.list_bucket(bucket, &mut record).await else {
             // No deletions from an incomplete listing: keep the bucket's previous state.
-            return self.carry_bucket(record, previous);
+            return self.carry_bucket(record, previous).await;
         };
         let deletes_allowed = self.plan_bucket(bucket, &mut sorted, previous)?;
         let before = self.writer.totals();
@@ -968,11 +987,7 @@ impl<'a> Run<'a> {
         // Where the listing carries no tags (not MinIO), `check_tags` reads them.
         let check_tags =
             (cx.config.transfer.check_tags && !self.listing_tags).then(|| Arc::clone(&self.tag_checks));
-        let lock = cx
-            .config
-            .object_lock
-            .mode()
-            .map(|mode| Arc::new(Lock { mode, days: cx.config.expiration_days, now: cx.now() }));
+        let lock = self.lock();
         let mut steps = futures::stream::iter(actions)
             .map(|action| {
                 let (copier, cancel, gate) = (Arc::clone(&copier), cancel.clone(), Arc::clone(&gate));
@@ -994,6 +1009,15 @@ impl<'a> Run<'a> {
             }
         }
         Ok(())
+    }
+
+    /// With `object_lock`: what keeping the snapshot's versions retained needs.
+    fn lock(&self) -> Option<Arc<Lock>> {
+        let config = &self.cx.config;
+        config
+            .object_lock
+            .mode()
+            .map(|mode| Arc::new(Lock { mode, days: config.expiration_days, now: self.cx.now() }))
     }
 
     fn copier(&self) -> Arc<Copier> {
