@@ -74,7 +74,7 @@ pub async fn run(args: &BackupArgs, config: &Effective) -> Result<u8> {
             tracing::warn!("{e:#}");
         }
         if let Some(url) = &args.pushgateway
-            && let Err(e) = metrics.push(url).await
+            && let Err(e) = metrics.push(url, shard.as_ref().map(s32s3_core::Shard::index)).await
         {
             tracing::warn!("{e:#}");
         }
