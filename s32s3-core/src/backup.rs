@@ -1404,7 +1404,16 @@ impl Run<'_> {
         if !self.claim_merge(shard).await? {
             return Ok((None, Vec::new()));
         }
-        self.merge(shard, records_since).await.map(|(key, pruned)| (Some(key), pruned))
+        match self.merge(shard, records_since).await {
+            Ok((key, pruned)) => Ok((Some(key), pruned)),
+            Err(e) => {
+                // Not merged: a rerun of any shard may claim the merge again at once.
+                if !self.lease_lost() {
+                    delete_quietly(cx, &shard.claim_key(&cx.layout)).await;
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Claims the merge (a conditional create: of shards finishing together, one wins). A claim that exists
@@ -1499,10 +1508,12 @@ impl Run<'_> {
         let status = if self.failed.is_empty() { merged.status } else { SnapshotStatus::Partial };
         self.merged_status = Some(status);
         cx.progress.event(&Event::Phase("writing the snapshot manifest"));
-        let (file, len) =
-            self.writer.encode(&self.header(status, merged.finished), &cx.cipher, cx.work.path())?;
+        // Named by when it is written, like any snapshot: after every run record of the run (the shards'
+        // and any the reconciliation wrote), so no record of its own run shortens its window.
+        let finished = cx.now().max(merged.finished);
+        let (file, len) = self.writer.encode(&self.header(status, finished), &cx.cipher, cx.work.path())?;
         self.gate.lease.confirm().await?;
-        let key = snapshots::snapshot_key(&cx.layout, merged.finished, &self.snapshot_id);
+        let key = snapshots::snapshot_key(&cx.layout, finished, &self.snapshot_id);
         put_file(&cx.dest, cx.bucket(), &key, file, len, true).await?;
 
         // The parts, the claim and the checkpoints are done with; so are the parts of runs that can never

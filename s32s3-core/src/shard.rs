@@ -10,8 +10,8 @@
 //!   no part (a checkpoint instead, which its rerun resumes).
 //! - **The merge**: the shard that finds all N parts after writing its own claims the merge with a
 //!   conditional create of `.s32s3/parts/<run id>/merge` (exactly one wins), merges the parts into one
-//!   snapshot named by the run id and the latest part's finish time, and deletes the parts. A rerun of any
-//!   shard after every shard finished merges what a merger that died left.
+//!   snapshot named by the run id, and deletes the parts. A merge that fails gives its claim back; a rerun of
+//!   any shard after every shard finished merges what a merger that died left.
 //! - **The lease**: the shards share the run's lease ([`crate::format::lease`]); another run stays locked
 //!   out until the last shard stopped renewing it.
 
@@ -173,7 +173,7 @@ pub(crate) struct Merged {
     pub instance: Option<InstanceRefs>,
     /// When the first shard started.
     pub started: OffsetDateTime,
-    /// When the last shard finished: the snapshot's time, the same whichever shard merges.
+    /// When the last shard finished.
     pub finished: OffsetDateTime,
     /// Partial if any part is.
     pub status: SnapshotStatus,
