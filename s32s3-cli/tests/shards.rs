@@ -284,3 +284,32 @@ fn a_killed_shard_rerun_completes_the_run() {
     assert_eq!(again["manifest"], rerun["manifest"]);
     assert!(err.contains("complete already"), "{err}");
 }
+
+/// A shard giving another shard count than its run's is refused in one line. Once the shards of a run that
+/// cannot complete stopped renewing its lease, another run takes the location over, and its snapshot removes
+/// the abandoned parts.
+#[test]
+fn a_wrong_shard_count_is_refused_and_an_abandoned_run_is_cleaned_up() {
+    let env = Env::new(testkit::seaweedfs(), testkit::seaweedfs(), "shard-count");
+    let bucket = env.source.unique_bucket("sc-src");
+    rt().block_on(async {
+        create_bucket(env.source, &bucket).await;
+        put_many(env.source, &bucket, (0..6).map(|i| (format!("o{i}"), pattern(100, i))).collect()).await;
+    });
+    let mut first = shard(&env, &[&bucket], "0/2", "run-c", None);
+    first.env("S32S3_LEASE_TTL", "3s");
+    let (code, out, err) = finish(spawn(first));
+    summary(code, &out, &err);
+    assert_eq!(keys(env.dest, &env.backup_bucket, ".s32s3/parts/").len(), 1);
+
+    let (code, _, stderr) = finish(spawn(shard(&env, &[&bucket], "1/3", "run-c", None)));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("run run-c holds it as 2 shards, this process as 3 shards"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+
+    // The lease expires (nobody renews it); an ordinary run takes over, and its snapshot clears the part.
+    std::thread::sleep(Duration::from_secs(4));
+    let plain = env.backup(&[&bucket], 0);
+    assert_eq!(plain["objects"], 6);
+    assert!(keys(env.dest, &env.backup_bucket, ".s32s3/parts/").is_empty(), "the abandoned part is gone");
+}

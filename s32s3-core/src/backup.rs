@@ -1315,6 +1315,13 @@ impl<'a> Run<'a> {
         if self.checkpoint_written {
             stale.push(snapshots::checkpoint_key(&cx.layout, &self.snapshot_id));
         }
+        // So are the parts of sharded runs: started from an older snapshot, they can never complete now.
+        match cx.list_keys(&cx.layout.meta("parts/")).await {
+            Ok(parts) => stale.extend(parts),
+            Err(e) => {
+                cx.progress.event(&Event::Warning(&format!("listing abandoned parts of sharded runs: {e}")));
+            }
+        }
         for key in &stale {
             delete_quietly(cx, key).await;
         }
