@@ -12,7 +12,9 @@ For each data set — (a) many small objects, (b) a few large ones — it times,
 and (c) a second run of both with nothing changed, then the way back:
   s32s3 restore   `s32s3 restore` of that backup into a new bucket;
   rclone restore  `rclone copy` out of rclone's crypt remote into a new bucket;
-both against the same raw upload. Optionally a backup of --rss-objects small objects shows how peak memory
+both against the same raw upload. In data set (a), --shards N (default 2) more processes back it up as one
+sharded run (`--shard I/N --run-id …`, all at once, into their own warmed bucket): wall from the first start to
+the last exit, CPU summed, RSS the largest, against the one-process backup. Optionally a backup of --rss-objects small objects shows how peak memory
 grows with the object count.
 
 With --baseline BINARY, another s32s3 (say a build of main) also backs up each data set into its own warmed
@@ -46,6 +48,30 @@ PASSWORD, PASSWORD2 = "benchmark password", "benchmark salt"
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
+
+
+def measure_together(cmds, env):
+    """Runs cmds at once; returns the wall seconds from the first start to the last exit, their CPU seconds
+    summed, the largest peak RSS (MiB) and each one's stdout."""
+    files = [(tempfile.TemporaryFile(), tempfile.TemporaryFile()) for _ in cmds]
+    start = time.monotonic()
+    procs = {subprocess.Popen(cmd, env=env, stdout=out, stderr=err).pid: (cmd, out, err)
+             for cmd, (out, err) in zip(cmds, files)}
+    cpu, rss, outs = 0.0, 0.0, []
+    while procs:
+        pid, status, usage = os.wait4(-1, 0)
+        if pid not in procs:
+            continue
+        cmd, out, err = procs.pop(pid)
+        cpu += usage.ru_utime + usage.ru_stime
+        rss = max(rss, usage.ru_maxrss / 1024)
+        out.seek(0)
+        err.seek(0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            log(f"FAILED: {' '.join(cmd)}\n{err.read().decode(errors='replace')[-3000:]}")
+            sys.exit(1)
+        outs.append(out.read())
+    return {"wall": time.monotonic() - start, "cpu": cpu, "rss": rss, "stdout": outs}
 
 
 def measure(cmd, env=None):
@@ -108,6 +134,7 @@ def main():
     parser.add_argument("--large-mib", type=int, default=128, help="size of each large object")
     parser.add_argument("--rss-objects", type=int, default=0, help="also back up this many 4 KiB objects")
     parser.add_argument("--transfers", type=int, default=16, help="parallel transfers, both tools")
+    parser.add_argument("--shards", type=int, default=2, help="shards of the sharded backup of data set (a) (0: none)")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--binary", default=os.path.join(ROOT, "target/release/s32s3"), help="the s32s3 to time")
     parser.add_argument("--baseline", help="another s32s3 to time against --binary (backup and rerun)")
@@ -172,7 +199,8 @@ def main():
             src, raw = f"src-{name}", f"raw-{name}"
             targets = (f"restored-s32s3-{name}", f"restored-rclone-{name}") if name != "many" else ()
             baseline = (f"baseline-{name}",) if args.baseline else ()
-            for bucket in (src, raw, f"s32s3-{name}", f"rclone-{name}", *targets, *baseline):
+            sharded = (f"sharded-{name}",) if name == "small" and args.shards > 0 else ()
+            for bucket in (src, raw, f"s32s3-{name}", f"rclone-{name}", *targets, *baseline, *sharded):
                 warm(bucket)
             # The source is filled by the same upload the raw figure times.
             r = {}
@@ -190,6 +218,13 @@ def main():
                     backups.reverse()
             for run, cmd, cmd_env in backups:
                 r[run] = measure(cmd, cmd_env)
+            if sharded:
+                n = args.shards
+                shards = [[*backup, "--shard", f"{i}/{n}", "--run-id", f"bench-{name}"] for i in range(n)]
+                m = measure_together(shards, dict(s32s3_env, S32S3_BACKUP_BUCKET=sharded[0]))
+                merged = [json.loads(o) for o in m.pop("stdout") if json.loads(o).get("manifest")]
+                assert len(merged) == 1 and merged[0]["objects"] == count, merged
+                r[f"{n} shards"] = m
             if name != "many":
                 sync = [rclone, "sync", f"sw:{src}", f"crypt-{name}:", *rclone_flags]
                 r["rclone"] = measure(sync, env)
@@ -226,6 +261,11 @@ def main():
         sr, cr = r["s32s3 rerun"], r["rclone rerun"]
         print(f"  ({name}, nothing changed) wall: rclone/s32s3 = {cr['wall'] / sr['wall']:.2f}x; "
               f"CPU s32s3/rclone = {sr['cpu'] / cr['cpu']:.2f}; RSS s32s3/rclone = {sr['rss'] / cr['rss']:.2f}")
+        sharded = next((k for k in r if k.endswith(" shards")), None)
+        if sharded:
+            sh = r[sharded]
+            print(f"  ({name}, {sharded} vs one process) wall: one/sharded = {s['wall'] / sh['wall']:.2f}x; "
+                  f"CPU sharded/one = {sh['cpu'] / s['cpu']:.2f}; peak RSS per process sharded/one = {sh['rss'] / s['rss']:.2f}")
         sr, cr = r["s32s3 restore"], r["rclone restore"]
         print(f"  ({name}, restore) wall: rclone/s32s3 = {cr['wall'] / sr['wall']:.2f}x, raw/s32s3 = {raw['wall'] / sr['wall']:.2f}; "
               f"CPU s32s3/rclone = {sr['cpu'] / cr['cpu']:.2f}; RSS s32s3/rclone = {sr['rss'] / cr['rss']:.2f}")

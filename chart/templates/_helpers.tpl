@@ -123,8 +123,15 @@ log-level: S32S3_LOG_LEVEL
 {{- end }}
 
 {{/*
+backup.shards as an integer (Helm reads the numbers of a values file as float64): the pods of each backup run.
+*/}}
+{{- define "s32s3.shards" -}}
+{{- int64 ((.Values.backup | default dict).shards | default 1) }}
+{{- end }}
+
+{{/*
 The container's environment, in a fixed order: log format, source, destination, crypt, backup settings, the
-component's own (the daemon's listen address, the backup's Pushgateway), tuning (config.rclone), then
+component's own (the daemon's listen address, the backup's Pushgateway and shard), tuning (config.rclone), then
 config.extraEnv (last, so it may refer to the others with $(NAME)). A variable set twice fails the render,
 except S32S3_LOG_FORMAT, which config.extraEnv may override. Settings left empty are left out, so a release that
 does not use them renders as it did before they existed.
@@ -165,6 +172,17 @@ Arguments: (dict "root" $ "component" "backup"|"daemon"|"restore").
 {{- $pushgateway := ($metrics.pushgateway | default dict).url }}
 {{- if and (eq .component "backup") $pushgateway }}
 {{- $vars = append $vars (list "metrics.pushgateway.url" "S32S3_PUSHGATEWAY" $pushgateway true) }}
+{{- end }}
+{{- $shards := include "s32s3.shards" $root | int64 }}
+{{- if and (eq .component "backup") (gt $shards 1) }}
+{{- /* Kubernetes sets JOB_COMPLETION_INDEX itself, but after the others, where $(JOB_COMPLETION_INDEX) would not
+expand: declared here, before S32S3_SHARD, it is used as it is (the Job controller adds none then). */}}
+{{- $index := dict "fieldRef" (dict "fieldPath" "metadata.annotations['batch.kubernetes.io/job-completion-index']") }}
+{{- $vars = append $vars (list "backup.shards" "JOB_COMPLETION_INDEX" (dict "valueFrom" $index) false) }}
+{{- $vars = append $vars (list "backup.shards" "S32S3_SHARD" (printf "$(JOB_COMPLETION_INDEX)/%d" $shards) true) }}
+{{- /* The Job's name: one per run, the same for all its pods and their retries (the label is set since 1.27). */}}
+{{- $job := dict "fieldRef" (dict "fieldPath" "metadata.labels['batch.kubernetes.io/job-name']") }}
+{{- $vars = append $vars (list "backup.shards" "S32S3_RUN_ID" (dict "valueFrom" $job) false) }}
 {{- end }}
 {{- $rcloneEnv := include "s32s3.rcloneEnv" $root | fromYaml }}
 {{- range $key, $v := $cfg.rclone }}
@@ -313,6 +331,14 @@ podFailurePolicy:
 {{- end }}
 
 {{/*
+The backup CronJob's name: 52 characters at most, since the controller appends an 11-character suffix to the
+name of each Job it creates.
+*/}}
+{{- define "s32s3.backupName" -}}
+{{- printf "%s-backup" (include "s32s3.fullname" . | trunc 45 | trimSuffix "-") }}
+{{- end }}
+
+{{/*
 Names of the daemon-mode objects, 63 characters at most like the others (a Service's name is a DNS label).
 */}}
 {{- define "s32s3.daemonName" -}}
@@ -370,6 +396,21 @@ the reason and the way out. The schema has already checked each value on its own
 {{- end }}
 {{- if and $cfg.verifyReadDataSubset (not $cfg.verifySchedule) }}
 {{- fail "config.verifyReadDataSubset applies to scheduled verifies: set config.verifySchedule too" }}
+{{- end }}
+{{- if gt (include "s32s3.shards" . | int64) 1 }}
+{{- if eq $mode "daemon" }}
+{{- fail "backup.shards needs mode=cronjob: the daemon is one pod (a Deployment of one replica); set backup.shards to 1, or use mode=cronjob to run each backup as an Indexed Job of backup.shards pods" }}
+{{- end }}
+{{- range .Values.backup.args }}
+{{- if or (has . (list "--shard" "--run-id")) (hasPrefix "--shard=" .) (hasPrefix "--run-id=" .) }}
+{{- fail (printf "backup.args: %s would override the shard and the run id backup.shards gives each pod (S32S3_SHARD, S32S3_RUN_ID): remove it" .) }}
+{{- end }}
+{{- end }}
+{{- /* A run id is [A-Za-z0-9_-]{1,64}: Job names have 63 characters at most, but may have dots (so may releases'). */}}
+{{- $cronjob := include "s32s3.backupName" . }}
+{{- if not (regexMatch "^[A-Za-z0-9_-]+$" $cronjob) }}
+{{- fail (printf "backup.shards: a sharded run's id is its Job's name, %s-<time>, and s32s3 takes letters, digits, _ and - only: set fullnameOverride to a name without dots" $cronjob) }}
+{{- end }}
 {{- end }}
 {{- end }}
 

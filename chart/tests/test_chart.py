@@ -23,15 +23,15 @@ CHART_DIR = Path(__file__).resolve().parent.parent
 RELEASE = "prod"
 NAMESPACE = "minio"
 
-# The parameter table of issue 7 (from the original S32S3 chart) and issue 16's daemon mode and monitoring:
-# every name with its default.
+# The parameter table of issue 7 (from the original S32S3 chart), issue 16's daemon mode and monitoring and
+# issue 14's shards: every name with its default.
 EXPECTED_DEFAULTS: dict[str, Any] = {
     "image": {"name": "ctr.0x.pt/ops/s32s3", "pullPolicy": "IfNotPresent", "tag": ""},
     "imagePullSecrets": [],
     "nameOverride": "",
     "fullnameOverride": "",
     "mode": "cronjob",
-    "backup": {"args": ["backup"]},
+    "backup": {"args": ["backup"], "shards": 1},
     "daemon": {"args": ["daemon"]},
     "restore": {"enabled": False, "at": ""},
     "config": {
@@ -188,6 +188,13 @@ def pod_template(obj: dict) -> dict:
     return obj["spec"]["template"]
 
 
+def job_spec(obj: dict) -> dict:
+    """The spec of the Job: the restore Job's own, or the one the CronJob creates."""
+    if obj["kind"] == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]
+    return obj["spec"]
+
+
 def pod_spec(obj: dict) -> dict:
     return pod_template(obj)["spec"]
 
@@ -255,8 +262,9 @@ def test_defaults_are_the_parameter_table_of_the_original_chart(chart: helm.Char
         None,
         {"restore": {"enabled": True, "at": "2025-01-31T23:00:00Z"}},
         with_config(source={"endpoint": {"value": "http://minio:9000"}}, rclone={"transfers": 8}),
+        {"backup": {"shards": 3}},
     ],
-    ids=["defaults", "restore", "configured"],
+    ids=["defaults", "restore", "configured", "shards"],
 )
 def test_lint_passes(values: dict | None) -> None:
     report = helm.lint(CHART_DIR, values, strict=True, namespace=NAMESPACE)
@@ -333,9 +341,7 @@ def test_labels(chart: helm.Chart) -> None:
 
 def test_a_usage_error_fails_the_job_without_retries(chart: helm.Chart) -> None:
     for values in (None, {"restore": {"enabled": True}}):
-        obj = workload(chart, values)
-        job_spec = obj["spec"]["jobTemplate"]["spec"] if obj["kind"] == "CronJob" else obj["spec"]
-        assert job_spec["podFailurePolicy"]["rules"] == [
+        assert job_spec(workload(chart, values))["podFailurePolicy"]["rules"] == [
             {"action": "FailJob", "onExitCodes": {"containerName": "s32s3", "operator": "In", "values": [2]}}
         ]
 
@@ -706,6 +712,171 @@ def test_pod_security_context_can_override_and_drop_defaults(chart: helm.Chart) 
         "runAsNonRoot": False,
         "seccompProfile": {"type": "Localhost", "localhostProfile": "s32s3.json"},
     }
+
+
+# --- sharded backups --------------------------------------------------------------------------------------
+
+SHARDS = {"backup": {"shards": 3}}
+SHARD_VARIABLES = {"JOB_COMPLETION_INDEX", "S32S3_SHARD", "S32S3_RUN_ID"}
+# s32s3's --run-id: a sharded run's id is its Job's name.
+RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def shard_env(shards: int) -> list[dict]:
+    """What backup.shards adds to the backup pod's environment, in this order: Kubernetes expands
+    $(JOB_COMPLETION_INDEX) only when that variable is declared before S32S3_SHARD."""
+    index = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    job_name = "metadata.labels['batch.kubernetes.io/job-name']"
+    return [
+        {"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {"fieldPath": index}}},
+        {"name": "S32S3_SHARD", "value": f"$(JOB_COMPLETION_INDEX)/{shards}"},
+        {"name": "S32S3_RUN_ID", "valueFrom": {"fieldRef": {"fieldPath": job_name}}},
+    ]
+
+
+def assert_references_resolve(entries: list[dict]) -> None:
+    """Every $(NAME) in a value names a variable declared earlier in the list: Kubernetes leaves any other
+    reference as it is, so the process would read the text "$(NAME)"."""
+    declared: set[str] = set()
+    for entry in entries:
+        for name in re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", entry.get("value", "")):
+            assert name in declared, f"{entry['name']} refers to {name}, which is not declared before it"
+        declared.add(entry["name"])
+
+
+def test_one_shard_is_the_plain_job_it_always_was(chart: helm.Chart) -> None:
+    cronjob = workload(chart)
+    assert set(job_spec(cronjob)) == {"podFailurePolicy", "template"}
+    assert SHARD_VARIABLES & env(cronjob).keys() == set()
+    default = chart.render(None, name=RELEASE, namespace=NAMESPACE)
+    assert "completionMode" not in default["s32s3/templates/cronjob.yaml"]
+    for values in (
+        {"backup": {"shards": 1}},
+        helm.values_from_yaml("backup:\n  shards: 1\n"),
+        helm.parse_set_string("backup.shards=1"),
+    ):
+        assert chart.render(values, name=RELEASE, namespace=NAMESPACE) == default
+
+
+@pytest.mark.parametrize(
+    "values",
+    [SHARDS, "backup:\n  shards: 3\n", "backup.shards=3"],
+    ids=["dict", "values-file", "set-flag"],
+)
+def test_shards_make_each_backup_run_an_indexed_job(chart: helm.Chart, values: dict | str) -> None:
+    # A values file reads 3 as a float64, --set as an int64: both must print as 3.
+    if isinstance(values, str):
+        values = helm.values_from_yaml(values) if "\n" in values else helm.parse_set_string(values)
+    cronjob = workload(chart, values)
+    spec = job_spec(cronjob)
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 3, 3)
+    # Retries stay as they were: Kubernetes' backoffLimit for the whole Job, a usage error fails it at once.
+    assert "backoffLimit" not in spec
+    assert "backoffLimitPerIndex" not in spec
+    assert spec["podFailurePolicy"] == job_spec(workload(chart))["podFailurePolicy"]
+    entries = env_list(cronjob)
+    assert entries[len(DEFAULT_ENV) :] == shard_env(3)
+    names = [entry["name"] for entry in entries]
+    assert names.index("JOB_COMPLETION_INDEX") < names.index("S32S3_SHARD")
+    assert env(cronjob)["S32S3_SHARD"] == "$(JOB_COMPLETION_INDEX)/3"
+    assert_references_resolve(entries)
+
+
+def test_shards_change_nothing_else_in_the_cronjob(chart: helm.Chart) -> None:
+    plain = workload(chart, POD_VALUES)
+    sharded = workload(chart, {**POD_VALUES, "backup": {"shards": 4}})
+    spec = job_spec(sharded)
+    assert [spec.pop(key) for key in ("completionMode", "completions", "parallelism")] == ["Indexed", 4, 4]
+    main = container(sharded)
+    main["env"] = [entry for entry in main["env"] if entry["name"] not in SHARD_VARIABLES]
+    assert sharded == plain
+
+
+def test_the_shard_variables_sit_between_the_backup_settings_and_the_tuning(chart: helm.Chart) -> None:
+    values = {
+        "backup": {"shards": 16},
+        "metrics": {"pushgateway": {"url": "http://pg:9091"}},
+        **with_config(rclone={"transfers": 4}, extraEnv={"PREFIX": "$(S32S3_RUN_ID)-$(JOB_COMPLETION_INDEX)"}),
+    }
+    cronjob = workload(chart, values)
+    entries = env_list(cronjob)
+    assert [entry["name"] for entry in entries][len(DEFAULT_ENV) :] == [
+        "S32S3_PUSHGATEWAY",
+        "JOB_COMPLETION_INDEX",
+        "S32S3_SHARD",
+        "S32S3_RUN_ID",
+        "S32S3_TRANSFERS",
+        "PREFIX",
+    ]
+    assert entries[len(DEFAULT_ENV) + 1 : len(DEFAULT_ENV) + 4] == shard_env(16)
+    assert (job_spec(cronjob)["completions"], job_spec(cronjob)["parallelism"]) == (16, 16)
+    # config.extraEnv comes after them, so it may refer to the shard's variables.
+    assert_references_resolve(entries)
+
+
+def test_the_restore_job_ignores_shards(chart: helm.Chart) -> None:
+    restore = {"restore": {"enabled": True, "at": "2025-01-31T23:00:00Z"}}
+    job = workload(chart, {**restore, **SHARDS})
+    assert "completionMode" not in job["spec"]
+    assert SHARD_VARIABLES & env(job).keys() == set()
+    assert chart.render({**restore, **SHARDS}, name=RELEASE, namespace=NAMESPACE) == chart.render(
+        restore, name=RELEASE, namespace=NAMESPACE
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({**SHARDS, **DAEMON}, "backup.shards needs mode=cronjob: the daemon is one pod"),
+        ({"backup": {"shards": 2, "args": ["backup", "--shard", "0/2"]}}, "backup.args: --shard would override"),
+        ({"backup": {"shards": 2, "args": ["backup", "--shard=1/2"]}}, "backup.args: --shard=1/2 would override"),
+        ({"backup": {"shards": 2, "args": ["backup", "--run-id", "nightly"]}}, "backup.args: --run-id would override"),
+        ({"backup": {"shards": 2, "args": ["backup", "--run-id=nightly"]}}, "backup.args: --run-id=nightly would"),
+        (
+            {**SHARDS, **with_config(extraEnv={"S32S3_SHARD": "0/3"})},
+            "config.extraEnv.S32S3_SHARD: S32S3_SHARD is already set by backup.shards",
+        ),
+        ({**SHARDS, **with_config(extraEnv={"S32S3_RUN_ID": "x"})}, "S32S3_RUN_ID is already set by backup.shards"),
+        ({**SHARDS, **with_config(extraEnv={"JOB_COMPLETION_INDEX": "0"})}, "JOB_COMPLETION_INDEX is already set by"),
+    ],
+    ids=["daemon", "shard", "shard=", "run-id", "run-id=", "extraEnv-shard", "extraEnv-run-id", "extraEnv-index"],
+)
+def test_sharding_misconfigurations_fail_the_render(chart: helm.Chart, values: dict, message: str) -> None:
+    with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
+        render(chart, values)
+
+
+def test_without_shards_the_backup_args_and_environment_are_the_users(chart: helm.Chart) -> None:
+    values = {"backup": {"args": ["backup", "--shard", "0/2"]}, **with_config(extraEnv={"S32S3_RUN_ID": "x"})}
+    cronjob = workload(chart, values)
+    assert container(cronjob)["args"] == ["backup", "--shard", "0/2"]
+    assert env(cronjob)["S32S3_RUN_ID"] == "x"
+
+
+def test_a_release_name_with_a_dot_cannot_name_a_sharded_run(chart: helm.Chart) -> None:
+    # Helm allows dots in release names and Kubernetes in CronJob and Job names; s32s3's run ids do not.
+    with pytest.raises(helm.HelmRenderError, match=re.escape("Job's name, prod.eu-s32s3-backup-<time>")):
+        render(chart, SHARDS, release="prod.eu")
+    assert workload(chart, release="prod.eu")["metadata"]["name"] == "prod.eu-s32s3-backup"
+    cronjob = workload(chart, {**SHARDS, "fullnameOverride": "prod-eu-s32s3"}, release="prod.eu")
+    assert cronjob["metadata"]["name"] == "prod-eu-s32s3-backup"
+
+
+def test_every_scheduled_job_name_is_a_run_id(chart: helm.Chart) -> None:
+    for fullname in ("s32s3", "a" * 40 + "-" + "b" * 30, "a" * 44 + "-" + "b" * 30):
+        cronjob = workload(chart, {**SHARDS, "fullnameOverride": fullname})
+        # The CronJob controller names each Job <cronjob>-<scheduled time in minutes since the epoch>: 8 digits
+        # today, 10 at most in the 11 characters the CronJob's name leaves.
+        job_name = f"{cronjob['metadata']['name']}-{10**10 - 1}"
+        assert RUN_ID.fullmatch(job_name), job_name
+
+
+def test_notes_with_shards(chart: helm.Chart) -> None:
+    notes = chart.render({"backup": {"shards": 4}}, name=RELEASE, namespace=NAMESPACE)["s32s3/templates/NOTES.txt"]
+    assert "Indexed Job of 4 pods, shards 0/4 to 3/4" in notes
+    assert "logs -f -l batch.kubernetes.io/job-name=prod-s32s3-backup-manual --prefix --max-log-requests 4" in notes
+    assert "logs -f job/" not in notes
+    assert "Indexed" not in chart.render(None, name=RELEASE, namespace=NAMESPACE)["s32s3/templates/NOTES.txt"]
 
 
 # --- daemon mode ------------------------------------------------------------------------------------------
@@ -1181,6 +1352,12 @@ WRONG_VALUES = [
     ("metrics:\n  pushgateway:\n    url: pushgateway:9091\n", "/metrics/pushgateway/url"),
     ("metrics:\n  pushgateway: http://pg:9091\n", "/metrics/pushgateway"),
     ("metrics:\n  serviceMonitors: {}\n", "/metrics"),
+    ("backup:\n  shards: 0\n", "/backup/shards"),
+    ("backup:\n  shards: -2\n", "/backup/shards"),
+    ("backup:\n  shards: 1.5\n", "/backup/shards"),
+    ("backup:\n  shards: '3'\n", "/backup/shards"),
+    ("backup:\n  shards: three\n", "/backup/shards"),
+    ("backup:\n  shards: [3]\n", "/backup/shards"),
 ]
 
 
@@ -1228,7 +1405,7 @@ README = (CHART_DIR / "README.md").read_text()
 def test_readme_documents_every_parameter(chart: helm.Chart) -> None:
     documented = set(re.findall(r"^\| `([A-Za-z0-9_.-]+)` \|", README, flags=re.MULTILINE))
     parameters = set(leaf_parameters(chart.values))
-    assert len(parameters) == 33 + 19  # issue 7's table, then issue 16's
+    assert len(parameters) == 33 + 19 + 1  # issue 7's table, then issue 16's, then issue 14's
     assert parameters - documented == set(), "parameters missing from README.md"
     rclone_documented = {name for name in documented if name in RCLONE_ENV}
     assert rclone_documented == set(RCLONE_ENV), "rclone options missing from README.md"
@@ -1295,6 +1472,18 @@ def test_readme_minio_example_uses_the_minio_secrets(chart: helm.Chart) -> None:
     assert job["kind"] == "Job"
     assert container(job)["args"] == ["restore", "--at", "2025-01-31T23:00:00Z"]
     assert env(job) == variables
+
+
+def test_readme_shards_example(chart: helm.Chart) -> None:
+    example = next(example for example in README_EXAMPLES if "shards:" in example)
+    cronjob = workload(chart, helm.values_from_yaml(example))
+    spec = job_spec(cronjob)
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 4, 4)
+    assert env(cronjob)["S32S3_SHARD"] == "$(JOB_COMPLETION_INDEX)/4"
+    # The anti-affinity selects the backup pods, so it keeps the shards apart.
+    [term] = pod_spec(cronjob)["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    selector = term["podAffinityTerm"]["labelSelector"]["matchLabels"]
+    assert selector.items() <= pod_template(cronjob)["metadata"]["labels"].items()
 
 
 def test_the_packaged_chart_leaves_the_tests_out(tmp_path: Path) -> None:

@@ -264,9 +264,12 @@ impl Metrics {
         std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
     }
 
-    /// Pushes the metrics to a Prometheus Pushgateway under `job="s32s3"`.
-    pub async fn push(&self, gateway: &str) -> Result<()> {
-        let url = format!("{}/metrics/job/s32s3", gateway.trim_end_matches('/'));
+    /// Pushes the metrics to a Prometheus Pushgateway under `job="s32s3"` (and `shard="I"` for shard I of a
+    /// sharded run).
+    pub async fn push(&self, gateway: &str, shard: Option<u32>) -> Result<()> {
+        // The shards of one run push to a group each (`shard="I"`), or each push would replace the others'.
+        let group = shard.map_or_else(String::new, |i| format!("/shard/{i}"));
+        let url = format!("{}/metrics/job/s32s3{group}", gateway.trim_end_matches('/'));
         let response = reqwest::Client::new()
             .put(&url)
             .header("content-type", CONTENT_TYPE)

@@ -601,12 +601,16 @@ fn one_shot_metrics_to_a_textfile_and_a_pushgateway() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let app = axum::Router::new().route(
-            "/metrics/job/s32s3",
-            axum::routing::put(move |headers: axum::http::HeaderMap, body: String| async move {
-                let content_type = headers.get("content-type").map(|v| v.to_str().unwrap().to_owned());
-                pushed_tx.send((content_type, body)).unwrap();
-                axum::http::StatusCode::OK
-            }),
+            "/metrics/job/{*group}",
+            axum::routing::put(
+                move |axum::extract::Path(group): axum::extract::Path<String>,
+                      headers: axum::http::HeaderMap,
+                      body: String| async move {
+                    let content_type = headers.get("content-type").map(|v| v.to_str().unwrap().to_owned());
+                    pushed_tx.send((group, content_type, body)).unwrap();
+                    axum::http::StatusCode::OK
+                },
+            ),
         );
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         format!("http://{address}")
@@ -622,7 +626,8 @@ fn one_shot_metrics_to_a_textfile_and_a_pushgateway() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
-    let (content_type, body) = pushed.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    let (group, content_type, body) = pushed.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    assert_eq!(group, "s32s3");
     assert_eq!(content_type.as_deref(), Some("text/plain; version=0.0.4; charset=utf-8"));
     let written = std::fs::read_to_string(&file).unwrap();
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "the temporary file is gone");
@@ -640,4 +645,16 @@ fn one_shot_metrics_to_a_textfile_and_a_pushgateway() {
         assert_eq!(m.value("s32s3_newest_snapshot_age_seconds"), None, "{text}");
         assert!(!text.contains(common::PASSWORD), "a secret in the metrics");
     }
+    // A shard of a sharded run pushes to a group of its own: the shards of one run do not replace each
+    // other's push.
+    let out = env
+        .s32s3()
+        .args(["backup", "--json", "--bucket", &bucket, "--pushgateway", &gateway])
+        .args(["--shard", "0/1", "--run-id", "om-run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let (group, _, body) = pushed.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    assert_eq!(group, "s32s3/shard/0");
+    assert_eq!(common::Metrics::parse(&body).get("s32s3_runs_total", &[("status", "complete")]), Some(1.0));
 }

@@ -47,6 +47,7 @@ use crate::format::spool::{ExternalSort, SortedItems};
 use crate::options::RunConfig;
 use crate::progress::{Event, Outcome, Progress};
 use crate::repo::Repository;
+use crate::shard::Shard;
 use crate::store::limit::Limits;
 use crate::store::s3::Store;
 use crate::store::{ObjectAttrs, ReadOptions, WriteCondition};
@@ -58,13 +59,14 @@ pub struct Backup {
     config: RunConfig,
     buckets: Vec<String>,
     dry_run: bool,
+    shard: Option<Shard>,
 }
 
 impl Backup {
     /// A backup of every bucket of the source.
     #[must_use]
     pub fn new(config: RunConfig) -> Self {
-        Self { config, buckets: Vec::new(), dry_run: false }
+        Self { config, buckets: Vec::new(), dry_run: false, shard: None }
     }
 
     crate::options::setters! {
@@ -72,6 +74,9 @@ impl Backup {
         with_buckets(buckets: Vec<String>);
         /// Plans without writing anything: the summary says what a run would do.
         with_dry_run(dry_run: bool);
+        /// Makes this process one shard of a sharded run ([`crate::shard`]): it copies the objects the shard
+        /// owns and writes its part; the last shard to finish writes the run's one snapshot.
+        with_shard(shard: Option<Shard>);
     }
 
     /// Runs the backup.
@@ -88,12 +93,27 @@ impl Backup {
     /// abort, writes the partial snapshot and releases the lease.
     pub async fn run(&self, progress: Arc<dyn Progress>, cancel: CancellationToken) -> Result<BackupSummary> {
         let started_at = Instant::now();
+        if self.shard.is_some() && self.config.source_versions {
+            return Err(Error::Config {
+                field: "source_versions".into(),
+                reason: "a sharded run does not back up the source's version history yet: run it without \
+                         --shard, or without source_versions"
+                    .into(),
+            });
+        }
         let cx = Repository::open(&self.config, progress, true).await?;
         let plan = self.plan(&cx).await?;
         if self.dry_run {
             let listing_tags = plan.minio.as_ref().is_some_and(crate::instance::Minio::lists_tags);
             return cx
-                .dry_run(plan.snapshot_id, plan.selected, plan.previous, listing_tags, started_at)
+                .dry_run(
+                    plan.snapshot_id,
+                    plan.selected,
+                    plan.previous,
+                    listing_tags,
+                    self.shard.as_ref(),
+                    started_at,
+                )
                 .await;
         }
         Box::pin(self.execute(&cx, plan, cancel, started_at)).await
@@ -102,7 +122,7 @@ impl Backup {
     /// Step 1, read-only: what the source holds, what the location holds and the previous snapshot.
     async fn plan(&self, cx: &Repository) -> Result<BackupPlan> {
         let started = cx.now();
-        let snapshot_id = crate::format::new_id();
+        let snapshot_id = self.shard.as_ref().map_or_else(crate::format::new_id, |s| s.run_id().to_owned());
         cx.progress.event(&Event::Phase("checking the source"));
         let source_buckets = cx.source.list_buckets().await?;
         let selected = self.selected_buckets(&source_buckets)?;
@@ -110,8 +130,23 @@ impl Backup {
         cx.progress.event(&Event::Phase("checking the backup location"));
         let state = cx.inspect().await?;
         let catalog = if state.bucket_exists { cx.snapshots().catalog().await? } else { Catalog::default() };
-        let previous = cx.load_previous(&catalog).await?;
-        Ok(BackupPlan { snapshot_id, started, source_buckets, selected, minio, state, catalog, previous })
+        let previous = cx.load_previous(&catalog, self.shard.as_ref()).await?;
+        let shard_start = match &self.shard {
+            Some(_) if !state.bucket_exists => Some(ShardStart::Copy),
+            Some(shard) if !self.dry_run => Some(shard_start(cx, shard, &catalog, &previous).await?),
+            _ => None,
+        };
+        Ok(BackupPlan {
+            snapshot_id,
+            started,
+            source_buckets,
+            selected,
+            minio,
+            state,
+            catalog,
+            previous,
+            shard_start,
+        })
     }
 
     /// Steps 2 to 4: the bucket and the lease, then under the lease the location's preparation, the copy
@@ -123,13 +158,27 @@ impl Backup {
         cancel: CancellationToken,
         started_at: Instant,
     ) -> Result<BackupSummary> {
-        let BackupPlan { snapshot_id, started, source_buckets, selected, minio, state, catalog, previous } =
-            plan;
+        let BackupPlan {
+            snapshot_id,
+            started,
+            source_buckets,
+            selected,
+            minio,
+            state,
+            catalog,
+            previous,
+            shard_start,
+        } = plan;
+        if let Some(ShardStart::Complete(snapshot)) = shard_start {
+            return cx.already_complete(&snapshot, started_at).await;
+        }
+        let shard = self.shard.as_ref();
         cx.progress.event(&Event::Phase("preparing the backup location"));
         destination::ensure_bucket(&cx.dest, cx.bucket(), &state, cx.config.object_lock).await?;
-        let lease = cx.lease(&snapshot_id, "backup").await?;
+        let lease = cx.lease(&snapshot_id, "backup", shard.map(Shard::lease)).await?;
+        let record_id = shard.map_or_else(|| snapshot_id.clone(), Shard::own_id);
         let prepared =
-            prepare_under_lease(cx, &state, &catalog, &snapshot_id, lease, previous.interrupted).await;
+            prepare_under_lease(cx, &state, &catalog, &record_id, lease, previous.interrupted, shard).await;
         let (gate, records_since, pruned_at_start) = match prepared {
             Ok(prepared) => prepared,
             Err((lease, e)) => {
@@ -146,14 +195,25 @@ impl Backup {
             })
         };
         let resumed = previous.resumed;
-        let mut run = Run::new(cx, snapshot_id, started, &previous, minio.as_ref(), run_cancel, &gate)?;
-        Box::pin(run.copy_everything(minio.as_ref(), &selected, &source_buckets, previous)).await;
+        let mut run =
+            Run::new(cx, snapshot_id, started, &previous, minio.as_ref(), run_cancel, &gate)?.sharded(shard);
+        let part_done = matches!(shard_start, Some(ShardStart::PartDone));
+        if !part_done {
+            Box::pin(run.copy_everything(minio.as_ref(), &selected, &source_buckets, previous)).await;
+        }
         watcher.abort();
         if cancel.is_cancelled() && run.stopped.is_none() {
             run.stop(Error::Cancelled);
         }
-        let finished = run.finish(&catalog, &pruned_at_start, records_since).await;
-        if let Err(e) = gate.lease.release().await {
+        let finished = match shard {
+            Some(shard) => run.finish_shard(shard, part_done, records_since).await,
+            None => run.finish(&catalog, &pruned_at_start, records_since).await.map(|(k, p)| (Some(k), p)),
+        };
+        let merged = matches!(&finished, Ok((Some(_), _)));
+        if shard.is_some() && !merged {
+            // The other shards of the run may still be at work: the lease is theirs now.
+            gate.lease.leave();
+        } else if let Err(e) = gate.lease.release().await {
             // The run's work is written; the lock expires by itself.
             cx.progress.event(&Event::Warning(&format!(
                 "the lease could not be released (it expires by itself): {e}"
@@ -196,6 +256,7 @@ async fn prepare_under_lease(
     run_id: &str,
     lease: Lease,
     interrupted: bool,
+    shard: Option<&Shard>,
 ) -> std::result::Result<(Arc<RunGate>, OffsetDateTime, Vec<String>), (Lease, Error)> {
     let bucket = cx.bucket();
     if lease.version_id().is_none() {
@@ -232,14 +293,20 @@ async fn prepare_under_lease(
         record: tokio::sync::OnceCell::new(),
     });
     let steps = async {
-        // Pruned under the shorter of the old and new expiration, before the new one can apply.
-        let pruned = prune(cx, &gate, catalog, records_since, days, run_id, false).await?;
+        // Pruned under the shorter of the old and new expiration, before the new one can apply. The shards of
+        // a run leave it to the one that merges (it prunes at the end, under the records of every shard).
+        let pruned = if shard.is_some() {
+            Vec::new()
+        } else {
+            prune(cx, &gate, catalog, records_since, days, run_id, false).await?
+        };
         if lifecycle.changes_expiration() {
             gate.record().await?;
         }
         let warn = |m: &str| cx.progress.event(&Event::Warning(m));
         destination::apply_lifecycle(&cx.dest, bucket, &lifecycle, &warn).await?;
-        if interrupted {
+        // Other shards' uploads are in flight: the merge aborts what a sharded run left.
+        if interrupted && shard.is_none() {
             abort_uploads_left_behind(cx).await?;
         }
         Ok::<_, Error>(pruned)
@@ -378,6 +445,63 @@ struct BackupPlan {
     state: destination::DestinationState,
     catalog: Catalog,
     previous: Previous,
+    /// Where a shard of a sharded run starts.
+    shard_start: Option<ShardStart>,
+}
+
+/// Where a shard of a sharded run starts.
+enum ShardStart {
+    /// Copy what it owns, then write its part.
+    Copy,
+    /// Its part is written (an earlier attempt wrote it): only the merge may be left to do.
+    PartDone,
+    /// The run's snapshot exists: nothing is left to do.
+    Complete(SnapshotRef),
+}
+
+/// Where shard `shard` starts: the run's snapshot may exist already, its own part may, and the parts written
+/// so far must have started from the snapshot this shard would start from (a run whose shards started from
+/// different snapshots could not be one snapshot).
+async fn shard_start(
+    cx: &Repository,
+    shard: &Shard,
+    catalog: &Catalog,
+    previous: &Previous,
+) -> Result<ShardStart> {
+    if let Some(done) = catalog.snapshots().find(|s| s.id == shard.run_id()) {
+        return Ok(ShardStart::Complete(done.clone()));
+    }
+    let parts = cx.list_keys(&shard.parts_prefix(&cx.layout)).await?;
+    let present = shard.parts_present(&cx.layout, &parts);
+    let base = previous.parent.as_ref().map(|p| p.id.clone());
+    if let Some(first) = present.first() {
+        let header = cx.open_part(shard, *first).await?.header().clone();
+        if header.parent != base {
+            let name = |id: &Option<String>| {
+                id.clone().map_or_else(|| "no snapshot".into(), |id| format!("snapshot {id}"))
+            };
+            return Err(Error::Config {
+                field: "run_id".into(),
+                reason: format!(
+                    "run {} started from {}, but the newest snapshot is now {}: the run cannot be completed; \
+                     start a new run with a new run id",
+                    shard.run_id(),
+                    name(&header.parent),
+                    name(&base)
+                ),
+            });
+        }
+    }
+    if present.contains(&shard.index()) {
+        cx.progress.event(&Event::Warning(&format!(
+            "shard {}/{} of run {} finished before: only the merge may be left to do",
+            shard.index(),
+            shard.count(),
+            shard.run_id()
+        )));
+        return Ok(ShardStart::PartDone);
+    }
+    Ok(ShardStart::Copy)
 }
 
 /// The previous snapshot (and checkpoint), ready for the merge-joins.
@@ -394,12 +518,18 @@ struct Previous {
 impl Repository {
     /// The newest readable snapshot and, if the run after it was interrupted, its checkpoint. Manifests
     /// that do not decrypt or are not what their names say are reported and skipped.
-    async fn load_previous(&self, catalog: &Catalog) -> Result<Previous> {
+    async fn load_previous(&self, catalog: &Catalog, shard: Option<&Shard>) -> Result<Previous> {
         let parent_found = self.first_readable(catalog.snapshots().rev(), |_| true).await?;
         let (parent, parent_reader) = parent_found.map_or((None, None), |(s, r)| (Some(s), Some(r)));
-        // The newest checkpoint based on that same parent; older or foreign ones are stale.
+        // The newest checkpoint based on that same parent; older or foreign ones are stale. A shard resumes
+        // only its own.
         let parent_id = parent.as_ref().map(|p: &SnapshotRef| p.id.clone());
-        let checkpoints = catalog.manifests.iter().rev().filter(|s| s.checkpoint);
+        let own = shard.map(Shard::own_id);
+        let checkpoints = catalog
+            .manifests
+            .iter()
+            .rev()
+            .filter(|s| s.checkpoint && own.as_ref().is_none_or(|own| *own == s.id));
         let checkpoint_reader = self
             .first_readable(checkpoints, |r| r.header().parent == parent_id)
             .await?
@@ -417,6 +547,7 @@ impl Repository {
             || catalog.manifests.iter().any(|m| m.checkpoint && since.is_none_or(|s| m.finished > s));
         let parent_header = parent_reader.as_ref().map(|r| r.header().clone());
         let dir = self.work.path().to_owned();
+        let shard = shard.cloned();
         let entries = tokio::task::spawn_blocking(move || {
             let older: Box<dyn Iterator<Item = Result<EntryLine>> + Send> = match parent_reader {
                 Some(r) => Box::new(r.lines()),
@@ -426,7 +557,13 @@ impl Repository {
                 Some(r) => Box::new(r.lines()),
                 None => Box::new(std::iter::empty()),
             };
-            PreviousEntries::split(MergeNewest::new(older, newer), &dir)
+            let merged = MergeNewest::new(older, newer);
+            // A shard merge-joins only the entries it owns.
+            let owned = merged.filter(|e| match (e, &shard) {
+                (Ok(e), Some(shard)) => shard.owns(&e.bucket, &e.key),
+                _ => true,
+            });
+            PreviousEntries::split(owned, &dir)
         })
         .await
         .expect("does not panic")?;
@@ -460,11 +597,12 @@ impl Repository {
         selected: Vec<String>,
         mut previous: Previous,
         listing_tags: bool,
+        shard: Option<&Shard>,
         started_at: Instant,
     ) -> Result<BackupSummary> {
         let mut counts = PlanCounts::default();
         for bucket in &selected {
-            let mut sorter = SortedListing::new(self.work.path());
+            let mut sorter = SortedListing::new(self.work.path()).only(shard, bucket);
             list_into(&self.source, bucket, None, listing_tags, &mut sorter).await?;
             let mut sorted = sorter.finish()?;
             let mut bucket_counts = PlanCounts::default();
@@ -535,6 +673,12 @@ struct Run<'a> {
     /// `source_versions`: the source's version history, and what the header says of it once written.
     history: Option<SourceHistory>,
     history_ref: Option<crate::format::history::HistoryRef>,
+    /// The shard of a sharded run this process is.
+    shard: Option<Shard>,
+    /// The id its checkpoints are written under: the snapshot id, or for a shard the run id and shard.
+    checkpoint_id: String,
+    /// The status of the snapshot this shard merged, when it merged the run.
+    merged_status: Option<SnapshotStatus>,
 }
 
 /// The result of one action, in order.
@@ -572,6 +716,9 @@ impl<'a> Run<'a> {
         gate: &Arc<RunGate>,
     ) -> Result<Self> {
         Ok(Run {
+            checkpoint_id: snapshot_id.clone(),
+            shard: None,
+            merged_status: None,
             source: crate::instance::source_info(cx, minio),
             instance: None,
             cx,
@@ -598,6 +745,17 @@ impl<'a> Run<'a> {
         })
     }
 
+    /// Makes the run shard `shard` of a sharded run (nothing changes for `None`): its checkpoints carry the
+    /// shard's id, and the reconciliation is left to the shard that merges.
+    fn sharded(mut self, shard: Option<&Shard>) -> Self {
+        if let Some(shard) = shard {
+            self.checkpoint_id = shard.own_id();
+            self.shard = Some(shard.clone());
+            self.unreconciled = false;
+        }
+        self
+    }
+
     /// Step 3: the MinIO exports, every bucket, and the reconciliation an interrupted run left to do. A
     /// failure stops the run (everything not done yet is carried over) instead of ending it.
     async fn copy_everything(
@@ -607,7 +765,9 @@ impl<'a> Run<'a> {
         source_buckets: &[String],
         previous: Previous,
     ) {
+        let first_shard = self.shard.as_ref().is_none_or(|s| s.index() == 0);
         if let Some(minio) = minio
+            && first_shard
             && let Err(e) = self.export_instance(minio).await
         {
             self.stop(e);
@@ -631,15 +791,15 @@ impl<'a> Run<'a> {
 
     fn summary(
         self,
-        manifest_key: String,
+        manifest_key: Option<String>,
         resumed: bool,
         pruned: Vec<String>,
         duration: std::time::Duration,
     ) -> BackupSummary {
         BackupSummary {
-            status: self.status(),
+            status: self.merged_status.unwrap_or_else(|| self.status()),
             snapshot_id: self.snapshot_id,
-            manifest_key: Some(manifest_key),
+            manifest_key,
             dry_run: false,
             counts: self.counts,
             totals: self.writer.totals(),
@@ -709,9 +869,12 @@ impl<'a> Run<'a> {
                     "bucket {bucket:?} is gone from the source; its backup is kept and carried over"
                 )));
             }
-            self.carry_bucket(record, &mut previous.entries)?;
-            if let Some(history) = &mut self.history {
-                history.carry(bucket)?;
+            self.carry_bucket(record, &mut previous.entries).await?;
+            if self.history.is_some() {
+                let copier = self.copier();
+                if let Some(history) = &mut self.history {
+                    history.carry(&copier, bucket).await?;
+                }
             }
         }
         Ok(())
@@ -724,12 +887,12 @@ impl<'a> Run<'a> {
         let versioned = self.records.last().filter(|r| r.name == bucket).is_some_and(|r| {
             r.config.get("versioning").is_some_and(|d| d.contains("Enabled") || d.contains("Suspended"))
         });
-        if !versioned || self.stopped.is_some() {
-            history.carry(bucket)?;
-            self.history = Some(history);
-            return Ok(());
-        }
         let copier = self.copier();
+        if !versioned || self.stopped.is_some() {
+            let carried = history.carry(&copier, bucket).await;
+            self.history = Some(history);
+            return carried;
+        }
         let done = history.bucket(&copier, bucket, previous.lines(bucket)?).await;
         self.history = Some(history);
         match done {
@@ -747,7 +910,7 @@ impl<'a> Run<'a> {
             Err(e) => {
                 // What is left of the bucket's previous history is kept (all of it when the listing failed).
                 if let Some(history) = &mut self.history {
-                    history.carry(bucket)?;
+                    history.carry(&copier, bucket).await?;
                 }
                 if stops_the_run(&e) {
                     self.stop(e);
@@ -763,11 +926,30 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Records a bucket's previous entries unchanged.
-    fn carry_bucket(&mut self, mut record: BucketRecord, previous: &mut PreviousEntries) -> Result<()> {
+    /// Records a bucket's previous entries unchanged (with `object_lock`, their stored versions' retention
+    /// extended where it runs short, as for unchanged objects of the buckets backed up).
+    async fn carry_bucket(&mut self, mut record: BucketRecord, previous: &mut PreviousEntries) -> Result<()> {
         let before = self.writer.totals();
-        for entry in previous.lines(&record.name)? {
-            self.writer.push_line(&entry?)?;
+        if let Some(lock) = self.lock() {
+            let copier = self.copier();
+            let window = (self.cx.config.transfer.transfers * 32).max(256);
+            let mut steps = futures::stream::iter(previous.lines(&record.name)?)
+                .map(|line| {
+                    let (copier, lock) = (Arc::clone(&copier), Arc::clone(&lock));
+                    async move { keep_retained(Step::Unchanged(line?), &copier, Some(&lock)).await }
+                })
+                .buffered(window);
+            while let Some(step) = steps.next().await {
+                match step? {
+                    Step::Record(entry, _) => self.writer.push(&entry)?,
+                    Step::Unchanged(line) => self.writer.push_line(&line)?,
+                    _ => unreachable!("keep_retained turns an unchanged entry into itself or a record"),
+                }
+            }
+        } else {
+            for entry in previous.lines(&record.name)? {
+                self.writer.push_line(&entry?)?;
+            }
         }
         let after = self.writer.totals();
         record.objects = after.objects - before.objects;
@@ -782,7 +964,7 @@ impl<'a> Run<'a> {
         let mut record = BucketRecord { name: bucket.to_owned(), ..Default::default() };
         let Some(mut sorted) = self.list_bucket(bucket, &mut record).await else {
             // No deletions from an incomplete listing: keep the bucket's previous state.
-            return self.carry_bucket(record, previous);
+            return self.carry_bucket(record, previous).await;
         };
         let deletes_allowed = self.plan_bucket(bucket, &mut sorted, previous)?;
         let before = self.writer.totals();
@@ -798,9 +980,15 @@ impl<'a> Run<'a> {
     /// failed (the failure is recorded, or stops the run).
     async fn list_bucket(&mut self, bucket: &str, record: &mut BucketRecord) -> Option<Sorted> {
         let cx = self.cx;
+        // Of a sharded run, the first shard reads the buckets' configuration (the merge takes its records).
+        let read_config = self.shard.as_ref().is_none_or(|s| s.index() == 0);
         let listed = async {
-            let config = bucket_config::read(&cx.source, bucket, cx.config.transfer.checkers).await?;
-            let mut sorter = SortedListing::new(cx.work.path());
+            let config = if read_config {
+                bucket_config::read(&cx.source, bucket, cx.config.transfer.checkers).await?
+            } else {
+                bucket_config::BucketConfig::default()
+            };
+            let mut sorter = SortedListing::new(cx.work.path()).only(self.shard.as_ref(), bucket);
             list_into(&cx.source, bucket, None, self.listing_tags, &mut sorter).await?;
             Ok::<_, Error>((config, sorter.finish()?))
         };
@@ -874,11 +1062,7 @@ impl<'a> Run<'a> {
         // Where the listing carries no tags (not MinIO), `check_tags` reads them.
         let check_tags =
             (cx.config.transfer.check_tags && !self.listing_tags).then(|| Arc::clone(&self.tag_checks));
-        let lock = cx
-            .config
-            .object_lock
-            .mode()
-            .map(|mode| Arc::new(Lock { mode, days: cx.config.expiration_days, now: cx.now() }));
+        let lock = self.lock();
         let mut steps = futures::stream::iter(actions)
             .map(|action| {
                 let (copier, cancel, gate) = (Arc::clone(&copier), cancel.clone(), Arc::clone(&gate));
@@ -900,6 +1084,15 @@ impl<'a> Run<'a> {
             }
         }
         Ok(())
+    }
+
+    /// With `object_lock`: what keeping the snapshot's versions retained needs.
+    fn lock(&self) -> Option<Arc<Lock>> {
+        let config = &self.cx.config;
+        config
+            .object_lock
+            .mode()
+            .map(|mode| Arc::new(Lock { mode, days: config.expiration_days, now: self.cx.now() }))
     }
 
     fn copier(&self) -> Arc<Copier> {
@@ -1143,8 +1336,9 @@ impl<'a> Run<'a> {
 
     /// Writes the checkpoint an interrupted run resumes from, right after confirming the lease.
     async fn checkpoint(&mut self) -> Result<()> {
-        let header = self.header(SnapshotStatus::Running, self.cx.now());
-        let key = snapshots::checkpoint_key(&self.cx.layout, &self.snapshot_id);
+        let mut header = self.header(SnapshotStatus::Running, self.cx.now());
+        header.snapshot_id.clone_from(&self.checkpoint_id);
+        let key = snapshots::checkpoint_key(&self.cx.layout, &self.checkpoint_id);
         let (file, len) = self.writer.encode(&header, &self.cx.cipher, self.cx.work.path())?;
         self.gate.lease.confirm().await?;
         put_file(&self.cx.dest, self.cx.bucket(), &key, file, len, false).await?;
@@ -1201,6 +1395,13 @@ impl<'a> Run<'a> {
         if self.checkpoint_written {
             stale.push(snapshots::checkpoint_key(&cx.layout, &self.snapshot_id));
         }
+        // So are the parts of sharded runs: started from an older snapshot, they can never complete now.
+        match cx.list_keys(&cx.layout.meta("parts/")).await {
+            Ok(parts) => stale.extend(parts),
+            Err(e) => {
+                cx.progress.event(&Event::Warning(&format!("listing abandoned parts of sharded runs: {e}")));
+            }
+        }
         for key in &stale {
             delete_quietly(cx, key).await;
         }
@@ -1230,6 +1431,279 @@ impl<'a> Run<'a> {
             return Err(stopped);
         }
         Ok((key, pruned))
+    }
+}
+
+impl Run<'_> {
+    /// The end of a shard's run: its part (or, if it stopped, a checkpoint its rerun resumes from), then the
+    /// merge if every shard's part is there. Returns the snapshot's key when this shard merged the run, and
+    /// the snapshots pruned.
+    async fn finish_shard(
+        &mut self,
+        shard: &Shard,
+        part_done: bool,
+        records_since: OffsetDateTime,
+    ) -> Result<(Option<String>, Vec<String>)> {
+        let cx = self.cx;
+        if self.lease_lost() {
+            return Err(match self.stopped.take() {
+                Some(e @ Error::Locked(_)) => e,
+                _ => Error::Locked("the lease on the backup location was lost".into()),
+            });
+        }
+        if let Some(stopped) = self.stopped.take() {
+            // No part: the shard is not done. What it did is kept for its rerun to resume from.
+            if self.gate.may_have_replaced()
+                && !self.writer.is_empty()
+                && let Err(e) = self.checkpoint().await
+            {
+                cx.progress
+                    .event(&Event::Warning(&format!("the shard's checkpoint could not be written: {e}")));
+            }
+            return Err(stopped);
+        }
+        if !part_done {
+            cx.progress.event(&Event::Phase(&format!("writing part {}/{}", shard.index(), shard.count())));
+            let (file, len) =
+                self.writer.encode(&self.header(self.status(), cx.now()), &cx.cipher, cx.work.path())?;
+            self.gate.lease.confirm().await?;
+            put_file(&cx.dest, cx.bucket(), &shard.part_key(&cx.layout, shard.index()), file, len, false)
+                .await?;
+            if self.checkpoint_written {
+                delete_quietly(cx, &snapshots::checkpoint_key(&cx.layout, &self.checkpoint_id)).await;
+            }
+        }
+        let parts = cx.list_keys(&shard.parts_prefix(&cx.layout)).await?;
+        let present = shard.parts_present(&cx.layout, &parts);
+        if present.len() < shard.count() as usize {
+            let missing: Vec<String> =
+                (0..shard.count()).filter(|i| !present.contains(i)).map(|i| i.to_string()).collect();
+            cx.progress.event(&Event::Warning(&format!(
+                "part {}/{} of run {} written; the snapshot is written by the last shard to finish (waiting for \
+                 shards {})",
+                shard.index(),
+                shard.count(),
+                shard.run_id(),
+                missing.join(", ")
+            )));
+            return Ok((None, Vec::new()));
+        }
+        if !self.claim_merge(shard).await? {
+            return Ok((None, Vec::new()));
+        }
+        match self.merge(shard, records_since).await {
+            Ok((key, pruned)) => Ok((Some(key), pruned)),
+            Err(e) => {
+                // Not merged: a rerun of any shard may claim the merge again at once.
+                if !self.lease_lost() {
+                    delete_quietly(cx, &shard.claim_key(&cx.layout)).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Claims the merge (a conditional create: of shards finishing together, one wins). A claim that exists
+    /// is taken over only when no shard of the run was alive when this one joined the lease (the lock had
+    /// expired): then whoever claimed it died before the snapshot was written.
+    async fn claim_merge(&self, shard: &Shard) -> Result<bool> {
+        let cx = self.cx;
+        let key = shard.claim_key(&cx.layout);
+        let body = serde_json::json!({
+            "run_id": shard.run_id(),
+            "shard": shard.index(),
+            "host": crate::format::lease::hostname(),
+            "pid": std::process::id(),
+            "time": crate::clock::format_rfc3339(cx.now()),
+        })
+        .to_string();
+        self.gate.lease.check().await?;
+        let attrs = ObjectAttrs::typed("application/json");
+        match cx.dest.put(cx.bucket(), &key, bytes::Bytes::from(body), &attrs, WriteCondition::Create).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.s3_kind() == Some(S3ErrorKind::PreconditionFailed) => {
+                if self.gate.lease.joined_live() {
+                    cx.progress.event(&Event::Warning(&format!(
+                        "every shard of run {} has finished and another shard is writing its snapshot",
+                        shard.run_id()
+                    )));
+                    Ok(false)
+                } else {
+                    cx.progress.event(&Event::Warning(&format!(
+                        "the shard that claimed the merge of run {} stopped before writing the snapshot: this \
+                         shard writes it",
+                        shard.run_id()
+                    )));
+                    Ok(true)
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Merges every shard's part into the run's one snapshot, named by the run id and the latest part's
+    /// finish time; reconciles first when an earlier run, or an earlier attempt of one of the shards, stopped
+    /// without recording what it wrote. Then deletes the parts, prunes, and keeps the location's own
+    /// objects retained.
+    async fn merge(&mut self, shard: &Shard, records_since: OffsetDateTime) -> Result<(String, Vec<String>)> {
+        let cx = self.cx;
+        cx.progress.event(&Event::Phase(&format!(
+            "merging the {} parts of run {}",
+            shard.count(),
+            shard.run_id()
+        )));
+        let mut readers = Vec::new();
+        for index in 0..shard.count() {
+            let reader = cx.open_part(shard, index).await?;
+            if reader.header().parent != self.parent {
+                return Err(Error::corrupt(
+                    shard.part_key(&cx.layout, index),
+                    format!(
+                        "a part started from {:?}, the run from {:?}",
+                        reader.header().parent,
+                        self.parent
+                    ),
+                ));
+            }
+            readers.push(reader);
+        }
+        let headers: Vec<Header> = readers.iter().map(|r| r.header().clone()).collect();
+        let merged = crate::shard::merged_header(&headers)?;
+        let dir = cx.work.path().to_owned();
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut writer = ManifestWriter::new(&dir)?;
+            for line in crate::shard::merge_lines(
+                readers.into_iter().map(crate::format::manifest::ManifestReader::lines).collect(),
+            ) {
+                writer.push_line(&line?)?;
+            }
+            Ok::<_, Error>(writer)
+        })
+        .await
+        .expect("does not panic")?;
+        self.writer = writer;
+        self.records.clone_from(&merged.buckets);
+        self.instance.clone_from(&merged.instance);
+        self.started = merged.started;
+        self.merged_status = Some(merged.status);
+
+        let catalog = cx.snapshots().catalog().await?;
+        if self.reconcile_needed(shard, &catalog, &headers) {
+            abort_uploads_left_behind(cx).await?;
+            self.reconcile().await?;
+        }
+        let status = if self.failed.is_empty() { merged.status } else { SnapshotStatus::Partial };
+        self.merged_status = Some(status);
+        cx.progress.event(&Event::Phase("writing the snapshot manifest"));
+        // Named by when it is written, like any snapshot: after every run record of the run (the shards'
+        // and any the reconciliation wrote), so no record of its own run shortens its window.
+        let finished = cx.now().max(merged.finished);
+        let (file, len) = self.writer.encode(&self.header(status, finished), &cx.cipher, cx.work.path())?;
+        self.gate.lease.confirm().await?;
+        let key = snapshots::snapshot_key(&cx.layout, finished, &self.snapshot_id);
+        put_file(&cx.dest, cx.bucket(), &key, file, len, true).await?;
+
+        // The parts, the claim and the checkpoints are done with; so are the parts of runs that can never
+        // complete now (a snapshot newer than the one they started from exists).
+        let leftovers = cx.list_keys(&cx.layout.meta("parts/")).await?;
+        let checkpoints = catalog.manifests.iter().filter(|m| m.checkpoint).map(|m| m.key.clone());
+        for key in leftovers.into_iter().chain(checkpoints) {
+            delete_quietly(cx, &key).await;
+        }
+        let now = cx.snapshots().catalog().await?;
+        let pruned =
+            prune(cx, &self.gate, &now, records_since, self.gate.days, &self.snapshot_id, true).await?;
+        if let Some(mode) = cx.config.object_lock.mode() {
+            retain_meta(cx, mode).await;
+        }
+        Ok((key, pruned))
+    }
+
+    /// Whether the merged snapshot must be reconciled with what the location holds: a run since the parent
+    /// left writes recorded nowhere (its run records or checkpoint, as [`Repository::load_previous`] sees
+    /// it), or one of this run's shards had an earlier attempt that wrote something (a run record of that
+    /// shard from before its part's attempt started).
+    fn reconcile_needed(&self, shard: &Shard, catalog: &Catalog, parts: &[Header]) -> bool {
+        let ours = format!("{}-s", shard.run_id());
+        let since = self
+            .parent
+            .as_ref()
+            .and_then(|p| catalog.manifests.iter().find(|m| m.id == *p))
+            .map(|m| m.finished);
+        let after_parent = |t: OffsetDateTime| since.is_none_or(|s| t > s);
+        let other_runs = catalog.runs.iter().any(|r| after_parent(r.time) && !r.id.starts_with(&ours))
+            || catalog
+                .manifests
+                .iter()
+                .any(|m| m.checkpoint && after_parent(m.finished) && !m.id.starts_with(&ours));
+        let retried = parts.iter().enumerate().any(|(index, part)| {
+            let started =
+                OffsetDateTime::parse(&part.started, &time::format_description::well_known::Rfc3339)
+                    .ok()
+                    .map(snapshots::to_millis);
+            let id = format!("{ours}{index}");
+            catalog.runs.iter().any(|r| r.id == id && started.is_none_or(|s| r.time < s))
+        });
+        other_runs || retried
+    }
+}
+
+impl Repository {
+    /// The keys under `prefix` in the backup bucket.
+    async fn list_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        self.dest
+            .list_objects(self.bucket(), Some(prefix), |objects| {
+                keys.extend(objects.into_iter().map(|o| o.key));
+                Ok(true)
+            })
+            .await?;
+        Ok(keys)
+    }
+
+    /// Opens the part of shard `index` of `shard`'s run, checking that it is what its name says.
+    async fn open_part(&self, shard: &Shard, index: u32) -> Result<crate::format::manifest::ManifestReader> {
+        let key = shard.part_key(&self.layout, index);
+        let reader = snapshots::open(&self.dest, self.bucket(), &key, &self.cipher, self.work.path()).await?;
+        let header = reader.header();
+        let here = header
+            .location
+            .as_ref()
+            .is_none_or(|l| l.bucket == self.bucket() && l.prefix == self.layout.root());
+        if header.snapshot_id != shard.run_id() || !here || header.status == SnapshotStatus::Running {
+            return Err(Error::corrupt(
+                format!("s3://{}/{key}", self.bucket()),
+                format!("not the part its name says (snapshot {:?}, {})", header.snapshot_id, header.status),
+            ));
+        }
+        Ok(reader)
+    }
+
+    /// The summary of a sharded run whose snapshot exists already (a shard started again after the merge).
+    async fn already_complete(&self, snapshot: &SnapshotRef, started_at: Instant) -> Result<BackupSummary> {
+        let header = self.snapshots().header(snapshot).await?;
+        self.progress.event(&Event::Warning(&format!(
+            "run {} is complete already: snapshot {}",
+            header.snapshot_id, snapshot.key
+        )));
+        Ok(BackupSummary {
+            snapshot_id: header.snapshot_id,
+            manifest_key: Some(snapshot.key.clone()),
+            status: header.status,
+            dry_run: false,
+            counts: PlanCounts::default(),
+            failed: Vec::new(),
+            vanished: Vec::new(),
+            totals: header.totals,
+            buckets: header.buckets.len(),
+            parent: header.parent,
+            resumed: false,
+            pruned: Vec::new(),
+            duration: started_at.elapsed(),
+            requests: Requests { source: self.source.requests(), destination: self.dest.requests() },
+            tag_checks: 0,
+            history: None,
+        })
     }
 }
 

@@ -59,6 +59,8 @@ pub mod summary;
 pub mod store;
 // The backup format: layout, config file, manifests, snapshots, lease, retention.
 pub mod format;
+// Which shard of a sharded run backs up which object, and where the parts go.
+pub mod shard;
 // The transfer engine: listings, plans, moving objects both ways. Internal; the test kit (tests, fuzz
 // targets) reaches into it.
 #[cfg(feature = "testkit")]
@@ -91,6 +93,7 @@ pub use progress::{Event, NoProgress, Outcome, PlanCounts, Progress, Totals};
 pub use restore::Restore;
 pub use restore::{BucketMapping, RestoreMode};
 pub use secret::Secret;
+pub use shard::Shard;
 pub use summary::{BackupSummary, Failure, RestoreSummary, VerifySummary};
 pub use verify::ReadData;
 pub use verify::Verify;

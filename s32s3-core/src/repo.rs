@@ -96,8 +96,14 @@ impl Repository {
     }
 
     /// Takes the lease on the backup location for run `run_id` doing `purpose`.
-    pub(crate) async fn lease(&self, run_id: &str, purpose: &str) -> Result<Lease> {
-        let options = LeaseOptions { ttl: self.config.transfer.lease_ttl, clock: self.config.clock.clone() };
+    pub(crate) async fn lease(
+        &self,
+        run_id: &str,
+        purpose: &str,
+        shard: Option<crate::format::lease::LeaseShard>,
+    ) -> Result<Lease> {
+        let options =
+            LeaseOptions { ttl: self.config.transfer.lease_ttl, clock: self.config.clock.clone(), shard };
         Lease::acquire(&self.dest, self.bucket(), &self.layout.meta("lock"), run_id, purpose, &options).await
     }
 

@@ -286,3 +286,37 @@ async fn stored_source_versions_are_retained_and_extended() {
     let day3 = OffsetDateTime::now_utc() + Duration::days(3);
     assert!(until.unwrap() > day3 + Duration::days(2 * i64::from(DAYS)), "{until:?}");
 }
+
+/// A bucket a run does not back up (`--bucket` names another) is carried over: the versions its entries
+/// name stay retained all the same, extended once they run short, like those of unchanged objects.
+#[tokio::test]
+async fn a_carried_bucket_keeps_its_versions_retained() {
+    let source = testkit::seaweedfs();
+    let (carried, backed_up) = (source.unique_bucket("lock-carried"), source.unique_bucket("lock-other"));
+    for bucket in [&carried, &backed_up] {
+        source.client().create_bucket().bucket(bucket).send().await.unwrap();
+        for i in 0..3 {
+            put(source, bucket, &format!("k{i}"), format!("{bucket} {i}").into_bytes()).await;
+        }
+    }
+    let backup_bucket = testkit::moto().unique_bucket("bk-lock-carry");
+    let both =
+        Backup::new(config(source, &backup_bucket, 0)).with_buckets(vec![carried.clone(), backed_up.clone()]);
+    Box::pin(both.run(Arc::new(NoProgress), CancellationToken::new())).await.unwrap();
+
+    // Day 3: only the other bucket; the carried one's three versions are extended (with the other's three).
+    let second = backup(config(source, &backup_bucket, 3), &backed_up).await;
+    let day3 = OffsetDateTime::now_utc() + Duration::days(3);
+    let entries = newest_entries(&backup_bucket).await;
+    let carried_entries: Vec<_> = entries.iter().filter(|e| e.bucket == carried).collect();
+    assert_eq!(carried_entries.len(), 3);
+    for entry in carried_entries {
+        let (mode, until) =
+            retention(&backup_bucket, &entry.stored_key, entry.version_id.as_deref().unwrap()).await;
+        assert_eq!(mode.as_deref(), Some("GOVERNANCE"));
+        let until = until.unwrap();
+        assert!(until > day3 + Duration::days(2 * i64::from(DAYS)), "{}: retained until {until}", entry.key);
+        assert_eq!(entry.retained_until.as_deref(), Some(s32s3_core::clock::format_rfc3339(until).as_str()));
+    }
+    assert!(requests(&second, "PutObjectRetention") >= 6, "{:?}", second.requests);
+}

@@ -31,14 +31,28 @@ pub struct BackupArgs {
     /// Push Prometheus metrics of this run to this Pushgateway (e.g. `http://pushgateway:9091`).
     #[arg(long, env = "S32S3_PUSHGATEWAY", value_name = "URL")]
     pub pushgateway: Option<String>,
+    /// Be shard I (from 0) of a run of N processes (`I/N`, with `--run-id`): each copies the objects it owns
+    /// and writes its part; the last to finish writes the run's one snapshot.
+    #[arg(long, env = "S32S3_SHARD", value_name = "I/N", requires = "run_id")]
+    pub shard: Option<String>,
+    /// The id shared by the shards of one run (1 to 64 of A-Z a-z 0-9 _ -, e.g. a Kubernetes Job's name);
+    /// it names the run's snapshot. A rerun of a shard with the same id completes the run.
+    #[arg(long, env = "S32S3_RUN_ID", value_name = "ID", requires = "shard")]
+    pub run_id: Option<String>,
 }
 
 /// Runs a backup and prints its summary; returns the exit code.
 pub async fn run(args: &BackupArgs, config: &Effective) -> Result<u8> {
     let progress = Arc::new(CliProgress::new(&config.output));
     let cancel = crate::signals::cancel_on_signals();
-    let backup =
-        Backup::new(config.run.clone()).with_buckets(args.buckets.clone()).with_dry_run(args.dry_run);
+    let shard = match (&args.shard, &args.run_id) {
+        (Some(spec), Some(run_id)) => Some(s32s3_core::Shard::parse(spec, run_id)?),
+        _ => None,
+    };
+    let backup = Backup::new(config.run.clone())
+        .with_buckets(args.buckets.clone())
+        .with_dry_run(args.dry_run)
+        .with_shard(shard.clone());
     let started = std::time::Instant::now();
     let result = Box::pin(backup.run(progress.clone(), cancel)).await;
     progress.finish();
@@ -60,17 +74,17 @@ pub async fn run(args: &BackupArgs, config: &Effective) -> Result<u8> {
             tracing::warn!("{e:#}");
         }
         if let Some(url) = &args.pushgateway
-            && let Err(e) = metrics.push(url).await
+            && let Err(e) = metrics.push(url, shard.as_ref().map(s32s3_core::Shard::index)).await
         {
             tracing::warn!("{e:#}");
         }
     }
     let summary = result?;
-    print_summary(&summary, args.json);
+    print_summary(&summary, shard.as_ref(), args.json);
     Ok(if summary.failed.is_empty() { exit::OK } else { exit::PARTIAL })
 }
 
-fn print_summary(s: &BackupSummary, json: bool) {
+fn print_summary(s: &BackupSummary, shard: Option<&s32s3_core::Shard>, json: bool) {
     let c = &s.counts;
     if json {
         let value = serde_json::to_string(s).expect("summaries serialize");
@@ -79,6 +93,13 @@ fn print_summary(s: &BackupSummary, json: bool) {
     }
     let what = if s.dry_run {
         "dry run (nothing written)".to_owned()
+    } else if let (Some(shard), None) = (shard, &s.manifest_key) {
+        format!(
+            "part {}/{} of run {} written (the last shard to finish writes the snapshot)",
+            shard.index(),
+            shard.count(),
+            shard.run_id()
+        )
     } else {
         match s.status {
             SnapshotStatus::Complete => format!("snapshot {} complete", s.snapshot_id),

@@ -103,13 +103,17 @@ impl SourceHistory {
     }
 
     /// Records a bucket's previous history unchanged (a bucket not backed up by this run, or not
-    /// versioned any more, or whose listing failed).
+    /// versioned any more, or whose listing failed); with `object_lock`, the stored versions are kept
+    /// retained all the same.
     ///
     /// # Errors
     /// Local I/O, a damaged previous history.
-    pub(crate) fn carry(&mut self, bucket: &str) -> Result<()> {
+    pub(crate) async fn carry(&mut self, copier: &Copier, bucket: &str) -> Result<()> {
         while let Some(group) = self.previous.next_until(bucket, None)? {
-            for record in group {
+            for mut record in group {
+                if let Some(stored) = &mut record.stored {
+                    keep_retained(copier, stored, self.lock, self.now, self.days).await;
+                }
                 self.writer.push(&record)?;
             }
         }

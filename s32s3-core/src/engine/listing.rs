@@ -65,7 +65,7 @@ pub async fn relist(store: &crate::store::s3::Store, bucket: &str, key: &str) ->
 /// Collects a listing in any order; [`SortedListing::finish`] makes it readable in key byte order (an
 /// [`ExternalSort`] by key).
 #[derive(Debug)]
-pub struct SortedListing(ExternalSort<Listed, Binary>);
+pub struct SortedListing(ExternalSort<Listed, Binary>, Option<(crate::shard::Shard, String)>);
 
 fn listed_key(item: &Listed) -> &str {
     &item.key
@@ -81,7 +81,13 @@ impl SortedListing {
     /// As [`SortedListing::new`] with a custom in-memory run length (tests use tiny runs).
     #[must_use]
     pub fn with_run_len(dir: &Path, run_len: usize) -> Self {
-        Self(ExternalSort::records(dir, run_len, listed_key))
+        Self(ExternalSort::records(dir, run_len, listed_key), None)
+    }
+
+    /// Keeps only the objects of `bucket` that `shard` owns (a sharded run).
+    #[must_use]
+    pub fn only(self, shard: Option<&crate::shard::Shard>, bucket: &str) -> Self {
+        Self(self.0, shard.map(|s| (s.clone(), bucket.to_owned())))
     }
 
     /// Adds one object.
@@ -89,7 +95,10 @@ impl SortedListing {
     /// # Errors
     /// [`crate::error::Error::Io`] when a run cannot be spilled.
     pub fn push(&mut self, item: Listed) -> Result<()> {
-        self.0.push(item)
+        match &self.1 {
+            Some((shard, bucket)) if !shard.owns(bucket, &item.key) => Ok(()),
+            _ => self.0.push(item),
+        }
     }
 
     /// Ends collection: the listing can now be read, sorted, as often as needed.

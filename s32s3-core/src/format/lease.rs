@@ -17,6 +17,12 @@
 //! - **Fence**: a checkpoint or a manifest is written only right after [`Lease::confirm`], a conditional
 //!   renewal that proves we still hold the lock and gives the write a whole TTL.
 //! - **Release**: delete the lock if it still carries our ETag.
+//! - **Shards**: the N processes of one sharded run (the same run id, the same N) share the lock. A shard
+//!   finding it held by its own run joins it (a conditional renewal in its own name) instead of being locked
+//!   out; each shard renews it, a renewal refused because another shard of the run renewed first is simply
+//!   sent again on the new ETag. A sharded lock is never taken for dead by PID (its last writer may have
+//!   finished while the others work), only by expiry; a shard that finishes leaves it to the others, and
+//!   only the shard that writes the run's snapshot deletes it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +70,12 @@ pub struct LockInfo {
     /// Renewals so far: tells a renewal that landed (its answer lost) from one that did not.
     #[serde(default)]
     pub renewal: u64,
+    /// A sharded run: how many shards share the lock (`None`: one process holds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
+    /// Which shard of a sharded run wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<u32>,
 }
 
 impl LockInfo {
@@ -77,6 +89,10 @@ impl LockInfo {
     /// (whose `/proc` shows that namespace), and no process with its PID.
     #[must_use]
     pub fn holder_dead(&self, me: &Holder) -> bool {
+        // The last writer of a sharded lock may have finished while other shards work.
+        if self.shards.is_some() {
+            return false;
+        }
         let same_namespace = me.proc_is_own
             && self.host == me.host
             && self.boot_id.is_some()
@@ -84,6 +100,26 @@ impl LockInfo {
             && self.pid_namespace.is_some()
             && self.pid_namespace == me.pid_namespace;
         same_namespace && self.pid != me.pid && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+}
+
+impl LockInfo {
+    /// Whether `self` and `other` were written by the same process of the same run (the same shard, host,
+    /// PID and take time): a renewal of ours, not another shard's.
+    fn same_writer(&self, other: &LockInfo) -> bool {
+        self.run_id == other.run_id
+            && self.shard == other.shard
+            && self.host == other.host
+            && self.pid == other.pid
+            && self.acquired == other.acquired
+    }
+
+    /// Whether `other` is written by another shard of the same sharded run as `self`.
+    fn co_holder(&self, other: &LockInfo) -> bool {
+        self.run_id == other.run_id
+            && self.shards.is_some()
+            && self.shards == other.shards
+            && !self.same_writer(other)
     }
 }
 
@@ -144,12 +180,23 @@ struct Shared {
     lost: CancellationToken,
 }
 
+/// One shard of a sharded run, as the lease knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseShard {
+    /// This shard, from 0.
+    pub index: u32,
+    /// How many shards the run has.
+    pub count: u32,
+}
+
 /// A held lease; renewed in the background until [`Lease::release`].
 #[derive(Debug)]
 pub struct Lease {
     shared: Arc<Shared>,
     renewer: tokio::task::JoinHandle<()>,
     version_id: Option<String>,
+    /// A shard joined the lock of its run while another shard held it (unexpired).
+    joined_live: bool,
 }
 
 /// Options of a lease.
@@ -159,17 +206,26 @@ pub struct LeaseOptions {
     pub ttl: Duration,
     /// The clock the lock's times are written and compared with.
     pub clock: Clock,
+    /// The shard of a sharded run (`None`: the run is one process).
+    pub shard: Option<LeaseShard>,
 }
 
 impl Default for LeaseOptions {
     fn default() -> Self {
-        Self { ttl: TTL, clock: Clock::system() }
+        Self { ttl: TTL, clock: Clock::system(), shard: None }
     }
 }
 
 impl LockInfo {
     /// A new lock for `run_id` doing `command`, held by `me` from `now` for `ttl`.
-    fn new(run_id: &str, command: &str, me: &Holder, now: time::OffsetDateTime, ttl: Duration) -> Self {
+    fn new(
+        run_id: &str,
+        command: &str,
+        me: &Holder,
+        now: time::OffsetDateTime,
+        ttl: Duration,
+        shard: Option<LeaseShard>,
+    ) -> Self {
         Self {
             run_id: run_id.to_owned(),
             command: command.to_owned(),
@@ -180,6 +236,8 @@ impl LockInfo {
             acquired: crate::clock::format_rfc3339(now),
             expires: crate::clock::format_rfc3339(now + ttl),
             renewal: 0,
+            shards: shard.map(|s| s.count),
+            shard: shard.map(|s| s.index),
         }
     }
 }
@@ -199,62 +257,10 @@ impl Lease {
     ) -> Result<Self> {
         let ttl = options.ttl.max(MIN_TTL);
         let me = Holder::current();
-        let info = LockInfo::new(run_id, command, &me, options.clock.now(), ttl);
-        let location = format!("s3://{bucket}/{key}");
+        let info = LockInfo::new(run_id, command, &me, options.clock.now(), ttl, options.shard);
         let sent = Instant::now();
-        let attempt_timeout = attempt_timeout(ttl);
-        let policy = *store.policy();
-        let holder = |current: &LockInfo| {
-            format!(
-                "{location}: another {} (run {}, host {}, pid {}) holds the backup location since {}; it expires \
-                 at {} unless renewed",
-                current.command, current.run_id, current.host, current.pid, current.acquired, current.expires
-            )
-        };
-        let mut attempt = 0;
-        // No blind retry: every answer that is not a plain success is resolved by reading the lock back.
-        let (etag, version_id) = loop {
-            attempt += 1;
-            let last_try = attempt >= policy.attempts;
-            let refused =
-                match put_lock(store, bucket, key, &info, WriteCondition::Create, attempt_timeout).await {
-                    Ok(written) => break written,
-                    Err(e) if e.s3_kind() == Some(S3ErrorKind::PreconditionFailed) || e.is_temporary() => e,
-                    Err(e) => return Err(e),
-                };
-            match policy.run(|| read_lock(store, bucket, key, attempt_timeout)).await? {
-                // Our create (or takeover) landed; only its answer was lost.
-                Some((current, etag, version)) if current.run_id == info.run_id => break (etag, version),
-                Some((current, current_etag, _))
-                    if current.expired(options.clock.now()) || current.holder_dead(&me) =>
-                {
-                    match put_lock(
-                        store,
-                        bucket,
-                        key,
-                        &info,
-                        WriteCondition::Replace(&current_etag),
-                        attempt_timeout,
-                    )
-                    .await
-                    {
-                        Ok(written) => break written,
-                        Err(e) if e.s3_kind() == Some(S3ErrorKind::PreconditionFailed) => {
-                            return Err(Error::Locked(format!(
-                                "{location}: another run took over the stale lease first"
-                            )));
-                        }
-                        Err(e) if e.is_temporary() && !last_try => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Some((current, ..)) => return Err(Error::Locked(holder(&current))),
-                // Refused, but gone when read back: released in between; try again.
-                None if !last_try => {}
-                None => return Err(refused),
-            }
-            tokio::time::sleep(policy.backoff(attempt)).await;
-        };
+        let Taken { held, etag, version_id, joined_live } =
+            take(store, bucket, key, &info, &me, options, attempt_timeout(ttl)).await?;
         let (state, _) = watch::channel(State::Held { until: sent + ttl });
         let shared = Arc::new(Shared {
             store: store.clone(),
@@ -262,12 +268,25 @@ impl Lease {
             key: key.to_owned(),
             ttl,
             clock: options.clock.clone(),
-            held: tokio::sync::Mutex::new((info, etag)),
+            held: tokio::sync::Mutex::new((held, etag)),
             state,
             lost: CancellationToken::new(),
         });
         let renewer = tokio::spawn(renew_in_background(Arc::clone(&shared)));
-        Ok(Self { shared, renewer, version_id })
+        Ok(Self { shared, renewer, version_id, joined_live })
+    }
+
+    /// Whether this shard joined its run's lock while another shard of the run held it (so a shard of the
+    /// run may still be at work).
+    #[must_use]
+    pub fn joined_live(&self) -> bool {
+        self.joined_live
+    }
+
+    /// Stops renewing without deleting the lock: a shard that is done leaves the lock to the other shards of
+    /// its run (it expires by itself once none renews it).
+    pub fn leave(&self) {
+        self.renewer.abort();
     }
 
     /// The version id the destination gave the lock when it was taken (`None`: the destination keeps no
@@ -332,6 +351,7 @@ impl Lease {
                     self.shared.mark_lost(why.clone());
                     return Err(Error::Locked(why));
                 }
+                Renewal::CoHolder => unreachable!("renew_once sends a renewal again after another shard's"),
                 // Tried again with backoff for as long as the lease is known to hold.
                 Renewal::Doubt(why) => {
                     let until = match &*self.shared.state.borrow() {
@@ -395,6 +415,138 @@ fn lost_message(shared: &Shared, why: &str) -> String {
     format!("the lease on s3://{}/{} was lost: {why}; this run stops writing", shared.bucket, shared.key)
 }
 
+/// What taking the lock gave: the lock info we hold, its ETag and version id, and whether we joined another
+/// shard's live lock.
+struct Taken {
+    held: LockInfo,
+    etag: String,
+    version_id: Option<String>,
+    joined_live: bool,
+}
+
+/// Takes the lock (see [`Lease::acquire`]): creates it, joins it (a shard of our run holds it), or takes
+/// over a stale one.
+async fn take(
+    store: &Store,
+    bucket: &str,
+    key: &str,
+    info: &LockInfo,
+    me: &Holder,
+    options: &LeaseOptions,
+    attempt_timeout: Duration,
+) -> Result<Taken> {
+    let location = format!("s3://{bucket}/{key}");
+    let policy = *store.policy();
+    let holder = |current: &LockInfo| {
+        format!(
+            "{location}: another {} (run {}, host {}, pid {}) holds the backup location since {}; it expires \
+             at {} unless renewed",
+            current.command, current.run_id, current.host, current.pid, current.acquired, current.expires
+        )
+    };
+    let mut attempt = 0;
+    let mut joined_live = false;
+    let mut held = info.clone();
+    // No blind retry: every answer that is not a plain success is resolved by reading the lock back.
+    let (etag, version_id) = loop {
+        attempt += 1;
+        let last_try = attempt >= policy.attempts;
+        let refused = match put_lock(store, bucket, key, info, WriteCondition::Create, attempt_timeout).await
+        {
+            Ok(written) => break written,
+            Err(e) if e.s3_kind() == Some(S3ErrorKind::PreconditionFailed) || e.is_temporary() => e,
+            Err(e) => return Err(e),
+        };
+        match policy.run(|| read_lock(store, bucket, key, attempt_timeout)).await? {
+            // Our create (or takeover) landed; only its answer was lost.
+            Some((current, etag, version)) if current.same_writer(info) => break (etag, version),
+            // Another shard of our run holds it: join, renewing it in our name.
+            Some((current, current_etag, _)) if info.co_holder(&current) => {
+                if let Some(joined) =
+                    join(store, bucket, key, info, &current, &current_etag, attempt_timeout).await?
+                {
+                    joined_live = !current.expired(options.clock.now());
+                    held = joined.0;
+                    break joined.1;
+                }
+                if last_try {
+                    return Err(Error::Locked(format!(
+                        "{location}: the other shards of run {} kept renewing first",
+                        info.run_id
+                    )));
+                }
+            }
+            Some((current, ..)) if current.run_id == info.run_id && current.shards != info.shards => {
+                return Err(shard_count_differs(&location, info, &current));
+            }
+            Some((current, current_etag, _))
+                if current.expired(options.clock.now()) || current.holder_dead(me) =>
+            {
+                match put_lock(
+                    store,
+                    bucket,
+                    key,
+                    info,
+                    WriteCondition::Replace(&current_etag),
+                    attempt_timeout,
+                )
+                .await
+                {
+                    Ok(written) => break written,
+                    Err(e) if e.s3_kind() == Some(S3ErrorKind::PreconditionFailed) => {
+                        return Err(Error::Locked(format!(
+                            "{location}: another run took over the stale lease first"
+                        )));
+                    }
+                    Err(e) if e.is_temporary() && !last_try => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Some((current, ..)) => return Err(Error::Locked(holder(&current))),
+            // Refused, but gone when read back: released in between; try again.
+            None if !last_try => {}
+            None => return Err(refused),
+        }
+        tokio::time::sleep(policy.backoff(attempt)).await;
+    };
+    Ok(Taken { held, etag, version_id, joined_live })
+}
+
+/// Joins the lock `current` (ETag `etag`) of another shard of our run with a renewal in our name: the lock
+/// info we hold and what the write returned, or `None` when another shard renewed in between (or the answer
+/// was lost): read it again.
+async fn join(
+    store: &Store,
+    bucket: &str,
+    key: &str,
+    info: &LockInfo,
+    current: &LockInfo,
+    etag: &str,
+    timeout: Duration,
+) -> Result<Option<(LockInfo, (String, Option<String>))>> {
+    let mut joining = info.clone();
+    joining.renewal = current.renewal + 1;
+    match put_lock(store, bucket, key, &joining, WriteCondition::Replace(etag), timeout).await {
+        Ok(written) => Ok(Some((joining, written))),
+        Err(e) if e.s3_kind() == Some(S3ErrorKind::PreconditionFailed) || e.is_temporary() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The shards of one run must agree on their count.
+fn shard_count_differs(location: &str, info: &LockInfo, current: &LockInfo) -> Error {
+    let count = |n: Option<u32>| n.map_or_else(|| "not sharded".into(), |n| format!("{n} shards"));
+    Error::Config {
+        field: "shard".into(),
+        reason: format!(
+            "{location}: run {} holds it as {}, this process as {}: every shard of a run must give the same count",
+            info.run_id,
+            count(current.shards),
+            count(info.shards)
+        ),
+    }
+}
+
 /// Timeout of one lock request: a tenth of the TTL (within 1 s to 30 s), so a renewal can fail and be
 /// retried well before the lease runs out.
 fn attempt_timeout(ttl: Duration) -> Duration {
@@ -403,6 +555,8 @@ fn attempt_timeout(ttl: Duration) -> Duration {
 
 enum Renewal {
     Renewed,
+    /// Another shard of the run renewed first: send ours again on its ETag.
+    CoHolder,
     /// The renewal did not land (or we cannot tell yet): try again soon.
     Doubt(String),
     Lost(String),
@@ -410,6 +564,19 @@ enum Renewal {
 
 /// One conditional renewal, resolving a lost or refused answer by reading the lock back.
 async fn renew_once(shared: &Shared) -> Renewal {
+    // Renewals of the other shards of a sharded run are not a conflict: send ours again on their ETag.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match renew_attempt(shared).await {
+            Renewal::CoHolder if tries < 8 => {}
+            Renewal::CoHolder => return Renewal::Doubt("other shards of the run kept renewing first".into()),
+            other => return other,
+        }
+    }
+}
+
+async fn renew_attempt(shared: &Shared) -> Renewal {
     let mut held = shared.held.lock().await;
     let timeout = attempt_timeout(shared.ttl);
     let mut next = held.0.clone();
@@ -435,17 +602,20 @@ async fn renew_once(shared: &Shared) -> Renewal {
         }
         // Refused (412, 404) or unanswered (timeout, reset, 5xx): what is there now decides.
         Err(_) => match read_lock(&shared.store, &shared.bucket, &shared.key, timeout).await {
-            Ok(Some((current, etag, _)))
-                if current.run_id == next.run_id && current.renewal == next.renewal =>
-            {
+            Ok(Some((current, etag, _))) if current.same_writer(&next) && current.renewal == next.renewal => {
                 etag
             }
-            Ok(Some((current, etag, _))) if current.run_id == next.run_id => {
+            Ok(Some((current, etag, _))) if current.same_writer(&next) => {
                 // Still our previous renewal (or an earlier one whose answer was lost): adopt its ETag and let
                 // the next attempt write over it.
-                held.0 = current;
+                held.0.renewal = current.renewal;
                 held.1 = etag;
                 return Renewal::Doubt("the renewal did not land".into());
+            }
+            Ok(Some((current, etag, _))) if next.co_holder(&current) => {
+                held.0.renewal = current.renewal;
+                held.1 = etag;
+                return Renewal::CoHolder;
             }
             Ok(Some((current, ..))) => {
                 return Renewal::Lost(lost_message(
@@ -486,6 +656,7 @@ async fn renew_in_background(shared: Arc<Shared>) {
         }
         match renew_once(&shared).await {
             Renewal::Renewed => wait = every,
+            Renewal::CoHolder => unreachable!("renew_once sends a renewal again after another shard's"),
             Renewal::Lost(why) => {
                 shared.mark_lost(why);
                 return;
@@ -590,6 +761,8 @@ mod tests {
             acquired: "2026-12-01T00:00:00Z".into(),
             expires: "2026-12-01T00:05:00Z".into(),
             renewal: 0,
+            shards: None,
+            shard: None,
         }
     }
 
@@ -612,6 +785,9 @@ mod tests {
         // /proc of another namespace: nothing can be proved.
         let blind = Holder { proc_is_own: false, ..me.clone() };
         assert!(!lock(&me.host, dead, boot, ns).holder_dead(&blind));
+        // A sharded run's last writer may have finished while the other shards work.
+        let sharded = LockInfo { shards: Some(3), shard: Some(1), ..lock(&me.host, dead, boot, ns) };
+        assert!(!sharded.holder_dead(&me));
     }
 
     #[test]

@@ -119,7 +119,7 @@ pub struct Header {
     pub format: String,
     /// Format version ([`VERSION`]).
     pub version: u32,
-    /// The snapshot id (random, 8 hex digits).
+    /// The snapshot id (random, 8 hex digits; a sharded run's run id).
     pub snapshot_id: String,
     /// Complete, partial, or a running checkpoint.
     pub status: SnapshotStatus,
