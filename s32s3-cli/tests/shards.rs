@@ -313,3 +313,17 @@ fn a_wrong_shard_count_is_refused_and_an_abandoned_run_is_cleaned_up() {
     assert_eq!(plain["objects"], 6);
     assert!(keys(env.dest, &env.backup_bucket, ".s32s3/parts/").is_empty(), "the abandoned part is gone");
 }
+
+/// `source_versions` in a sharded run: refused in one line, before anything is read or written.
+#[test]
+fn a_sharded_run_refuses_source_versions() {
+    let env = Env::new(testkit::seaweedfs(), testkit::seaweedfs(), "shard-hist");
+    let mut cmd = shard(&env, &[], "0/2", "run-h", None);
+    cmd.env("S32S3_SOURCE_VERSIONS", "true");
+    let (code, _, stderr) = finish(spawn(cmd));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("source_versions") && stderr.contains("sharded run"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    let exists = rt().block_on(env.dest.client().head_bucket().bucket(&env.backup_bucket).send()).is_ok();
+    assert!(!exists, "nothing written");
+}
