@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Env, create_bucket, pattern, put_many, rt};
+use common::{Env, create_bucket, finish, pattern, put_many, rt, spawn};
 use s32s3_core::testkit::proxy::{Fault, FaultProxy, Match, Rule};
 use s32s3_core::testkit::{self, TestServer};
 
@@ -40,19 +40,6 @@ fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
         assert!(started.elapsed() < timeout, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn spawn(mut cmd: Command) -> Child {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
-}
-
-fn finish(child: Child) -> (Option<i32>, String, String) {
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// `(id, status)` of every snapshot and checkpoint key under `.s32s3/snapshots/`.

@@ -5,25 +5,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::{Env, create_bucket, pattern, put_many, rt};
+use common::{Env, create_bucket, finish, pattern, put_many, rt, spawn};
 use s32s3_core::testkit::conformance::contents;
 use s32s3_core::testkit::{self, TestServer};
-
-fn spawn(mut cmd: Command) -> Child {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
-}
-
-fn finish(child: Child) -> (Option<i32>, String, String) {
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// `s32s3 backup --json --bucket … --shard I/N --run-id RUN` (and `bwlimit`, to keep a shard at work for a
 /// while).

@@ -92,6 +92,23 @@ async fn newest_entries(backup_bucket: &str) -> Vec<s32s3_core::format::manifest
     reader.map(Result::unwrap).collect()
 }
 
+/// Each entry's stored version is retained in governance mode for two more windows after `day`, and the
+/// entry records exactly that date.
+async fn retained_past(
+    backup_bucket: &str,
+    entries: &[s32s3_core::format::manifest::Entry],
+    day: OffsetDateTime,
+) {
+    for entry in entries {
+        let (mode, until) =
+            retention(backup_bucket, &entry.stored_key, entry.version_id.as_deref().unwrap()).await;
+        assert_eq!(mode.as_deref(), Some("GOVERNANCE"));
+        let until = until.unwrap();
+        assert!(until > day + Duration::days(2 * i64::from(DAYS)), "{}: retained until {until}", entry.key);
+        assert_eq!(entry.retained_until.as_deref(), Some(s32s3_core::clock::format_rfc3339(until).as_str()));
+    }
+}
+
 fn requests(summary: &s32s3_core::BackupSummary, operation: &str) -> u64 {
     summary.requests.destination.get(operation).copied().unwrap_or(0)
 }
@@ -177,14 +194,7 @@ async fn every_version_is_retained_past_its_window_and_cannot_be_deleted() {
     assert_eq!((second.counts.changed.objects, second.counts.unchanged.objects), (1, 2));
     let day3 = OffsetDateTime::now_utc() + Duration::days(3);
     let entries = newest_entries(&backup_bucket).await;
-    for entry in &entries {
-        let (mode, until) =
-            retention(&backup_bucket, &entry.stored_key, entry.version_id.as_deref().unwrap()).await;
-        assert_eq!(mode.as_deref(), Some("GOVERNANCE"));
-        let until = until.unwrap();
-        assert!(until > day3 + Duration::days(2 * i64::from(DAYS)), "{}: retained until {until}", entry.key);
-        assert_eq!(entry.retained_until.as_deref(), Some(s32s3_core::clock::format_rfc3339(until).as_str()));
-    }
+    retained_past(&backup_bucket, &entries, day3).await;
     // Retention requests: each version the run wrote, the 2 unchanged data versions extended, and each of
     // the location's own objects from day 0 still current (config.json, the manifest): all short of two
     // windows now.
@@ -308,15 +318,8 @@ async fn a_carried_bucket_keeps_its_versions_retained() {
     let second = backup(config(source, &backup_bucket, 3), &backed_up).await;
     let day3 = OffsetDateTime::now_utc() + Duration::days(3);
     let entries = newest_entries(&backup_bucket).await;
-    let carried_entries: Vec<_> = entries.iter().filter(|e| e.bucket == carried).collect();
+    let carried_entries: Vec<_> = entries.into_iter().filter(|e| e.bucket == carried).collect();
     assert_eq!(carried_entries.len(), 3);
-    for entry in carried_entries {
-        let (mode, until) =
-            retention(&backup_bucket, &entry.stored_key, entry.version_id.as_deref().unwrap()).await;
-        assert_eq!(mode.as_deref(), Some("GOVERNANCE"));
-        let until = until.unwrap();
-        assert!(until > day3 + Duration::days(2 * i64::from(DAYS)), "{}: retained until {until}", entry.key);
-        assert_eq!(entry.retained_until.as_deref(), Some(s32s3_core::clock::format_rfc3339(until).as_str()));
-    }
+    retained_past(&backup_bucket, &carried_entries, day3).await;
     assert!(requests(&second, "PutObjectRetention") >= 6, "{:?}", second.requests);
 }

@@ -146,6 +146,21 @@ impl Env {
     }
 }
 
+/// Starts `cmd` with its output captured.
+pub fn spawn(mut cmd: Command) -> std::process::Child {
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+}
+
+/// Waits for `child`: its exit code, stdout and stderr.
+pub fn finish(child: std::process::Child) -> (Option<i32>, String, String) {
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Deterministic test data, and bucket creation: the test kit's, shared with its conformance scenarios.
 #[allow(unused_imports)] // each test binary uses a different subset
 pub use s32s3_core::testkit::conformance::{create_bucket, pattern};
