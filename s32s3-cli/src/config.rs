@@ -962,6 +962,17 @@ mod tests {
     }
 
     #[test]
+    fn source_versions_is_off_unless_set() {
+        let effective = |toml: &str| ConfigArgs::default().effective(file(toml));
+        let off = effective("").unwrap();
+        assert!(!off.run.source_versions);
+        assert!(off.masked().contains("source_versions = false\n"));
+        let on = effective("source_versions = true").unwrap();
+        assert!(on.run.source_versions);
+        assert!(on.masked().contains("source_versions = true\n"));
+    }
+
+    #[test]
     fn object_lock_is_one_of_three_modes() {
         let effective = |toml: &str| ConfigArgs::default().effective(file(toml));
         assert_eq!(effective("").unwrap().run.object_lock, s32s3_core::ObjectLock::Off);
