@@ -64,14 +64,15 @@ pub(crate) struct VersionFailure {
 }
 
 impl SourceHistory {
-    /// Reads the previous snapshot's history (none when it has none) and starts this run's.
+    /// Reads the previous snapshot's history (none when it has none; one that is damaged or gone is
+    /// reported and taken as none) and starts this run's.
     ///
     /// # Errors
-    /// S3 failures reading it, [`Error::Corrupt`] for a damaged one, local I/O.
+    /// S3 failures reading it, local I/O.
     pub(crate) async fn load(cx: &crate::repo::Repository, parent: Option<&Header>) -> Result<Self> {
         let previous: Records = match parent.and_then(|h| h.history.as_ref().map(|r| (h, r))) {
-            Some((header, history)) => Box::new(
-                crate::format::history::open(
+            Some((header, history)) => {
+                let opened = crate::format::history::open(
                     &cx.dest,
                     cx.bucket(),
                     history,
@@ -79,8 +80,24 @@ impl SourceHistory {
                     &cx.cipher,
                     cx.work.path(),
                 )
-                .await?,
-            ) as Box<HistoryReader>,
+                .await;
+                match opened {
+                    Ok(reader) => Box::new(reader) as Box<HistoryReader>,
+                    // Damaged or gone: reported, and the history is stored anew (under the same names).
+                    Err(e)
+                        if matches!(e, Error::Corrupt { .. })
+                            || e.s3_kind() == Some(S3ErrorKind::NotFound) =>
+                    {
+                        cx.progress.event(&Event::Warning(&format!(
+                            "the version history of snapshot {} cannot be read, so this run stores the source's \
+                             history anew: {e}",
+                            header.snapshot_id
+                        )));
+                        Box::new(std::iter::empty())
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             None => Box::new(std::iter::empty()),
         };
         Ok(Self {

@@ -156,6 +156,18 @@ pub async fn source_history(source: &TestServer, destination: &TestServer) {
     let (first, at_second) = incremental_backups(&pair, &bucket).await;
     replays(&pair, &bucket, &first.snapshot_id, &at_first, &at_second).await;
 
+    // The newest history damaged: reported, and the next run stores the history anew (7 versions that
+    // are not current, none of them the previous entry of its key: all read from the source).
+    let (_, _, _, header, _) = super::newest_manifest(&pair).await;
+    let damaged = header.history.expect("the newest snapshot has a history").key;
+    let garbage = crate::store::s3::sdk::primitives::ByteStream::from(b"not a history".to_vec());
+    let put = pair.destination.client().put_object().bucket(&pair.backup_bucket).key(&damaged).body(garbage);
+    put.send().await.unwrap_or_else(|e| panic!("damaging {damaged}: {e:?}"));
+    let anew = backup(&pair, &bucket).await;
+    assert!(anew.failed.is_empty(), "{anew:?}");
+    let h = anew.history.expect("the history is backed up");
+    assert_eq!((h.versions, h.delete_markers, h.versions_copied), (29, 3, 7), "{h:?}");
+
     let verify = Verify::new(pair.config()).with_read_data(ReadData::All);
     let verified =
         Box::pin(verify.run(Arc::new(NoProgress), CancellationToken::new())).await.expect("verify");
