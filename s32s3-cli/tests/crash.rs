@@ -35,7 +35,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Env, PASSWORD, PASSWORD2, create_bucket, pattern, put, put_many, rt};
+use common::{Env, PASSWORD, PASSWORD2, create_bucket, history_views, pattern, put, put_many, rt};
 use futures::StreamExt as _;
 use s32s3_core::testkit::{self, TestServer};
 use s32s3_core::{RunConfig, Secret};
@@ -253,6 +253,8 @@ enum Anchor {
     Manifest,
     /// This key of the bucket was recorded (copied, deleted or found unchanged).
     Recorded(&'static str),
+    /// The bucket's version history started (`source_versions`).
+    History,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -320,6 +322,7 @@ fn anchor_in(log: &[(Duration, String)], anchor: Anchor, bucket: &str) -> Option
         Anchor::BucketPlanned => seen(&|m| m.starts_with(&format!("bucket {bucket}: "))),
         Anchor::Manifest => seen(&|m| m == "writing the snapshot manifest"),
         Anchor::Recorded(key) => seen(&|m| m.starts_with(&format!("s3://{bucket}/{key}: "))),
+        Anchor::History => seen(&|m| m == format!("bucket {bucket}: version history")),
     }
 }
 
@@ -1127,4 +1130,63 @@ fn after_a_kill_an_object_gone_from_the_source_is_not_left_current() {
         .map(|k| explain_stored(&env, k, &attempts))
         .collect();
     assert!(stale.is_empty(), "current in the backup bucket, but in no snapshot: {stale:#?}");
+}
+
+/// `source_versions`: a run killed while it stores the source's version history (a checkpoint of its
+/// current state written, none of its history), then run again: the run completes, and the newest
+/// snapshot's history, replayed with `restore --source-versions`, is the source's.
+#[test]
+fn a_kill_while_storing_the_history_loses_nothing() {
+    let env = Env::new(testkit::seaweedfs(), testkit::moto(), "crash-hist");
+    let bucket = env.source.unique_bucket("crash-hist");
+    let generation =
+        |n: u64| (0..40).map(move |i| (format!("k{i:02}"), pattern(20_000, n * 100 + i))).collect();
+    rt().block_on(async {
+        create_bucket(env.source, &bucket).await;
+        let versioning = aws_sdk_s3::types::VersioningConfiguration::builder()
+            .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+            .build();
+        let s3 = env.source.client();
+        s3.put_bucket_versioning().bucket(&bucket).versioning_configuration(versioning).send().await.unwrap();
+        put_many(env.source, &bucket, generation(1)).await;
+    });
+    // A second apart: the history is read from the listing.
+    std::thread::sleep(Duration::from_millis(1100));
+    rt().block_on(async {
+        put_many(env.source, &bucket, generation(2)).await;
+        for i in 0..5 {
+            env.source.client().delete_object().bucket(&bucket).key(format!("k{i:02}")).send().await.unwrap();
+        }
+    });
+    let want = history_views(env.source, &bucket);
+
+    // 40 versions not current to store at 200 KB/s: the kill lands a second into the history.
+    let slow = [("S32S3_SOURCE_VERSIONS", "true"), ("S32S3_BWLIMIT", "200K")];
+    let killed = run_backup(&env, &bucket, 0, Some((Anchor::History, Duration::from_secs(1))), &slow);
+    assert!(killed.killed_at.is_some(), "the kill landed: {}", killed.timeline(&bucket));
+    let last =
+        run_backup(&env, &bucket, 1, None, &[("S32S3_SOURCE_VERSIONS", "true"), ("S32S3_BWLIMIT", "off")]);
+    assert_eq!(last.exit, Some(0), "{}\n{:#?}", last.stdout, last.log);
+    let summary: serde_json::Value = serde_json::from_str(&last.stdout).unwrap();
+    assert_eq!(summary["status"], "complete", "{summary}");
+    assert_eq!(
+        (&summary["history"]["versions"], &summary["history"]["delete_markers"]),
+        (&80.into(), &5.into())
+    );
+
+    let target = env.source.unique_bucket("crash-replayed");
+    let out = env
+        .s32s3()
+        .args([
+            "restore",
+            "--source-versions",
+            "--no-iam",
+            "--json",
+            "--bucket",
+            &format!("{bucket}:{target}"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(history_views(env.source, &target), want, "the replayed history");
 }

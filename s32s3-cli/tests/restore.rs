@@ -11,7 +11,7 @@ use aws_sdk_s3::types::{
     ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, ObjectLockConfiguration,
     ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule, Tag, Tagging, VersioningConfiguration,
 };
-use common::{Env, create_bucket, pattern, put, rt};
+use common::{Env, create_bucket, history_views, pattern, put, rt};
 use s32s3_core::format::manifest::Entry;
 use s32s3_core::testkit::{self, ServerKind, TestServer};
 use sha2::{Digest, Sha256};
@@ -675,50 +675,6 @@ fn snapshots_lists_them() {
     let table = env.s32s3().arg("snapshots").output().unwrap();
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains(first["snapshot_id"].as_str().unwrap()) && text.contains("complete"), "{text}");
-}
-
-/// One version as a client sees it: the SHA-256 of its bytes, content type, metadata and tags.
-type VersionView = (String, Option<String>, BTreeMap<String, String>, BTreeMap<String, String>);
-
-/// What every server's version listing tells of a key's history: its versions oldest first, how many delete
-/// markers, and whether the latest is one. (moto lists times to the second and every version before every
-/// delete marker: where a key's versions and delete markers interleave within one second, as a replay
-/// writes them, its listing cannot say how.)
-#[derive(Debug, Default, PartialEq, Eq)]
-struct HistoryView {
-    versions: Vec<VersionView>,
-    delete_markers: usize,
-    latest_is_delete_marker: bool,
-}
-
-fn history_views(server: &TestServer, bucket: &str) -> BTreeMap<String, HistoryView> {
-    rt().block_on(async {
-        let s3 = server.client();
-        let listed = s3.list_object_versions().bucket(bucket).send().await.unwrap();
-        assert_ne!(listed.is_truncated(), Some(true));
-        let mut out: BTreeMap<String, HistoryView> = BTreeMap::new();
-        // Versions are listed newest first: reversed, oldest first.
-        for v in listed.versions().iter().rev() {
-            let (key, version) = (v.key().unwrap(), v.version_id().unwrap());
-            let got = s3.get_object().bucket(bucket).key(key).version_id(version).send().await.unwrap();
-            let (content_type, metadata) = (
-                got.content_type().map(str::to_owned),
-                got.metadata().cloned().unwrap_or_default().into_iter().collect(),
-            );
-            let body = got.body.collect().await.unwrap().into_bytes();
-            let tags =
-                s3.get_object_tagging().bucket(bucket).key(key).version_id(version).send().await.unwrap();
-            let tags = tags.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
-            let view = (hex::encode(Sha256::digest(&body)), content_type, metadata, tags);
-            out.entry(key.to_owned()).or_default().versions.push(view);
-        }
-        for m in listed.delete_markers() {
-            let history = out.entry(m.key().unwrap().to_owned()).or_default();
-            history.delete_markers += 1;
-            history.latest_is_delete_marker |= m.is_latest() == Some(true);
-        }
-        out
-    })
 }
 
 /// Creates the versioned `bucket` on `server` with a history: `doc` in three versions, each with its own

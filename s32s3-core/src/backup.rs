@@ -893,6 +893,7 @@ impl<'a> Run<'a> {
             self.history = Some(history);
             return carried;
         }
+        self.cx.progress.event(&Event::Phase(&format!("bucket {bucket}: version history")));
         let done = history.bucket(&copier, bucket, previous.lines(bucket)?).await;
         self.history = Some(history);
         match done {

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 
 use aws_sdk_s3::primitives::ByteStream;
 use s32s3_core::testkit::TestServer;
+use sha2::Digest as _;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const PASSWORD2: &str = "pepper";
@@ -275,4 +276,48 @@ impl Metrics {
     pub fn value(&self, name: &str) -> Option<f64> {
         self.get(name, &[])
     }
+}
+
+/// One version as a client sees it: the SHA-256 of its bytes, content type, metadata and tags.
+pub type VersionView = (String, Option<String>, BTreeMap<String, String>, BTreeMap<String, String>);
+
+/// What every server's version listing tells of a key's history: its versions oldest first, how many delete
+/// markers, and whether the latest is one. (moto lists times to the second and every version before every
+/// delete marker: where a key's versions and delete markers interleave within one second, as a replay
+/// writes them, its listing cannot say how.)
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HistoryView {
+    pub versions: Vec<VersionView>,
+    pub delete_markers: usize,
+    pub latest_is_delete_marker: bool,
+}
+
+pub fn history_views(server: &TestServer, bucket: &str) -> BTreeMap<String, HistoryView> {
+    rt().block_on(async {
+        let s3 = server.client();
+        let listed = s3.list_object_versions().bucket(bucket).send().await.unwrap();
+        assert_ne!(listed.is_truncated(), Some(true));
+        let mut out: BTreeMap<String, HistoryView> = BTreeMap::new();
+        // Versions are listed newest first: reversed, oldest first.
+        for v in listed.versions().iter().rev() {
+            let (key, version) = (v.key().unwrap(), v.version_id().unwrap());
+            let got = s3.get_object().bucket(bucket).key(key).version_id(version).send().await.unwrap();
+            let (content_type, metadata) = (
+                got.content_type().map(str::to_owned),
+                got.metadata().cloned().unwrap_or_default().into_iter().collect(),
+            );
+            let body = got.body.collect().await.unwrap().into_bytes();
+            let tags =
+                s3.get_object_tagging().bucket(bucket).key(key).version_id(version).send().await.unwrap();
+            let tags = tags.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
+            let view = (hex::encode(sha2::Sha256::digest(&body)), content_type, metadata, tags);
+            out.entry(key.to_owned()).or_default().versions.push(view);
+        }
+        for m in listed.delete_markers() {
+            let history = out.entry(m.key().unwrap().to_owned()).or_default();
+            history.delete_markers += 1;
+            history.latest_is_delete_marker |= m.is_latest() == Some(true);
+        }
+        out
+    })
 }
