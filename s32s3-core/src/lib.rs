@@ -81,6 +81,7 @@ pub mod verify;
 
 pub use backup::Backup;
 pub use clock::Clock;
+pub use engine::history::HistoryCounts;
 pub use engine::parts::part_size_for;
 pub use error::{Error, Result};
 pub use format::manifest::SnapshotStatus;
