@@ -4,9 +4,10 @@
 //! (each key's versions kept together), is merge-joined with the previous snapshot's version records and
 //! its entries. Versions are immutable and their id is their identity, so a version recorded with a stored
 //! copy is carried without a request. A version that is not the key's latest and has no stored copy yet is
-//! stored once under `.s32s3/versions/` ([`Layout::version_key`]): copied inside the backup store from the
-//! previous snapshot's stored object when that is this version (it was current at the last run), else read
-//! from the source by version id. Delete markers and the latest version are recorded only (the latest is
+//! stored once under `.s32s3/versions/`
+//! ([`Layout::version_key`](crate::format::layout::Layout::version_key)): copied inside the backup store
+//! from the previous snapshot's stored object when that is this version (it was current at the last run),
+//! else read from the source by version id. Delete markers and the latest version are recorded only (the latest is
 //! the snapshot's entry, at its rclone name). A version gone from the source is kept `expiration_days`
 //! after the run that first found it gone, then dropped and its stored copy deleted (a delete marker, after
 //! the run record: every snapshot that names it stays restorable for its whole window).
