@@ -419,3 +419,24 @@ fn debug_shows_no_secret() {
     assert!(!printed.contains(&secret), "{printed}");
     assert_eq!(proxy.endpoint().secret_access_key.expose(), secret, "the endpoint keeps the keys");
 }
+
+/// `Store::create_bucket` when its first answer is lost (the bucket is created) and the retry's answer, a
+/// 409, breaks off inside its body (no error code readable): the bucket is there and ours, so it counts as
+/// created. (A random-fault run in CI met exactly this on a restore's new bucket.)
+#[tokio::test]
+async fn create_bucket_survives_a_lost_answer_and_a_broken_409() {
+    let server = testkit::seaweedfs();
+    let proxy = FaultProxy::start(&server.endpoint());
+    let bucket = server.unique_bucket("create-twice");
+    let create = Match::method("PUT").with_path_contains(format!("/{bucket}"));
+    proxy.set_rules(vec![
+        Rule::new(create.clone(), Fault::ResetBeforeResponse).with_limit(1),
+        Rule::new(create, Fault::ResetMidResponseBody).with_limit(1),
+    ]);
+    let store =
+        s32s3_core::store::s3::Store::new(s32s3_core::error::Side::Source, proxy.endpoint(), 5).unwrap();
+    store.create_bucket(&bucket, false).await.expect("the bucket counts as created");
+    let faults = proxy.stats();
+    assert_eq!((faults.reset_before_response, faults.reset_mid_response_body), (1, 1), "{faults:?}");
+    assert!(store.bucket_exists(&bucket).await.unwrap());
+}

@@ -521,7 +521,9 @@ impl Store {
     }
 
     /// Creates `bucket` (with object lock when asked). A bucket already ours counts as created: the answer
-    /// to an earlier attempt may have been lost, and its retry then hears `BucketAlreadyOwnedByYou`.
+    /// to an earlier attempt may have been lost, and its retry then hears `BucketAlreadyOwnedByYou` — or a
+    /// 409 whose body broke off before its code could be read; then a `HeadBucket` tells whether the bucket
+    /// is there for us.
     ///
     /// # Errors
     /// S3 failures.
@@ -533,6 +535,9 @@ impl Store {
             .await;
         match created {
             Err(Error::S3(e)) if e.code.as_deref() == Some("BucketAlreadyOwnedByYou") => Ok(()),
+            Err(Error::S3(e)) if e.status == Some(409) && e.code.is_none() => {
+                if self.bucket_exists(bucket).await? { Ok(()) } else { Err(Error::S3(e)) }
+            }
             other => other.map(|_| ()),
         }
     }
