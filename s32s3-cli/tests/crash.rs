@@ -1013,18 +1013,7 @@ fn backed_up_then_killed(name: &str, initial: &[&str], key: &'static str) -> (En
     let bucket = source.bucket.clone();
     rt().block_on(async {
         create_bucket(env.source, &bucket).await;
-        env.source
-            .client()
-            .put_bucket_versioning()
-            .bucket(&bucket)
-            .versioning_configuration(
-                aws_sdk_s3::types::VersioningConfiguration::builder()
-                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        s32s3_core::testkit::conformance::enable_versioning(env.source, &bucket).await;
         for key in initial {
             source.put(key, 100).await;
         }

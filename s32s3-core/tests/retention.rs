@@ -399,16 +399,7 @@ async fn versions_gone_from_the_source() {
     let mut loc = Location::new("history").await;
     loc.source_versions = true;
     let s3 = loc.source.client();
-    s3.put_bucket_versioning()
-        .bucket(&loc.bucket)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    s32s3_core::testkit::conformance::enable_versioning(loc.source, &loc.bucket).await;
     loc.put(0, "k", "k, first").await;
     loc.put(0, "k", "k, second").await;
     loc.put(0, "other", "other").await;

@@ -151,6 +151,21 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Turns versioning on for `bucket` on `server`.
+pub async fn enable_versioning(server: &TestServer, bucket: &str) {
+    use crate::store::s3::sdk::types::{BucketVersioningStatus, VersioningConfiguration};
+    server
+        .client()
+        .put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("enabling versioning on {bucket}: {e:?}"));
+}
+
 /// Creates `bucket` on `server`.
 pub async fn create_bucket(server: &TestServer, bucket: &str) {
     server

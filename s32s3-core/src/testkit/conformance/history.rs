@@ -6,34 +6,20 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    PER_OBJECT_SOURCE, Pair, create_bucket, delete, finished, pattern, put, rclone, rclone_config, requests,
+    PER_OBJECT_SOURCE, Pair, create_bucket, delete, enable_versioning, finished, pattern, put, rclone,
+    rclone_config, requests,
 };
 use crate::error::Side;
 use crate::format::snapshots::Selector;
 use crate::progress::NoProgress;
 use crate::restore::{BucketMapping, Restore};
 use crate::store::s3::Store;
-use crate::store::s3::sdk::types::{BucketVersioningStatus, VersioningConfiguration};
 use crate::testkit::TestServer;
 use crate::verify::{ReadData, Verify};
 use crate::{Backup, BackupSummary, Error, RestoreSummary};
 
 /// One key's history, oldest first: each version's bytes, `None` for a delete marker.
 type History = BTreeMap<String, Vec<Option<Vec<u8>>>>;
-
-/// Turns versioning on for `bucket`.
-async fn enable_versioning(server: &TestServer, bucket: &str) {
-    server
-        .client()
-        .put_bucket_versioning()
-        .bucket(bucket)
-        .versioning_configuration(
-            VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
-        )
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("enabling versioning on {bucket}: {e:?}"));
-}
 
 /// Every key's history in `bucket`, read from its version listing (oldest first) and by version id.
 async fn history(server: &TestServer, bucket: &str) -> History {
