@@ -17,7 +17,6 @@
 //! that are current or within their window. A run that lost its lease writes nothing more at all.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -42,7 +41,7 @@ use crate::format::manifest::{
     SourceInfo, Totals,
 };
 use crate::format::retention::{lock_needs_extension, lock_until, min_days, prune_plan};
-use crate::format::snapshots::{self, Catalog, SnapshotRef};
+use crate::format::snapshots::{self, Catalog, SnapshotRef, put_file};
 use crate::format::spool::{ExternalSort, SortedItems};
 use crate::options::RunConfig;
 use crate::progress::{Event, Outcome, Progress};
@@ -1934,29 +1933,4 @@ async fn act(
 async fn delete_stored(dest: &Store, bucket: &str, gate: &RunGate, entry: &Entry) -> Result<()> {
     gate.before_write().await?;
     dest.delete(bucket, &entry.stored_key).await
-}
-
-/// Uploads a local file as one object (each attempt reads it from the start); returns its version id.
-/// `create_only`: refuse to replace an existing object (`If-None-Match: *`).
-pub(crate) async fn put_file(
-    store: &Store,
-    bucket: &str,
-    key: &str,
-    file: File,
-    len: u64,
-    create_only: bool,
-) -> Result<Option<String>> {
-    let condition = if create_only { WriteCondition::Create } else { WriteCondition::None };
-    let attrs = ObjectAttrs::typed("application/octet-stream");
-    let out = store.put_file(bucket, key, &file, len, &attrs, condition).await;
-    match out {
-        Ok(written) => Ok(written.version_id),
-        // An earlier attempt landed and only its answer was lost: the retry finds the object there. Names
-        // written create-only carry the run's id, so one of the right size is ours.
-        Err(Error::S3(e)) if create_only && e.kind == S3ErrorKind::PreconditionFailed => {
-            let head = store.head(bucket, key, ReadOptions::current()).await?;
-            if head.content_length == Some(len) { Ok(head.version_id) } else { Err(Error::S3(e)) }
-        }
-        Err(e) => Err(e),
-    }
 }

@@ -204,7 +204,7 @@ impl SourceHistory {
     ) -> Result<HistoryRef> {
         let key = crate::format::history::history_key(&cx.layout, snapshot_id);
         let (file, len) = self.writer.encode(snapshot_id, &cx.cipher, cx.work.path())?;
-        crate::backup::put_file(&cx.dest, cx.bucket(), &key, file, len, false).await?;
+        crate::format::snapshots::put_file(&cx.dest, cx.bucket(), &key, file, len, false).await?;
         Ok(HistoryRef { key, ..self.writer.counts.clone() })
     }
 }

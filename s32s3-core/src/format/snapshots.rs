@@ -18,7 +18,7 @@ use s32s3_crypt::{Cipher, DecryptReader, ENCRYPTED_CHUNK_SIZE, HEADER_SIZE};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, S3ErrorKind};
 use crate::format::layout::Layout;
 use crate::format::manifest::{Header, ManifestReader, SnapshotStatus};
 use crate::format::retention::{Retention, RunRecord, Window};
@@ -186,6 +186,31 @@ pub async fn put_run_record(
     )
     .await?;
     Ok(key)
+}
+
+/// Uploads a local file as one object (each attempt reads it from the start); returns its version id.
+/// `create_only`: refuse to replace an existing object (`If-None-Match: *`).
+pub(crate) async fn put_file(
+    store: &Store,
+    bucket: &str,
+    key: &str,
+    file: File,
+    len: u64,
+    create_only: bool,
+) -> Result<Option<String>> {
+    let condition = if create_only { WriteCondition::Create } else { WriteCondition::None };
+    let attrs = ObjectAttrs::typed("application/octet-stream");
+    let out = store.put_file(bucket, key, &file, len, &attrs, condition).await;
+    match out {
+        Ok(written) => Ok(written.version_id),
+        // An earlier attempt landed and only its answer was lost: the retry finds the object there. Names
+        // written create-only carry the run's id, so one of the right size is ours.
+        Err(Error::S3(e)) if create_only && e.kind == S3ErrorKind::PreconditionFailed => {
+            let head = store.head(bucket, key, ReadOptions::current()).await?;
+            if head.content_length == Some(len) { Ok(head.version_id) } else { Err(Error::S3(e)) }
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Downloads an object into a temporary file in `dir` (rewound), streaming; the request and the body read
