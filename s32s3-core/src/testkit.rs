@@ -293,13 +293,21 @@ impl TestServer {
         &self.data_dir
     }
 
-    /// An aws-sdk-s3 client with the settings s32s3 itself uses.
+    /// An aws-sdk-s3 client with the settings s32s3 itself uses, but more patient: 10 attempts, backing off
+    /// up to 20 s, instead of 5.
+    ///
+    /// Tests set their servers up and check them with this client, and a test must not fail because the
+    /// server it set up answered one burst of transient errors: SeaweedFS 4.x answers a `PutObject` with
+    /// `500 InternalError` now and then under load (in CI the crash test's change of its source between
+    /// two kills failed so, when clients still shared the SDK's retry token bucket: see
+    /// [`sdk_client_with_retries`](crate::store::s3::sdk_client_with_retries)).
     ///
     /// # Panics
     /// Never for a started server (its endpoint is a valid URL).
     #[must_use]
     pub fn client(&self) -> crate::store::s3::SdkClient {
-        crate::store::s3::sdk_client(&self.endpoint).expect("test server endpoints are valid URLs")
+        crate::store::s3::sdk_client_with_retries(&self.endpoint, 10)
+            .expect("test server endpoints are valid URLs")
     }
 
     /// A bucket name no other test in this or any concurrent test binary uses.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::retry::{RetryConfig, RetryPartition, TokenBucket};
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
     timeout::TimeoutConfig,
@@ -43,6 +43,11 @@ use crate::store::retry::RetryPolicy;
 /// times in all (exponential backoff with jitter, the SDK's standard mode; `1` turns the SDK's retries
 /// off, which is what [`Store`] does: it retries under its own [`RetryPolicy`] instead).
 ///
+/// `max_attempts` holds whatever else fails at the same time: each client gets its own unlimited retry
+/// token bucket. The SDK's default bucket (500 tokens, shared by every client of the process) stops all
+/// retries, without a word, once a burst of concurrent failures has spent it: 40 requests answered
+/// `500` together got 50 retries between them instead of 160.
+///
 /// The settings that make the SDK work against S3-compatible stores (checked against SeaweedFS and moto):
 /// - path-style addressing (`http://host/bucket/key`): virtual-hosted style needs wildcard DNS that
 ///   local and most self-hosted stores do not have;
@@ -71,6 +76,7 @@ pub fn sdk_client_with_retries(endpoint: &S3Endpoint, max_attempts: u32) -> Resu
         .force_path_style(true)
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .retry_partition(RetryPartition::custom("s32s3").token_bucket(TokenBucket::unlimited()).build())
         .retry_config(if max_attempts <= 1 {
             RetryConfig::disabled()
         } else {
@@ -2197,6 +2203,42 @@ mod tests {
             assert!(err.to_string().contains("destination.endpoint"), "{err}");
             assert!(err.to_string().contains("not an http:// or https:// URL"), "{err}");
         }
+    }
+
+    /// Every client keeps its `max_attempts` however many requests fail at once: with the SDK's shared
+    /// default token bucket 40 requests failing together got 50 retries between them, not 40 × 4.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_failures_does_not_spend_the_retries() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = requests.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    // One request per connection: read its head, answer 500, close.
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let answer = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                    let _ = conn.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        let client = sdk_client_with_retries(&endpoint(&url), 5).unwrap();
+        let heads = (0..40).map(|i| client.head_bucket().bucket(format!("bucket-{i}")).send());
+        let results = futures::future::join_all(heads).await;
+        assert!(results.iter().all(Result::is_err));
+        assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 40 * 5);
     }
 
     #[test]
