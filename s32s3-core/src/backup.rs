@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::bucket_config;
-use crate::engine::history::SourceHistory;
+use crate::engine::history::{SourceHistory, Window};
 use crate::engine::listing::{Sorted, SortedListing, list_into};
 use crate::engine::parts::PendingUpload;
 use crate::engine::plan::{Action, MergeJoin, MergeNewest, PlanCounts, PreviousEntries};
@@ -671,7 +671,7 @@ struct Run<'a> {
     tag_checks: Arc<AtomicU64>,
     /// `source_versions`: the source's version history, and what the header says of it once written.
     history: Option<SourceHistory>,
-    history_ref: Option<crate::format::history::HistoryRef>,
+    history_ref: Option<crate::format::manifest::HistoryRef>,
     /// The shard of a sharded run this process is.
     shard: Option<Shard>,
     /// The id its checkpoints are written under: the snapshot id, or for a shard the run id and shard.
@@ -772,7 +772,12 @@ impl<'a> Run<'a> {
             self.stop(e);
         }
         if self.cx.config.source_versions {
-            match SourceHistory::load(self.cx, previous.parent_header.as_ref()).await {
+            let cx = self.cx;
+            let window =
+                Window { now: cx.now(), days: cx.config.expiration_days, lock: cx.config.object_lock.mode() };
+            let copier = self.copier();
+            match SourceHistory::load(&copier, cx.work.path(), window, previous.parent_header.as_ref()).await
+            {
                 Ok(history) => self.history = Some(history),
                 Err(e) => self.stop(e),
             }
@@ -1378,9 +1383,10 @@ impl<'a> Run<'a> {
         } else {
             SnapshotStatus::Complete
         };
+        let copier = self.copier();
         if let Some(history) = &mut self.history {
             cx.progress.event(&Event::Phase("writing the version history"));
-            self.history_ref = Some(history.write(cx, &self.snapshot_id).await?);
+            self.history_ref = Some(history.write(&copier, cx.work.path(), &self.snapshot_id).await?);
         }
         cx.progress.event(&Event::Phase("writing the snapshot manifest"));
         let finished = cx.now();

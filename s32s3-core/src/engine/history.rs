@@ -12,6 +12,7 @@
 //! after the run that first found it gone, then dropped and its stored copy deleted (a delete marker, after
 //! the run record: every snapshot that names it stays restorable for its whole window).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use futures::StreamExt as _;
@@ -21,8 +22,8 @@ use crate::clock::format_rfc3339;
 use crate::engine::listing::{Listed, RUN_LEN};
 use crate::engine::transfer::{Copied, Copier, CopyFailure, Origin};
 use crate::error::{Error, Result, S3ErrorKind};
-use crate::format::history::{ByKey, HistoryReader, HistoryRef, HistoryWriter, VersionRecord};
-use crate::format::manifest::{Entry, EntryLine, Header};
+use crate::format::history::{ByKey, HistoryReader, HistoryWriter, VersionRecord};
+use crate::format::manifest::{Entry, EntryLine, Header, HistoryRef};
 use crate::format::spool::ExternalSort;
 use crate::progress::Event;
 use crate::store::{ObjectAttrs, VersionItem};
@@ -47,14 +48,22 @@ pub struct HistoryCounts {
 
 type Records = Box<dyn Iterator<Item = Result<VersionRecord>> + Send>;
 
+/// The run's retention window, as the history applies it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Window {
+    /// The run's time.
+    pub(crate) now: OffsetDateTime,
+    /// `expiration_days`: how long a version gone from the source is kept.
+    pub(crate) days: u32,
+    /// `object_lock`'s mode: the stored versions are kept retained as entries are.
+    pub(crate) lock: Option<&'static str>,
+}
+
 /// One backup run's version history: the previous snapshot's records, and this run's.
 pub(crate) struct SourceHistory {
     previous: ByKey<Records>,
     writer: HistoryWriter,
-    now: OffsetDateTime,
-    days: u32,
-    /// `object_lock`'s mode: the stored versions are kept retained as entries are.
-    lock: Option<&'static str>,
+    window: Window,
     counts: HistoryCounts,
 }
 
@@ -70,16 +79,21 @@ impl SourceHistory {
     ///
     /// # Errors
     /// S3 failures reading it, local I/O.
-    pub(crate) async fn load(cx: &crate::repo::Repository, parent: Option<&Header>) -> Result<Self> {
+    pub(crate) async fn load(
+        copier: &Copier,
+        work: &Path,
+        window: Window,
+        parent: Option<&Header>,
+    ) -> Result<Self> {
         let previous: Records = match parent.and_then(|h| h.history.as_ref().map(|r| (h, r))) {
             Some((header, history)) => {
                 let opened = crate::format::history::open(
-                    &cx.dest,
-                    cx.bucket(),
+                    &copier.dest,
+                    &copier.dest_bucket,
                     history,
                     &header.snapshot_id,
-                    &cx.cipher,
-                    cx.work.path(),
+                    &copier.run.cipher,
+                    work,
                 )
                 .await;
                 match opened {
@@ -89,7 +103,7 @@ impl SourceHistory {
                         if matches!(e, Error::Corrupt { .. })
                             || e.s3_kind() == Some(S3ErrorKind::NotFound) =>
                     {
-                        cx.progress.event(&Event::Warning(&format!(
+                        copier.run.progress.event(&Event::Warning(&format!(
                             "the version history of snapshot {} cannot be read, so this run stores the source's \
                              history anew: {e}",
                             header.snapshot_id
@@ -103,10 +117,8 @@ impl SourceHistory {
         };
         Ok(Self {
             previous: ByKey::new(previous),
-            writer: HistoryWriter::new(cx.work.path())?,
-            now: cx.now(),
-            days: cx.config.expiration_days,
-            lock: cx.config.object_lock.mode(),
+            writer: HistoryWriter::new(work)?,
+            window,
             counts: HistoryCounts::default(),
         })
     }
@@ -130,7 +142,7 @@ impl SourceHistory {
         while let Some(group) = self.previous.next_until(bucket, None)? {
             for mut record in group {
                 if let Some(stored) = &mut record.stored {
-                    keep_retained(copier, stored, self.lock, self.now, self.days).await;
+                    keep_retained(copier, stored, self.window.lock, self.window.now, self.window.days).await;
                 }
                 self.writer.push(&record)?;
             }
@@ -165,7 +177,7 @@ impl SourceHistory {
         spilled?;
         let mut sorted = sorter.finish()?;
         let listing = sorted.iter()?;
-        let (now, days, lock) = (self.now, self.days, self.lock);
+        let Window { now, days, lock } = self.window;
         let window = (copier.run.options.transfers * 4).max(16);
         let jobs = Jobs {
             listing: listing.peekable(),
@@ -199,12 +211,13 @@ impl SourceHistory {
     /// Local I/O, S3 failures.
     pub(crate) async fn write(
         &mut self,
-        cx: &crate::repo::Repository,
+        copier: &Copier,
+        work: &Path,
         snapshot_id: &str,
     ) -> Result<HistoryRef> {
-        let key = crate::format::history::history_key(&cx.layout, snapshot_id);
-        let (file, len) = self.writer.encode(snapshot_id, &cx.cipher, cx.work.path())?;
-        crate::format::snapshots::put_file(&cx.dest, cx.bucket(), &key, file, len, false).await?;
+        let key = crate::format::history::history_key(&copier.layout, snapshot_id);
+        let (file, len) = self.writer.encode(snapshot_id, &copier.run.cipher, work)?;
+        crate::format::snapshots::put_file(&copier.dest, &copier.dest_bucket, &key, file, len, false).await?;
         Ok(HistoryRef { key, ..self.writer.counts.clone() })
     }
 }

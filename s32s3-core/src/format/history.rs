@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::format::layout::Layout;
-use crate::format::manifest::Entry;
+use crate::format::manifest::{Entry, HistoryRef};
 
 /// The `format` field of every history header.
 pub const FORMAT: &str = "s32s3-history";
@@ -27,17 +27,6 @@ pub const VERSION: u32 = 1;
 #[must_use]
 pub fn history_key(layout: &Layout, snapshot_id: &str) -> String {
     layout.meta(&format!("instance/{snapshot_id}/versions.history"))
-}
-
-/// What the manifest's header says of the snapshot's version history.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HistoryRef {
-    /// The stored history file (full key).
-    pub key: String,
-    /// Versions recorded (delete markers not counted), current ones included.
-    pub versions: u64,
-    /// Delete markers recorded.
-    pub delete_markers: u64,
 }
 
 /// Line 1 of a history file.

@@ -147,7 +147,18 @@ pub struct Header {
     pub location: Option<Location>,
     /// The source's version history (`source_versions`), stored beside the manifest (absent when off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub history: Option<crate::format::history::HistoryRef>,
+    pub history: Option<HistoryRef>,
+}
+
+/// What the manifest's header says of the snapshot's version history ([`crate::format::history`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryRef {
+    /// The stored history file (full key).
+    pub key: String,
+    /// Versions recorded (delete markers not counted), current ones included.
+    pub versions: u64,
+    /// Delete markers recorded.
+    pub delete_markers: u64,
 }
 
 /// Where a manifest belongs.
