@@ -157,6 +157,8 @@ pub struct Metrics {
     last_run_duration: Option<f64>,
     last_run_status: Option<RunStatus>,
     last_run_objects: BTreeMap<&'static str, u64>,
+    /// `source_versions`: the last run's version history, by kind (empty when it had none).
+    last_run_history: BTreeMap<&'static str, u64>,
     last_run_bytes: BTreeMap<&'static str, u64>,
     runs: BTreeMap<RunStatus, u64>,
     errors: u64,
@@ -197,6 +199,20 @@ impl Metrics {
         ] {
             self.last_run_objects.insert(outcome, objects);
             self.last_run_bytes.insert(outcome, bytes);
+        }
+        self.last_run_history.clear();
+        if let Some(h) = &summary.history {
+            self.last_run_history.extend([
+                ("versions", h.versions),
+                ("delete_markers", h.delete_markers),
+                ("copied_from_source", h.versions_copied),
+                ("copied_in_place", h.versions_copied_in_place),
+                ("bytes_copied", h.bytes_copied),
+                ("dropped", h.dropped),
+            ]);
+        }
+        if summary.history_copies_deleted > 0 {
+            self.last_run_history.insert("copies_deleted", summary.history_copies_deleted);
         }
         self.last_run_duration = Some(summary.duration.as_secs_f64());
         let status =
@@ -327,6 +343,17 @@ impl Metrics {
             "outcome",
             self.last_run_bytes.iter().map(|(k, v)| (*k, *v)),
         )?;
+        if !self.last_run_history.is_empty() {
+            gauges(
+                e,
+                "s32s3_last_run_history",
+                "The source's version history in the last run (source_versions): versions and delete markers \
+                 recorded, versions stored (copied_from_source, copied_in_place, bytes_copied), records dropped \
+                 past the window, stored copies deleted after it was turned off.",
+                "kind",
+                self.last_run_history.iter().map(|(k, v)| (*k, *v)),
+            )?;
+        }
         counters(
             e,
             "s32s3_runs",

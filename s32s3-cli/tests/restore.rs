@@ -733,14 +733,23 @@ fn source_versions_are_backed_up_and_replayed() {
     assert_eq!(want["doc"].versions.len(), 3);
     assert!(want["gone"].latest_is_delete_marker && !want["again"].latest_is_delete_marker);
 
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = dir.path().join("s32s3.prom");
     let mut backup = env.s32s3();
     backup.env("S32S3_SOURCE_VERSIONS", "true").args(["backup", "--json", "--bucket", &bucket]);
-    let out = backup.output().unwrap();
+    let out = backup.arg("--metrics-file").arg(&metrics).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["history"]["versions"], 6, "{summary}");
     assert_eq!(summary["history"]["delete_markers"], 2, "{summary}");
     assert_eq!(summary["history"]["versions_copied"], 4, "{summary}");
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let m = common::Metrics::parse(&text);
+    for (kind, value) in
+        [("versions", 6.0), ("delete_markers", 2.0), ("copied_from_source", 4.0), ("dropped", 0.0)]
+    {
+        assert_eq!(m.get("s32s3_last_run_history", &[("kind", kind)]), Some(value), "{kind}: {text}");
+    }
 
     let out = env.s32s3().arg("snapshots").output().unwrap();
     let shown = String::from_utf8_lossy(&out.stdout);

@@ -374,6 +374,70 @@ impl WriteGate for RunGate {
     }
 }
 
+/// `source_versions` is off: stored copies of older source versions, which a run with it on left under
+/// `.s32s3/versions/`, are named by no snapshot from now on, so they are deleted — a delete marker each,
+/// through the run's write gate. The snapshots that still name them read them by version id, and the
+/// lifecycle keeps a noncurrent version `expiration_days`, past the window of every snapshot taken before:
+/// their history stays restorable. A page (1000) at a time, so memory stays bounded however long the
+/// history was. A failure is a warning; the next run goes on where this one stopped. Returns how many
+/// were deleted.
+async fn delete_version_copies(cx: &Repository, gate: &RunGate) -> u64 {
+    let prefix = cx.layout.meta("versions/");
+    let warn = |what: String| {
+        cx.progress.event(&Event::Warning(&format!(
+            "source_versions is off, but deleting the stored copies of older source versions under {prefix}              stopped (the next run goes on): {what}"
+        )));
+    };
+    let mut deleted = 0;
+    let mut last: Vec<String> = Vec::new();
+    loop {
+        let page = match cx.dest.list_first(cx.bucket(), Some(&prefix), 1000).await {
+            Ok(page) => page.into_iter().map(|o| o.key).collect::<Vec<_>>(),
+            Err(e) => {
+                warn(format!("listing them failed: {e}"));
+                break;
+            }
+        };
+        if page.is_empty() {
+            break;
+        }
+        if page == last {
+            warn("the store still lists the copies just deleted".to_owned());
+            break;
+        }
+        if deleted == 0 {
+            cx.progress.event(&Event::Phase(
+                "source_versions is off: deleting the stored copies of older source versions",
+            ));
+        }
+        if let Err(e) = gate.before_write().await {
+            warn(e.to_string());
+            break;
+        }
+        let transfers = cx.config.transfer.transfers.max(1);
+        let results: Vec<Result<()>> = futures::stream::iter(&page)
+            .map(|key| cx.dest.delete(cx.bucket(), key))
+            .buffer_unordered(transfers)
+            .collect()
+            .await;
+        let failed: Vec<&Error> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        deleted += (results.len() - failed.len()) as u64;
+        if let Some(first) = failed.first() {
+            warn(format!("{} of {} deletes failed, the first: {first}", failed.len(), results.len()));
+            break;
+        }
+        last = page;
+    }
+    if deleted > 0 {
+        cx.progress.event(&Event::Phase(&format!(
+            "source_versions is off: deleted {deleted} stored copies of older source versions (the lifecycle \
+             expires them after {} days)",
+            cx.config.expiration_days
+        )));
+    }
+    deleted
+}
+
 /// Prunes the snapshots past their window (with their MinIO exports) and the run records no window needs;
 /// with `scan_exports`, also the exports of runs that left no manifest (one listing of all exports).
 /// Returns the keys of the manifests pruned.
@@ -637,6 +701,7 @@ impl Repository {
             requests: Requests { source: self.source.requests(), destination: self.dest.requests() },
             tag_checks: 0,
             history: None,
+            history_copies_deleted: 0,
         })
     }
 }
@@ -672,6 +737,8 @@ struct Run<'a> {
     /// `source_versions`: the source's version history, and what the header says of it once written.
     history: Option<SourceHistory>,
     history_ref: Option<crate::format::manifest::HistoryRef>,
+    /// `source_versions` off: the stored copies of older versions this run deleted.
+    history_copies_deleted: u64,
     /// The shard of a sharded run this process is.
     shard: Option<Shard>,
     /// The id its checkpoints are written under: the snapshot id, or for a shard the run id and shard.
@@ -741,6 +808,7 @@ impl<'a> Run<'a> {
             tag_checks: Arc::new(AtomicU64::new(0)),
             history: None,
             history_ref: None,
+            history_copies_deleted: 0,
         })
     }
 
@@ -817,6 +885,7 @@ impl<'a> Run<'a> {
             requests: Requests { source: self.cx.source.requests(), destination: self.cx.dest.requests() },
             tag_checks: self.tag_checks.load(Ordering::Relaxed),
             history: self.history.as_ref().map(SourceHistory::counts),
+            history_copies_deleted: self.history_copies_deleted,
         }
     }
 
@@ -1425,6 +1494,9 @@ impl<'a> Run<'a> {
         now.runs.extend(self.gate.record.get().cloned());
         let pruned =
             prune(cx, &self.gate, &now, records_since, self.gate.days, &self.snapshot_id, true).await?;
+        if !cx.config.source_versions {
+            self.history_copies_deleted = delete_version_copies(cx, &self.gate).await;
+        }
         if let Some(mode) = cx.config.object_lock.mode() {
             retain_meta(cx, mode).await;
         }
@@ -1619,6 +1691,8 @@ impl Run<'_> {
         let now = cx.snapshots().catalog().await?;
         let pruned =
             prune(cx, &self.gate, &now, records_since, self.gate.days, &self.snapshot_id, true).await?;
+        // A sharded run never backs up the source's history: copies an earlier run left are done with.
+        self.history_copies_deleted = delete_version_copies(cx, &self.gate).await;
         if let Some(mode) = cx.config.object_lock.mode() {
             retain_meta(cx, mode).await;
         }
@@ -1709,6 +1783,7 @@ impl Repository {
             requests: Requests { source: self.source.requests(), destination: self.dest.requests() },
             tag_checks: 0,
             history: None,
+            history_copies_deleted: 0,
         })
     }
 }

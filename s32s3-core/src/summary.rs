@@ -64,6 +64,10 @@ pub struct BackupSummary {
     /// `source_versions`: what the backup of the source's version history did (`None` when off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<crate::engine::history::HistoryCounts>,
+    /// `source_versions` off: stored copies of older source versions, left by runs with it on, that this
+    /// run deleted (DESIGN.md §3.1).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub history_copies_deleted: u64,
 }
 
 /// Requests sent to each side, by S3 operation (every attempt counts).

@@ -147,6 +147,13 @@ fn print_summary(s: &BackupSummary, shard: Option<&s32s3_core::Shard>, json: boo
             h.dropped
         );
     }
+    if s.history_copies_deleted > 0 {
+        println!(
+            "  source_versions is off: {} stored copies of older source versions deleted (earlier snapshots \
+             still restore them for their window)",
+            s.history_copies_deleted
+        );
+    }
     if s.tag_checks > 0 {
         println!("  tag check: {} GetObjectTagging requests (check_tags)", s.tag_checks);
     }

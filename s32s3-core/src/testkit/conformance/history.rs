@@ -166,7 +166,41 @@ pub async fn source_history(source: &TestServer, destination: &TestServer) {
     let config = rclone_config(&pair).await;
     let (from, to) = (format!("src:{bucket}"), format!("crypt:{bucket}"));
     rclone(Some(&config), &["check", "--download", &from, &to]).await;
+
+    turned_off(&pair, &bucket, &anew.snapshot_id, &at_second).await;
     pair.remove_buckets().await;
+}
+
+/// `source_versions` turned off: the next snapshot has no history and the stored copies of older versions
+/// are deleted (nothing current under `.s32s3/versions/` any more), yet the snapshot taken before still
+/// replays its whole history (its copies are read by version id; the lifecycle keeps them for the window).
+/// The run after that has nothing left to delete.
+async fn turned_off(pair: &Pair<'_>, bucket: &str, before: &str, at_before: &History) {
+    let current_copies = || async {
+        let s3 = pair.destination.client();
+        let listed = s3.list_objects_v2().bucket(&pair.backup_bucket).prefix(".s32s3/versions/").send().await;
+        listed.expect("listing the stored copies").contents().len()
+    };
+    assert_eq!(current_copies().await, 7);
+    let backup = Backup::new(pair.config()).with_buckets(vec![bucket.to_owned()]);
+    let off = || Box::pin(backup.run(Arc::new(NoProgress), CancellationToken::new()));
+    let first = off().await.expect("a backup with source_versions off");
+    assert!(first.history.is_none() && first.failed.is_empty(), "{first:?}");
+    assert_eq!(first.history_copies_deleted, 7, "{first:?}");
+    assert_eq!(current_copies().await, 0, "no stored copy is current");
+    let (_, _, _, header, _) = super::newest_manifest(pair).await;
+    assert!(header.history.is_none(), "{header:?}");
+
+    let to = pair.source_bucket("replayed-off");
+    let summary = replay(pair, bucket, &to, Selector::Id(before.to_owned()), true).await;
+    let summary = summary.expect("the replay of the snapshot taken before");
+    assert!(summary.failed.is_empty() && summary.conflicts.is_empty(), "{summary:?}");
+    let diff = history_differences(&history(pair.source, &to).await, at_before);
+    assert!(diff.is_empty(), "the history of the snapshot taken before: {diff:?}");
+
+    let second = off().await.expect("another backup with source_versions off");
+    assert_eq!(second.history_copies_deleted, 0, "{second:?}");
+    assert_eq!(requests(&second.requests.destination, "DeleteObject"), 1, "the lease only: {second:?}");
 }
 
 /// Some servers list times to the second: the steps of one key a second apart keep their order.
