@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::bucket_config;
-use crate::engine::history::{SourceHistory, Window};
+use crate::engine::history::{HistoryCounts, HistoryPlan, SourceHistory, Window, previous_records};
 use crate::engine::listing::{Sorted, SortedListing, list_into};
 use crate::engine::parts::PendingUpload;
 use crate::engine::plan::{Action, MergeJoin, MergeNewest, PlanCounts, PreviousEntries};
@@ -675,6 +675,11 @@ impl Repository {
             self.progress.event(&Event::BucketPlanned { bucket, counts: &bucket_counts });
             counts.merge(&bucket_counts);
         }
+        let history = if self.config.source_versions {
+            Some(self.plan_history(&selected, &mut previous).await?)
+        } else {
+            None
+        };
         Ok(BackupSummary {
             snapshot_id,
             manifest_key: None,
@@ -700,9 +705,47 @@ impl Repository {
             duration: started_at.elapsed(),
             requests: Requests { source: self.source.requests(), destination: self.dest.requests() },
             tag_checks: 0,
-            history: None,
+            history,
             history_copies_deleted: 0,
         })
+    }
+
+    /// `source_versions`, dry: what the run would record, store and drop of the source's version history,
+    /// from the same listings and merge-join as the run's (one `ListObjectVersions` per versioned bucket
+    /// selected, one `GetBucketVersioning` each, and the previous history read), nothing stored.
+    async fn plan_history(&self, selected: &[String], previous: &mut Previous) -> Result<HistoryCounts> {
+        let window = Window {
+            now: self.now(),
+            days: self.config.expiration_days,
+            lock: self.config.object_lock.mode(),
+        };
+        let parent = previous.parent_header.as_ref();
+        let records = previous_records(
+            &self.dest,
+            self.bucket(),
+            &self.cipher,
+            self.work.path(),
+            &*self.progress,
+            parent,
+        )
+        .await?;
+        let mut plan = HistoryPlan::new(records, window);
+        // Every bucket the run would go through, in order, as it does (`Run::all_buckets`).
+        let all: BTreeSet<String> = selected
+            .iter()
+            .cloned()
+            .chain(previous.entries.bucket_names().map(str::to_owned))
+            .chain(parent.into_iter().flat_map(|h| h.buckets.iter().map(|b| b.name.clone())))
+            .collect();
+        for bucket in &all {
+            if selected.contains(bucket) && self.source.keeps_versions(bucket).await? {
+                self.progress.event(&Event::Phase(&format!("bucket {bucket}: version history")));
+                plan.bucket(&self.source, bucket, previous.entries.lines(bucket)?).await?;
+            } else {
+                plan.carry(bucket)?;
+            }
+        }
+        Ok(plan.counts())
     }
 }
 

@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use futures::StreamExt as _;
+use s32s3_crypt::Cipher;
 use time::OffsetDateTime;
 
 use crate::clock::format_rfc3339;
@@ -24,8 +25,9 @@ use crate::engine::transfer::{Copied, Copier, CopyFailure, Origin};
 use crate::error::{Error, Result, S3ErrorKind};
 use crate::format::history::{ByKey, HistoryReader, HistoryWriter, VersionRecord};
 use crate::format::manifest::{Entry, EntryLine, Header, HistoryRef};
-use crate::format::spool::ExternalSort;
-use crate::progress::Event;
+use crate::format::spool::{ExternalSort, SortedItems};
+use crate::progress::{Event, Progress};
+use crate::store::s3::Store;
 use crate::store::{ObjectAttrs, VersionItem};
 
 /// What the history part of a backup did.
@@ -46,7 +48,7 @@ pub struct HistoryCounts {
     pub dropped: u64,
 }
 
-type Records = Box<dyn Iterator<Item = Result<VersionRecord>> + Send>;
+pub(crate) type Records = Box<dyn Iterator<Item = Result<VersionRecord>> + Send>;
 
 /// The run's retention window, as the history applies it.
 #[derive(Clone, Copy, Debug)]
@@ -85,36 +87,10 @@ impl SourceHistory {
         window: Window,
         parent: Option<&Header>,
     ) -> Result<Self> {
-        let previous: Records = match parent.and_then(|h| h.history.as_ref().map(|r| (h, r))) {
-            Some((header, history)) => {
-                let opened = crate::format::history::open(
-                    &copier.dest,
-                    &copier.dest_bucket,
-                    history,
-                    &header.snapshot_id,
-                    &copier.run.cipher,
-                    work,
-                )
-                .await;
-                match opened {
-                    Ok(reader) => Box::new(reader) as Box<HistoryReader>,
-                    // Damaged or gone: reported, and the history is stored anew (under the same names).
-                    Err(e)
-                        if matches!(e, Error::Corrupt { .. })
-                            || e.s3_kind() == Some(S3ErrorKind::NotFound) =>
-                    {
-                        copier.run.progress.event(&Event::Warning(&format!(
-                            "the version history of snapshot {} cannot be read, so this run stores the source's \
-                             history anew: {e}",
-                            header.snapshot_id
-                        )));
-                        Box::new(std::iter::empty())
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            None => Box::new(std::iter::empty()),
-        };
+        let run = &copier.run;
+        let previous =
+            previous_records(&copier.dest, &copier.dest_bucket, &run.cipher, work, &*run.progress, parent)
+                .await?;
         Ok(Self {
             previous: ByKey::new(previous),
             writer: HistoryWriter::new(work)?,
@@ -162,22 +138,9 @@ impl SourceHistory {
         bucket: &str,
         entries: impl Iterator<Item = Result<EntryLine>>,
     ) -> Result<Vec<VersionFailure>> {
-        let work = tempfile::tempdir().map_err(|e| Error::io("creating a temporary directory", e))?;
-        let mut sorter =
-            ExternalSort::new(work.path(), RUN_LEN, |v: &VersionItem| v.key.as_str()).keeping_duplicates();
-        let mut spilled = Ok(());
-        copier
-            .source
-            .list_versions_in_order(bucket, None, |item| {
-                if spilled.is_ok() {
-                    spilled = sorter.push(item);
-                }
-            })
-            .await?;
-        spilled?;
-        let mut sorted = sorter.finish()?;
+        let (_work, mut sorted) = sorted_versions(&copier.source, bucket).await?;
         let listing = sorted.iter()?;
-        let Window { now, days, lock } = self.window;
+        let history_window = self.window;
         let window = (copier.run.options.transfers * 4).max(16);
         let jobs = Jobs {
             listing: listing.peekable(),
@@ -186,7 +149,7 @@ impl SourceHistory {
             bucket,
         };
         let mut done = futures::stream::iter(jobs)
-            .map(|job| async move { one_key(copier, bucket, job?, now, days, lock).await })
+            .map(|job| async move { one_key(copier, bucket, job?, history_window).await })
             .buffered(window);
         let mut failures = Vec::new();
         let mut records = Vec::new();
@@ -219,6 +182,153 @@ impl SourceHistory {
         let (file, len) = self.writer.encode(snapshot_id, &copier.run.cipher, work)?;
         crate::format::snapshots::put_file(&copier.dest, &copier.dest_bucket, &key, file, len, false).await?;
         Ok(HistoryRef { key, ..self.writer.counts.clone() })
+    }
+}
+
+/// The previous snapshot's history records (none when it has none; one that is damaged or gone is reported
+/// and taken as none: the run stores the history anew, under the same names).
+///
+/// # Errors
+/// S3 failures reading it, local I/O.
+pub(crate) async fn previous_records(
+    dest: &Store,
+    dest_bucket: &str,
+    cipher: &Cipher,
+    work: &Path,
+    progress: &dyn Progress,
+    parent: Option<&Header>,
+) -> Result<Records> {
+    let Some((header, history)) = parent.and_then(|h| h.history.as_ref().map(|r| (h, r))) else {
+        return Ok(Box::new(std::iter::empty()));
+    };
+    let opened =
+        crate::format::history::open(dest, dest_bucket, history, &header.snapshot_id, cipher, work).await;
+    match opened {
+        Ok(reader) => Ok(Box::new(reader) as Box<HistoryReader>),
+        Err(e) if matches!(e, Error::Corrupt { .. }) || e.s3_kind() == Some(S3ErrorKind::NotFound) => {
+            progress.event(&Event::Warning(&format!(
+                "the version history of snapshot {} cannot be read, so this run stores the source's history \
+                 anew: {e}",
+                header.snapshot_id
+            )));
+            Ok(Box::new(std::iter::empty()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A bucket's version listing, sorted by key (each key's versions together), spilled to a temporary
+/// directory like the object listing; the directory lives as long as the sorted items are read.
+async fn sorted_versions(
+    source: &Store,
+    bucket: &str,
+) -> Result<(tempfile::TempDir, SortedItems<VersionItem>)> {
+    let work = tempfile::tempdir().map_err(|e| Error::io("creating a temporary directory", e))?;
+    let mut sorter =
+        ExternalSort::new(work.path(), RUN_LEN, |v: &VersionItem| v.key.as_str()).keeping_duplicates();
+    let mut spilled = Ok(());
+    source
+        .list_versions_in_order(bucket, None, |item| {
+            if spilled.is_ok() {
+                spilled = sorter.push(item);
+            }
+        })
+        .await?;
+    spilled?;
+    let sorted = sorter.finish()?;
+    Ok((work, sorted))
+}
+
+/// A dry run's view of the history: what a run would record, store and drop, found from the same
+/// listing and merge-join as the run's, without storing or deleting anything.
+pub(crate) struct HistoryPlan {
+    previous: ByKey<Records>,
+    window: Window,
+    counts: HistoryCounts,
+}
+
+impl HistoryPlan {
+    /// A plan from the previous snapshot's records ([`previous_records`]).
+    pub(crate) fn new(previous: Records, window: Window) -> Self {
+        Self { previous: ByKey::new(previous), window, counts: HistoryCounts::default() }
+    }
+
+    /// What the run would record, store and drop.
+    pub(crate) fn counts(&self) -> HistoryCounts {
+        self.counts
+    }
+
+    /// A bucket whose previous history the run would carry unchanged ([`SourceHistory::carry`]).
+    ///
+    /// # Errors
+    /// A damaged previous history.
+    pub(crate) fn carry(&mut self, bucket: &str) -> Result<()> {
+        while let Some(group) = self.previous.next_until(bucket, None)? {
+            for record in &group {
+                tally(&mut self.counts, record);
+            }
+        }
+        Ok(())
+    }
+
+    /// A bucket whose history the run would back up ([`SourceHistory::bucket`]): one `ListObjectVersions`
+    /// listing, no other request.
+    ///
+    /// # Errors
+    /// The version listing failed, local I/O, a damaged previous history.
+    pub(crate) async fn bucket(
+        &mut self,
+        source: &Store,
+        bucket: &str,
+        entries: impl Iterator<Item = Result<EntryLine>>,
+    ) -> Result<()> {
+        let (_work, mut sorted) = sorted_versions(source, bucket).await?;
+        let jobs = Jobs {
+            listing: sorted.iter()?.peekable(),
+            previous: &mut self.previous,
+            entries: entries.peekable(),
+            bucket,
+        };
+        let Window { now, days, .. } = self.window;
+        let mut counts = HistoryCounts::default();
+        for job in jobs {
+            let KeyJob { key, listed, previous, entry } = job?;
+            let entry = entry.as_ref().map(EntryLine::entry).transpose()?;
+            for step in steps(bucket, &key, listed, previous, now, days) {
+                match step {
+                    Step::Keep { record, .. } => tally(&mut counts, &record),
+                    Step::Store { record, gone } => {
+                        let in_place = entry.as_ref().is_some_and(|e| entry_is(e, &record));
+                        if in_place || !gone {
+                            tally(&mut counts, &record);
+                            if in_place {
+                                counts.versions_copied_in_place += 1;
+                            } else {
+                                counts.versions_copied += 1;
+                            }
+                            counts.bytes_copied += record.size;
+                        }
+                    }
+                    Step::Drop(_) => counts.dropped += 1,
+                }
+            }
+        }
+        self.counts.versions += counts.versions;
+        self.counts.delete_markers += counts.delete_markers;
+        self.counts.versions_copied += counts.versions_copied;
+        self.counts.versions_copied_in_place += counts.versions_copied_in_place;
+        self.counts.bytes_copied += counts.bytes_copied;
+        self.counts.dropped += counts.dropped;
+        Ok(())
+    }
+}
+
+/// Counts a record as recorded: a version or a delete marker.
+fn tally(counts: &mut HistoryCounts, record: &VersionRecord) {
+    if record.delete_marker {
+        counts.delete_markers += 1;
+    } else {
+        counts.versions += 1;
     }
 }
 
@@ -308,22 +418,36 @@ pub(crate) fn chronological(mut listed: Vec<VersionItem>) -> Vec<VersionItem> {
     listed
 }
 
-async fn one_key(
-    copier: &Copier,
+/// What becomes of one version or delete marker of a key, decided from the listing and the previous
+/// records alone (no request): what a run does ([`one_key`]) and a dry run counts ([`HistoryPlan`]).
+enum Step {
+    /// Recorded as it is: a delete marker, the current version, or a version with a stored copy. `gone`:
+    /// the source lists it no more (it is kept for the window).
+    Keep { record: VersionRecord, gone: bool },
+    /// Recorded once stored: copied inside the backup store when the previous entry is this version, else
+    /// read from the source by version id. `gone`: the source lists it no more, so only that copy in place
+    /// can store it (without one it leaves the history).
+    Store { record: VersionRecord, gone: bool },
+    /// Gone from the source for longer than the window: its record is dropped and its stored copy deleted.
+    Drop(VersionRecord),
+}
+
+/// A key's steps: its listed versions and delete markers oldest first, then what the source no longer
+/// lists (kept for the window after a run first found it gone, then dropped).
+fn steps(
     bucket: &str,
-    job: KeyJob,
+    key: &str,
+    listed: Vec<VersionItem>,
+    mut previous: Vec<VersionRecord>,
     now: OffsetDateTime,
     days: u32,
-    lock: Option<&'static str>,
-) -> Result<KeyOutcome> {
-    let KeyJob { key, listed, mut previous, entry } = job;
-    let entry = entry.as_ref().map(EntryLine::entry).transpose()?;
-    let mut out = KeyOutcome::default();
+) -> Vec<Step> {
+    let mut out = Vec::new();
     for item in chronological(listed) {
         let known = previous.iter().position(|p| p.version_id == item.version_id).map(|i| previous.remove(i));
-        let mut record = VersionRecord {
+        let record = VersionRecord {
             bucket: bucket.to_owned(),
-            key: key.clone(),
+            key: key.to_owned(),
             version_id: item.version_id.clone(),
             last_modified: format_rfc3339(item.last_modified),
             delete_marker: item.delete_marker,
@@ -333,32 +457,69 @@ async fn one_key(
             stored: known.and_then(|k| k.stored),
             gone_since: None,
         };
-        if let Some(stored) = &mut record.stored {
-            keep_retained(copier, stored, lock, now, days).await;
-        }
         if record.delete_marker || record.current || record.stored.is_some() {
-            out.records.push(record);
-            continue;
-        }
-        match store_version(copier, &record, entry.as_ref(), true).await {
-            Ok(Some((stored, in_place))) => {
-                count_stored(&mut out.counts, &stored, in_place);
-                out.records.push(VersionRecord { stored: Some(Box::new(stored)), ..record });
-            }
-            // Deleted from the source since it was listed: not in the history any more.
-            Ok(None) => {}
-            Err(error) => out.failures.push(VersionFailure { key: key.clone(), error }),
+            out.push(Step::Keep { record, gone: false });
+        } else {
+            out.push(Step::Store { record, gone: false });
         }
     }
-    // What the source no longer lists: kept for the window after a run first found it gone.
     let since_now = format_rfc3339(now);
     for gone in previous {
         let since = gone.gone_since.clone().unwrap_or_else(|| since_now.clone());
         let expired = time::OffsetDateTime::parse(&since, &time::format_description::well_known::Rfc3339)
             .is_ok_and(|t| t + time::Duration::days(i64::from(days)) <= now);
         if expired {
-            out.counts.dropped += 1;
-            if let Some(stored) = &gone.stored {
+            out.push(Step::Drop(gone));
+            continue;
+        }
+        let record = VersionRecord { gone_since: Some(since), current: false, ..gone };
+        if !record.delete_marker && record.stored.is_none() {
+            // It was current at the last run and is gone since: its bytes are the previous entry's.
+            out.push(Step::Store { record, gone: true });
+        } else {
+            out.push(Step::Keep { record, gone: true });
+        }
+    }
+    out
+}
+
+/// Puts a record among a key's records: a listed one after those before it, one gone from the source in
+/// time order ([`insert_in_order`]).
+fn place(records: &mut Vec<VersionRecord>, record: VersionRecord, gone: bool) {
+    if gone {
+        insert_in_order(records, record);
+    } else {
+        records.push(record);
+    }
+}
+
+async fn one_key(copier: &Copier, bucket: &str, job: KeyJob, window: Window) -> Result<KeyOutcome> {
+    let KeyJob { key, listed, previous, entry } = job;
+    let entry = entry.as_ref().map(EntryLine::entry).transpose()?;
+    let Window { now, days, lock } = window;
+    let mut out = KeyOutcome::default();
+    for step in steps(bucket, &key, listed, previous, now, days) {
+        match step {
+            Step::Keep { mut record, gone } => {
+                if let Some(stored) = &mut record.stored {
+                    keep_retained(copier, stored, lock, now, days).await;
+                }
+                place(&mut out.records, record, gone);
+            }
+            Step::Store { record, gone } => match store_version(copier, &record, entry.as_ref(), !gone).await
+            {
+                Ok(Some((stored, in_place))) => {
+                    count_stored(&mut out.counts, &stored, in_place);
+                    place(&mut out.records, VersionRecord { stored: Some(Box::new(stored)), ..record }, gone);
+                }
+                // Deleted from the source since it was listed (or gone, with no copy to take): not in the
+                // history any more.
+                Ok(None) => {}
+                Err(error) => out.failures.push(VersionFailure { key: key.clone(), error }),
+            },
+            Step::Drop(gone) => {
+                out.counts.dropped += 1;
+                let Some(stored) = &gone.stored else { continue };
                 copier.gate.before_write().await?;
                 if let Err(e) = copier.dest.delete(&copier.dest_bucket, &stored.stored_key).await {
                     copier.run.progress.event(&Event::Warning(&format!(
@@ -371,27 +532,7 @@ async fn one_key(
                     out.counts.dropped -= 1;
                 }
             }
-            continue;
         }
-        let mut record = VersionRecord { gone_since: Some(since), current: false, ..gone };
-        if let Some(stored) = &mut record.stored {
-            keep_retained(copier, stored, lock, now, days).await;
-        }
-        if !record.delete_marker && record.stored.is_none() {
-            // It was current at the last run and is gone since: its bytes are the previous entry's.
-            match store_version(copier, &record, entry.as_ref(), false).await {
-                Ok(Some((stored, in_place))) => {
-                    count_stored(&mut out.counts, &stored, in_place);
-                    record.stored = Some(Box::new(stored));
-                }
-                Ok(None) => continue,
-                Err(error) => {
-                    out.failures.push(VersionFailure { key: key.clone(), error });
-                    continue;
-                }
-            }
-        }
-        insert_in_order(&mut out.records, record);
     }
     Ok(out)
 }

@@ -1401,6 +1401,21 @@ impl Store {
         Ok(out.status() == Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled))
     }
 
+    /// Whether `bucket` keeps versions: its versioning is enabled, or suspended (it still holds the
+    /// versions written while it was enabled).
+    ///
+    /// # Errors
+    /// S3 failures, classified.
+    pub async fn keeps_versions(&self, bucket: &str) -> Result<bool> {
+        use aws_sdk_s3::types::BucketVersioningStatus;
+        let out = self
+            .send("GetBucketVersioning", bucket, None, || {
+                self.client.get_bucket_versioning().bucket(bucket).send()
+            })
+            .await?;
+        Ok(matches!(out.status(), Some(BucketVersioningStatus::Enabled | BucketVersioningStatus::Suspended)))
+    }
+
     /// Turns versioning on for `bucket`.
     ///
     /// # Errors

@@ -256,8 +256,20 @@ async fn incremental_backups(pair: &Pair<'_>, bucket: &str) -> (BackupSummary, H
     put(source, &bucket, "three", b"three, fourth and last".to_vec()).await;
     delete(source, &bucket, "many/00").await;
     let at_second = history(source, &bucket).await;
+    // A dry run first: it plans exactly what the run then does, from one version listing, and writes
+    // nothing.
+    let dry = Backup::new(pair.config().with_source_versions(true))
+        .with_buckets(vec![bucket.clone()])
+        .with_dry_run(true);
+    let planned = Box::pin(dry.run(Arc::new(NoProgress), CancellationToken::new())).await.expect("a dry run");
+    assert_eq!(requests(&planned.requests.source, "ListObjectVersions"), 1, "{:?}", planned.requests.source);
+    assert_eq!(requests(&planned.requests.source, "GetObject"), 0, "{:?}", planned.requests.source);
+    for operation in ["PutObject", "CopyObject", "DeleteObject"] {
+        assert_eq!(requests(&planned.requests.destination, operation), 0, "{operation}: {planned:?}");
+    }
     let second = backup(pair, &bucket).await;
     assert!(second.failed.is_empty(), "{second:?}");
+    assert_eq!(planned.history, second.history, "the dry run's plan and what the run did");
     let c = second.counts;
     assert_eq!([c.changed.objects, c.deleted.objects, c.new.objects], [1, 1, 0], "{second:?}");
     let h = second.history.expect("the history is backed up");
