@@ -40,7 +40,8 @@ pub struct RestoreArgs {
     /// Also restore the MinIO server configuration (replaces it whole and restarts the server).
     #[arg(long)]
     pub server_config: bool,
-    /// Replace objects that exist in the target and differ (they are reported and left alone otherwise).
+    /// Replace objects that exist in the target and differ (they are reported and left alone otherwise);
+    /// with `--source-versions`, replay a key's history on top of versions that are not its beginning.
     #[arg(long)]
     pub overwrite: bool,
     /// Show what would be restored, and write nothing.

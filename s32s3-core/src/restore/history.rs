@@ -4,8 +4,9 @@
 //!
 //! Resumable: per key, the versions and delete markers the target already holds are compared with the
 //! beginning of the history (kind, size, and ETag where both are a plain MD5; as a set, the latest last);
-//! those are skipped and the rest written after them. A key whose target history is not a beginning of its backed-up history is a
-//! conflict, left alone.
+//! those are skipped and the rest written after them. A key whose target history is not a beginning of its
+//! backed-up history is a conflict, left alone; with `overwrite`, the history is replayed on top of it
+//! (resumably too: what an interrupted replay wrote on top is the end of what the target holds).
 
 use futures::StreamExt as _;
 
@@ -107,13 +108,14 @@ impl RestoreRun<'_> {
         // each with what the target holds of it: streamed, a window of keys at a time.
         let jobs = ReplayJobs { entries: entries.peekable(), records, present, bucket, prefix: &prefix };
         let restorer = self.restorer();
-        let (dry_run, now) = (self.job.dry_run, cx.now());
+        let how =
+            Replay { object_lock, dry_run: self.job.dry_run, overwrite: self.job.overwrite, now: cx.now() };
         let mut done = futures::stream::iter(jobs)
             .map(|job| {
                 let restorer = &restorer;
                 async move {
                     let job = job?;
-                    let outcome = replay_key(restorer, target, object_lock, &job, dry_run, now).await;
+                    let outcome = replay_key(restorer, target, &job, how).await;
                     Ok::<_, Error>((job.key, outcome))
                 }
             })
@@ -132,7 +134,7 @@ impl RestoreRun<'_> {
                 }
                 Replayed::Conflict => {
                     let error = "its versions in the target are not the beginning of its backed-up history; left \
-                                 alone";
+                                 alone (--overwrite replays the history on top of them)";
                     cx.progress.event(&Event::Failed { bucket: target, key: &key, error });
                     self.summary.conflicts.push(super::Failure {
                         bucket: target.into(),
@@ -282,18 +284,44 @@ fn holds_beginning(present: &[(bool, u64, String)], beginning: &[Step]) -> bool 
     })
 }
 
+/// How a replay writes.
+#[derive(Clone, Copy)]
+struct Replay {
+    object_lock: bool,
+    dry_run: bool,
+    /// A key whose target history is not a beginning of the backed-up one gets the history replayed on top
+    /// of it (else it is a conflict, left alone).
+    overwrite: bool,
+    now: time::OffsetDateTime,
+}
+
+/// How many of a key's steps the target holds already, so are not written again: all it holds when that is
+/// a beginning of the history. Otherwise, with `overwrite`, the history goes on top of what it holds, and
+/// the steps an interrupted replay already wrote there (the longest end of what it holds that is a
+/// beginning of the history) count as held; without, `None`: a conflict.
+fn held_steps(present: &[(bool, u64, String)], steps: &[Step], overwrite: bool) -> Option<usize> {
+    let held = present.len();
+    if held <= steps.len() && holds_beginning(present, &steps[..held]) {
+        return Some(held);
+    }
+    overwrite.then(|| {
+        (0..=held.min(steps.len()))
+            .rev()
+            .find(|&k| holds_beginning(&present[held - k..], &steps[..k]))
+            .unwrap_or(0)
+    })
+}
+
 async fn replay_key(
     restorer: &crate::engine::transfer::Restorer,
     target: &str,
-    object_lock: bool,
     job: &KeyReplay,
-    dry_run: bool,
-    now: time::OffsetDateTime,
+    how: Replay,
 ) -> Replayed {
-    let held = job.present.len();
-    if held > job.steps.len() || !holds_beginning(&job.present, &job.steps[..held]) {
+    let Replay { object_lock, dry_run, now, .. } = how;
+    let Some(held) = held_steps(&job.present, &job.steps, how.overwrite) else {
         return Replayed::Conflict;
-    }
+    };
     let (mut versions, mut bytes, mut markers) = (0, 0, 0);
     let (mut skipped_versions, mut skipped_bytes) = (0, 0);
     for step in &job.steps[..held] {
@@ -404,6 +432,29 @@ mod tests {
             nonce: None,
             retained_until: None,
         }
+    }
+
+    #[test]
+    fn with_overwrite_the_history_goes_on_top_and_resumes_there() {
+        let present = |items: &[(bool, u64, &str)]| -> Present {
+            items.iter().map(|(m, s, e)| (*m, *s, (*e).to_owned())).collect()
+        };
+        let steps = [entry(1, "a"), Step::DeleteMarker, entry(3, "c")];
+        // A beginning of the history: held, with or without overwrite.
+        let begun = present(&[(false, 1, "a"), (true, 0, "")]);
+        assert_eq!(held_steps(&begun, &steps, false), Some(2));
+        assert_eq!(held_steps(&begun, &steps, true), Some(2));
+        // Something else: a conflict, or (overwrite) the whole history on top of it.
+        let foreign = present(&[(false, 9, "f")]);
+        assert_eq!(held_steps(&foreign, &steps, false), None);
+        assert_eq!(held_steps(&foreign, &steps, true), Some(0));
+        // An interrupted replay on top: the steps it wrote are not written again.
+        let resumed = present(&[(false, 9, "f"), (false, 1, "a"), (true, 0, "")]);
+        assert_eq!(held_steps(&resumed, &steps, true), Some(2));
+        let finished = present(&[(false, 9, "f"), (false, 1, "a"), (true, 0, ""), (false, 3, "c")]);
+        assert_eq!(held_steps(&finished, &steps, true), Some(3));
+        // More than the history holds, its end the history: nothing to write.
+        assert_eq!(held_steps(&finished, &steps, false), None);
     }
 
     #[test]

@@ -120,8 +120,20 @@ async fn replay(
     selector: Selector,
     config: bool,
 ) -> crate::Result<RestoreSummary> {
+    replay_with(pair, from, to, selector, config, false).await
+}
+
+async fn replay_with(
+    pair: &Pair<'_>,
+    from: &str,
+    to: &str,
+    selector: Selector,
+    config: bool,
+    overwrite: bool,
+) -> crate::Result<RestoreSummary> {
     let restore = Restore::new(pair.config())
         .with_source_versions(true)
+        .with_overwrite(overwrite)
         .with_bucket_config(config)
         .with_selector(selector)
         .with_buckets(vec![BucketMapping { from: from.to_owned(), to: to.to_owned() }]);
@@ -201,6 +213,40 @@ async fn turned_off(pair: &Pair<'_>, bucket: &str, before: &str, at_before: &His
     let second = off().await.expect("another backup with source_versions off");
     assert_eq!(second.history_copies_deleted, 0, "{second:?}");
     assert_eq!(requests(&second.requests.destination, "DeleteObject"), 1, "the lease only: {second:?}");
+}
+
+/// A key whose target holds a version of somebody else's: a conflict, left alone, while the other keys are
+/// replayed; with `--overwrite` its history goes on top of that version; run again, nothing is written.
+async fn replayed_over(pair: &Pair<'_>, bucket: &str, at_second: &History) {
+    let source = pair.source;
+    let to = pair.source_bucket("replayed-over");
+    create_bucket(source, &to).await;
+    enable_versioning(source, &to).await;
+    let foreign = b"somebody else's three".to_vec();
+    put(source, &to, "three", foreign.clone()).await;
+    step().await;
+
+    let summary = replay(pair, bucket, &to, Selector::Newest, true).await.expect("the replay");
+    assert!(summary.failed.is_empty(), "{summary:?}");
+    let conflicts: Vec<&str> = summary.conflicts.iter().map(|c| c.key.as_str()).collect();
+    assert_eq!(conflicts, ["three"], "{summary:?}");
+    let mut want = at_second.clone();
+    want.insert("three".into(), vec![Some(foreign.clone())]);
+    let diff = history_differences(&history(source, &to).await, &want);
+    assert!(diff.is_empty(), "every key but the one in conflict replayed, that one left alone: {diff:?}");
+
+    let over =
+        replay_with(pair, bucket, &to, Selector::Newest, true, true).await.expect("the replay over it");
+    assert!(over.failed.is_empty() && over.conflicts.is_empty(), "{over:?}");
+    let three = &at_second["three"];
+    assert_eq!(over.restored.objects, three.iter().flatten().count() as u64, "{over:?}");
+    want.insert("three".into(), std::iter::once(Some(foreign)).chain(three.iter().cloned()).collect());
+    let diff = history_differences(&history(source, &to).await, &want);
+    assert!(diff.is_empty(), "the history of three on top of the foreign version: {diff:?}");
+
+    let again = replay_with(pair, bucket, &to, Selector::Newest, true, true).await.expect("again");
+    assert!(again.failed.is_empty() && again.conflicts.is_empty(), "{again:?}");
+    assert_eq!((again.restored.objects, again.delete_markers), (0, 0), "{again:?}");
 }
 
 /// Some servers list times to the second: the steps of one key a second apart keep their order.
@@ -345,6 +391,8 @@ async fn replays(pair: &Pair<'_>, bucket: &str, first_id: &str, at_first: &Histo
     assert_eq!(summary.snapshot_id.as_deref(), Some(first_id), "{summary:?}");
     let diff = history_differences(&history(source, &to_first).await, at_first);
     assert!(diff.is_empty(), "the history as of the first backup: {diff:?}");
+
+    replayed_over(pair, &bucket, at_second).await;
 
     // Without versioning (and without the configuration that would turn it on): refused, nothing written.
     let plain = pair.source_bucket("plain");
