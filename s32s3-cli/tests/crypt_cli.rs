@@ -46,6 +46,21 @@ fn obscure_and_reveal_round_trip() {
     s32s3().args(["reveal", PASSWORD_OBSCURED]).assert().success().stdout("potato\n");
 }
 
+/// Obscured values are base64url: one in 64 begins with `-`, and must not be read as a flag (this one,
+/// from a failed run, was taken for `-V` and printed the version).
+#[test]
+fn values_beginning_with_a_hyphen_are_values() {
+    s32s3()
+        .args(["reveal", "-Vuo4cMYp7OQfaCszuBNFAZIwAaQBkiC_Hi-mb-sVQ"])
+        .assert()
+        .success()
+        .stdout("pässwörd 🔑\n");
+    let out = s32s3().args(["obscure", "-hunter2"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let obscured = String::from_utf8(out.stdout).unwrap();
+    s32s3().args(["reveal", obscured.trim()]).assert().success().stdout("-hunter2\n");
+}
+
 #[test]
 fn reveal_errors_are_one_line() {
     s32s3()

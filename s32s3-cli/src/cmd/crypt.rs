@@ -136,6 +136,8 @@ pub struct NameArgs {
 #[derive(Args)]
 pub struct ObscureArgs {
     /// The password to obscure; read from the first line of stdin when omitted (keeps it out of `ps`).
+    // May begin with `-`: taken as the value unless it is exactly a flag (`-h`).
+    #[arg(allow_hyphen_values = true)]
     password: Option<String>,
 }
 
@@ -151,6 +153,8 @@ impl fmt::Debug for ObscureArgs {
 #[derive(Args)]
 pub struct RevealArgs {
     /// The obscured password (as in rclone.conf); read from the first line of stdin when omitted.
+    // One in 64 begins with `-` (base64url): taken as the value, not as flags.
+    #[arg(allow_hyphen_values = true)]
     obscured: Option<String>,
 }
 
