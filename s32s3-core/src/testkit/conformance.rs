@@ -18,7 +18,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use crate::store::s3::sdk::primitives::ByteStream;
-use crate::store::s3::sdk::types::{BucketVersioningStatus, VersioningConfiguration};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
@@ -153,17 +152,8 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
 
 /// Turns versioning on for `bucket` on `server`.
 pub async fn enable_versioning(server: &TestServer, bucket: &str) {
-    use crate::store::s3::sdk::types::{BucketVersioningStatus, VersioningConfiguration};
-    server
-        .client()
-        .put_bucket_versioning()
-        .bucket(bucket)
-        .versioning_configuration(
-            VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
-        )
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("enabling versioning on {bucket}: {e:?}"));
+    let store = Store::new(Side::Source, server.endpoint(), 10).expect("a valid endpoint");
+    store.enable_versioning(bucket).await.unwrap_or_else(|e| panic!("enabling versioning on {bucket}: {e}"));
 }
 
 /// Creates `bucket` on `server`.
@@ -628,16 +618,7 @@ pub async fn rclone_made_backup(source: &TestServer, destination: &TestServer) {
     first.insert("keep".into(), pattern(100_000, 1));
     fill(source, &bucket, &first).await;
     create_bucket(destination, &pair.backup_bucket).await;
-    destination
-        .client()
-        .put_bucket_versioning()
-        .bucket(&pair.backup_bucket)
-        .versioning_configuration(
-            VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
-        )
-        .send()
-        .await
-        .expect("enabling versioning on the backup bucket");
+    enable_versioning(destination, &pair.backup_bucket).await;
     let config = rclone_config(&pair).await;
     let (from, to) = (format!("src:{bucket}"), format!("crypt:{bucket}"));
     let sync = ["sync", from.as_str(), to.as_str()];
