@@ -305,10 +305,10 @@ fn held_steps(present: &[(bool, u64, String)], steps: &[Step], overwrite: bool) 
         return Some(held);
     }
     overwrite.then(|| {
-        (0..=held.min(steps.len()))
+        (1..=held.min(steps.len()))
             .rev()
             .find(|&k| holds_beginning(&present[held - k..], &steps[..k]))
-            .unwrap_or(0)
+            .unwrap_or(0) // nothing of it on top yet: the whole history goes there
     })
 }
 
